@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both install what they need.
+PYTHON ?= python3
+VENV := .venv
+TOOLS := .tools
+UV_VERSION := 0.13.8
+UV := $(TOOLS)/bin/uv
+PYTEST_ARGS ?=
+
+# uv must use the machine's Python, never download one.
+export UV_PYTHON_DOWNLOADS := never
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_HOME ?= $(CURDIR)/.newsarchive/prefect
+
+.PHONY: install test run lock clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.installed: requirements-dev.lock pyproject.toml | $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
+	$(UV) pip sync --quiet --python $(VENV)/bin/python requirements-dev.lock
+	$(UV) pip install --quiet --python $(VENV)/bin/python --no-deps -e .
+	touch $@
+
+## install: create .venv with the project and its dev tools, from the lock files
+install: $(VENV)/.installed
+
+## test: run the test suite
+test: install
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+## run: crawl the sites of sites.toml once into ./archive
+run: install
+	$(VENV)/bin/newsarchive crawl --config sites.toml
+
+## lock: re-resolve the lock files after changing dependencies in pyproject.toml
+lock: $(UV)
+	$(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+		pyproject.toml -o requirements.lock
+	$(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+		--group dev pyproject.toml -o requirements-dev.lock
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .newsarchive

@@ -1,0 +1,1 @@
+"""Prefect flows (crawl), and the ``newsarchive`` command line."""

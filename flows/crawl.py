@@ -1,0 +1,118 @@
+"""Prefect flows that crawl sites: one Scrapy subprocess per site, judged by its stats file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from spiders.config import Settings, SiteConfig
+
+
+class CrawlCrashed(RuntimeError):
+    """The crawl subprocess ended without writing its stats file."""
+
+
+@dataclass(frozen=True)
+class SiteResult:
+    """What one site's crawl did."""
+
+    site: str
+    """Site name."""
+    run_id: str
+    """The run this crawl belongs to."""
+    ok: bool
+    """False when the crawl crashed, did not finish, or could not write to the archive."""
+    reason: str
+    """Scrapy's finish reason, or why the crawl failed."""
+    counts: dict[str, int] = field(default_factory=dict)
+    """discovered, fetched, archived, duplicates, skipped (already archived), errors."""
+    errors: list[dict] = field(default_factory=list)
+    """The recorded errors (url, kind, reason), as many as the crawl kept."""
+    stats_file: str = ""
+    """Path of the crawl's stats file."""
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC time plus randomness."""
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def summarize(report: dict) -> SiteResult:
+    """Turn a crawl's stats file into a :class:`SiteResult`."""
+    stats = report.get("stats", {})
+
+    def total(prefix: str) -> int:
+        return sum(v for k, v in stats.items() if k.startswith(prefix) and isinstance(v, int))
+
+    counts = {
+        "discovered": total("newsarchive/discovered/") - stats.get("newsarchive/discovered/filtered", 0),
+        "skipped": stats.get("newsarchive/skipped/already_archived", 0),
+        "fetched": stats.get("newsarchive/fetched", 0),
+        "archived": stats.get("newsarchive/archive/written", 0),
+        "duplicates": stats.get("newsarchive/archive/duplicate", 0),
+        "errors": total("newsarchive/errors/"),
+    }
+    reason = str(report.get("finish_reason"))
+    storage_errors = stats.get("newsarchive/errors/storage", 0)
+    ok = reason == "finished" and not storage_errors
+    if storage_errors:
+        reason = f"{storage_errors} pages could not be written to the archive"
+    return SiteResult(site=report.get("site", "?"), run_id=report.get("run_id", ""), ok=ok,
+                      reason=reason, counts=counts, errors=report.get("errors", []))
+
+
+@task(name="crawl-site", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def crawl_site(site: SiteConfig, archive_url: str, run_id: str, settings: Settings) -> SiteResult:
+    """Crawl one site in a subprocess and read back its stats file."""
+    logger = get_run_logger()
+    stats_file = (settings.data_dir / "crawls" / f"{run_id}-{site.name}.json").resolve()
+    stats_file.unlink(missing_ok=True)
+    command = [
+        sys.executable, "-m", "spiders.run",
+        "--site-json", site.model_dump_json(),
+        "--archive", archive_url,
+        "--run-id", run_id,
+        "--stats-file", str(stats_file),
+        "--user-agent", settings.user_agent,
+        "--log-level", settings.log_level,
+    ]
+    logger.info("crawling %s into %s", site.name, archive_url)
+    completed = subprocess.run(command, check=False)
+    if not stats_file.exists():
+        raise CrawlCrashed(
+            f"crawl of {site.name} exited with status {completed.returncode} without a stats file"
+        )
+    result = summarize(json.loads(stats_file.read_text(encoding="utf-8")))
+    result = SiteResult(**{**asdict(result), "stats_file": str(stats_file)})
+    logger.info("%s: %s", site.name, ", ".join(f"{k} {v}" for k, v in result.counts.items()))
+    return result
+
+
+@flow(name="crawl", log_prints=False)
+def crawl_sites(sites: list[SiteConfig], archive_url: str, settings: Settings,
+                run_id: str | None = None) -> list[SiteResult]:
+    """Crawl each site once, up to ``settings.max_parallel_sites`` at a time."""
+    run_id = run_id or new_run_id()
+    futures = [crawl_site.submit(site, archive_url, run_id, settings) for site in sites]
+    results = []
+    for site, future in zip(sites, futures):
+        try:
+            results.append(future.result())
+        except Exception as exc:  # one site's crash must not hide the others' results
+            results.append(SiteResult(site=site.name, run_id=run_id, ok=False, reason=str(exc)))
+    return results
+
+
+def run_crawl(sites: list[SiteConfig], archive_url: str, settings: Settings) -> list[SiteResult]:
+    """Run :func:`crawl_sites` with the configured site parallelism."""
+    runner = ThreadPoolTaskRunner(max_workers=settings.max_parallel_sites)
+    return crawl_sites.with_options(task_runner=runner)(sites, archive_url, settings)

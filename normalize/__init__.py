@@ -1,0 +1,20 @@
+"""Pure functions from HTML to article text and metadata. No Scrapy, no I/O."""
+
+from normalize.article import (
+    EXTRACTOR_NAME,
+    EXTRACTOR_VERSION,
+    Article,
+    decode_html,
+    extract_article,
+)
+from normalize.urls import canonicalize_url, choose_canonical_url
+
+__all__ = [
+    "EXTRACTOR_NAME",
+    "EXTRACTOR_VERSION",
+    "Article",
+    "canonicalize_url",
+    "choose_canonical_url",
+    "decode_html",
+    "extract_article",
+]

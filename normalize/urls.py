@@ -1,0 +1,71 @@
+"""URL canonicalisation: one article, one canonical URL, whatever link led to it."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+from w3lib.url import canonicalize_url as _w3lib_canonicalize
+
+# Query parameters that only say where a reader came from; dropping them never changes
+# the page. Kept conservative: a parameter that might select content stays.
+_TRACKING_PARAMS = re.compile(
+    r"^(utm_[a-z_]+|fbclid|gclid|dclid|gclsrc|msclkid|yclid|mc_cid|mc_eid|_ga|_gl|igshid"
+    r"|cmpid|ocid|wt_mc|wt_zmc|at_medium|at_campaign|ito|xtor|__twitter_impression)$",
+    re.IGNORECASE,
+)
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def canonicalize_url(url: str) -> str:
+    """Normalise ``url``: scheme and host case, default port, fragment, tracking parameters,
+    parameter order, percent-encoding and trailing slash. Returns ``url`` unchanged if it
+    is not an absolute http(s) URL."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return url
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        return url
+    host = parts.hostname.lower().rstrip(".")
+    port = parts.port if _port_ok(parts) else None
+    netloc = host if port is None or str(port) == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
+    query = urlencode(
+        [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+         if not _TRACKING_PARAMS.match(k)]
+    )
+    path = parts.path or "/"
+    if len(path) > 1 and path.endswith("/"):
+        path = path.rstrip("/") or "/"
+    return _w3lib_canonicalize(urlunsplit((scheme, netloc, path, query, "")))
+
+
+def _port_ok(parts) -> bool:
+    try:
+        parts.port
+    except ValueError:
+        return False
+    return True
+
+
+def _site_host(url: str) -> str:
+    host = (urlsplit(url).hostname or "").lower()
+    for prefix in ("www.", "amp.", "m."):
+        if host.startswith(prefix):
+            host = host[len(prefix):]
+    return host
+
+
+def choose_canonical_url(fetched_url: str, declared: str | None) -> str:
+    """The canonical URL of a page fetched at ``fetched_url`` that declares ``declared``
+    (``rel=canonical`` or ``og:url``). The declaration is trusted only when it stays on
+    the same site, so a page cannot claim another site's article."""
+    if declared:
+        try:
+            absolute = urljoin(fetched_url, declared.strip())
+        except ValueError:
+            absolute = ""
+        if absolute and _site_host(absolute) == _site_host(fetched_url):
+            return canonicalize_url(absolute)
+    return canonicalize_url(fetched_url)

@@ -1,0 +1,30 @@
+"""What the spider hands to the pipelines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass
+class FetchedPage:
+    """One fetched article page, before extraction."""
+
+    site: str
+    """Configured site name."""
+    url: str
+    """URL of the response (after redirects)."""
+    request_url: str
+    """URL as discovered (sitemap, feed or link), before redirects."""
+    status: int
+    """HTTP status."""
+    body: bytes
+    """Response body exactly as received (after transfer decoding)."""
+    encoding: str
+    """Character encoding Scrapy determined for the body."""
+    fetched_at: datetime
+    """When the response arrived (UTC)."""
+    discovered_via: str
+    """``sitemap``, ``feed`` or ``link``."""
+    date_hint: datetime | None = None
+    """Sitemap ``<lastmod>`` or feed date of the entry, if any."""

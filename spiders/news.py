@@ -1,0 +1,266 @@
+"""The discovery spider: sitemaps (via robots.txt or direct), RSS/Atom feeds and section
+fronts lead to article pages, which go to the archive pipeline.
+
+URLs whose canonical form is already archived are skipped before they are fetched; that
+check talks to the archive and so runs in a thread, off the reactor.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import lxml.etree
+import scrapy
+from scrapy.http import Response
+from scrapy.spidermiddlewares.httperror import HttpError
+from scrapy.utils.defer import maybe_deferred_to_future
+from scrapy.utils.gz import gunzip, gzip_magic_number
+from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
+from twisted.internet.threads import deferToThread
+from twisted.python.failure import Failure
+
+from normalize import canonicalize_url
+from spiders.config import SiteConfig
+from spiders.items import FetchedPage
+from spiders.stats import record_error
+from storage import Archive, ArchiveError
+
+logger = logging.getLogger(__name__)
+
+# A decompressed sitemap larger than this is refused (the protocol caps sitemaps at 50 MB).
+MAX_SITEMAP_BYTES = 50 * 1024 * 1024
+# Parallel archive look-ups when checking a sitemap's URLs before fetching them.
+_LOOKUP_THREADS = 8
+
+
+class NewsSpider(scrapy.Spider):
+    """Crawls one configured site once."""
+
+    name = "news"
+
+    def __init__(self, site: SiteConfig, archive_url: str, **kwargs: Any) -> None:
+        super().__init__(name=f"news-{site.name}", **kwargs)
+        self.site = site
+        self.allowed_domains = list(site.allowed_domains)
+        self.archive = Archive.open(archive_url)
+        self._article_pattern = re.compile(site.article_pattern) if site.article_pattern else None
+        self._seen_sitemaps: set[str] = set()
+        self._queued: set[str] = set()
+
+    @classmethod
+    def from_crawler(cls, crawler, *args: Any, **kwargs: Any) -> NewsSpider:
+        kwargs.setdefault("archive_url", crawler.settings.get("NEWSARCHIVE_ARCHIVE_URL"))
+        return super().from_crawler(crawler, *args, **kwargs)
+
+    async def start(self) -> AsyncIterator[scrapy.Request]:
+        for url in self.site.sitemaps:
+            self._seen_sitemaps.add(url)
+            yield scrapy.Request(url, callback=self.parse_sitemap, errback=self.on_error,
+                                 dont_filter=True)
+        for url in self.site.feeds:
+            yield scrapy.Request(url, callback=self.parse_feed, errback=self.on_error,
+                                 dont_filter=True)
+        for url in self.site.start_urls:
+            yield scrapy.Request(url, callback=self.parse_front, errback=self.on_error,
+                                 dont_filter=True)
+
+    # -- discovery ---------------------------------------------------------------------
+
+    async def parse_sitemap(self, response: Response) -> AsyncIterator[scrapy.Request]:
+        """A robots.txt, a sitemap index or a urlset."""
+        if response.url.endswith("/robots.txt"):
+            for url in sitemap_urls_from_robots(response.body, base_url=response.url):
+                for request in self._sitemap_request(url):
+                    yield request
+            return
+        body = self._sitemap_body(response)
+        if body is None:
+            return
+        try:
+            sitemap = Sitemap(body)
+        except (lxml.etree.XMLSyntaxError, StopIteration) as exc:
+            record_error(self.crawler.stats, response.url, "bad_sitemap", str(exc) or "empty")
+            return
+        if sitemap.type == "sitemapindex":
+            for entry in sitemap:
+                for request in self._sitemap_request(urljoin(response.url, entry["loc"])):
+                    yield request
+            return
+        entries = [(urljoin(response.url, e["loc"]), _parse_date(e.get("lastmod"))) for e in sitemap]
+        for request in await self._article_requests(entries, "sitemap"):
+            yield request
+
+    def _sitemap_request(self, url: str) -> Iterable[scrapy.Request]:
+        # Sitemap indexes may list each other or themselves; fetch each sitemap once.
+        if url in self._seen_sitemaps:
+            self.crawler.stats.inc_value("newsarchive/sitemaps/repeated")
+            return ()
+        self._seen_sitemaps.add(url)
+        return (scrapy.Request(url, callback=self.parse_sitemap, errback=self.on_error),)
+
+    def _sitemap_body(self, response: Response) -> bytes | None:
+        body = response.body
+        if gzip_magic_number(response):
+            try:
+                body = gunzip(body, max_size=MAX_SITEMAP_BYTES)
+            except Exception as exc:  # gunzip raises IOError, DecompressionMaxSizeExceeded, ...
+                record_error(self.crawler.stats, response.url, "bad_sitemap", f"gzip: {exc}")
+                return None
+        if not body.strip():
+            record_error(self.crawler.stats, response.url, "bad_sitemap", "empty sitemap")
+            return None
+        return body
+
+    async def parse_feed(self, response: Response) -> AsyncIterator[scrapy.Request]:
+        """An RSS 2.0 or Atom feed."""
+        try:
+            entries = list(feed_entries(response.body, response.url))
+        except lxml.etree.XMLSyntaxError as exc:
+            record_error(self.crawler.stats, response.url, "bad_feed", str(exc))
+            return
+        for request in await self._article_requests(entries, "feed"):
+            yield request
+
+    async def parse_front(self, response: Response) -> AsyncIterator[scrapy.Request]:
+        """A section front: its links that look like articles."""
+        links = [urljoin(response.url, href) for href in response.css("a::attr(href)").getall()]
+        entries = [(url, None) for url in links if self._looks_like_article(url)]
+        for request in await self._article_requests(entries, "link"):
+            yield request
+
+    def _looks_like_article(self, url: str) -> bool:
+        if self._article_pattern:
+            return True  # the pattern decides in _wanted
+        # Without a pattern: a slug-shaped last path segment, as news URLs have.
+        segment = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+        return segment.count("-") >= 2
+
+    def _wanted(self, url: str) -> bool:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            return False
+        host = (parts.hostname or "").lower()
+        if not any(host == d or host.endswith("." + d) for d in self.allowed_domains):
+            return False
+        return not self._article_pattern or bool(self._article_pattern.search(url))
+
+    async def _article_requests(
+        self, entries: list[tuple[str, datetime | None]], via: str
+    ) -> list[scrapy.Request]:
+        """Requests for the entries that are wanted, new in this crawl and not yet archived."""
+        stats = self.crawler.stats
+        fresh: dict[str, tuple[str, datetime | None]] = {}
+        for url, hint in entries:
+            stats.inc_value(f"newsarchive/discovered/{via}")
+            if not self._wanted(url):
+                stats.inc_value("newsarchive/discovered/filtered")
+                continue
+            canonical = canonicalize_url(url)
+            if canonical in self._queued:
+                continue
+            # Reserve before the look-up below yields to the reactor: another sitemap or
+            # feed callback may list the same article meanwhile.
+            self._queued.add(canonical)
+            fresh[canonical] = (url, hint)
+        if not fresh:
+            return []
+        try:
+            unarchived = await maybe_deferred_to_future(
+                deferToThread(self._unarchived, list(fresh))
+            )
+        except ArchiveError as exc:
+            # The archive will say again at write time; fetching is never the wrong choice.
+            logger.warning("archive look-up failed, fetching all: %s", exc)
+            unarchived = list(fresh)
+        stats.inc_value("newsarchive/skipped/already_archived", len(fresh) - len(unarchived))
+        requests = []
+        for canonical in unarchived:
+            url, hint = fresh[canonical]
+            requests.append(scrapy.Request(
+                url, callback=self.parse_article, errback=self.on_error,
+                cb_kwargs={"via": via, "date_hint": hint},
+            ))
+        return requests
+
+    def _unarchived(self, canonical_urls: list[str]) -> list[str]:
+        with ThreadPoolExecutor(_LOOKUP_THREADS) as pool:
+            archived = list(pool.map(self.archive.is_archived, canonical_urls))
+        return [url for url, done in zip(canonical_urls, archived) if not done]
+
+    # -- articles ----------------------------------------------------------------------
+
+    def parse_article(self, response: Response, via: str, date_hint: datetime | None):
+        """An article page: hand it to the pipeline as received."""
+        self.crawler.stats.inc_value("newsarchive/fetched")
+        content_type = response.headers.get(b"Content-Type", b"").decode("latin-1").lower()
+        if not isinstance(response, scrapy.http.TextResponse) or (
+            content_type and "html" not in content_type
+        ):
+            record_error(self.crawler.stats, response.url, "not_html",
+                         f"content type {content_type or 'unknown'}")
+            return
+        yield FetchedPage(
+            site=self.site.name,
+            url=response.url,
+            request_url=response.request.meta.get("redirect_urls", [response.url])[0],
+            status=response.status,
+            body=response.body,
+            encoding=response.encoding,
+            fetched_at=datetime.now(timezone.utc),
+            discovered_via=via,
+            date_hint=date_hint,
+        )
+
+    def on_error(self, failure: Failure) -> None:
+        """Record a failed request; the crawl goes on."""
+        request = failure.request if hasattr(failure, "request") else None
+        url = request.url if request is not None else "?"
+        if failure.check(HttpError):
+            status = failure.value.response.status
+            record_error(self.crawler.stats, url, f"http_{status}", f"HTTP {status}")
+        else:
+            record_error(self.crawler.stats, url, "fetch", repr(failure.value))
+
+
+def feed_entries(body: bytes, base_url: str) -> Iterable[tuple[str, datetime | None]]:
+    """``(link, date)`` of every item of an RSS 2.0 or Atom feed."""
+    parser = lxml.etree.XMLParser(resolve_entities=False, no_network=True, recover=True,
+                                  huge_tree=False)
+    root = lxml.etree.fromstring(body, parser=parser)
+    if root is None:
+        return
+    for item in root.iter("{*}item", "{*}entry"):
+        link = None
+        date = None
+        for child in item:
+            if not isinstance(child.tag, str):
+                continue
+            tag = lxml.etree.QName(child).localname
+            if tag == "link":
+                link = link or (child.get("href") if child.get("href") else (child.text or "").strip())
+            elif tag in ("pubDate", "published", "updated", "date") and date is None:
+                date = _parse_date(child.text)
+        if link:
+            yield urljoin(base_url, link), date
+
+
+def _parse_date(value: str | None) -> datetime | None:
+    """A sitemap (W3C) or feed (RFC 822 or ISO 8601) date, timezone-aware; None if unparseable."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            parsed = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

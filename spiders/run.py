@@ -1,0 +1,77 @@
+"""Entry point of one crawl subprocess: ``python -m spiders.run --site-json ... --archive ...``.
+
+Each crawl gets its own process because Twisted's reactor cannot be restarted. The outcome
+is reported through a JSON stats file, not the exit code, so the caller can tell a crawl
+that finished with page errors from one that crashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from scrapy.crawler import CrawlerProcess
+
+from spiders.config import SiteConfig
+from spiders.news import NewsSpider
+from spiders.settings import crawl_settings
+from spiders.stats import ERROR_LIST_KEY
+
+logger = logging.getLogger(__name__)
+
+
+def _jsonable(value):
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Path,
+              user_agent: str, log_level: str = "INFO") -> dict:
+    """Crawl ``site`` once (blocking; once per process) and write its stats file."""
+    # trafilatura warns about every page it discards; our stats record those outcomes.
+    logging.getLogger("trafilatura").setLevel(logging.ERROR)
+    settings = crawl_settings(site, archive_url=archive_url, run_id=run_id,
+                              user_agent=user_agent, log_level=log_level)
+    started = datetime.now(timezone.utc)
+    process = CrawlerProcess(settings)
+    crawler = process.create_crawler(NewsSpider)
+    process.crawl(crawler, site=site, archive_url=archive_url)
+    process.start()
+    stats = dict(crawler.stats.get_stats())
+    errors = stats.pop(ERROR_LIST_KEY, [])
+    report = {
+        "site": site.name,
+        "run_id": run_id,
+        "started_at": started.isoformat(),
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+        "finish_reason": stats.get("finish_reason"),
+        "stats": stats,
+        "errors": errors,
+    }
+    stats_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = stats_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, default=_jsonable, indent=1), encoding="utf-8")
+    tmp.replace(stats_file)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m spiders.run", description=__doc__)
+    parser.add_argument("--site-json", required=True, help="the site's config as JSON")
+    parser.add_argument("--archive", required=True, help="archive URL")
+    parser.add_argument("--run-id", required=True)
+    parser.add_argument("--stats-file", required=True, type=Path)
+    parser.add_argument("--user-agent", required=True)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    site = SiteConfig.model_validate_json(args.site_json)
+    run_crawl(site, archive_url=args.archive, run_id=args.run_id, stats_file=args.stats_file,
+              user_agent=args.user_agent, log_level=args.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

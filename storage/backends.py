@@ -1,0 +1,320 @@
+"""Archive backends: an S3-compatible bucket (boto3) and a local directory, with the same keys.
+
+Both offer the same small surface, including an atomic create-if-absent that dedup markers
+rely on: S3 conditional writes (``IfNoneMatch="*"``, the second writer gets 412) and, locally,
+a hard link that fails with EEXIST. Every third-party error is translated here into
+``storage.errors``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from storage.errors import (
+    ArchiveAccessDenied,
+    ArchiveError,
+    ArchiveUnavailable,
+    InvalidArchiveURL,
+    InvalidKey,
+    ObjectNotFound,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class Backend(Protocol):
+    """What the archive needs from a storage system. Keys are archive-relative, ``/``-separated."""
+
+    url: str
+    """The archive URL this backend was opened from (no credentials in it)."""
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        content_encoding: str | None = None,
+    ) -> None:
+        """Write ``data`` at ``key``, replacing any object there; readers see all or nothing."""
+
+    def put_if_absent(self, key: str, data: bytes, *, content_type: str | None = None) -> bool:
+        """Create ``key`` atomically; False (and nothing written) if it already exists."""
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes; ObjectNotFound if there is none."""
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored at ``key``."""
+
+    def iter_keys(self, prefix: str = "") -> Iterator[str]:
+        """Every key under ``prefix``, in lexicographic order for S3 (any order locally)."""
+
+    def locate(self, key: str) -> str:
+        """The key as users see it: from the bucket's root, or from the archive directory."""
+
+    def relative(self, located: str) -> str:
+        """Inverse of :meth:`locate`."""
+
+
+def check_key(key: str) -> str:
+    """Reject keys that could escape the archive root or alias another key."""
+    if (
+        not key
+        or key.startswith("/")
+        or "\\" in key
+        or "\x00" in key
+        or any(part in ("", ".", "..") for part in key.split("/"))
+    ):
+        raise InvalidKey(f"invalid archive key {key!r}")
+    return key
+
+
+def open_backend(url: str) -> Backend:
+    """A backend for ``url``: ``s3://bucket[/prefix]`` or a local directory path (``file://`` ok)."""
+    if not url:
+        raise InvalidArchiveURL("empty archive URL")
+    parts = urlsplit(url)
+    if parts.scheme == "s3":
+        return S3Backend(parts.netloc, parts.path)
+    if parts.scheme == "file":
+        return LocalBackend(Path(parts.path))
+    if parts.scheme and len(parts.scheme) > 1:
+        raise InvalidArchiveURL(
+            f"unsupported archive URL {url!r}: use a directory path or s3://bucket/prefix"
+        )
+    return LocalBackend(Path(url))
+
+
+class LocalBackend:
+    """An archive in a local directory; keys map to relative paths."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.expanduser().resolve()
+        self.url = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        path = self.root / check_key(key)
+        # A symlink planted inside the archive must not lead a write outside it.
+        if not path.resolve().is_relative_to(self.root):
+            raise InvalidKey(f"archive key {key!r} resolves outside {self.root}")
+        return path
+
+    def _write_temp(self, path: Path, data: bytes) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+        tmp.write_bytes(data)
+        return tmp
+
+    def put(self, key, data, *, content_type=None, content_encoding=None) -> None:
+        path = self._path(key)
+        try:
+            tmp = self._write_temp(path, data)
+            # rename is atomic: a reader (or a crash) never sees half an object.
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise ArchiveError(f"cannot write {path}: {exc}") from exc
+
+    def put_if_absent(self, key, data, *, content_type=None) -> bool:
+        path = self._path(key)
+        try:
+            tmp = self._write_temp(path, data)
+        except OSError as exc:
+            raise ArchiveError(f"cannot write {path}: {exc}") from exc
+        try:
+            # link(2) is the O_CREAT|O_EXCL of a complete file: it fails if the name exists,
+            # and the winner's content is in place the moment the name appears.
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError:
+            # File systems without hard links: fall back to O_EXCL and write in place.
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            return True
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise ObjectNotFound(key) from exc
+        except OSError as exc:
+            raise ArchiveError(f"cannot read {path}: {exc}") from exc
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def iter_keys(self, prefix: str = "") -> Iterator[str]:
+        # Same meaning as S3's Prefix: a string prefix, not a directory. Walk the deepest
+        # directory the prefix names and filter by the rest.
+        directory = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        if directory:
+            check_key(directory)
+        base = self.root / directory if directory else self.root
+        if not base.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            rel_dir = Path(dirpath).relative_to(self.root).as_posix()
+            for name in sorted(filenames):
+                if name.startswith("."):
+                    continue  # temp files of writes in progress
+                key = name if rel_dir == "." else f"{rel_dir}/{name}"
+                if key.startswith(prefix):
+                    yield key
+
+    def locate(self, key: str) -> str:
+        return key
+
+    def relative(self, located: str) -> str:
+        return check_key(located)
+
+
+class S3Backend:
+    """An archive in an S3-compatible bucket, optionally under a prefix.
+
+    Endpoint, region and credentials come from boto3's own chain (``AWS_ENDPOINT_URL``,
+    ``AWS_ACCESS_KEY_ID``, profiles, instance roles), so AWS, MinIO, Ceph and R2 need no
+    code changes.
+    """
+
+    def __init__(self, bucket: str, prefix: str = "", client=None) -> None:
+        if not bucket:
+            raise InvalidArchiveURL("s3 archive URL needs a bucket: s3://bucket/prefix")
+        self.bucket = bucket
+        prefix = prefix.strip("/")
+        self.prefix = f"{prefix}/" if prefix else ""
+        if self.prefix:
+            check_key(prefix)
+        self.url = f"s3://{bucket}/{self.prefix}"
+        self._client = client or make_s3_client()
+
+    def _k(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    def put(self, key, data, *, content_type=None, content_encoding=None) -> None:
+        extra = {}
+        if content_type:
+            extra["ContentType"] = content_type
+        if content_encoding:
+            extra["ContentEncoding"] = content_encoding
+        with _translated(key):
+            self._client.put_object(Bucket=self.bucket, Key=self._k(key), Body=data, **extra)
+
+    def put_if_absent(self, key, data, *, content_type=None) -> bool:
+        extra = {"ContentType": content_type} if content_type else {}
+        try:
+            with _translated(key):
+                self._client.put_object(
+                    Bucket=self.bucket, Key=self._k(key), Body=data, IfNoneMatch="*", **extra
+                )
+        except _ConditionFailed:
+            return False
+        return True
+
+    def get(self, key: str) -> bytes:
+        with _translated(key):
+            response = self._client.get_object(Bucket=self.bucket, Key=self._k(key))
+            return response["Body"].read()
+
+    def exists(self, key: str) -> bool:
+        try:
+            with _translated(key):
+                self._client.head_object(Bucket=self.bucket, Key=self._k(key))
+        except ObjectNotFound:
+            return False
+        return True
+
+    def iter_keys(self, prefix: str = "") -> Iterator[str]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        cut = len(self.prefix)
+        with _translated(prefix):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                for obj in page.get("Contents", ()):
+                    yield obj["Key"][cut:]
+
+    def locate(self, key: str) -> str:
+        return self.prefix + key
+
+    def relative(self, located: str) -> str:
+        if not located.startswith(self.prefix):
+            raise InvalidKey(f"key {located!r} is not under {self.url}")
+        return check_key(located[len(self.prefix) :])
+
+
+def make_s3_client():
+    """A boto3 S3 client with standard retries; path-style addressing for custom endpoints.
+
+    MinIO, Ceph and local test servers are reached by address, where virtual-hosted
+    bucket names cannot resolve; AWS itself keeps boto3's default.
+    """
+    import boto3
+    from botocore.config import Config
+
+    custom_endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=10,
+        read_timeout=60,
+        s3={"addressing_style": "path"} if custom_endpoint else {},
+    )
+    return boto3.session.Session().client("s3", config=config)
+
+
+class _ConditionFailed(Exception):
+    """Internal: a conditional write lost the race (412, or 409 while another write is in flight)."""
+
+
+class _translated:
+    """Context manager mapping botocore exceptions onto ``storage.errors``."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None:
+            return False
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectionError as BotoConnectionError,
+            NoCredentialsError,
+        )
+
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (412, 409):
+                raise _ConditionFailed(code) from exc
+            if code in ("NoSuchKey", "404", "NotFound") or status == 404 and code != "NoSuchBucket":
+                raise ObjectNotFound(self.key) from exc
+            if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch") or status == 403:
+                raise ArchiveAccessDenied(f"S3 refused access ({code})") from exc
+            if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
+                raise ArchiveUnavailable(f"S3 error {code} (HTTP {status})") from exc
+            raise ArchiveError(f"S3 error {code} (HTTP {status}): {error.get('Message', '')}") from exc
+        if isinstance(exc, NoCredentialsError):
+            raise ArchiveAccessDenied("no S3 credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from exc
+        if isinstance(exc, BotoConnectionError):
+            raise ArchiveUnavailable(f"S3 endpoint unreachable: {exc.__class__.__name__}") from exc
+        if isinstance(exc, BotoCoreError):
+            raise ArchiveError(f"S3 client error: {exc}") from exc
+        return False

@@ -1,0 +1,28 @@
+"""The archive's exceptions: one small hierarchy, with boto3 and OS errors mapped onto it
+at the backend boundary so that callers never catch a botocore type."""
+
+from __future__ import annotations
+
+
+class ArchiveError(Exception):
+    """Base class of every error raised by the storage package."""
+
+
+class InvalidArchiveURL(ArchiveError, ValueError):
+    """The archive URL is neither a local directory nor ``s3://bucket[/prefix]``."""
+
+
+class InvalidKey(ArchiveError, ValueError):
+    """A key or one of its parts (site name, id) is malformed and could escape its place."""
+
+
+class ObjectNotFound(ArchiveError, KeyError):
+    """The key does not exist in the archive."""
+
+
+class ArchiveUnavailable(ArchiveError):
+    """The storage could not be reached or answered with a server error; worth retrying later."""
+
+
+class ArchiveAccessDenied(ArchiveError):
+    """The storage refused the credentials or the operation; retrying will not help."""

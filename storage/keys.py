@@ -1,0 +1,104 @@
+"""The archive's key layout (a contract: see the README's "Archive layout").
+
+Keys are built only here, only from validated site names, dates and hex digests, so no
+input from a crawled page can steer a write outside its place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import date
+
+from storage.errors import InvalidKey
+
+SITE_NAME_PATTERN = re.compile(r"^[a-z0-9_-]{1,64}$")
+_ARTICLE_ID_PATTERN = re.compile(r"^[0-9a-f]{24}$")
+_RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+
+ARTICLES_ROOT = "articles"
+URL_INDEX_ROOT = "_index/urls"
+
+
+def validate_site_name(site: str) -> str:
+    """Return ``site`` if it is a valid site name (``[a-z0-9_-]+``), else raise InvalidKey."""
+    if not isinstance(site, str) or not SITE_NAME_PATTERN.fullmatch(site):
+        raise InvalidKey(f"invalid site name {site!r}: use 1-64 characters of a-z, 0-9, _ and -")
+    return site
+
+
+def validate_run_id(run_id: str) -> str:
+    """Return ``run_id`` if it is safe to use inside a key, else raise InvalidKey."""
+    if not isinstance(run_id, str) or not _RUN_ID_PATTERN.fullmatch(run_id):
+        raise InvalidKey(f"invalid run id {run_id!r}")
+    return run_id
+
+
+def url_digest(url: str) -> str:
+    """SHA-256 hex digest of a URL, the basis of ids and index keys."""
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()
+
+
+def article_id(canonical_url: str) -> str:
+    """The article id: derived from the canonical URL, so an article always lands in one place.
+
+    96 bits of SHA-256 keep ids short enough to type while collisions stay out of reach for
+    any archive size we can imagine (about 1e-10 at a billion articles).
+    """
+    return url_digest(canonical_url)[:24]
+
+
+def validate_article_id(value: str) -> str:
+    """Return ``value`` if it has the shape of an article id, else raise InvalidKey."""
+    if not isinstance(value, str) or not _ARTICLE_ID_PATTERN.fullmatch(value):
+        raise InvalidKey(f"invalid article id {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ArticleKeys:
+    """The archive-relative keys of one article's objects."""
+
+    prefix: str
+    """``articles/<site>/<YYYY>/<MM>/<DD>/<id>/``"""
+    raw: str
+    """The raw response body, gzip-compressed."""
+    text: str
+    """The cleaned article text, UTF-8."""
+    meta: str
+    """The record (JSON); written last, so its presence means the article is complete."""
+
+
+def article_keys(site: str, day: date, article_id_: str) -> ArticleKeys:
+    """Keys of an article of ``site`` dated ``day`` (publication date, else fetch date, UTC)."""
+    validate_site_name(site)
+    validate_article_id(article_id_)
+    prefix = f"{ARTICLES_ROOT}/{site}/{day:%Y/%m/%d}/{article_id_}/"
+    return ArticleKeys(
+        prefix=prefix,
+        raw=prefix + "raw.html.gz",
+        text=prefix + "text.txt",
+        meta=prefix + "meta.json",
+    )
+
+
+def url_index_key(canonical_url: str) -> str:
+    """Key of the dedup marker claimed by the first writer of a canonical URL.
+
+    The two-character fan-out keeps any one listing small on a local file system.
+    """
+    digest = url_digest(canonical_url)
+    return f"{URL_INDEX_ROOT}/{digest[:2]}/{digest}.json"
+
+
+def is_meta_key(key: str) -> bool:
+    """True for ``articles/<site>/<YYYY>/<MM>/<DD>/<id>/meta.json``."""
+    parts = key.split("/")
+    return len(parts) == 7 and parts[0] == ARTICLES_ROOT and parts[-1] == "meta.json"
+
+
+def day_of_meta_key(key: str) -> date:
+    """The date folder of a meta key (see :func:`is_meta_key`)."""
+    parts = key.split("/")
+    return date(int(parts[2]), int(parts[3]), int(parts[4]))

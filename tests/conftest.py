@@ -1,0 +1,173 @@
+"""Real servers for the tests, all on 127.0.0.1 and port 0: the local news site, moto's S3
+server (one fresh bucket per test), and a Prefect API server for CLI runs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.newssite import NewsSite, load_corpus
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing-access-key",
+    "AWS_SECRET_ACCESS_KEY": "testing-secret-key",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="session")
+def corpus():
+    """Every page of the shared corpus."""
+    return load_corpus()
+
+
+@pytest.fixture(scope="session")
+def news_site(corpus) -> Iterator[NewsSite]:
+    """The local news site serving the whole corpus, with robots.txt, sitemaps and a feed."""
+    site = NewsSite(corpus)
+    site.start()
+    yield site
+    site.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A real S3-compatible server (moto's server mode), reached over HTTP."""
+    from moto.server import ThreadedMotoServer
+
+    # werkzeug logs every S3 request at INFO, drowning failure reports.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@dataclass(frozen=True)
+class S3Archive:
+    """A fresh bucket on the moto server, and how to reach it."""
+
+    endpoint: str
+    bucket: str
+    prefix: str
+    client: object
+    env: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def listing(self) -> dict[str, tuple[str, object]]:
+        """Every object in the bucket: key -> (ETag, LastModified)."""
+        out = {}
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+            for obj in page.get("Contents", ()):
+                out[obj["Key"]] = (obj["ETag"], obj["LastModified"])
+        return out
+
+    def get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+
+@pytest.fixture
+def s3_archive(moto_endpoint, monkeypatch) -> S3Archive:
+    """An empty bucket on a freshly reset moto server; AWS_* variables point boto3 at it."""
+    request = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
+    urllib.request.urlopen(request, timeout=10).close()
+    env = {**AWS_TEST_ENV, "AWS_ENDPOINT_URL": moto_endpoint}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",
+                          aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    return S3Archive(endpoint=moto_endpoint, bucket=bucket, prefix="news", client=client, env=env)
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url(tmp_path_factory) -> Iterator[str]:
+    """A real Prefect API server shared by the CLI runs of the session."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    os.environ["PREFECT_HOME"] = str(home)
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    from prefect.settings import get_current_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield str(get_current_settings().api.url)
+
+
+@pytest.fixture
+def run_cli(prefect_api_url, tmp_path):
+    """Run ``python -m flows ARGS`` in a subprocess, as a user would, against the test
+    Prefect server; returns the CompletedProcess."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 600,
+            binary: bool = False):
+        full_env = {
+            **os.environ,
+            "PREFECT_API_URL": prefect_api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "NEWSARCHIVE_DATA_DIR": str(tmp_path / "data"),
+            "PYTHONPATH": str(REPO_ROOT),
+            **(env or {}),
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "flows", *args], cwd=workdir, env=full_env,
+            capture_output=True, text=not binary, timeout=timeout, check=False,
+        )
+
+    run.workdir = workdir
+    return run
+
+
+def write_sites_file(path: Path, archive_url: str, sites: list[dict]) -> Path:
+    """Write a sites.toml (tests build their configs with this, never by string pasting)."""
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(v)
+
+    lines = ["[archive]", f"url = {value(archive_url)}", ""]
+    for site in sites:
+        lines.append("[[sites]]")
+        lines += [f"{k} = {value(v)}" for k, v in site.items()]
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def local_site_config(site: NewsSite, name: str = "localnews", **overrides) -> dict:
+    """A site entry for the local news site, with the benchmark's impolite-but-fast settings."""
+    return {
+        "name": name,
+        "allowed_domains": ["127.0.0.1"],
+        "sitemaps": [f"{site.base_url}/robots.txt"],
+        "feeds": [f"{site.base_url}/rss.xml"],
+        "download_delay": 0,
+        "concurrent_requests": 16,
+        "autothrottle": False,
+        **overrides,
+    }

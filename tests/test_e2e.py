@@ -1,0 +1,164 @@
+"""End to end, as a user runs it: the ``newsarchive`` CLI crawls the local news site into
+moto's S3 server (and into a local directory), and the archive is read back with boto3."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+
+import lxml.html
+import pytest
+
+from normalize import canonicalize_url
+from tests.conftest import local_site_config, write_sites_file
+from tests.newssite import NewsSite
+
+# The record contract of ARCHITECTURE.md, spelled out here so the test checks the contract
+# rather than whatever our dataclass happens to hold.
+CONTRACT_FIELDS = (
+    "schema_version", "id", "site", "url", "canonical_url", "aliases", "title", "authors",
+    "published", "modified", "language", "fetched_at", "http_status", "content_sha256",
+    "near_duplicate_of", "extractor", "raw_key", "text_key", "meta_key",
+)
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def boilerplate_lines(html: bytes, truth: dict) -> set[str]:
+    """Text of the page's navigation, masthead and footer that is not part of the story.
+
+    An article's own ``<header>`` (headline, standfirst, byline) is not boilerplate; the
+    site's masthead, outside ``<article>`` and ``<main>``, is."""
+    story = {_norm(truth.get("title") or "")}
+    body = truth.get("body") or {}
+    story |= {_norm(p) for p in body.get("summary", [])}
+    for section in body.get("sections", []):
+        story |= {_norm(p) for p in section.get("headline", []) + section.get("paragraphs", [])}
+    tree = lxml.html.fromstring(html)
+    lines = set()
+    for el in tree.xpath(
+        "//nav | //footer | //header[not(ancestor::article) and not(ancestor::main)]"
+        " | //*[@role='navigation'] | //*[@role='contentinfo'] | //*[@role='banner']"
+    ):
+        for chunk in el.itertext():
+            chunk = _norm(chunk)
+            if len(chunk) >= 12 and not any(chunk in s for s in story):
+                lines.add(chunk)
+    return lines
+
+
+def test_boilerplate_check_catches_navigation(corpus):
+    """The navigation check below is not vacuous: a page's full text fails it."""
+    caught = 0
+    for page in corpus[:20]:
+        truth = json.loads(page.truth.read_text(encoding="utf-8"))
+        everything = {_norm(t) for t in lxml.html.fromstring(page.html).itertext()}
+        caught += bool(everything & boilerplate_lines(page.html, truth))
+    assert caught >= 10
+
+
+def test_crawl_into_s3_end_to_end(news_site: NewsSite, s3_archive, run_cli, tmp_path):
+    config = write_sites_file(tmp_path / "sites.toml", s3_archive.url,
+                              [local_site_config(news_site)])
+    news_site.clear_requests()
+
+    first = run_cli("crawl", "--config", str(config), env=s3_archive.env)
+    assert first.returncode == 0, first.stderr[-4000:]
+    assert "localnews" in first.stdout and "ok" in first.stdout
+
+    listing = s3_archive.listing()
+    meta_keys = sorted(k for k in listing if k.endswith("/meta.json"))
+    records = [json.loads(s3_archive.get(k)) for k in meta_keys]
+
+    # Every served article archived exactly once.
+    expected = {canonicalize_url(news_site.url_for(p)): p for p in news_site.pages}
+    by_canonical = {}
+    for record in records:
+        by_canonical.setdefault(record["canonical_url"], []).append(record)
+    assert len(records) == len(news_site.pages)
+    assert all(len(v) == 1 for v in by_canonical.values())
+    archived_pages = {}
+    for record in records:
+        page = news_site.page_for_path(re.sub(r"^https?://[^/]+", "", record["url"]).split("?")[0])
+        assert page is not None, record["url"]
+        archived_pages[page.path] = record
+    assert set(archived_pages) == {p.path for p in news_site.pages}
+    assert len(expected) == len(news_site.pages)
+
+    for page in news_site.pages:
+        record = archived_pages[page.path]
+        # Every record field present, the keys pointing at objects under the archive prefix.
+        missing = [f for f in CONTRACT_FIELDS if f not in record]
+        assert not missing, (page.path, missing)
+        assert record["site"] == "localnews" and record["http_status"] == 200
+        assert record["meta_key"].startswith(f"{s3_archive.prefix}/articles/localnews/")
+        assert record["extractor"]["name"] and record["extractor"]["version"]
+
+        # Raw bytes identical to what the server sent, gzip with the right headers.
+        raw = s3_archive.client.get_object(Bucket=s3_archive.bucket, Key=record["raw_key"])
+        assert raw["ContentEncoding"] == "gzip"
+        assert raw["ContentType"].startswith("text/html; charset=")
+        assert gzip.decompress(raw["Body"].read()) == page.html
+
+        # Non-empty text with no navigation or footer lines.
+        text = s3_archive.get(record["text_key"]).decode("utf-8")
+        assert text.strip(), page.path
+        truth = json.loads(page.truth.read_text(encoding="utf-8"))
+        leaked = {_norm(line) for line in text.splitlines()} & boilerplate_lines(page.html, truth)
+        assert not leaked, (page.path, sorted(leaked)[:3])
+
+    # The article fetches of the first crawl: one per article, none twice.
+    fetched = [r.split("?")[0] for r in news_site.article_requests()]
+    assert sorted(fetched) == sorted(p.path for p in news_site.pages)
+
+    # A second crawl writes no object (and fetches no article).
+    news_site.clear_requests()
+    second = run_cli("crawl", "--config", str(config), env=s3_archive.env)
+    assert second.returncode == 0, second.stderr[-4000:]
+    assert s3_archive.listing() == listing
+    assert news_site.article_requests() == []
+
+    # ls --json reads the same records back.
+    ls = run_cli("ls", "--json", "--config", str(config), env=s3_archive.env)
+    assert ls.returncode == 0, ls.stderr[-2000:]
+    lines = [json.loads(line) for line in ls.stdout.splitlines()]
+    assert sorted(r["id"] for r in lines) == sorted(r["id"] for r in records)
+    assert all(set(CONTRACT_FIELDS) <= set(r) for r in lines)
+
+
+@pytest.fixture(scope="module")
+def small_site(corpus):
+    site = NewsSite(corpus[:6], feed_size=3)
+    site.start()
+    yield site
+    site.stop()
+
+
+def test_crawl_into_local_directory_default(small_site: NewsSite, run_cli, tmp_path):
+    """The default archive is ./archive, relative to where the command runs."""
+    config = write_sites_file(tmp_path / "sites.toml", "./archive", [local_site_config(small_site)])
+    result = run_cli("crawl", "--config", str(config))
+    assert result.returncode == 0, result.stderr[-4000:]
+    archive = run_cli.workdir / "archive"
+    metas = sorted(archive.glob("articles/localnews/*/*/*/*/meta.json"))
+    assert len(metas) == 6
+    for meta in metas:
+        record = json.loads(meta.read_text(encoding="utf-8"))
+        # Local archives record paths from the archive directory.
+        assert (archive / record["raw_key"]).is_file() and (archive / record["text_key"]).is_file()
+        assert record["meta_key"] == meta.relative_to(archive).as_posix()
+
+    table = run_cli("ls", "--config", str(config))
+    assert table.returncode == 0
+    assert len(table.stdout.splitlines()) == 1 + 6
+    some = json.loads(metas[0].read_text(encoding="utf-8"))
+    shown = run_cli("show", some["id"], "--config", str(config))
+    assert shown.returncode == 0 and json.loads(shown.stdout)["id"] == some["id"]
+    text = run_cli("cat", some["id"], "--config", str(config))
+    assert text.stdout.strip() == (archive / some["text_key"]).read_text(encoding="utf-8").strip()
+    raw = run_cli("cat", some["id"], "--raw", "--config", str(config), binary=True)
+    page = small_site.page_for_path(re.sub(r"^https?://[^/]+", "", some["url"]).split("?")[0])
+    assert raw.stdout == page.html
