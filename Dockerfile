@@ -1,0 +1,34 @@
+# newsarchive: slim Python, dependencies from the lock file, runs as a non-root user.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PREFECT_HOME=/data/prefect \
+    PREFECT_SERVER_ANALYTICS_ENABLED=false \
+    NEWSARCHIVE_DATA_DIR=/data/state \
+    NEWSARCHIVE_CONFIG=/config/sites.toml
+
+RUN useradd --create-home --uid 10001 newsarchive \
+    && mkdir -p /data /config \
+    && chown newsarchive /data
+
+WORKDIR /app
+# Dependencies first, from the lock with hashes, so code changes reuse this layer.
+COPY requirements.lock ./
+RUN pip install --require-hashes --no-deps -r requirements.lock
+
+COPY pyproject.toml README.md sites.toml ./
+COPY normalize ./normalize
+COPY storage ./storage
+COPY spiders ./spiders
+COPY flows ./flows
+COPY browse ./browse
+RUN pip install --no-deps . && cp sites.toml /config/sites.toml
+
+USER newsarchive
+WORKDIR /data
+HEALTHCHECK --interval=60s --timeout=10s CMD ["newsarchive", "--help"]
+ENTRYPOINT ["newsarchive"]
+CMD ["crawl"]

@@ -1,0 +1,1 @@
+"""newsarchive tests: unit, integration and end-to-end, against real local servers."""

@@ -1,0 +1,120 @@
+"""The repository's promises: docs, config, CLI and packaging agree with each other and
+with ../shared/ARCHITECTURE.md. (No Docker engine runs here, so the Dockerfile is checked
+by reading it against the tree.)"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from flows.cli import build_parser
+from spiders.config import SiteConfig
+from storage import RECORD_FIELDS, article_keys
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCHITECTURE = ROOT.parent / "shared" / "ARCHITECTURE.md"
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def architecture() -> str:
+    return ARCHITECTURE.read_text(encoding="utf-8")
+
+
+def _architecture_site_keys(text: str) -> set[str]:
+    block = re.search(r"```toml\n(.*?)```", text, re.S).group(1)
+    return set(tomllib.loads(block)["sites"][0])
+
+
+def test_site_keys_match_the_architecture_and_the_readme(architecture):
+    ours = set(SiteConfig.model_fields)
+    assert ours == _architecture_site_keys(architecture)
+    for key in ours:
+        assert f"| `{key}` |" in README, f"README does not document site key {key}"
+
+
+def test_record_fields_cover_the_contract_and_are_documented(architecture):
+    paragraph = architecture[architecture.index("A record (`meta.json`"):]
+    paragraph = paragraph[: paragraph.index("\n\n")]
+    contract = set(re.findall(r"`([a-z_0-9]+)`", paragraph)) - {"meta", "json", "ls"}
+    assert contract <= set(RECORD_FIELDS), contract - set(RECORD_FIELDS)
+    for name in RECORD_FIELDS:
+        assert f"`{name}`" in README, f"README does not document record field {name}"
+
+
+def test_cli_commands_are_the_documented_ones(architecture):
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for name in commands:
+        assert f"`newsarchive {name}" in README
+        assert f"`newsarchive {name}" in architecture, f"{name} is not in the contract"
+        options = {opt for a in commands[name]._actions for opt in a.option_strings}
+        assert {"--config", "--archive"} <= options, name
+    readme_commands = set(re.findall(r"^\| `newsarchive (\w+)", README, re.M))
+    assert readme_commands == set(commands)
+
+
+def test_archive_layout_matches_the_contract(architecture):
+    keys = article_keys("site", date(2024, 5, 3), "0" * 24)
+    assert keys.raw == "articles/site/2024/05/03/" + "0" * 24 + "/raw.html.gz"
+    for line in ("articles/<site>/<YYYY>/<MM>/<DD>/<id>/raw.html.gz", "/text.txt", "/meta.json"):
+        assert line in architecture and line in README
+
+
+def test_example_sites_file_names_the_globe_and_mail():
+    sites = tomllib.loads((ROOT / "sites.toml").read_text(encoding="utf-8"))["sites"]
+    assert any("theglobeandmail.com" in s["allowed_domains"] for s in sites)
+    assert len(sites) >= 2
+
+
+def _locked(path: Path) -> dict[str, str]:
+    return dict(re.findall(r"^([A-Za-z0-9_.-]+)==([^ ;\\\n]+)", path.read_text(), re.M))
+
+
+def test_lock_files_pin_every_dependency_with_hashes():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    runtime, dev = _locked(ROOT / "requirements.lock"), _locked(ROOT / "requirements-dev.lock")
+
+    def name(requirement: str) -> str:
+        return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+    for requirement in project["project"]["dependencies"]:
+        assert name(requirement) in {k.lower() for k in runtime}, requirement
+    for requirement in project["dependency-groups"]["dev"]:
+        assert name(requirement) in {k.lower() for k in dev}, requirement
+    # The image and the dev environment run the same versions.
+    assert {k: v for k, v in dev.items() if k in runtime} == runtime
+    for lock in ("requirements.lock", "requirements-dev.lock"):
+        blocks = re.split(r"\n(?=[A-Za-z])", (ROOT / lock).read_text())
+        requirements = [b for b in blocks if re.match(r"[A-Za-z]", b)]
+        assert requirements
+        for block in requirements:
+            assert re.match(r"[A-Za-z0-9_.-]+==\S", block), block.splitlines()[0]
+            assert "--hash=sha256:" in block, block.splitlines()[0]
+
+
+def test_dockerfile_installs_the_locked_project_as_non_root():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    for source in re.findall(r"^COPY (.+) \S+$", dockerfile, re.M):
+        for item in source.split():
+            assert (ROOT / item).exists(), f"Dockerfile copies missing {item}"
+    for package in project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]:
+        assert re.search(rf"^COPY {package} ", dockerfile, re.M), package
+    assert "--require-hashes" in dockerfile and "requirements.lock" in dockerfile
+    users = re.findall(r"^USER (\S+)", dockerfile, re.M)
+    assert users and users[-1] not in ("root", "0")
+    entrypoint = re.search(r'^ENTRYPOINT \["(\S+)"\]', dockerfile, re.M).group(1)
+    assert entrypoint in project["project"]["scripts"]
+    assert "HEALTHCHECK" in dockerfile
+
+
+def test_ci_runs_make_test():
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    for target in ("install:", "test: install", "run: install"):
+        assert target in makefile
