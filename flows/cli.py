@@ -83,9 +83,20 @@ def cmd_crawl(args, settings: Settings) -> int:
     # Prefect's server reports usage to the outside unless told not to; an archiver that
     # runs offline and on schedule should not, unless its user opts in.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect's temporary server sets up its database on first use, which takes longer
+    # than Prefect's 20 s default on a small machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    if os.environ.get("PREFECT_HOME"):
+        # Prefect creates its home but not the home's parents; its database then fails.
+        Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
     from flows.crawl import run_crawl  # Prefect is heavy; only crawl needs it
 
-    results = run_crawl(sites, archive_url, settings)
+    try:
+        results = run_crawl(sites, archive_url, settings)
+    except RuntimeError as exc:  # Prefect reports an unreachable or unstartable API so
+        logger.debug("Prefect failed", exc_info=True)
+        print(f"newsarchive: Prefect is not available: {exc}", file=sys.stderr)
+        return 1
     columns = ("discovered", "skipped", "fetched", "archived", "duplicates", "errors")
     rows = [[r.site, "ok" if r.ok else "FAILED", *(str(r.counts.get(c, "-")) for c in columns)]
             for r in results]
@@ -93,6 +104,8 @@ def cmd_crawl(args, settings: Settings) -> int:
     for result in results:
         if not result.ok:
             print(f"newsarchive: {result.site} failed: {result.reason}", file=sys.stderr)
+            for error in result.errors[:3]:
+                print(f"  {error['kind']}: {error['url']}: {error['reason']}", file=sys.stderr)
     return 0 if all(r.ok for r in results) else 1
 
 

@@ -63,9 +63,12 @@ def summarize(report: dict) -> SiteResult:
     }
     reason = str(report.get("finish_reason"))
     storage_errors = stats.get("newsarchive/errors/storage", 0)
-    ok = reason == "finished" and not storage_errors
+    unreachable = counts["discovered"] == 0 and counts["errors"] > 0
+    ok = reason == "finished" and not storage_errors and not unreachable
     if storage_errors:
         reason = f"{storage_errors} pages could not be written to the archive"
+    elif unreachable:
+        reason = "no sitemap, feed or front page could be read"
     return SiteResult(site=report.get("site", "?"), run_id=report.get("run_id", ""), ok=ok,
                       reason=reason, counts=counts, errors=report.get("errors", []))
 

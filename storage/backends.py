@@ -102,7 +102,11 @@ class LocalBackend:
     def _path(self, key: str) -> Path:
         path = self.root / check_key(key)
         # A symlink planted inside the archive must not lead a write outside it.
-        if not path.resolve().is_relative_to(self.root):
+        try:
+            resolved = path.resolve()
+        except (RuntimeError, OSError) as exc:  # a symlink loop
+            raise InvalidKey(f"archive key {key!r} cannot be resolved: {exc}") from exc
+        if not resolved.is_relative_to(self.root):
             raise InvalidKey(f"archive key {key!r} resolves outside {self.root}")
         return path
 
@@ -266,8 +270,15 @@ def make_s3_client():
     from botocore.config import Config
 
     custom_endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    # Our retry defaults yield to the standard AWS_RETRY_MODE / AWS_MAX_ATTEMPTS variables:
+    # botocore lets an explicit Config value win over them.
+    retries = {}
+    if not os.environ.get("AWS_RETRY_MODE"):
+        retries["mode"] = "standard"
+    if not os.environ.get("AWS_MAX_ATTEMPTS"):
+        retries["max_attempts"] = 5
     config = Config(
-        retries={"mode": "standard", "max_attempts": 5},
+        retries=retries,
         connect_timeout=10,
         read_timeout=60,
         s3={"addressing_style": "path"} if custom_endpoint else {},

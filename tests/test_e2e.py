@@ -162,3 +162,18 @@ def test_crawl_into_local_directory_default(small_site: NewsSite, run_cli, tmp_p
     raw = run_cli("cat", some["id"], "--raw", "--config", str(config), binary=True)
     page = small_site.page_for_path(re.sub(r"^https?://[^/]+", "", some["url"]).split("?")[0])
     assert raw.stdout == page.html
+
+
+def test_a_failed_site_fails_the_run_but_not_the_other_sites(small_site: NewsSite, run_cli, tmp_path):
+    """Exit 1 when a site's sources cannot be read; the healthy site is archived anyway."""
+    broken = local_site_config(small_site, name="broken", feeds=[],
+                               sitemaps=[f"{small_site.base_url}/no-such-sitemap.xml"])
+    config = write_sites_file(tmp_path / "sites.toml", "./archive",
+                              [broken, local_site_config(small_site)])
+    result = run_cli("crawl", "--config", str(config))
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "newsarchive: broken failed: no sitemap, feed or front page could be read" in result.stderr
+    assert "http_404" in result.stderr
+    archive = run_cli.workdir / "archive"
+    assert len(list(archive.glob("articles/localnews/*/*/*/*/meta.json"))) == 6
+    assert not (archive / "articles" / "broken").exists()

@@ -1,0 +1,926 @@
+"""The storage package: both backends (a local directory and a real moto S3 server reached
+over HTTP), the key layout, the record schema, the archive's write protocol and its readers.
+
+Shared behaviour runs against both backends through the ``backend`` fixture; nothing here
+mocks boto3 or HTTP.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import socket
+import threading
+import uuid
+from dataclasses import replace
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import BotoCoreError, ClientError
+
+from storage import (
+    RECORD_FIELDS,
+    SCHEMA_VERSION,
+    Archive,
+    ArchiveError,
+    ArchiveUnavailable,
+    Extractor,
+    InvalidArchiveURL,
+    InvalidKey,
+    LocalBackend,
+    ObjectNotFound,
+    Record,
+    S3Backend,
+    StoreOutcome,
+    article_id,
+    article_keys,
+    open_backend,
+    validate_site_name,
+)
+from storage.backends import check_key
+from storage.keys import url_index_key
+
+# The record contract of ARCHITECTURE.md, spelled out so the test checks the contract
+# rather than whatever the dataclass happens to hold.
+CONTRACT_FIELDS = (
+    "schema_version", "id", "site", "url", "canonical_url", "aliases", "title", "authors",
+    "published", "modified", "language", "fetched_at", "http_status", "content_sha256",
+    "near_duplicate_of", "extractor", "raw_key", "text_key", "meta_key",
+)
+
+EXTRACTOR = Extractor(name="test", version="1")
+FETCHED = datetime(2024, 5, 17, 9, 30, 15, 123456, tzinfo=timezone.utc)
+RAW = b"<html><head><meta charset='iso-8859-1'></head><body>Caf\xe9 \x00\xff\x80</body></html>"
+TEXT = "Caf\u00e9 \u2014 the cleaned text of the article.\nSecond paragraph."
+
+BAD_KEYS = [
+    "../x", "a/../../x", "a/..", "/abs", "/", "a//b", "a/./b", "./a", "a/", "",
+    "a\\b", "..\\x", "a\x00b", "\x00",
+]
+
+TEST_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing-access-key",
+    "AWS_SECRET_ACCESS_KEY": "testing-secret-key",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+# -- fixtures and helpers --------------------------------------------------------------
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend(request, tmp_path):
+    """The same archive surface on a local directory and on a fresh moto bucket."""
+    if request.param == "local":
+        return LocalBackend(tmp_path / "archive")
+    s3 = request.getfixturevalue("s3_archive")
+    return S3Backend(s3.bucket, s3.prefix)
+
+
+@pytest.fixture
+def archive(backend) -> Archive:
+    return Archive(backend)
+
+
+@pytest.fixture
+def raw_state(backend, request):
+    """A callable giving everything physically stored, bypassing the backend under test:
+    every file under the local root (temp files included) with its inode and mtime, or
+    every object in the bucket with its ETag and LastModified. Equal snapshots mean
+    nothing was written, rewritten or left behind."""
+    if isinstance(backend, LocalBackend):
+        def state() -> dict:
+            out = {}
+            for dirpath, _dirs, files in os.walk(backend.root):
+                for name in files:
+                    path = Path(dirpath, name)
+                    st = path.stat()
+                    out[path.relative_to(backend.root).as_posix()] = (
+                        path.read_bytes(), st.st_ino, st.st_mtime_ns)
+            return out
+    else:
+        s3 = request.getfixturevalue("s3_archive")
+
+        def state() -> dict:
+            return {key: (s3.get(key), *meta) for key, meta in s3.listing().items()}
+    return state
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def make_record(
+    archive: Archive,
+    canonical_url: str,
+    *,
+    site: str = "example",
+    published: datetime | None = None,
+    fetched_at: datetime = FETCHED,
+    url: str | None = None,
+    aliases: tuple[str, ...] = (),
+    text: str = TEXT,
+    title: str | None = "A headline",
+) -> Record:
+    """A record as the archive pipeline builds one (spiders/pipelines.py archive_page)."""
+    aid = article_id(canonical_url)
+    when = published or fetched_at
+    keys = archive.keys_for(site, when.astimezone(timezone.utc).date(), aid)
+    return Record(
+        id=aid,
+        site=site,
+        url=url or canonical_url,
+        canonical_url=canonical_url,
+        aliases=tuple(aliases),
+        title=title,
+        authors=("Ann Author", "Bo Writer"),
+        published=published,
+        modified=None,
+        language="en",
+        fetched_at=fetched_at,
+        http_status=200,
+        content_sha256=sha256(text),
+        extractor=EXTRACTOR,
+        raw_key=archive.locate(keys.raw),
+        text_key=archive.locate(keys.text),
+        meta_key=archive.locate(keys.meta),
+    )
+
+
+def store(archive: Archive, record: Record, *, raw: bytes = RAW, text: str = TEXT,
+          charset: str = "iso-8859-1", seen_urls=(), run_id: str = "run-1"):
+    return archive.store(record, raw_body=raw, charset=charset, text=text, run_id=run_id,
+                         seen_urls=seen_urls)
+
+
+def meta_keys(backend) -> list[str]:
+    return sorted(k for k in backend.iter_keys("articles/") if k.endswith("/meta.json"))
+
+
+def closed_port() -> int:
+    """A local TCP port nobody listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# -- backends: basic operations ----------------------------------------------------------
+
+
+def test_put_get_exists_round_trip(backend):
+    data = bytes(range(256)) * 3
+    assert not backend.exists("a/b/c.bin")
+    backend.put("a/b/c.bin", data, content_type="application/octet-stream")
+    assert backend.exists("a/b/c.bin")
+    assert backend.get("a/b/c.bin") == data
+    backend.put("a/b/c.bin", b"replaced")
+    assert backend.get("a/b/c.bin") == b"replaced"
+    backend.put("empty", b"")
+    assert backend.exists("empty") and backend.get("empty") == b""
+    # A "directory" is not an object.
+    assert not backend.exists("a/b")
+    assert not backend.exists("a")
+
+
+def test_get_missing_raises_object_not_found(backend):
+    backend.put("a/b/c.bin", b"x")
+    for key in ["missing.json", "a/b/missing", "a/b", "a/b/c.bin/d"]:
+        with pytest.raises(ObjectNotFound) as excinfo:
+            backend.get(key)
+        assert isinstance(excinfo.value, KeyError)  # ObjectNotFound is also a KeyError
+        assert key in str(excinfo.value)
+
+
+def test_iter_keys_is_a_string_prefix(backend):
+    keys = [
+        "_index/urls/ab/abcdef.json",
+        "_index/urls/ab/abzzzz.json",
+        "_index/urls/ac/abc000.json",
+        "_index/urlsx/ab/abc.json",
+        "articles/site/2024/01/02/0123/meta.json",
+        "abc",
+        "abd/x",
+    ]
+    for key in keys:
+        backend.put(key, key.encode())
+
+    def ls(prefix=""):
+        return sorted(backend.iter_keys(prefix))
+
+    assert ls() == sorted(keys)
+    # A prefix ending mid-name finds the names that start with it, nothing else.
+    assert ls("_index/urls/ab/abc") == ["_index/urls/ab/abcdef.json"]
+    assert ls("_index/urls/ab/ab") == ["_index/urls/ab/abcdef.json", "_index/urls/ab/abzzzz.json"]
+    assert ls("_index/urls/ab/") == ["_index/urls/ab/abcdef.json", "_index/urls/ab/abzzzz.json"]
+    # Not a directory: "_index/urls" also matches "_index/urlsx/...", as S3's Prefix does.
+    assert ls("_index/urls") == [k for k in sorted(keys) if k.startswith("_index/urls")]
+    assert "_index/urlsx/ab/abc.json" in ls("_index/urls")
+    assert ls("_index/urls/") == [k for k in sorted(keys) if k.startswith("_index/urls/")]
+    assert ls("ab") == ["abc", "abd/x"]
+    assert ls("abc") == ["abc"]
+    assert ls("articles/site/2024/01/02/0123/meta.json") == [
+        "articles/site/2024/01/02/0123/meta.json"]
+    assert ls("articles/site/2024/01/03") == []
+    assert ls("nothing/here/") == []
+    assert ls("_index/urls/ab/abcdef.json.more") == []
+
+
+def test_iter_keys_on_an_empty_archive(backend):
+    assert list(backend.iter_keys()) == []
+    assert list(backend.iter_keys("articles/")) == []
+
+
+def test_temp_files_never_listed(backend, raw_state):
+    backend.put("d/one.txt", b"1")
+    backend.put("d/one.txt", b"1 again")
+    assert backend.put_if_absent("d/two.json", b"2")
+    assert not backend.put_if_absent("d/two.json", b"lost")
+    expected = ["d/one.txt", "d/two.json"]
+    assert sorted(backend.iter_keys()) == expected
+    assert sorted(backend.iter_keys("d/")) == expected
+    # Physically, nothing but the two objects: no temp file outlives a write.
+    assert sorted(raw_state()) == [backend.locate(k) for k in expected]
+    if isinstance(backend, LocalBackend):
+        # A write in progress (or a crashed one) leaves a dot-named temp file: never a key.
+        (backend.root / "d" / ".three.json.tmp-0123abcd").write_bytes(b"partial")
+        (backend.root / ".top.tmp-0123abcd").write_bytes(b"partial")
+        assert sorted(backend.iter_keys()) == expected
+        assert sorted(backend.iter_keys("d/")) == expected
+        assert sorted(backend.iter_keys("d/.")) == []
+
+
+# -- backends: create-if-absent ------------------------------------------------------
+
+
+def test_put_if_absent(backend, raw_state):
+    assert backend.put_if_absent("_index/urls/ab/k.json", b"first", content_type="application/json")
+    before = raw_state()
+    assert not backend.put_if_absent("_index/urls/ab/k.json", b"second")
+    assert backend.get("_index/urls/ab/k.json") == b"first"
+    assert raw_state() == before
+    # put() still overwrites unconditionally, after which put_if_absent still refuses.
+    backend.put("_index/urls/ab/k.json", b"third")
+    assert not backend.put_if_absent("_index/urls/ab/k.json", b"fourth")
+    assert backend.get("_index/urls/ab/k.json") == b"third"
+
+
+def test_put_if_absent_race_has_one_winner(backend):
+    threads_n = 16
+    # Local rounds are cheap, and a check-then-write claim loses only some of them.
+    rounds = 40 if isinstance(backend, LocalBackend) else 4
+    for round_ in range(rounds):
+        key = f"_index/urls/ra/race-{round_}.json"
+        barrier = threading.Barrier(threads_n)
+        results: dict[int, bool] = {}
+        errors: list[BaseException] = []
+
+        def claim(i: int) -> None:
+            try:
+                barrier.wait(timeout=10)
+                results[i] = backend.put_if_absent(key, f"writer-{i}".encode() * 50)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=claim, args=(i,)) for i in range(threads_n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert not errors
+        assert len(results) == threads_n
+        winners = [i for i, won in results.items() if won]
+        assert len(winners) == 1, winners
+        assert backend.get(key) == f"writer-{winners[0]}".encode() * 50
+
+
+# -- key safety --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+def test_check_key_rejects(key):
+    with pytest.raises(InvalidKey):
+        check_key(key)
+
+
+@pytest.mark.parametrize("key", ["a", "a/b.json", "_index/urls/ab/abc.json", "a/..b/c..", "a.b/c"])
+def test_check_key_accepts(key):
+    assert check_key(key) == key
+
+
+def test_backend_ops_reject_bad_keys(backend, raw_state):
+    for key in BAD_KEYS:
+        with pytest.raises(InvalidKey):
+            backend.put(key, b"x")
+        with pytest.raises(InvalidKey):
+            backend.put_if_absent(key, b"x")
+        with pytest.raises(InvalidKey):
+            backend.get(key)
+        with pytest.raises(InvalidKey):
+            backend.exists(key)
+    assert raw_state() == {}
+
+
+def test_invalid_key_is_a_value_error():
+    with pytest.raises(ValueError):
+        check_key("../x")
+    assert issubclass(InvalidKey, ArchiveError)
+
+
+def test_validate_site_name():
+    with pytest.raises(InvalidKey) as excinfo:
+        validate_site_name("../../etc")
+    message = str(excinfo.value)
+    assert "'../../etc'" in message
+    assert "site name" in message and "a-z" in message
+    for bad in ["", "A", "a/b", "a b", "a.b", "a" * 65, "é", "a\x00"]:
+        with pytest.raises(InvalidKey):
+            validate_site_name(bad)
+    for good in ["globeandmail", "a", "a-b_c9", "a" * 64]:
+        assert validate_site_name(good) == good
+
+
+def test_article_keys_validate_their_parts(tmp_path):
+    aid = article_id("https://example.com/a")
+    keys = article_keys("example", date(2024, 5, 7), aid)
+    assert keys.prefix == f"articles/example/2024/05/07/{aid}/"
+    assert (keys.raw, keys.text, keys.meta) == (
+        keys.prefix + "raw.html.gz", keys.prefix + "text.txt", keys.prefix + "meta.json")
+    with pytest.raises(InvalidKey):
+        article_keys("../../etc", date(2024, 5, 7), aid)
+    with pytest.raises(InvalidKey):
+        article_keys("example", date(2024, 5, 7), "../" + aid[3:])
+    with pytest.raises(InvalidKey):
+        Archive(LocalBackend(tmp_path)).keys_for("../x", date(2024, 5, 7), aid)
+
+
+def test_local_symlink_pointing_outside_is_refused(tmp_path):
+    root = tmp_path / "archive"
+    outside = tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(b"secret")
+    (outside / "target.json").write_bytes(b"original")
+    (root / "evil").symlink_to(outside, target_is_directory=True)
+    (root / "link.json").symlink_to(outside / "target.json")
+    backend = LocalBackend(root)
+
+    for key in ["evil/new.txt", "evil/secret.txt", "link.json"]:
+        with pytest.raises(InvalidKey):
+            backend.put(key, b"pwned")
+        with pytest.raises(InvalidKey):
+            backend.put_if_absent(key, b"pwned")
+        with pytest.raises(InvalidKey):
+            backend.get(key)
+    with pytest.raises(InvalidKey):
+        Archive(backend).store(
+            replace(make_record(Archive(backend), "https://example.com/x"),
+                    raw_key="evil/raw.html.gz"),
+            raw_body=b"x", charset="utf-8", text="x")
+
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt", "target.json"]
+    assert (outside / "target.json").read_bytes() == b"original"
+    # A symlink that stays inside the archive is fine.
+    (root / "inner").mkdir()
+    (root / "alias").symlink_to(root / "inner", target_is_directory=True)
+    backend.put("alias/ok.txt", b"ok")
+    assert (root / "inner" / "ok.txt").read_bytes() == b"ok"
+
+
+# -- open_backend -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    """Credentials and a region, so an S3 client can be built (no request is made)."""
+    for key, value in TEST_AWS_ENV.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.mark.parametrize(
+    ("url", "bucket", "prefix"),
+    [
+        ("s3://bucket/prefix", "bucket", "prefix/"),
+        ("s3://bucket/prefix/", "bucket", "prefix/"),
+        ("s3://bucket/a/b", "bucket", "a/b/"),
+        ("s3://bucket", "bucket", ""),
+        ("s3://bucket/", "bucket", ""),
+    ],
+)
+def test_open_backend_s3(aws_env, url, bucket, prefix):
+    backend = open_backend(url)
+    assert isinstance(backend, S3Backend)
+    assert backend.bucket == bucket
+    assert backend.prefix == prefix
+    assert backend.url == f"s3://{bucket}/{prefix}"
+    assert backend.locate("articles/x") == prefix + "articles/x"
+    assert backend.relative(prefix + "articles/x") == "articles/x"
+
+
+def test_open_backend_local(tmp_path, monkeypatch):
+    target = tmp_path / "arch"
+    for url in [str(target), f"file://{target}", target.as_uri()]:
+        backend = open_backend(url)
+        assert isinstance(backend, LocalBackend), url
+        assert backend.root == target.resolve()
+    monkeypatch.chdir(tmp_path)
+    relative = open_backend("./archive")
+    assert isinstance(relative, LocalBackend)
+    assert relative.root == (tmp_path / "archive").resolve()
+    assert isinstance(Archive.open("archive").backend, LocalBackend)
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://x", "ftp://x/y", "http://example.com/a", "s3://", "s3:///prefix", ""])
+def test_open_backend_rejects(aws_env, url):
+    with pytest.raises(InvalidArchiveURL):
+        open_backend(url)
+    with pytest.raises(ValueError):
+        Archive.open(url)
+
+
+def test_open_backend_rejects_escaping_s3_prefix(aws_env):
+    with pytest.raises(ArchiveError):
+        open_backend("s3://bucket/a/../b")
+
+
+# -- S3 specifics ---------------------------------------------------------------------
+
+
+def test_s3_raw_object_headers_and_body(s3_archive):
+    archive = Archive.open(s3_archive.url)
+    assert archive.url == f"s3://{s3_archive.bucket}/news/"
+    record = make_record(archive, "https://example.com/news/cafe")
+    result = store(archive, record, raw=RAW, charset="iso-8859-1")
+    assert result.outcome is StoreOutcome.WRITTEN
+
+    aid = record.id
+    folder = f"news/articles/example/2024/05/17/{aid}/"
+    assert result.record.raw_key == folder + "raw.html.gz"
+    assert result.record.text_key == folder + "text.txt"
+    assert result.record.meta_key == folder + "meta.json"
+
+    head = s3_archive.client.head_object(Bucket=s3_archive.bucket, Key=folder + "raw.html.gz")
+    assert head["ContentEncoding"] == "gzip"
+    assert head["ContentType"] == "text/html; charset=iso-8859-1"
+    stored = s3_archive.get(folder + "raw.html.gz")
+    assert stored[:2] == b"\x1f\x8b"
+    assert gzip.decompress(stored) == RAW
+
+    text_head = s3_archive.client.head_object(Bucket=s3_archive.bucket, Key=folder + "text.txt")
+    assert text_head["ContentType"] == "text/plain; charset=utf-8"
+    assert s3_archive.get(folder + "text.txt") == TEXT.encode("utf-8")
+
+    meta = json.loads(s3_archive.get(folder + "meta.json"))
+    assert meta["raw_key"] == folder + "raw.html.gz"
+    assert meta["meta_key"] == folder + "meta.json"
+    marker = json.loads(s3_archive.get("news/" + url_index_key(record.canonical_url)))
+    assert marker["meta_key"] == folder + "meta.json"
+    # Everything lives under the prefix.
+    assert all(key.startswith("news/") for key in s3_archive.listing())
+
+
+def test_raw_gzip_is_deterministic(archive):
+    first = store(archive, make_record(archive, "https://example.com/one")).record
+    second = store(archive, make_record(archive, "https://example.com/two",
+                                        fetched_at=FETCHED + timedelta(days=3))).record
+    rel = archive.backend.relative
+    one, two = archive.backend.get(rel(first.raw_key)), archive.backend.get(rel(second.raw_key))
+    assert one == two
+    assert one[4:8] == b"\x00\x00\x00\x00"  # gzip MTIME: no timestamp in the bytes
+    assert one == gzip.compress(RAW, compresslevel=6, mtime=0)
+
+
+def test_s3_prefix_isolation(s3_archive):
+    s3_archive.client.put_object(Bucket=s3_archive.bucket, Key="outside/x", Body=b"o")
+    s3_archive.client.put_object(Bucket=s3_archive.bucket, Key="newsletter/x", Body=b"o")
+    s3_archive.client.put_object(Bucket=s3_archive.bucket, Key="news", Body=b"o")
+    backend = S3Backend(s3_archive.bucket, s3_archive.prefix)
+    backend.put("inside/y", b"i")
+    assert list(backend.iter_keys()) == ["inside/y"]
+    assert list(backend.iter_keys("x")) == []
+    assert s3_archive.get("news/inside/y") == b"i"
+    with pytest.raises(ObjectNotFound):
+        backend.get("outside/x")
+    with pytest.raises(InvalidKey):
+        backend.relative("outside/x")
+    with pytest.raises(InvalidKey):
+        backend.relative("news/../outside/x")
+
+
+# -- Archive.store --------------------------------------------------------------------
+
+
+def test_store_first_time_writes_everything(archive):
+    backend = archive.backend
+    record = make_record(archive, "https://example.com/a", url="https://example.com/a?utm=x",
+                         aliases=("https://example.com/a?utm=x",))
+    assert not archive.is_archived(record.canonical_url)
+
+    result = store(archive, record)
+    assert result.outcome is StoreOutcome.WRITTEN
+    assert result.completed_claim is False
+    assert result.record == record
+
+    rel = backend.relative
+    index_key = url_index_key(record.canonical_url)
+    assert sorted(backend.iter_keys()) == sorted(
+        [index_key, rel(record.raw_key), rel(record.text_key), rel(record.meta_key)])
+    assert index_key.startswith("_index/urls/")
+    marker = json.loads(backend.get(index_key))
+    assert marker["id"] == record.id
+    assert marker["canonical_url"] == record.canonical_url
+    assert (marker["raw_key"], marker["text_key"], marker["meta_key"]) == (
+        record.raw_key, record.text_key, record.meta_key)
+    assert marker["run_id"] == "run-1"
+
+    stored = Record.from_json(backend.get(rel(record.meta_key)))
+    assert stored == record
+    assert stored.fetched_at.utcoffset() == timedelta(0)
+    assert backend.get(rel(record.text_key)) == TEXT.encode("utf-8")
+    assert gzip.decompress(backend.get(rel(record.raw_key))) == RAW
+    assert archive.is_archived(record.canonical_url)
+    assert not archive.is_archived("https://example.com/other")
+
+
+def test_store_duplicate_writes_nothing(archive, raw_state):
+    first = make_record(archive, "https://example.com/dup")
+    assert store(archive, first).outcome is StoreOutcome.WRITTEN
+    before = raw_state()
+
+    # Same canonical URL, fetched again three days later from another URL, other content.
+    again = make_record(archive, "https://example.com/dup", url="https://example.com/dup?page=1",
+                        fetched_at=FETCHED + timedelta(days=3), text="different text")
+    assert again.meta_key != first.meta_key
+    result = store(archive, again, raw=b"<html>other</html>", text="different text",
+                   run_id="run-2")
+    assert result.outcome is StoreOutcome.DUPLICATE
+    assert result.completed_claim is False
+    assert raw_state() == before
+    assert meta_keys(archive.backend) == [archive.backend.relative(first.meta_key)]
+    assert archive.is_archived(first.canonical_url)
+    assert archive.read_text(first) == TEXT
+
+
+def test_store_completes_a_crashed_claim(archive):
+    backend = archive.backend
+    record = make_record(archive, "https://example.com/crashed")  # dated 2024-05-17
+    claim_keys = archive.keys_for("example", date(2020, 1, 2), record.id)
+    claim = {
+        "id": record.id,
+        "canonical_url": record.canonical_url,
+        "raw_key": archive.locate(claim_keys.raw),
+        "text_key": archive.locate(claim_keys.text),
+        "meta_key": archive.locate(claim_keys.meta),
+        "run_id": "crashed-run",
+        "claimed_at": "2020-01-02T03:04:05+00:00",
+    }
+    index_key = url_index_key(record.canonical_url)
+    assert backend.put_if_absent(index_key, json.dumps(claim).encode())
+    assert not archive.is_archived(record.canonical_url)  # claimed, not complete
+
+    result = store(archive, record, run_id="run-2")
+    assert result.outcome is StoreOutcome.WRITTEN
+    assert result.completed_claim is True
+    assert (result.record.raw_key, result.record.text_key, result.record.meta_key) == (
+        claim["raw_key"], claim["text_key"], claim["meta_key"])
+
+    rel = backend.relative
+    # Written where the claim says, not in the writer's own date folder.
+    assert sorted(backend.iter_keys("articles/")) == sorted(
+        [claim_keys.raw, claim_keys.text, claim_keys.meta])
+    assert not backend.exists(rel(record.meta_key))
+    stored = Record.from_json(backend.get(claim_keys.meta))
+    assert stored == result.record
+    assert stored.meta_key == claim["meta_key"]
+    assert gzip.decompress(backend.get(claim_keys.raw)) == RAW
+    assert backend.get(claim_keys.text) == TEXT.encode("utf-8")
+    assert json.loads(backend.get(index_key)) == claim  # the claim keeps its owner
+    assert archive.is_archived(record.canonical_url)
+    assert archive.record_by_id(record.id) == result.record
+
+    # Completed now: the next writer skips it.
+    assert store(archive, record, run_id="run-3").outcome is StoreOutcome.DUPLICATE
+    assert meta_keys(backend) == [claim_keys.meta]
+
+
+def test_store_marks_seen_urls(archive, raw_state):
+    canonical = "https://example.com/story"
+    seen = {canonical, "https://example.com/story?ref=feed", "https://example.com/amp/story"}
+    record = make_record(archive, canonical, url="https://example.com/amp/story")
+    result = store(archive, record, seen_urls=seen)
+    assert result.outcome is StoreOutcome.WRITTEN
+
+    backend = archive.backend
+    for alias in seen - {canonical}:
+        assert archive.is_archived(alias)
+        marker = json.loads(backend.get(url_index_key(alias)))
+        assert marker["alias"] == alias
+        assert marker["meta_key"] == record.meta_key
+        assert archive.record_by_url(alias) == record
+    assert "alias" not in json.loads(backend.get(url_index_key(canonical)))
+    assert len(list(backend.iter_keys("_index/"))) == 3
+    assert not archive.is_archived("https://example.com/story?ref=other")
+
+    before = raw_state()
+    again = make_record(archive, canonical, fetched_at=FETCHED + timedelta(days=1))
+    result = store(archive, again, seen_urls=set(seen), run_id="run-2")
+    assert result.outcome is StoreOutcome.DUPLICATE
+    assert raw_state() == before
+
+    # An alias seen later on a duplicate fetch gets its marker too.
+    result = store(archive, again, seen_urls={"https://example.com/story?ref=mail"})
+    assert result.outcome is StoreOutcome.DUPLICATE
+    assert archive.is_archived("https://example.com/story?ref=mail")
+
+
+def test_alias_keeps_its_first_owner(archive):
+    shared = "https://example.com/latest"
+    first = make_record(archive, "https://example.com/first")
+    second = make_record(archive, "https://example.com/second")
+    store(archive, first, seen_urls={shared})
+    assert store(archive, second, seen_urls={shared}).outcome is StoreOutcome.WRITTEN
+    assert archive.record_by_url(shared) == first
+    assert archive.record_by_url(second.canonical_url) == second
+
+
+def test_concurrent_store_of_one_url(archive):
+    """8 threads store records of the same canonical URL at once into one archive."""
+    workers = 8
+    canonical = "https://example.com/breaking"
+    # Each worker dates the article differently, so a worker that wrote into its own
+    # folder instead of the claim's would leave a second meta.json behind.
+    records = [make_record(archive, canonical, fetched_at=FETCHED + timedelta(days=i))
+               for i in range(workers)]
+    assert len({r.meta_key for r in records}) == workers
+    barrier = threading.Barrier(workers)
+    results: dict[int, object] = {}
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[i] = store(archive, records[i], run_id=f"worker-{i}")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert len(results) == workers
+
+    fresh = [r for r in results.values()
+             if r.outcome is StoreOutcome.WRITTEN and not r.completed_claim]
+    assert len(fresh) == 1
+    winner = fresh[0].record
+    for r in results.values():
+        if r.outcome is StoreOutcome.WRITTEN:
+            assert r.record.meta_key == winner.meta_key
+            assert r.record.raw_key == winner.raw_key
+        else:
+            assert r.outcome is StoreOutcome.DUPLICATE
+
+    backend = archive.backend
+    assert meta_keys(backend) == [backend.relative(winner.meta_key)]
+    assert sorted(backend.iter_keys("articles/")) == sorted(
+        backend.relative(k) for k in (winner.raw_key, winner.text_key, winner.meta_key))
+    assert list(backend.iter_keys("_index/")) == [url_index_key(canonical)]
+    assert json.loads(backend.get(url_index_key(canonical)))["meta_key"] == winner.meta_key
+    stored = Record.from_json(backend.get(backend.relative(winner.meta_key)))
+    assert stored.meta_key == winner.meta_key
+    assert gzip.decompress(backend.get(backend.relative(winner.raw_key))) == RAW
+
+
+# -- readers ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def populated(archive):
+    """Four complete articles over two sites and three dates, plus an unfinished one."""
+    tz_minus5 = timezone(timedelta(hours=-5))
+    records = {
+        "a1": make_record(archive, "https://a.example/1", site="sitea",
+                          published=datetime(2024, 1, 1, 8, 0, tzinfo=timezone.utc)),
+        # 23:30 at -05:00 is already 2024-01-16 in UTC: the folder follows UTC.
+        "a2": make_record(archive, "https://a.example/2", site="sitea",
+                          published=datetime(2024, 1, 15, 23, 30, tzinfo=tz_minus5),
+                          url="https://a.example/2?from=rss",
+                          aliases=("https://a.example/2?from=rss", "https://a.example/amp/2")),
+        "a3": make_record(archive, "https://a.example/3", site="sitea",
+                          published=datetime(2024, 2, 1, 12, 0, tzinfo=timezone.utc)),
+        "b1": make_record(archive, "https://b.example/1", site="siteb",
+                          published=datetime(2024, 1, 16, 1, 0, tzinfo=timezone.utc)),
+    }
+    texts = {name: f"Text of {name} \u2013 \u00fcnicode." for name in records}
+    for name, record in records.items():
+        record = replace(record, content_sha256=sha256(texts[name]))
+        records[name] = record
+        assert store(archive, record, raw=f"<html>{name}</html>".encode(), text=texts[name],
+                     charset="utf-8").outcome is StoreOutcome.WRITTEN
+    # An article whose writer died after the raw object: listed nowhere.
+    unfinished = make_record(archive, "https://a.example/unfinished", site="sitea",
+                             published=datetime(2024, 1, 16, tzinfo=timezone.utc))
+    marker = {"id": unfinished.id, "canonical_url": unfinished.canonical_url,
+              "raw_key": unfinished.raw_key, "text_key": unfinished.text_key,
+              "meta_key": unfinished.meta_key, "run_id": "dead", "claimed_at": ""}
+    archive.backend.put_if_absent(url_index_key(unfinished.canonical_url),
+                                  json.dumps(marker).encode())
+    archive.backend.put(archive.backend.relative(unfinished.raw_key), gzip.compress(b"x"))
+    return records, texts, unfinished
+
+
+def test_iter_records_filters(archive, populated):
+    records, _texts, _unfinished = populated
+
+    def ids(**kw):
+        return sorted(r.id for r in archive.iter_records(**kw))
+
+    def want(*names):
+        return sorted(records[n].id for n in names)
+
+    assert ids() == want("a1", "a2", "a3", "b1")
+    assert ids(site="sitea") == want("a1", "a2", "a3")
+    assert ids(site="siteb") == want("b1")
+    assert ids(site="nosuchsite") == []
+    assert ids(since=date(2024, 1, 16)) == want("a2", "a3", "b1")
+    assert ids(until=date(2024, 1, 16)) == want("a1", "a2", "b1")
+    assert ids(since=date(2024, 1, 16), until=date(2024, 1, 16)) == want("a2", "b1")
+    assert ids(site="sitea", since=date(2024, 1, 2), until=date(2024, 1, 31)) == want("a2")
+    assert ids(since=date(2024, 3, 1)) == []
+    assert ids(until=date(2023, 12, 31)) == []
+    by_id = {r.id: r for r in archive.iter_records()}
+    for record in records.values():
+        assert by_id[record.id] == record
+    with pytest.raises(InvalidKey):
+        list(archive.iter_records(site="../x"))
+
+
+def test_record_lookups(archive, populated):
+    records, texts, unfinished = populated
+    a2 = records["a2"]
+    assert archive.record_by_id(a2.id) == a2
+    assert archive.record_by_id(records["b1"].id) == records["b1"]
+    assert archive.record_by_id(article_id("https://a.example/never")) is None
+    assert archive.record_by_id(unfinished.id) is None
+    with pytest.raises(InvalidKey):
+        archive.record_by_id("../../etc")
+
+    assert archive.record_by_url(a2.canonical_url) == a2
+    # No index marker for these (stored without seen_urls): found by scanning records.
+    assert not archive.backend.exists(url_index_key("https://a.example/amp/2"))
+    assert archive.record_by_url("https://a.example/amp/2") == a2
+    assert archive.record_by_url("https://a.example/2?from=rss") == a2
+    assert archive.record_by_url("https://a.example/never") is None
+    assert archive.record_by_url(unfinished.canonical_url) is None
+
+    assert archive.find(a2.id) == a2
+    assert archive.find(a2.canonical_url) == a2
+    assert archive.find("https://a.example/amp/2") == a2
+    assert archive.find(records["a1"].id) == records["a1"]
+    assert archive.find("https://a.example/never") is None
+    assert archive.find(article_id("https://a.example/never")) is None
+
+    for name, record in records.items():
+        assert archive.read_text(record) == texts[name]
+        assert archive.read_raw(record) == f"<html>{name}</html>".encode()
+
+
+# -- the record -------------------------------------------------------------------------
+
+
+def full_record(**overrides) -> Record:
+    values = dict(
+        id=article_id("https://example.com/r"),
+        site="example",
+        url="https://example.com/r?x=1",
+        canonical_url="https://example.com/r",
+        aliases=("https://example.com/r?x=1", "https://m.example.com/r"),
+        title="Tëst headline",
+        authors=("Ann", "Bo"),
+        published=datetime(2024, 3, 10, 14, 5, 6, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+        modified=datetime(2024, 3, 11, 1, 2, 3, 456789, tzinfo=timezone(timedelta(hours=-8))),
+        language="de",
+        fetched_at=FETCHED,
+        http_status=203,
+        content_sha256=sha256("x"),
+        near_duplicate_of=article_id("https://example.com/other"),
+        extractor=EXTRACTOR,
+        raw_key="articles/example/2024/03/10/x/raw.html.gz",
+        text_key="articles/example/2024/03/10/x/text.txt",
+        meta_key="articles/example/2024/03/10/x/meta.json",
+    )
+    values.update(overrides)
+    return Record(**values)
+
+
+def assert_same_instants_and_offsets(a: Record, b: Record) -> None:
+    for name in ("published", "modified", "fetched_at"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x == y, name
+        if x is not None:
+            assert x.utcoffset() == y.utcoffset(), name
+
+
+def test_record_round_trip_keeps_offsets():
+    record = full_record()
+    data = record.to_dict()
+    assert data["published"] == "2024-03-10T14:05:06+05:30"
+    assert data["modified"] == "2024-03-11T01:02:03.456789-08:00"
+    assert data["fetched_at"] == "2024-05-17T09:30:15.123456+00:00"
+    assert data["authors"] == ["Ann", "Bo"]
+    assert data["aliases"] == ["https://example.com/r?x=1", "https://m.example.com/r"]
+    assert data["extractor"] == {"name": "test", "version": "1"}
+    assert data["schema_version"] == SCHEMA_VERSION
+    assert json.loads(json.dumps(data)) == data
+
+    back = Record.from_dict(data)
+    assert back == record
+    assert_same_instants_and_offsets(back, record)
+    assert isinstance(back.authors, tuple) and isinstance(back.aliases, tuple)
+    assert back.extractor == EXTRACTOR
+
+    from_json = Record.from_json(record.to_json())
+    assert from_json == record
+    assert_same_instants_and_offsets(from_json, record)
+    assert record.to_json() == from_json.to_json()  # deterministic bytes
+    assert list(json.loads(record.to_json())) == sorted(data)
+
+
+def test_record_nulls_round_trip():
+    record = full_record(published=None, modified=None, title=None, language=None,
+                         near_duplicate_of=None, authors=(), aliases=())
+    data = record.to_dict()
+    assert data["published"] is None and data["modified"] is None and data["title"] is None
+    assert data["authors"] == [] and data["aliases"] == []
+    assert Record.from_dict(data) == record
+    assert Record.from_json(record.to_json()) == record
+
+
+def test_record_keeps_unknown_keys():
+    data = full_record().to_dict()
+    data["future_field"] = {"nested": [1, 2]}
+    data["word_count"] = 1234
+    record = Record.from_dict(data)
+    assert record.extra == {"future_field": {"nested": [1, 2]}, "word_count": 1234}
+    assert record.to_dict() == data
+    assert json.loads(Record.from_json(record.to_json()).to_json()) == data
+    assert Record.from_json(record.to_json()).extra == record.extra
+
+
+def test_record_fields_cover_the_contract():
+    assert set(CONTRACT_FIELDS) <= set(RECORD_FIELDS)
+    assert "extra" not in RECORD_FIELDS
+    assert set(CONTRACT_FIELDS) <= set(full_record().to_dict())
+
+
+# -- error mapping ------------------------------------------------------------------------
+
+
+def test_missing_bucket_raises_archive_error(s3_archive):
+    backend = S3Backend(f"missing-{uuid.uuid4().hex[:12]}", "news")
+    operations = {
+        "get": lambda: backend.get("a/b"),
+        "put": lambda: backend.put("a/b", b"x"),
+        "put_if_absent": lambda: backend.put_if_absent("a/b", b"x"),
+        "iter_keys": lambda: list(backend.iter_keys("a/")),
+        "is_archived": lambda: Archive(backend).is_archived("https://example.com/x"),
+        "iter_records": lambda: list(Archive(backend).iter_records()),
+    }
+    for name, op in operations.items():
+        with pytest.raises(ArchiveError) as excinfo:
+            op()
+        assert not isinstance(excinfo.value, (ClientError, BotoCoreError)), name
+        # A missing bucket must not read as "no such article yet".
+        assert not isinstance(excinfo.value, ObjectNotFound), name
+
+
+def test_unreachable_endpoint_raises_archive_unavailable(monkeypatch):
+    for key, value in TEST_AWS_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    backend = S3Backend("some-bucket", "news")
+    sent = []
+    # Count the HTTP attempts: the standard AWS_MAX_ATTEMPTS variable must be honoured.
+    backend._client.meta.events.register("before-send.s3", lambda **kw: sent.append(1))
+
+    operations = {
+        "get": lambda: backend.get("a/b"),
+        "exists": lambda: backend.exists("a/b"),
+        "put": lambda: backend.put("a/b", b"x"),
+        "put_if_absent": lambda: backend.put_if_absent("a/b", b"x"),
+        "iter_keys": lambda: list(backend.iter_keys("a/")),
+        "is_archived": lambda: Archive(backend).is_archived("https://example.com/x"),
+    }
+    for name, op in operations.items():
+        sent.clear()
+        with pytest.raises(ArchiveUnavailable) as excinfo:
+            op()
+        assert not isinstance(excinfo.value, (ClientError, BotoCoreError)), name
+        assert len(sent) == 1, (name, len(sent))
