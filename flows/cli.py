@@ -11,12 +11,14 @@ import json
 import logging
 import os
 import sys
-from datetime import date
+from datetime import date, timezone
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from browse.listing import format_record, format_table
 from spiders.config import Config, ConfigError, Settings, load_config
-from storage import Archive, ArchiveError
+from storage import Archive, ArchiveError, InvalidArchiveURL
 
 logger = logging.getLogger("newsarchive")
 
@@ -116,7 +118,9 @@ def cmd_ls(args, settings: Settings) -> int:
         for record in records:
             sys.stdout.write(json.dumps(record.to_dict(), ensure_ascii=False, sort_keys=True) + "\n")
         return 0
-    rows = [[r.id, r.site, (r.published or r.fetched_at).date().isoformat(), (r.title or "")[:70], r.url]
+    # The archive's date (publication date in UTC, else fetch date), which --since/--until filter on.
+    rows = [[r.id, r.site, (r.published or r.fetched_at).astimezone(timezone.utc).date().isoformat(),
+             (r.title or "")[:70], r.url]
             for r in records]
     print(format_table(["id", "site", "date", "title", "url"], rows))
     return 0
@@ -157,13 +161,20 @@ def main(argv: list[str] | None = None) -> int:
     # Prefect's API client logs every HTTP request at INFO.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
-        settings = Settings()
+        try:
+            settings = Settings()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            name = "NEWSARCHIVE_" + "_".join(str(p) for p in first["loc"]).upper()
+            raise ConfigError(f"environment: {name}: {first['msg']}") from None
         return args.func(args, settings)
     except ConfigError as exc:
         print(f"newsarchive: {exc}", file=sys.stderr)
         return 2
     except ArchiveError as exc:
-        kind = "bad archive URL" if isinstance(exc, ValueError) else "archive error"
+        # ValueError: a bad archive URL, or a bad site name or id given on the command line.
+        kind = "bad archive URL" if isinstance(exc, InvalidArchiveURL) else (
+            "bad argument" if isinstance(exc, ValueError) else "archive error")
         print(f"newsarchive: {kind}: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ValueError) else 1
     except BrokenPipeError:

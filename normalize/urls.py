@@ -29,6 +29,8 @@ def canonicalize_url(url: str) -> str:
     if scheme not in ("http", "https") or not parts.hostname:
         return url
     host = parts.hostname.lower().rstrip(".")
+    if ":" in host:  # an IPv6 literal keeps its brackets, or the netloc is unparseable
+        host = f"[{host}]"
     port = parts.port if _port_ok(parts) else None
     netloc = host if port is None or str(port) == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
     query = urlencode(

@@ -1,0 +1,358 @@
+"""``normalize``: extraction is safe on any input and good on real pages; URLs canonicalise.
+
+The corpus checks are regression guards with thresholds (measured values are printed; run
+with ``-s`` to see them), not exact strings: a better extractor should pass them too.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from normalize import Article, canonicalize_url, choose_canonical_url, extract_article
+from normalize.article import MAX_HTML_CHARS
+from tests.newssite import load_corpus
+
+# -- hostile and odd input -----------------------------------------------------------------
+
+_PARAGRAPHS = "".join(
+    f"<p>Paragraph {i}: the council voted on Tuesday to approve harbour bridge number {i} "
+    f"after a long debate about its cost and the traffic in the old town.</p>\n"
+    for i in range(6)
+)
+_ARTICLE_PAGE = (
+    "<html><head><title>Harbour bridge</title></head><body>"
+    f"<article><h1>Harbour bridge</h1>{_PARAGRAPHS}</article></body></html>"
+)
+
+
+def _junk() -> bytes:
+    rng = random.Random(20240501)
+    return b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(rng.randrange(256) for _ in range(8192))
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "",
+        b"",
+        "   \n\t ",
+        _junk(),
+        "<html",
+        b"\x00" * 1000,
+        "\x00<html>\x00</html>",
+        "<html><body>" + "<div>" * 20_000 + "</div>" * 20_000 + "</body></html>",
+        "<html><body>" + "<div>" * 20_000 + "</body></html>",
+    ],
+    ids=["empty-str", "empty-bytes", "whitespace", "binary-junk", "unclosed-tag", "nul-bytes",
+         "nul-in-markup", "nested-divs", "nested-divs-unclosed"],
+)
+def test_junk_gives_an_empty_article(html):
+    article = extract_article(html, "https://example.com/a")
+    assert isinstance(article, Article)
+    assert article.text == ""
+    assert article.published is None and article.authors == ()
+
+
+@pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])
+def test_nul_bytes_inside_an_article_are_dropped(as_bytes):
+    html = _ARTICLE_PAGE.replace("council", "coun\x00cil").replace("<p>", "<p>\x00")
+    article = extract_article(html.encode() if as_bytes else html)
+    assert "\x00" not in article.text
+    assert "Paragraph 5: the council voted" in article.text
+
+
+def test_deep_nesting_after_the_article_keeps_the_article():
+    html = _ARTICLE_PAGE.replace(
+        "</article>", "</article>" + "<div>" * 20_000 + "deep" + "</div>" * 20_000
+    )
+    article = extract_article(html)
+    assert "Paragraph 0: the council voted" in article.text
+    assert "Paragraph 5: the council voted" in article.text
+
+
+def test_page_bigger_than_the_limit_is_cut_not_refused():
+    filler = "<div>" + "lorem ipsum " * 500_000 + "</div>"  # 6 MB of text after the story
+    html = _ARTICLE_PAGE.replace("</body>", filler + "</body>")
+    assert len(html) > MAX_HTML_CHARS
+    article = extract_article(html)
+    assert isinstance(article, Article)
+    assert "Paragraph 5: the council voted" in article.text
+    # Only the first MAX_HTML_CHARS were looked at, so the filler is cut short.
+    assert 0 < len(article.text) <= MAX_HTML_CHARS
+
+
+def test_windows_1252_page_is_decoded_by_its_meta_charset():
+    html = (
+        '<html><head><meta charset="windows-1252"><title>Caf\xe9 \u20ac</title></head><body>'
+        "<article>"
+        + "".join(
+            f"<p>Paragraphe {i} : au café du port, l\u2019expresso coûte 3 \u20ac depuis lundi, "
+            "dit le patron en servant les clients du matin.</p>"
+            for i in range(4)
+        )
+        + "</article></body></html>"
+    )
+    body = html.encode("windows-1252")
+    assert b"caf\xe9" in body and b"\x80" in body  # really not UTF-8
+    article = extract_article(body)
+    assert "café" in article.text
+    assert "3 €" in article.text
+    assert "l\u2019expresso" in article.text
+    assert "\ufffd" not in article.text
+    assert article.title == "Café €"
+
+
+def test_utf8_bom_page():
+    html = (
+        "<html><head><title>Grüße</title></head><body><article>"
+        + "".join(
+            f"<p>Grüße {i} aus München: Die Straßenbahn fährt wieder pünktlich, sagt die "
+            "Stadtverwaltung am Montag.</p>"
+            for i in range(4)
+        )
+        + "</article></body></html>"
+    )
+    for body in (b"\xef\xbb\xbf" + html.encode("utf-8"), "\ufeff" + html):
+        article = extract_article(body)
+        assert "Grüße 3 aus München: Die Straßenbahn fährt" in article.text
+        assert "\ufeff" not in article.text and "\ufffd" not in article.text
+        assert article.title == "Grüße"
+
+
+def test_extraction_is_deterministic(corpus_articles):
+    for page in corpus_articles.pages[:3]:
+        html = page.html
+        first = extract_article(html, page.original_url)
+        assert first == extract_article(html, page.original_url)
+        assert first == corpus_articles.articles[page.original_url]
+    assert extract_article(_ARTICLE_PAGE) == extract_article(_ARTICLE_PAGE)
+
+
+# -- the real pages of the corpus ----------------------------------------------------------
+
+
+class _CorpusArticles:
+    def __init__(self, pages):
+        self.pages = pages
+        self.truth = {p.original_url: json.loads(p.truth.read_text(encoding="utf-8")) for p in pages}
+        self.articles = {p.original_url: extract_article(p.html, p.original_url) for p in pages}
+
+
+@pytest.fixture(scope="module")
+def corpus_articles() -> _CorpusArticles:
+    """Every corpus page extracted once (about 8 s)."""
+    pages = load_corpus()
+    assert len(pages) >= 100
+    return _CorpusArticles(pages)
+
+
+def truth_text(truth: dict) -> str:
+    """The article text of a truth file: summary, then each section's headline and paragraphs."""
+    body = truth.get("body") or {}
+    parts = list(body.get("summary") or [])
+    for section in body.get("sections") or []:
+        parts += list(section.get("headline") or []) + list(section.get("paragraphs") or [])
+    return "\n".join(parts)
+
+
+# Scripts written without spaces between words: each character counts as a word.
+_UNSPACED = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD = re.compile(rf"[{_UNSPACED}]|[^\W{_UNSPACED}]+")
+
+
+def shingles(text: str, n: int = 4) -> set[tuple[str, ...]]:
+    words = _WORD.findall(text.lower())
+    if len(words) < n:
+        return {tuple(words)} if words else set()
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def shingle_f1(got: str, want: str) -> float:
+    a, b = shingles(got), shingles(want)
+    common = len(a & b)
+    if not common:
+        return 0.0
+    precision, recall = common / len(a), common / len(b)
+    return 2 * precision * recall / (precision + recall)
+
+
+def test_shingle_f1_measures_what_it_should():
+    story = "The council voted on Tuesday to approve the new harbour bridge after a long debate."
+    assert shingle_f1(story, story) == 1.0
+    assert shingle_f1(story, "Completely different words about the weather in spring and rain.") == 0.0
+    assert 0.3 < shingle_f1(story + " Subscribe now to read more stories like this one.", story) < 1.0
+    # Japanese has no spaces: the measure still sees its words, so near-equal texts score high.
+    tokyo = "東京都は月曜日に新しい橋の建設を承認した"
+    assert 0.8 < shingle_f1(tokyo, tokyo + "。市長は歓迎した") < 1.0
+
+
+def test_every_corpus_page_gives_text(corpus_articles):
+    empty = [url for url, a in corpus_articles.articles.items() if not a.text.strip()]
+    assert empty == []
+    # The client-rendered page needs the second look (its markup holds no article body).
+    hankook = [u for u in corpus_articles.articles if "hankookilbo" in u.lower()]
+    assert hankook and all(len(corpus_articles.articles[u].text) > 500 for u in hankook)
+
+
+def test_published_is_timezone_aware(corpus_articles):
+    for url, article in corpus_articles.articles.items():
+        for value in (article.published, article.modified):
+            if value is not None:
+                assert value.tzinfo is not None and value.utcoffset() is not None, url
+
+
+def test_published_matches_the_truth(corpus_articles):
+    checked = close = 0
+    misses = []
+    for url, article in corpus_articles.articles.items():
+        truth = corpus_articles.truth[url].get("publishing_date")
+        if not truth:
+            continue
+        want = datetime.fromisoformat(truth)
+        if want.tzinfo is None:
+            want = want.replace(tzinfo=timezone.utc)
+        checked += 1
+        if article.published is not None and abs(article.published - want) <= timedelta(days=1):
+            close += 1
+        else:
+            misses.append((url, article.published, truth))
+    share = close / checked
+    print(f"\npublished within 1 day of the truth: {close}/{checked} = {share:.3f}; misses: {misses}")
+    assert checked >= 100
+    assert share >= 0.95, misses
+
+
+def test_language_is_iso_639_1(corpus_articles):
+    bad = {url: a.language for url, a in corpus_articles.articles.items()
+           if not (isinstance(a.language, str) and re.fullmatch(r"[a-z]{2}", a.language))}
+    assert bad == {}
+
+
+def test_text_matches_the_truth_body(corpus_articles):
+    scores = {url: shingle_f1(a.text, truth_text(corpus_articles.truth[url]))
+              for url, a in corpus_articles.articles.items()}
+    mean = sum(scores.values()) / len(scores)
+    worst = sorted(scores.items(), key=lambda kv: kv[1])[:5]
+    print(f"\nmean word 4-gram shingle F1 over {len(scores)} pages: {mean:.4f}; worst: {worst}")
+    assert mean >= 0.95
+
+
+def test_recommendation_boxes_are_pruned(corpus_articles):
+    [url] = [u for u in corpus_articles.articles if "heise.de" in u and "Ionos" in u]
+    page = next(p for p in corpus_articles.pages if p.original_url == url)
+    assert "Lesen Sie auch" in page.html.decode("utf-8")  # the box is on the page
+    text = corpus_articles.articles[url].text
+    assert "Lesen Sie auch" not in text
+    body = corpus_articles.truth[url]["body"]
+    first_paragraph = body["sections"][0]["paragraphs"][0]
+    assert first_paragraph in text
+    assert body["summary"][0] in text
+
+
+# -- canonical URLs --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("HTTP://WWW.Example.COM/Path/Story", "http://www.example.com/Path/Story"),
+        ("HTTPS://EXAMPLE.COM./a", "https://example.com/a"),
+        ("http://example.com:80/a", "http://example.com/a"),
+        ("https://example.com:443/a", "https://example.com/a"),
+        ("https://example.com:8443/a", "https://example.com:8443/a"),
+        ("http://example.com:443/a", "http://example.com:443/a"),
+        ("http://example.com:8080/a", "http://example.com:8080/a"),
+        ("https://example.com/a#comments", "https://example.com/a"),
+        ("https://example.com/a?id=3#top", "https://example.com/a?id=3"),
+        (
+            "https://example.com/a?utm_source=rss&utm_medium=feed&id=3&fbclid=x&gclid=y"
+            "&mc_cid=z&page=2&UTM_Campaign=w",
+            "https://example.com/a?id=3&page=2",
+        ),
+        ("https://example.com/a?utm_source=rss", "https://example.com/a"),
+        ("https://example.com/a?page=2&id=3", "https://example.com/a?id=3&page=2"),
+        ("https://example.com/news/story/", "https://example.com/news/story"),
+        ("https://example.com/news/story//", "https://example.com/news/story"),
+        ("https://example.com/", "https://example.com/"),
+        ("https://example.com", "https://example.com/"),
+        ("https://example.com/?utm_source=x", "https://example.com/"),
+        ("http://[2001:DB8::1]:8080/a/?utm_source=x", "http://[2001:db8::1]:8080/a"),
+        ("https://[::1]:443/a", "https://[::1]/a"),
+        ("mailto:x@y", "mailto:x@y"),
+        ("not a url", "not a url"),
+        ("ftp://Example.com/a/", "ftp://Example.com/a/"),
+        ("/relative/path/", "/relative/path/"),
+        ("", ""),
+    ],
+)
+def test_canonicalize_url(url, expected):
+    assert canonicalize_url(url) == expected
+    assert canonicalize_url(expected) == expected
+
+
+def test_canonicalize_url_keeps_distinct_articles_distinct():
+    assert (canonicalize_url("https://example.com/a?id=3")
+            != canonicalize_url("https://example.com/a?id=4"))
+    assert canonicalize_url("https://example.com/a") != canonicalize_url("https://example.com/b")
+    assert canonicalize_url("http://example.com/a") != canonicalize_url("https://example.com/a")
+
+
+def test_canonicalize_url_is_idempotent_over_the_corpus(corpus_articles):
+    changed = 0
+    for page in corpus_articles.pages:
+        once = canonicalize_url(page.original_url)
+        assert canonicalize_url(once) == once, page.original_url
+        assert once.startswith(("http://", "https://"))
+        assert "#" not in once and "utm_" not in once
+        changed += once != page.original_url
+    assert changed > 0  # the corpus has URLs to normalise (tracking parameters, order, ...)
+
+
+# -- choosing the canonical URL ----------------------------------------------------------------
+
+FETCHED = "https://www.example.com/news/story-1?utm_source=rss&id=7"
+
+
+@pytest.mark.parametrize(
+    ("declared", "expected"),
+    [
+        ("https://www.example.com/news/story-1-canonical",
+         "https://www.example.com/news/story-1-canonical"),
+        ("/news/story-1-canonical/", "https://www.example.com/news/story-1-canonical"),
+        ("story-1-canonical", "https://www.example.com/news/story-1-canonical"),
+        ("https://example.com/news/story-1-canonical", "https://example.com/news/story-1-canonical"),
+        ("HTTPS://EXAMPLE.COM/news/s#x", "https://example.com/news/s"),
+        ("//www.example.com/news/s?utm_medium=x", "https://www.example.com/news/s"),
+        ("  https://www.example.com/news/s  ", "https://www.example.com/news/s"),
+    ],
+)
+def test_same_site_declared_canonical_wins(declared, expected):
+    assert choose_canonical_url(FETCHED, declared) == expected
+
+
+def test_bare_host_fetch_accepts_www_canonical():
+    assert (choose_canonical_url("https://example.com/a?utm_source=x", "https://www.example.com/b")
+            == "https://www.example.com/b")
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [
+        "https://other.org/news/story-1",
+        "https://evil-example.com/news/story-1",
+        "https://example.com.evil.org/news/story-1",
+        "//other.org/news/story-1",
+        None,
+        "",
+        "   ",
+        "javascript:alert(1)",
+        "http://[broken",
+    ],
+)
+def test_foreign_or_missing_canonical_falls_back_to_the_fetched_url(declared):
+    assert choose_canonical_url(FETCHED, declared) == "https://www.example.com/news/story-1?id=7"
