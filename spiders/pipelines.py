@@ -88,6 +88,11 @@ class ArchivePipeline:
             raw_key=self.archive.locate(keys.raw),
             text_key=self.archive.locate(keys.text),
             meta_key=self.archive.locate(keys.meta),
+            description=article.description,
+            section=article.section,
+            tags=article.tags,
+            image_url=article.image_url,
+            metadata_sources=dict(article.sources),
         )
         result = self.archive.store(
             record,

@@ -66,6 +66,16 @@ class Record:
     """Other URLs at which the same content was seen."""
     near_duplicate_of: str | None = None
     """Id of an archived article with near-identical text, or null."""
+    description: str | None = None
+    """The page's summary, or null."""
+    section: str | None = None
+    """Section of the site, or null."""
+    tags: tuple[str, ...] = ()
+    """Keywords and tags the page declares."""
+    image_url: str | None = None
+    """The lead image, or null."""
+    metadata_sources: dict[str, str] = field(default_factory=dict)
+    """Where each metadata field came from (``title``: ``json-ld``, ...)."""
     schema_version: int = SCHEMA_VERSION
     """Version of this record layout."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -101,6 +111,7 @@ class Record:
                 values[name] = datetime.fromisoformat(values[name])
         values["authors"] = tuple(values.get("authors") or ())
         values["aliases"] = tuple(values.get("aliases") or ())
+        values["tags"] = tuple(values.get("tags") or ())
         values["extractor"] = Extractor(**values["extractor"])
         values["extra"] = {k: v for k, v in data.items() if k not in known}
         return cls(**values)
