@@ -1,5 +1,23 @@
-"""The article body: trafilatura on a tree pruned of recommendation boxes, and a second look
-for pages that ship their article inside a script or in JSON-LD only."""
+"""The article body as plain text, one paragraph per line.
+
+trafilatura does the extraction; around it this module
+
+- prunes boilerplate containers from the tree first (ad slots, share bars, newsletter
+  boxes, recommendation widgets, fact boxes, captions and credits, embedded posts, ...),
+  recognised by the words in their ``class``/``id`` and kept only when they hold no story;
+- removes link-only paragraphs and list items ("READ MORE: ...") and teaser cards;
+- after extraction, drops the headline repeated as the first line, a leading byline, and
+  lines that are boilerplate wherever they stand ("Story continues below advertisement",
+  "Report an error", share prompts, copyright and photo-credit lines);
+- cross-checks against the JSON-LD ``articleBody`` when the page has one that agrees;
+- puts back the standfirst (the lead paragraph under the headline), which trafilatura
+  often skips, when the page shows it and describes itself with it;
+- bounds the time: trees are cut after ``MAX_ELEMENTS`` elements, and on trees with many
+  blocks trafilatura's fallbacks (jusText, readability), quadratic in the number of
+  blocks, are skipped.
+
+Every step is general: no rule names a site. Pure and deterministic.
+"""
 
 from __future__ import annotations
 
@@ -14,15 +32,133 @@ from lxml.html import HtmlElement
 # Shortest embedded HTML string worth treating as an article body in the second look.
 _MIN_EMBEDDED_BODY = 400
 _JSON_STRING = re.compile(r'"((?:[^"\\]|\\.){%d,})"' % _MIN_EMBEDDED_BODY, re.S)
-# Containers named for recommendations; matched on class, id and data-component. "teaser"
-# alone is not here: German sites call the lead paragraph the Teaser.
-_RECOMMENDATION_PATTERN = (
-    "recommend|related-?(articles|content|stories)|outbrain|taboola|read-?also|more-?stories"
-)
-_RECOMMENDATION_XPATH = lxml.etree.XPath(
-    "//body//*[re:test(concat(@class, ' ', @id, ' ', @data-component), $pattern, 'i')]",
-    namespaces={"re": "http://exslt.org/regular-expressions"},
-)
+
+# trafilatura's fallbacks (jusText, readability) compare text blocks with each other: an
+# article followed by 10,000 short blocks takes seconds, 20,000 close to a minute. Above
+# this many blocks we run its main extractor only (``fast``). The corpus' largest page has
+# 1,383 blocks (3,319 elements), so real pages keep the fallbacks.
+MAX_BLOCKS_FOR_FALLBACKS = 4_000
+# Even the main extractor (and htmldate, for the metadata) grows faster than linearly:
+# 20,000 elements take about 2 s, 40,000 about 8 s. A tree is cut after this many elements
+# in document order; the article comes first on any page we would want to archive.
+MAX_ELEMENTS = 20_000
+_BLOCK_TAGS = frozenset((
+    "p", "div", "li", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre",
+    "dd", "dt", "section", "article", "tr", "ul", "ol", "table", "header", "footer", "aside",
+    "nav", "main", "figure", "form",
+))
+
+# Words in class/id/data-component naming boilerplate containers, matched as whole
+# segments between spaces, hyphens and underscores (so "ad" matches "ad-slot" and
+# "is-ad" but not "head" or "download"). "teaser" is not here: German sites call the
+# lead paragraph the Teaser.
+_BOILERPLATE_WORDS = "|".join((
+    # recommendation widgets and "read also" boxes
+    r"recommend\w*", r"related", r"outbrain", r"taboola", r"read[-_]*also", r"readmore",
+    r"more[-_]*stories", r"plista", r"rail",
+    # ad slots
+    r"ad", r"ads", r"adslot", r"adunit", r"advert\w*", r"dfp", r"gpt", r"leaderboard",
+    r"billboard", r"sponsor\w*", r"commercial",
+    # share and follow bars
+    r"share\w*", r"sharing", r"social\w*",
+    # newsletter and subscription boxes
+    r"newsletter\w*", r"subscribe", r"subscription", r"sign[-_]*up", r"opt[-_]*in",
+    # "most read" lists
+    r"most[-_]*(read|popular|viewed)", r"mostread", r"popular", r"trending", r"top[-_]*stories",
+    # comment sections
+    r"comments?", r"disqus",
+    # author bio boxes
+    r"author[-_]*bio", r"bio", r"about[-_]*(the[-_]*)?author", r"author[-_]*box", r"author[-_]*info",
+    # captions and credits of pictures and galleries
+    r"caption", r"credits?", r"copyright", r"figcaption",
+    # consent placeholders standing in for blocked embeds
+    r"consent", r"placeholder", r"cmp", r"privacy",
+    # fact and info boxes beside the story
+    r"fact[-_]*box", r"info[-_]*box",
+    # text meant for screen readers only
+    r"sr[-_]*only", r"visually[-_]*hidden", r"screen[-_]*reader([-_]*(text|only))?", r"element[-_]*invisible",
+    r"offscreen",
+    # embedded social posts
+    r"twitter[-_]*tweet", r"instagram[-_]*media", r"tiktok[-_]*embed", r"fb[-_]*post", r"embed[-_]*twitter",
+    r"tweet",
+))
+_BOILERPLATE_CLASS = re.compile(r"(?:^|[\s_-])(?:%s)(?=$|[\s_-])" % _BOILERPLATE_WORDS, re.I)
+# A matched container is spared when it holds the story: the headline, or this many
+# paragraphs of at least _STORY_PARAGRAPH characters (WordPress, for one, puts the post's
+# tags into the class of the element that wraps the whole article).
+_STORY_PARAGRAPHS = 3
+_STORY_PARAGRAPH = 100
+# Boilerplate boxes are small; a container with more elements than this is a layout
+# wrapper. The bound also keeps the check linear on pathological nesting.
+_MAX_BOX_ELEMENTS = 2_000
+
+# A paragraph or list item this short whose text is nearly all link text is a teaser.
+_LINK_BLOCK_MAX_CHARS = 300
+_LINK_BLOCK_SHARE = 0.8
+_LINKING_BLOCKS = lxml.etree.XPath("//p[.//a] | //li[.//a]")
+_LINKED_HEADING = lxml.etree.XPath("//a[.//h2 or .//h3 or .//h4 or .//h5 or .//h6]")
+
+# Lines that are boilerplate wherever they stand, compared case-insensitively after
+# stripping punctuation at both ends.
+_BOILERPLATE_LINE = re.compile(r"^(?:%s)$" % "|".join((
+    # ad labels and slugs
+    r"advertisements?", r"advert", r"ads?", r"sponsored(?: content)?", r"anzeige", r"werbung",
+    r"publicidad", r"publicit[ée]", r"pubblicit[àa]", r"reklame", r"reklama", r"annons",
+    r"annonse", r"annonce", r"mainos", r"광고", r"広告",
+    r"(?:story|article) continues below(?: this)? advertisement",
+    r"(?:story|article) continues below", r"continue reading below",
+    r"passer la publicit[ée]", r"skip (?:advertisement|ad)", r"weiter nach der anzeige",
+    r"la suite après cette publicité",
+    # correction prompts
+    r"report an? (?:error|typo|correction)", r"report this (?:article|ad)", r"fehler melden",
+    r"signaler une erreur",
+    # "read more" links left alone on a line
+    r"read more", r"czytaj (?:więcej|też|także)", r"lesen sie auch", r"see also", r"also read",
+    r"read also", r"related(?: articles| stories)?", r"mehr zum thema", r"(?:à )?lire aussi",
+    r"leer más", r"lee también", r"leggi anche", r"läs också", r"læs også", r"les også",
+    r"se også",
+    # share and follow prompts
+    r"share(?: this(?: article| story)?)?", r"share on (?:facebook|twitter|x|whatsapp|linkedin)",
+    r"tweet", r"copy link", r"link copied", r"artikel teilen", r"teilen", r"follow us",
+    r"기사 url이 복사되었습니다",
+)), re.I)
+# Short lines that are boilerplate by their start or their shape.
+_SHORT_LINE_MAX = 200
+_BOILERPLATE_SHORT_LINE = re.compile("|".join((
+    # "READ MORE: <headline>", "Les også: <headline>"
+    r"^(?:read more|more|also read|read also|see also|related|les også|lesen sie auch|"
+    r"czytaj (?:też|także|więcej)|à lire aussi|lire aussi|leer más|lee también|leggi anche|"
+    r"läs också|læs også|se også)\s*[:：]\s*\S",
+    # copyright notices
+    r"^\W*(?:©|ⓒ|\(c\)\s*\d{4}|copyright\s*(?:©|ⓒ|\(c\)|:|\d{4}))", r"all rights reserved",
+    # photo credits: "Photo: ...", "Name/REUTERS", "... via Getty Images"
+    r"^(?:foto|photo|bild|image|credit|fotó|zdjęcie|фото|kuva|billede|bilde|picture)s?\s*:",
+    r"^[^.!?:]{0,60}/\s*(?:getty images|reuters|afp|ap(?: photo)?|epa(?:-efe)?|dpa|shutterstock|"
+    r"istock(?:photo)?|imago(?: images)?|picture[- ]alliance|bloomberg|anadolu|xinhua|"
+    r"the canadian press|nurphoto|sipa(?: usa)?|alamy)$",
+    r"via getty images$",
+)), re.I)
+# A byline among the first lines ("By Jane Doe", "Von Nina Magoley").
+_BYLINE = re.compile(r"^(?:by|von|par|por|di|door|av|af|przez|от)\s+\S", re.I)
+_BYLINE_MAX = 60
+# How far from the top the headline and the byline are looked for.
+_HEADER_LINES = 5
+
+# The JSON-LD articleBody is trusted as a filter only when it is the same text: this share
+# of our shingles and of its own must be common to both.
+_BODY_AGREEMENT = 0.8
+# Lines shorter than this (headings, datelines) are kept: articleBody often omits them.
+_BODY_FILTER_MIN_WORDS = 8
+
+_SPACE = re.compile(r"\s+")
+_WORDS = re.compile(r"\w+")
+_EDGE_PUNCTUATION = re.compile(r"^[\W_]+|[\W_]+$")
+_DESCRIPTION_META = ("og:description", "description", "twitter:description")
+_TITLE_META = ("og:title", "twitter:title")
+# How much may stand before the description in the standfirst ("Berlin. ", "PARIS (AP) — ").
+_DATELINE_MAX = 40
+# Elements that can carry a standfirst.
+_TEXT_BLOCKS = {"p", "div", "h2", "h3", "section", "header", "li", "td"}
 
 
 def extract_body(tree: HtmlElement, url: str | None, article_body: str | None = None
@@ -31,28 +167,281 @@ def extract_body(tree: HtmlElement, url: str | None, article_body: str | None = 
     document, whose metadata serves as the last resort of the metadata cascade.
 
     ``article_body`` is the JSON-LD ``articleBody``, if the page has one."""
-    # The second look reads scripts, which trafilatura removes: collect them first.
+    # Read what pruning and trafilatura remove first: scripts (for the second look), the
+    # headlines and the standfirst.
     scripts = [s.text or "" for s in tree.iter("script")]
     headlines = _headlines(tree)
-    _drop_recommendations(tree)
+    lead = _standfirst(tree)
+    _flatten_ruby(tree)
+    large = _prune_boilerplate_containers(tree) > MAX_BLOCKS_FOR_FALLBACKS
+    _prune_link_blocks(tree)
     doc = trafilatura.bare_extraction(
-        tree, url=url, with_metadata=True, include_comments=False, include_tables=True,
-        deduplicate=False,
+        tree, url=url, fast=large, with_metadata=True, include_comments=False,
+        include_tables=True, deduplicate=False,
     )
     text = (getattr(doc, "text", None) or "").strip()
-    text = _drop_leading_headlines(text, headlines)
+    text = _drop_header_lines(text, headlines)
+    text = drop_boilerplate_lines(text)
+    if text and article_body:
+        text = _agree_with_article_body(text, article_body)
+    if text and lead and _squash(lead)[:80] not in _squash(text):
+        text = f"{lead}\n{text}"
     if not text:
-        text = _second_look(scripts, article_body)
-    return text, doc
+        text = drop_boilerplate_lines(_second_look(scripts, article_body))
+    return text.strip(), doc
 
 
-def _drop_recommendations(tree: HtmlElement) -> None:
-    """Remove "read also" boxes and recommendation widgets: lists of links to other
-    articles that sit inside the article body, where trafilatura keeps them."""
-    for el in _RECOMMENDATION_XPATH(tree, pattern=_RECOMMENDATION_PATTERN):
-        parent = el.getparent()
-        if parent is not None and el.tag not in ("html", "body"):
-            parent.remove(el)
+def drop_boilerplate_lines(text: str) -> str:
+    """``text`` without the lines that are boilerplate on any site: ad labels and slugs
+    ("Story continues below advertisement"), "Report an error", lone "Read more" and share
+    prompts, "READ MORE: <headline>" teasers, copyright notices and photo credits."""
+    kept = []
+    for line in text.split("\n"):
+        stripped = line.strip()
+        core = _SPACE.sub(" ", _EDGE_PUNCTUATION.sub("", stripped))
+        if _BOILERPLATE_LINE.match(core):
+            continue
+        if len(stripped) <= _SHORT_LINE_MAX and _BOILERPLATE_SHORT_LINE.search(stripped):
+            continue
+        kept.append(line)
+    return "\n".join(kept)
+
+
+# -- before extraction: the tree ----------------------------------------------------------
+
+
+def _prune_boilerplate_containers(tree: HtmlElement) -> int:
+    """Remove containers whose class, id or data-component names boilerplate (see
+    ``_BOILERPLATE_WORDS``) unless they hold the story, and cut the tree after
+    ``MAX_ELEMENTS`` elements. Returns the number of text blocks the tree had, which this
+    walk counts anyway."""
+    doomed: list[HtmlElement] = []
+    verdicts: dict[str, bool] = {}  # class strings repeat within a page
+    skip_until = None
+    elements = blocks = 0
+    for el in tree.iter():
+        elements += 1
+        if elements > MAX_ELEMENTS:
+            # Before removing the doomed boxes: ``el`` must still be in the tree.
+            _cut_from(el)
+            break
+        if el.tag in _BLOCK_TAGS:
+            blocks += 1
+        if skip_until is not None:  # inside a box already doomed
+            if el is skip_until:
+                skip_until = None
+            continue
+        if el.tag == "head":  # the metadata lives there, and no box does
+            skip_until = _last_descendant(el)
+            continue
+        names = " ".join(filter(None, (el.get("class"), el.get("id"), el.get("data-component"))))
+        if not names:
+            continue
+        verdict = verdicts.get(names)
+        if verdict is None:
+            verdict = verdicts[names] = _BOILERPLATE_CLASS.search(names) is not None
+        if verdict and el.tag not in ("html", "body") and not _holds_story(el):
+            doomed.append(el)
+            skip_until = _last_descendant(el)
+    for el in doomed:
+        _remove(el)
+    return blocks
+
+
+def _last_descendant(el: HtmlElement) -> HtmlElement | None:
+    """The last node inside ``el`` in document order, or None when it has no children."""
+    last = el
+    while len(last):
+        last = last[-1]
+    return last if last is not el else None
+
+
+def _cut_from(el: HtmlElement) -> None:
+    """Remove ``el`` and everything after it in document order."""
+    node = el
+    while (parent := node.getparent()) is not None:
+        for sibling in list(node.itersiblings()):
+            parent.remove(sibling)
+        node = parent
+    el.tail = None
+    if el.getparent() is not None:
+        el.getparent().remove(el)
+
+
+def _holds_story(el: HtmlElement) -> bool:
+    """Whether a container matched by name is in fact (part of) the article: it holds the
+    headline or several real paragraphs, or is too big to be a box."""
+    paragraphs = 0
+    for seen, child in enumerate(el.iter(), 1):
+        if seen > _MAX_BOX_ELEMENTS or child.tag == "h1":
+            return True
+        if child.tag == "p" and _text_longer_than(child, _STORY_PARAGRAPH):
+            paragraphs += 1
+            if paragraphs >= _STORY_PARAGRAPHS:
+                return True
+    return False
+
+
+def _prune_link_blocks(tree: HtmlElement) -> None:
+    """Remove short paragraphs and list items that are (nearly) all link text, lists left
+    empty by that, and links wrapping a heading: teasers for other articles."""
+    doomed = []
+    for el in _LINKING_BLOCKS(tree):
+        text = _text_up_to(el, _LINK_BLOCK_MAX_CHARS)
+        if text is None or not text:
+            continue
+        linked = sum(len(_SPACE.sub(" ", "".join(a.itertext())).strip()) for a in el.iter("a"))
+        if linked and linked >= _LINK_BLOCK_SHARE * len(text):
+            doomed.append(el)
+    # A link around a heading is a teaser card ("<a><h3>Other story</h3><p>...</p></a>").
+    doomed += _LINKED_HEADING(tree)
+    for el in doomed:
+        if el.getparent() is not None:
+            _remove(el)
+    for lst in [el for el in tree.iter("ul", "ol") if len(el) == 0 and not (el.text or "").strip()]:
+        _remove(lst)
+
+
+def _flatten_ruby(tree: HtmlElement) -> None:
+    """Replace ``<ruby>`` annotations (Japanese and Chinese readings) by their text as a
+    browser without ruby support shows it, "弾劾（だんがい）": trafilatura would otherwise
+    break the sentence into three lines around it."""
+    for ruby in list(tree.iter("ruby")):
+        if ruby.getparent() is not None:
+            ruby.tail = "".join(ruby.itertext()) + (ruby.tail or "")
+            _remove(ruby)
+
+
+def _remove(el: HtmlElement) -> None:
+    """Remove an element but keep its tail, the text after it, which belongs to the parent."""
+    parent = el.getparent()
+    if parent is None:
+        return
+    if el.tail and el.tail.strip():
+        previous = el.getprevious()
+        if previous is not None:
+            previous.tail = (previous.tail or "") + el.tail
+        else:
+            parent.text = (parent.text or "") + el.tail
+    parent.remove(el)
+
+
+def _text_up_to(el: HtmlElement, limit: int) -> str | None:
+    """The whitespace-collapsed text of ``el``, or None when it is longer than ``limit``
+    (found without reading all of a large element)."""
+    parts, size = [], 0
+    for piece in el.itertext():
+        parts.append(piece)
+        size += len(piece)
+        if size > 4 * limit:  # whitespace collapses, so read a little past the limit
+            return None
+    text = _SPACE.sub(" ", "".join(parts)).strip()
+    return text if len(text) <= limit else None
+
+
+def _text_longer_than(el: HtmlElement, length: int) -> bool:
+    size = 0
+    for piece in el.itertext():
+        size += len(piece.strip())
+        if size >= length:
+            return True
+    return False
+
+
+# -- the headline and the standfirst --------------------------------------------------------
+
+
+def _squash(text: str) -> str:
+    """``text`` without whitespace, casefolded: how lines are compared with headlines."""
+    return _SPACE.sub("", text).casefold()
+
+
+def _headlines(tree: HtmlElement) -> set[str]:
+    """The page's headlines as it states them (``<h1>``, ``og:title``, ``twitter:title``),
+    squashed."""
+    found = ["".join(h.itertext()) for _, h in zip(range(3), tree.iter("h1"))]
+    found += [el.get("content") or "" for el in tree.iter("meta")
+              if (el.get("property") or el.get("name") or "").lower() in _TITLE_META]
+    return {s for s in map(_squash, found) if s}
+
+
+def _drop_header_lines(text: str, headlines: set[str]) -> str:
+    """Drop the headline (alone or with its kicker) and a byline from the first lines: the
+    headline is the article's title, not a paragraph of its body."""
+    lines = text.split("\n")
+    head = []
+    for line in lines[:_HEADER_LINES]:
+        squashed = _squash(line)
+        if squashed in headlines or any(
+            len(h) >= 20 and h in squashed and len(squashed) <= len(h) + 80 for h in headlines
+        ):
+            continue
+        if len(line.strip()) <= _BYLINE_MAX and _BYLINE.match(line.strip()):
+            continue
+        head.append(line)
+    return "\n".join(head + lines[_HEADER_LINES:]).strip()
+
+
+def _standfirst(tree: HtmlElement) -> str | None:
+    """The lead paragraph under the headline, found as the visible element whose text is the
+    page's description (or starts with it, when the description is cut short)."""
+    descriptions: list[str] = []
+    for el in tree.iter("meta"):
+        if (el.get("property") or el.get("name") or "").lower() in _DESCRIPTION_META:
+            description = _SPACE.sub(" ", el.get("content") or "").strip()
+            if len(description) >= 40 and description not in descriptions:
+                descriptions.append(description)
+    body = tree.find("body")
+    if body is None:
+        return None
+    for description in descriptions:
+        stem = description.rstrip(".… ")
+        # Probe with a word, not a phrase: the markup may put other whitespace between words.
+        probe = max(description.split()[:10], key=len)
+        for node in body.xpath(".//text()[contains(., $probe)]", probe=probe)[:50]:
+            el = node.getparent()
+            while el is not None and el.tag not in _TEXT_BLOCKS:
+                el = el.getparent()
+            if el is None:
+                continue
+            shown = _text_up_to(el, 2 * len(description))
+            # The description may be cut short, or lack the dateline ("Berlin. ") before it.
+            if shown and 0 <= shown.find(stem) <= _DATELINE_MAX:
+                return shown
+    return None
+
+
+# -- after extraction: the JSON-LD articleBody ------------------------------------------------
+
+
+def _shingles(text: str) -> set[tuple[str, ...]]:
+    words = _WORDS.findall(text.casefold())
+    if len(words) < 4:
+        return {tuple(words)} if words else set()
+    return {tuple(words[i:i + 4]) for i in range(len(words) - 3)}
+
+
+def _agree_with_article_body(text: str, article_body: str) -> str:
+    """When the JSON-LD ``articleBody`` is the same article as ``text``, drop our lines that
+    it does not have (boxes and teasers inside the body's markup). The first line is kept,
+    as are short lines: the articleBody often leaves out the standfirst and headings."""
+    body = _shingles(article_body)
+    ours = _shingles(text)
+    common = len(body & ours)
+    if not common or common < _BODY_AGREEMENT * len(ours) or common < _BODY_AGREEMENT * len(body):
+        return text
+    squashed_body = _squash(article_body)
+    lines = text.split("\n")
+    kept = lines[:1]
+    for line in lines[1:]:
+        shingles = _shingles(line)
+        if (len(_WORDS.findall(line)) < _BODY_FILTER_MIN_WORDS or _squash(line) in squashed_body
+                or len(shingles & body) >= 0.5 * len(shingles)):
+            kept.append(line)
+    return "\n".join(kept)
+
+
+# -- the second look: pages without the body in their markup --------------------------------
 
 
 def _second_look(scripts: list[str], article_body: str | None) -> str:
@@ -78,24 +467,3 @@ def _second_look(scripts: list[str], article_body: str | None) -> str:
         include_comments=False, include_tables=True, deduplicate=False,
     )
     return (getattr(doc, "text", None) or "").strip()
-
-
-_SPACE = re.compile(r"\s+")
-
-
-def _squash(text: str) -> str:
-    return _SPACE.sub("", text).casefold()
-
-
-def _headlines(tree: HtmlElement) -> set[str]:
-    found = {h.text_content() for h in tree.iter("h1")}
-    for el in tree.iter("meta"):
-        if (el.get("property") or el.get("name") or "").lower() in ("og:title", "twitter:title"):
-            found.add(el.get("content") or "")
-    return {s for s in map(_squash, found) if s}
-
-
-def _drop_leading_headlines(text: str, headlines: set[str], window: int = 5) -> str:
-    lines = text.split("\n")
-    head = [l for l in lines[:window] if _squash(l) not in headlines]
-    return "\n".join(head + lines[window:]).strip()

@@ -15,11 +15,15 @@ _TRACKING_PARAMS = re.compile(
     re.IGNORECASE,
 )
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+_AMP_SUFFIX = re.compile(r"\.amp(\.html?)?$", re.IGNORECASE)
+_AMP_SEGMENT_END = re.compile(r"/amp/?$", re.IGNORECASE)
+_AMP_SEGMENT_START = re.compile(r"^/amp/", re.IGNORECASE)
 
 
 def canonicalize_url(url: str) -> str:
     """Normalise ``url``: scheme and host case, default port, fragment, tracking parameters,
-    parameter order, percent-encoding and trailing slash. Returns ``url`` unchanged if it
+    AMP variants (``amp.`` hosts, ``/amp`` paths, ``?amp``, ``outputType=amp``), parameter
+    order, percent-encoding and trailing slash. Returns ``url`` unchanged if it
     is not an absolute http(s) URL."""
     try:
         parts = urlsplit(url.strip())
@@ -29,18 +33,34 @@ def canonicalize_url(url: str) -> str:
     if scheme not in ("http", "https") or not parts.hostname:
         return url
     host = parts.hostname.lower().rstrip(".")
+    # AMP copies live on amp. hosts; the article is the same.
+    if host.startswith("amp.") and host.count(".") >= 2:
+        host = host[len("amp."):]
     if ":" in host:  # an IPv6 literal keeps its brackets, or the netloc is unparseable
         host = f"[{host}]"
     port = parts.port if _port_ok(parts) else None
     netloc = host if port is None or str(port) == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
     query = urlencode(
         [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-         if not _TRACKING_PARAMS.match(k)]
+         if not _TRACKING_PARAMS.match(k) and not _is_amp_param(k, v)]
     )
-    path = parts.path or "/"
+    path = _fold_amp_path(parts.path or "/")
     if len(path) > 1 and path.endswith("/"):
         path = path.rstrip("/") or "/"
     return _w3lib_canonicalize(urlunsplit((scheme, netloc, path, query, "")))
+
+
+def _is_amp_param(key: str, value: str) -> bool:
+    key, value = key.lower(), value.lower()
+    return (key in ("amp", "_amp") and value in ("", "1", "true", "yes")) or (
+        key == "outputtype" and value == "amp")
+
+
+def _fold_amp_path(path: str) -> str:
+    """``/story/amp``, ``/amp/story``, ``/story.amp`` and ``/story.amp.html`` → the story."""
+    path = _AMP_SUFFIX.sub(r"\1", path)
+    path = _AMP_SEGMENT_END.sub("", path) or "/"
+    return _AMP_SEGMENT_START.sub("/", path)
 
 
 def _port_ok(parts) -> bool:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from datetime import timezone
 
 from scrapy.exceptions import DropItem
 from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.threads import deferToThread
 
+from normalize.boilerplate import SiteBoilerplate
 from normalize import (
     EXTRACTOR_NAME,
     EXTRACTOR_VERSION,
@@ -28,6 +30,7 @@ from storage import Archive, ArchiveError, Extractor, Record, StoreOutcome, arti
 logger = logging.getLogger(__name__)
 
 EXTRACTOR = Extractor(name=EXTRACTOR_NAME, version=EXTRACTOR_VERSION)
+BOILERPLATE_STATE = "boilerplate"
 
 
 class ArchivePipeline:
@@ -37,6 +40,10 @@ class ArchivePipeline:
         self.crawler = crawler
         self.archive = Archive.open(archive_url)
         self.run_id = run_id
+        self.site = ""
+        self.boilerplate = SiteBoilerplate()
+        # Pages are processed in reactor threads; the learner is shared by all of them.
+        self._boilerplate_lock = threading.Lock()
 
     @classmethod
     def from_crawler(cls, crawler) -> ArchivePipeline:
@@ -45,6 +52,25 @@ class ArchivePipeline:
             archive_url=crawler.settings.get("NEWSARCHIVE_ARCHIVE_URL"),
             run_id=crawler.settings.get("NEWSARCHIVE_RUN_ID", ""),
         )
+
+    async def open_spider(self) -> None:
+        # What earlier crawls learnt about this site's boilerplate applies from the first page.
+        self.site = self.crawler.spider.site.name
+        state = await maybe_deferred_to_future(
+            deferToThread(self.archive.read_site_state, self.site, BOILERPLATE_STATE))
+        if state:
+            self.boilerplate = SiteBoilerplate.from_json(state)
+
+    async def close_spider(self) -> None:
+        with self._boilerplate_lock:
+            state = self.boilerplate.to_json()
+            learned = len(self.boilerplate.learned())
+        self.crawler.stats.set_value("newsarchive/boilerplate/learned_lines", learned)
+        try:
+            await maybe_deferred_to_future(
+                deferToThread(self.archive.write_site_state, self.site, BOILERPLATE_STATE, state))
+        except ArchiveError as exc:
+            record_error(self.crawler.stats, self.site, "storage", f"boilerplate state: {exc}")
 
     async def process_item(self, item: FetchedPage) -> FetchedPage:
         stats = self.crawler.stats
@@ -61,7 +87,10 @@ class ArchivePipeline:
     def archive_page(self, page: FetchedPage) -> str:
         """Extract and store one page (runs in a thread). Returns the outcome's name."""
         article = extract_article(page.body.decode(page.encoding, errors="replace"), page.url)
-        if not article.text:
+        with self._boilerplate_lock:
+            self.boilerplate.observe(article.text)
+            text = self.boilerplate.strip(article.text)
+        if not text:
             record_error(self.crawler.stats, page.url, "no_article_text",
                          "extraction found no article text")
             return "no_text"
@@ -83,7 +112,7 @@ class ArchivePipeline:
             language=article.language,
             fetched_at=page.fetched_at,
             http_status=page.status,
-            content_sha256=hashlib.sha256(article.text.encode("utf-8")).hexdigest(),
+            content_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
             extractor=EXTRACTOR,
             raw_key=self.archive.locate(keys.raw),
             text_key=self.archive.locate(keys.text),
@@ -98,7 +127,7 @@ class ArchivePipeline:
             record,
             raw_body=page.body,
             charset=page.encoding,
-            text=article.text,
+            text=text,
             run_id=self.run_id,
             seen_urls={canonicalize_url(page.request_url), canonicalize_url(page.url)},
         )

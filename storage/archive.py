@@ -32,6 +32,7 @@ from storage.keys import (
     article_keys,
     day_of_meta_key,
     is_meta_key,
+    site_state_key,
     url_index_key,
     validate_article_id,
     validate_site_name,
@@ -170,6 +171,29 @@ class Archive:
             self.backend.put_if_absent(
                 url_index_key(url), json.dumps(alias).encode(), content_type="application/json"
             )
+
+    def read_site_state(self, site: str, name: str) -> dict | None:
+        """A site's learned state (see :meth:`write_site_state`), or None."""
+        try:
+            return json.loads(self.backend.get(site_state_key(site, name)))
+        except ObjectNotFound:
+            return None
+
+    def write_site_state(self, site: str, name: str, state: dict) -> bool:
+        """Store a site's learned state unless it is unchanged; True if written.
+
+        Last writer wins: state is advisory (boilerplate lines), and a later crawl relearns
+        whatever a concurrent one overwrote.
+        """
+        data = json.dumps(state, ensure_ascii=False, sort_keys=True).encode("utf-8")
+        key = site_state_key(site, name)
+        try:
+            if self.backend.get(key) == data:
+                return False
+        except ObjectNotFound:
+            pass
+        self.backend.put(key, data, content_type="application/json; charset=utf-8")
+        return True
 
     def _read_marker(self, canonical_url: str) -> dict | None:
         try:

@@ -19,6 +19,8 @@ _RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 
 ARTICLES_ROOT = "articles"
 URL_INDEX_ROOT = "_index/urls"
+SITE_STATE_ROOT = "_index/sites"
+_STATE_NAME_PATTERN = re.compile(r"^[a-z0-9_-]{1,64}$")
 
 
 def validate_site_name(site: str) -> str:
@@ -102,3 +104,11 @@ def day_of_meta_key(key: str) -> date:
     """The date folder of a meta key (see :func:`is_meta_key`)."""
     parts = key.split("/")
     return date(int(parts[2]), int(parts[3]), int(parts[4]))
+
+
+def site_state_key(site: str, name: str) -> str:
+    """Key of a site's learned state (e.g. its boilerplate lines): ``_index/sites/<site>/<name>.json``."""
+    validate_site_name(site)
+    if not _STATE_NAME_PATTERN.fullmatch(name):
+        raise InvalidKey(f"invalid state name {name!r}")
+    return f"{SITE_STATE_ROOT}/{site}/{name}.json"

@@ -356,3 +356,26 @@ def test_bare_host_fetch_accepts_www_canonical():
 )
 def test_foreign_or_missing_canonical_falls_back_to_the_fetched_url(declared):
     assert choose_canonical_url(FETCHED, declared) == "https://www.example.com/news/story-1?id=7"
+
+
+@pytest.mark.parametrize("amp_url, plain", [
+    ("https://amp.example.com/world/story", "https://example.com/world/story"),
+    ("https://www.example.com/news/story-123/amp/", "https://www.example.com/news/story-123"),
+    ("https://www.example.com/amp/news/story-123", "https://www.example.com/news/story-123"),
+    ("https://www.example.com/news/uk-123.amp", "https://www.example.com/news/uk-123"),
+    ("https://www.example.com/a/story.amp.html", "https://www.example.com/a/story.html"),
+    ("https://www.example.com/a/story?amp", "https://www.example.com/a/story"),
+    ("https://www.example.com/a/story?amp=1&id=3", "https://www.example.com/a/story?id=3"),
+    ("https://www.example.com/a/story?outputType=amp", "https://www.example.com/a/story"),
+])
+def test_amp_variants_fold_into_the_article(amp_url, plain):
+    assert canonicalize_url(amp_url) == canonicalize_url(plain)
+
+
+@pytest.mark.parametrize("url", [
+    "https://www.example.com/a/ampersand-story",
+    "https://amp.com/story",  # a site called amp.com is not an AMP copy
+    "https://www.example.com/a/story?amp=football",
+])
+def test_words_that_merely_contain_amp_are_kept(url):
+    assert canonicalize_url(url) == url
