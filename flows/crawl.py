@@ -58,7 +58,8 @@ def summarize(report: dict) -> SiteResult:
         "skipped": stats.get("newsarchive/skipped/already_archived", 0),
         "fetched": stats.get("newsarchive/fetched", 0),
         "archived": stats.get("newsarchive/archive/written", 0),
-        "duplicates": stats.get("newsarchive/archive/duplicate", 0),
+        "duplicates": stats.get("newsarchive/archive/duplicate", 0)
+        + stats.get("newsarchive/archive/in_progress", 0),
         "errors": total("newsarchive/errors/"),
     }
     reason = str(report.get("finish_reason"))

@@ -137,7 +137,14 @@ _BOILERPLATE_SHORT_LINE = re.compile("|".join((
     r"istock(?:photo)?|imago(?: images)?|picture[- ]alliance|bloomberg|anadolu|xinhua|"
     r"the canadian press|nurphoto|sipa(?: usa)?|alamy)$",
     r"via getty images$",
+    # follow prompts, and a line that announces a newsletter box
+    r"^(?:follow|folg\w*|suivez|siga|segui)\s.{0,80}\b(?:twitter|facebook|instagram|google news|"
+    r"whatsapp|threads|bluesky|tiktok|linkedin|youtube|telegram)\b",
+    r"^newsletters?\s*[:：]",
 )), re.I)
+# Contact prompts ("Got a story? Email us at ...") stand at the start or the end of a text.
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+_EDGE_LINES = 3
 # A byline among the first lines ("By Jane Doe", "Von Nina Magoley").
 _BYLINE = re.compile(r"^(?:by|von|par|por|di|door|av|af|przez|от)\s+\S", re.I)
 _BYLINE_MAX = 60
@@ -194,14 +201,19 @@ def extract_body(tree: HtmlElement, url: str | None, article_body: str | None = 
 def drop_boilerplate_lines(text: str) -> str:
     """``text`` without the lines that are boilerplate on any site: ad labels and slugs
     ("Story continues below advertisement"), "Report an error", lone "Read more" and share
-    prompts, "READ MORE: <headline>" teasers, copyright notices and photo credits."""
+    prompts, "READ MORE: <headline>" teasers, copyright notices, photo credits, follow and
+    newsletter prompts, and contact prompts with an e-mail address at the start or end."""
+    lines = text.split("\n")
     kept = []
-    for line in text.split("\n"):
+    for i, line in enumerate(lines):
         stripped = line.strip()
         core = _SPACE.sub(" ", _EDGE_PUNCTUATION.sub("", stripped))
         if _BOILERPLATE_LINE.match(core):
             continue
-        if len(stripped) <= _SHORT_LINE_MAX and _BOILERPLATE_SHORT_LINE.search(stripped):
+        if len(stripped) <= _SHORT_LINE_MAX and (
+            _BOILERPLATE_SHORT_LINE.search(stripped)
+            or ((i < _EDGE_LINES or i >= len(lines) - _EDGE_LINES) and _EMAIL.search(stripped))
+        ):
             continue
         kept.append(line)
     return "\n".join(kept)
@@ -340,6 +352,7 @@ def _text_up_to(el: HtmlElement, limit: int) -> str | None:
 
 
 def _text_longer_than(el: HtmlElement, length: int) -> bool:
+    """Whether ``el`` has at least ``length`` characters of text (read only that far)."""
     size = 0
     for piece in el.itertext():
         size += len(piece.strip())
@@ -415,6 +428,7 @@ def _standfirst(tree: HtmlElement) -> str | None:
 
 
 def _shingles(text: str) -> set[tuple[str, ...]]:
+    """Word 4-grams of ``text``; a shorter text is one shingle."""
     words = _WORDS.findall(text.casefold())
     if len(words) < 4:
         return {tuple(words)} if words else set()

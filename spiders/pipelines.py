@@ -134,4 +134,7 @@ class ArchivePipeline:
         if result.outcome is StoreOutcome.DUPLICATE:
             logger.debug("duplicate of archived %s: %s", canonical, page.url)
             return "duplicate"
+        if result.outcome is StoreOutcome.IN_PROGRESS:
+            logger.debug("being archived by another run: %s", canonical)
+            return "in_progress"
         return "written"

@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from storage.backends import Backend, open_backend
 from storage.errors import InvalidKey, ObjectNotFound
@@ -42,6 +42,9 @@ from storage.record import Record
 logger = logging.getLogger(__name__)
 
 _MARKER_KEYS = ("raw_key", "text_key", "meta_key")
+# A claim older than this without its meta.json belongs to a writer that died. Writing one
+# article takes well under a second; storage retries stretch that to tens of seconds.
+CLAIM_STALE_AFTER = timedelta(minutes=2)
 
 
 class StoreOutcome(enum.Enum):
@@ -51,6 +54,8 @@ class StoreOutcome(enum.Enum):
     """The article's objects were written."""
     DUPLICATE = "duplicate"
     """The canonical URL was already archived; nothing was written."""
+    IN_PROGRESS = "in_progress"
+    """Another run claimed the article moments ago and is writing it; nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -68,8 +73,9 @@ class StoreResult:
 class Archive:
     """An archive over one backend. Thread-safe as far as its backend is (both of ours are)."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, claim_stale_after: timedelta = CLAIM_STALE_AFTER) -> None:
         self.backend = backend
+        self.claim_stale_after = claim_stale_after
 
     @classmethod
     def open(cls, url: str) -> Archive:
@@ -135,8 +141,13 @@ class Archive:
             if self.backend.exists(self.backend.relative(existing["meta_key"])):
                 self._claim_aliases(existing, seen_urls)
                 return StoreResult(StoreOutcome.DUPLICATE, record)
-            # Claimed but never completed: finish it where the claim says, not in our own
-            # date folder, so the article keeps exactly one place.
+            if existing.get("run_id") != run_id and not _is_stale(existing, self.claim_stale_after):
+                # Another writer is between its claim and its meta.json: leave it the work.
+                # Should it die, its article has no meta.json, so a later crawl fetches it
+                # again and, the claim then being stale, completes it.
+                return StoreResult(StoreOutcome.IN_PROGRESS, record)
+            # Claimed but never completed (a crash, or our own run's earlier attempt): finish
+            # it where the claim says, not in our own date folder, so it keeps one place.
             logger.info("completing unfinished article %s claimed by run %r",
                         record.id, existing.get("run_id"))
             record = replace(
@@ -265,3 +276,14 @@ class Archive:
     def read_raw(self, record: Record) -> bytes:
         """The raw response body of a record, decompressed."""
         return gzip.decompress(self.backend.get(self.backend.relative(record.raw_key)))
+
+
+def _is_stale(marker: dict, after: timedelta) -> bool:
+    """Whether a claim is older than ``after`` (an unreadable time counts as stale)."""
+    try:
+        claimed_at = datetime.fromisoformat(marker.get("claimed_at", ""))
+    except (TypeError, ValueError):
+        return True
+    if claimed_at.tzinfo is None:
+        claimed_at = claimed_at.replace(tzinfo=timezone.utc)
+    return datetime.now(timezone.utc) - claimed_at >= after

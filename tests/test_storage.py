@@ -674,16 +674,13 @@ def test_concurrent_store_of_one_url(archive):
     assert not errors, errors
     assert len(results) == workers
 
-    fresh = [r for r in results.values()
-             if r.outcome is StoreOutcome.WRITTEN and not r.completed_claim]
-    assert len(fresh) == 1
-    winner = fresh[0].record
-    for r in results.values():
-        if r.outcome is StoreOutcome.WRITTEN:
-            assert r.record.meta_key == winner.meta_key
-            assert r.record.raw_key == winner.raw_key
-        else:
-            assert r.outcome is StoreOutcome.DUPLICATE
+    # Exactly one writer writes; the others find the article archived, or being archived
+    # by a live claim, and write nothing.
+    written = [r for r in results.values() if r.outcome is StoreOutcome.WRITTEN]
+    assert len(written) == 1 and not written[0].completed_claim
+    winner = written[0].record
+    assert all(r.outcome in (StoreOutcome.DUPLICATE, StoreOutcome.IN_PROGRESS)
+               for r in results.values() if r is not written[0])
 
     backend = archive.backend
     assert meta_keys(backend) == [backend.relative(winner.meta_key)]
@@ -924,3 +921,22 @@ def test_unreachable_endpoint_raises_archive_unavailable(monkeypatch):
             op()
         assert not isinstance(excinfo.value, (ClientError, BotoCoreError)), name
         assert len(sent) == 1, (name, len(sent))
+
+
+def test_a_live_claim_of_another_run_is_left_to_it(archive):
+    """A fresh claim without meta.json means another writer is at work: no object is
+    written; the same claim by our own run (a retry) is completed."""
+    record = make_record(archive, "https://example.com/live-claim")
+    marker = {"id": record.id, "canonical_url": record.canonical_url, "raw_key": record.raw_key,
+              "text_key": record.text_key, "meta_key": record.meta_key, "run_id": "other-run",
+              "claimed_at": datetime.now(timezone.utc).isoformat()}
+    assert archive.backend.put_if_absent(url_index_key(record.canonical_url),
+                                         json.dumps(marker).encode())
+    result = store(archive, record, run_id="this-run")
+    assert result.outcome is StoreOutcome.IN_PROGRESS
+    assert list(archive.backend.iter_keys("articles/")) == []
+    assert not archive.is_archived(record.canonical_url)
+
+    retry = store(archive, record, run_id="other-run")
+    assert retry.outcome is StoreOutcome.WRITTEN and retry.completed_claim
+    assert archive.is_archived(record.canonical_url)

@@ -168,6 +168,9 @@ def test_globe_and_mail_article_keeps_the_story_and_drops_the_boilerplate(labell
     "Obeida Al Naimi/REUTERS",
     "STR/AFP via Getty Images",
     "Фото: Дмитрий Азаров, Коммерсантъ",
+    "Follow TechRadar on Google News and add us as a preferred source to get our news.",
+    "Folgst du schon 20 Minuten auf Whatsapp?",
+    "Newsletter: sign up for our daily briefing",
 ])
 def test_boilerplate_lines_are_dropped(line):
     text = f"The council met on Tuesday.\n{line}\nIt approved the bridge."
@@ -183,10 +186,20 @@ def test_boilerplate_lines_are_dropped(line):
     "The photo: a crowd outside parliament, taken by a bystander and shared thousands of times "
     "before the police asked for the original.",
     "Report an error in the census, the office urged residents, before the deadline passes.",
+    "Follow-up talks about Twitter's future are planned for Friday.",
+    "The newsletter was founded in 1998 by two teachers who wanted to sign up volunteers.",
 ])
 def test_story_lines_that_mention_those_words_are_kept(line):
     text = f"The council met on Tuesday.\n{line}"
     assert drop_boilerplate_lines(text) == text
+
+
+def test_contact_prompts_are_dropped_at_the_edges_only():
+    story = [f"Paragraph {i} of the story, in which the council debates the bridge." for i in range(8)]
+    tip = "Tips can be sent to the harbour authority at tips@harbour.example.org, the mayor said."
+    prompt = "Got a story? Get in touch with our news team at news@example.com."
+    text = "\n".join(story[:4] + [tip] + story[4:] + [prompt])
+    assert drop_boilerplate_lines(text) == "\n".join(story[:4] + [tip] + story[4:])
 
 
 # -- the extractor's other steps, each on a small page ---------------------------------------
