@@ -17,7 +17,7 @@ import trafilatura
 from lxml.html import HtmlElement
 from trafilatura.utils import load_html
 
-from normalize.metadata import complete_with, read_metadata
+from normalize.metadata import complete_with, meta_tags, read_metadata
 from normalize.text import extract_body
 
 logger = logging.getLogger(__name__)
@@ -88,8 +88,9 @@ def _extract(html: str | bytes, url: str | None) -> Article:
     tree = _parse(html)
     if tree is None:
         return Article()
-    meta = read_metadata(tree)  # before extract_body prunes the tree
-    text, doc = extract_body(tree, url, meta.article_body)
+    tags = meta_tags(tree)  # read once, for the metadata and the text alike
+    meta = read_metadata(tree, tags)  # before extract_body prunes the tree
+    text, doc = extract_body(tree, url, meta.article_body, tags)
     meta = complete_with(meta, doc)
     sources = dict(meta.sources)
     language, sources["language"] = settle_language(meta.declared_language, text)

@@ -77,9 +77,10 @@ class PageMetadata:
     ``time-element``, ``byline``, ``h1``, ``title-element``, ``trafilatura``)."""
 
 
-def read_metadata(tree: HtmlElement) -> PageMetadata:
-    """Read the cascade's sources from an unpruned tree (before text extraction)."""
-    props = _meta_properties(tree)
+def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None) -> PageMetadata:
+    """Read the cascade's sources from an unpruned tree (before text extraction); ``tags``
+    are the page's :func:`meta_tags`, when the caller has them already."""
+    props = meta_tags(tree) if tags is None else tags
     ld = _json_ld_article(tree)
     found: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -211,7 +212,8 @@ def iso639_1(value: str | None) -> str | None:
 # -- sources -----------------------------------------------------------------------------
 
 
-def _meta_properties(tree: HtmlElement) -> dict[str, list[str]]:
+def meta_tags(tree: HtmlElement) -> dict[str, list[str]]:
+    """Every ``<meta>`` value by lower-cased property, name, itemprop or http-equiv."""
     props: dict[str, list[str]] = {}
     for el in tree.iter("meta"):
         key = (el.get("property") or el.get("name") or el.get("itemprop")

@@ -29,6 +29,8 @@ import lxml.etree
 import trafilatura
 from lxml.html import HtmlElement
 
+from normalize.metadata import meta_tags
+
 # Shortest embedded HTML string worth treating as an article body in the second look.
 _MIN_EMBEDDED_BODY = 400
 _JSON_STRING = re.compile(r'"((?:[^"\\]|\\.){%d,})"' % _MIN_EMBEDDED_BODY, re.S)
@@ -168,17 +170,20 @@ _DATELINE_MAX = 40
 _TEXT_BLOCKS = {"p", "div", "h2", "h3", "section", "header", "li", "td"}
 
 
-def extract_body(tree: HtmlElement, url: str | None, article_body: str | None = None
-                 ) -> tuple[str, Any]:
+def extract_body(tree: HtmlElement, url: str | None, article_body: str | None = None,
+                 tags: dict[str, list[str]] | None = None) -> tuple[str, Any]:
     """The article text of a parsed page (the tree is pruned in place), and trafilatura's
     document, whose metadata serves as the last resort of the metadata cascade.
 
-    ``article_body`` is the JSON-LD ``articleBody``, if the page has one."""
+    ``article_body`` is the JSON-LD ``articleBody``, if the page has one; ``tags`` the
+    page's :func:`normalize.metadata.meta_tags`, when the caller has read them already."""
+    if tags is None:
+        tags = meta_tags(tree)
     # Read what pruning and trafilatura remove first: scripts (for the second look), the
     # headlines and the standfirst.
     scripts = [s.text or "" for s in tree.iter("script")]
-    headlines = _headlines(tree)
-    lead = _standfirst(tree)
+    headlines = _headlines(tree, tags)
+    lead = _standfirst(tree, tags)
     _flatten_ruby(tree)
     large = _prune_boilerplate_containers(tree) > MAX_BLOCKS_FOR_FALLBACKS
     _prune_link_blocks(tree)
@@ -369,12 +374,11 @@ def _squash(text: str) -> str:
     return _SPACE.sub("", text).casefold()
 
 
-def _headlines(tree: HtmlElement) -> set[str]:
+def _headlines(tree: HtmlElement, tags: dict[str, list[str]]) -> set[str]:
     """The page's headlines as it states them (``<h1>``, ``og:title``, ``twitter:title``),
     squashed."""
     found = ["".join(h.itertext()) for _, h in zip(range(3), tree.iter("h1"))]
-    found += [el.get("content") or "" for el in tree.iter("meta")
-              if (el.get("property") or el.get("name") or "").lower() in _TITLE_META]
+    found += [value for name in _TITLE_META for value in tags.get(name, ())]
     return {s for s in map(_squash, found) if s}
 
 
@@ -395,13 +399,13 @@ def _drop_header_lines(text: str, headlines: set[str]) -> str:
     return "\n".join(head + lines[_HEADER_LINES:]).strip()
 
 
-def _standfirst(tree: HtmlElement) -> str | None:
+def _standfirst(tree: HtmlElement, tags: dict[str, list[str]]) -> str | None:
     """The lead paragraph under the headline, found as the visible element whose text is the
     page's description (or starts with it, when the description is cut short)."""
     descriptions: list[str] = []
-    for el in tree.iter("meta"):
-        if (el.get("property") or el.get("name") or "").lower() in _DESCRIPTION_META:
-            description = _SPACE.sub(" ", el.get("content") or "").strip()
+    for name in _DESCRIPTION_META:
+        for value in tags.get(name, ()):
+            description = _SPACE.sub(" ", value).strip()
             if len(description) >= 40 and description not in descriptions:
                 descriptions.append(description)
     body = tree.find("body")
