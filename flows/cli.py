@@ -99,7 +99,7 @@ def cmd_crawl(args, settings: Settings) -> int:
         logger.debug("Prefect failed", exc_info=True)
         print(f"newsarchive: Prefect is not available: {exc}", file=sys.stderr)
         return 1
-    columns = ("discovered", "skipped", "fetched", "archived", "duplicates", "errors")
+    columns = ("discovered", "skipped", "fetched", "archived", "versions", "duplicates", "errors")
     rows = [[r.site, "ok" if r.ok else "FAILED", *(str(r.counts.get(c, "-")) for c in columns)]
             for r in results]
     print(format_table(["site", "status", *columns], rows))

@@ -34,7 +34,9 @@ class SiteResult:
     reason: str
     """Scrapy's finish reason, or why the crawl failed."""
     counts: dict[str, int] = field(default_factory=dict)
-    """discovered, fetched, archived, duplicates, skipped (already archived), errors."""
+    """discovered, skipped (already archived), fetched, archived (new articles), versions
+    (new versions of archived ones), duplicates (same text as an archived article, or being
+    archived by another run), near_duplicates (archived, flagged), errors."""
     errors: list[dict] = field(default_factory=list)
     """The recorded errors (url, kind, reason), as many as the crawl kept."""
     stats_file: str = ""
@@ -58,8 +60,11 @@ def summarize(report: dict) -> SiteResult:
         "skipped": stats.get("newsarchive/skipped/already_archived", 0),
         "fetched": stats.get("newsarchive/fetched", 0),
         "archived": stats.get("newsarchive/archive/written", 0),
+        "versions": stats.get("newsarchive/archive/version", 0),
         "duplicates": stats.get("newsarchive/archive/duplicate", 0)
+        + stats.get("newsarchive/archive/aliased", 0)
         + stats.get("newsarchive/archive/in_progress", 0),
+        "near_duplicates": stats.get("newsarchive/archive/near_duplicate", 0),
         "errors": total("newsarchive/errors/"),
     }
     reason = str(report.get("finish_reason"))

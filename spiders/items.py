@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 
@@ -18,8 +18,9 @@ class FetchedPage:
     """URL as discovered (sitemap, feed or link), before redirects."""
     status: int
     """HTTP status."""
-    body: bytes
-    """Response body exactly as received (after transfer decoding)."""
+    body: bytes = field(repr=False)
+    """Response body exactly as received (after transfer decoding); left out of the item's
+    repr, which Scrapy logs for every dropped item."""
     encoding: str
     """Character encoding Scrapy determined for the body."""
     fetched_at: datetime
@@ -28,3 +29,9 @@ class FetchedPage:
     """``sitemap``, ``feed`` or ``link``."""
     date_hint: datetime | None = None
     """Sitemap ``<lastmod>`` or feed date of the entry, if any."""
+    discovered_urls: tuple[str, ...] = ()
+    """Every URL discovery listed this page under (sitemap, feed and link URLs whose
+    canonical form is the requested one), as listed."""
+    refetch: bool = False
+    """True when the page was archived already and is fetched again because its sitemap or
+    feed date is newer than our last capture."""

@@ -1,8 +1,10 @@
 """The discovery spider: sitemaps (via robots.txt or direct), RSS/Atom feeds and section
 fronts lead to article pages, which go to the archive pipeline.
 
-URLs whose canonical form is already archived are skipped before they are fetched; that
-check talks to the archive and so runs in a thread, off the reactor.
+URLs whose canonical form is already archived are skipped before they are fetched, unless
+their sitemap ``<lastmod>`` or feed date is newer than our last capture (then they are
+fetched again, to catch updates). Every URL discovery lists for an article ends up in its
+record's ``aliases``. The look-ups talk to the archive and so run in threads, off the reactor.
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ class NewsSpider(scrapy.Spider):
         self._article_pattern = re.compile(site.article_pattern) if site.article_pattern else None
         self._seen_sitemaps: set[str] = set()
         self._queued: set[str] = set()
+        # canonical URL -> every URL discovery listed it under, and how many of those the
+        # archive has been told about (in the fetched page, or as aliases of a skipped one).
+        self._listed_as: dict[str, set[str]] = {}
+        self._reported: dict[str, int] = {}
 
     @classmethod
     def from_crawler(cls, crawler, *args: Any, **kwargs: Any) -> NewsSpider:
@@ -163,6 +169,7 @@ class NewsSpider(scrapy.Spider):
                 stats.inc_value("newsarchive/discovered/filtered")
                 continue
             canonical = canonicalize_url(url)
+            self._listed_as.setdefault(canonical, set()).add(url)
             if canonical in self._queued:
                 continue
             # Reserve before the look-up below yields to the reactor: another sitemap or
@@ -171,32 +178,67 @@ class NewsSpider(scrapy.Spider):
             fresh[canonical] = (url, hint)
         if not fresh:
             return []
+        entries_now = [(c, hint, frozenset(self._listed_as[c])) for c, (_, hint) in fresh.items()]
+        for canonical, _hint, urls in entries_now:
+            self._reported[canonical] = len(urls)
         try:
-            unarchived = await maybe_deferred_to_future(
-                deferToThread(self._unarchived, list(fresh))
-            )
+            decisions = await maybe_deferred_to_future(deferToThread(self._triage, entries_now))
         except ArchiveError as exc:
             # The archive will say again at write time; fetching is never the wrong choice.
             logger.warning("archive look-up failed, fetching all: %s", exc)
-            unarchived = list(fresh)
-        stats.inc_value("newsarchive/skipped/already_archived", len(fresh) - len(unarchived))
+            decisions = {canonical: "fetch" for canonical in fresh}
         requests = []
-        for canonical in unarchived:
+        for canonical, decision in decisions.items():
+            if decision == "skip":
+                stats.inc_value("newsarchive/skipped/already_archived")
+                continue
+            if decision == "refetch":
+                stats.inc_value("newsarchive/refetched/newer_date")
             url, hint = fresh[canonical]
+            # dont_filter: duplicates are weeded out by canonical URL above, and a redirect
+            # to an article fetched already must still arrive, to record where it came from.
             requests.append(scrapy.Request(
-                url, callback=self.parse_article, errback=self.on_error,
-                cb_kwargs={"via": via, "date_hint": hint},
+                url, callback=self.parse_article, errback=self.on_error, dont_filter=True,
+                cb_kwargs={"via": via, "date_hint": hint, "canonical": canonical,
+                           "refetch": decision == "refetch"},
             ))
         return requests
 
-    def _unarchived(self, canonical_urls: list[str]) -> list[str]:
+    def _triage(self, entries: list[tuple[str, datetime | None, frozenset[str]]]) -> dict[str, str]:
+        """``fetch``, ``refetch`` (archived, but listed with a newer date) or ``skip`` for
+        each canonical URL; a skipped article learns the URLs it was listed under."""
+        def decide(entry) -> str:
+            canonical, hint, urls = entry
+            record = self.archive.lookup(canonical)
+            if record is None:
+                return "fetch"
+            if hint is not None and hint > record.last_seen:
+                return "refetch"
+            self.archive.add_aliases(record, urls)
+            return "skip"
         with ThreadPoolExecutor(_LOOKUP_THREADS) as pool:
-            archived = list(pool.map(self.archive.is_archived, canonical_urls))
-        return [url for url, done in zip(canonical_urls, archived) if not done]
+            return dict(zip((e[0] for e in entries), pool.map(decide, entries)))
+
+    async def closed(self, reason: str) -> None:
+        """Record URLs that discovery listed for an article after it had been handled."""
+        late = {c: frozenset(urls) for c, urls in self._listed_as.items()
+                if len(urls) > self._reported.get(c, len(urls))}
+        if late:
+            await maybe_deferred_to_future(deferToThread(self._add_late_aliases, late))
+
+    def _add_late_aliases(self, late: dict[str, frozenset[str]]) -> None:
+        for canonical, urls in late.items():
+            try:
+                record = self.archive.lookup(canonical)
+                if record is not None:
+                    self.archive.add_aliases(record, urls)
+            except ArchiveError as exc:
+                record_error(self.crawler.stats, canonical, "storage", f"aliases: {exc}")
 
     # -- articles ----------------------------------------------------------------------
 
-    def parse_article(self, response: Response, via: str, date_hint: datetime | None):
+    def parse_article(self, response: Response, via: str, date_hint: datetime | None,
+                      canonical: str = "", refetch: bool = False):
         """An article page: hand it to the pipeline as received."""
         self.crawler.stats.inc_value("newsarchive/fetched")
         content_type = response.headers.get(b"Content-Type", b"").decode("latin-1").lower()
@@ -206,6 +248,8 @@ class NewsSpider(scrapy.Spider):
             record_error(self.crawler.stats, response.url, "not_html",
                          f"content type {content_type or 'unknown'}")
             return
+        listed = self._listed_as.get(canonical, set())
+        self._reported[canonical] = len(listed)
         yield FetchedPage(
             site=self.site.name,
             url=response.url,
@@ -216,6 +260,8 @@ class NewsSpider(scrapy.Spider):
             fetched_at=datetime.now(timezone.utc),
             discovered_via=via,
             date_hint=date_hint,
+            discovered_urls=tuple(sorted(listed)),
+            refetch=refetch,
         )
 
     def on_error(self, failure: Failure) -> None:

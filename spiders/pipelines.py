@@ -80,7 +80,7 @@ class ArchivePipeline:
             record_error(stats, item.url, "storage", f"{exc.__class__.__name__}: {exc}")
             raise DropItem(f"not archived: {exc}") from exc
         stats.inc_value(f"newsarchive/archive/{outcome}")
-        if outcome != "written":
+        if outcome not in ("written", "version"):
             raise DropItem(f"{outcome}: {item.url}")
         return item
 
@@ -98,13 +98,13 @@ class ArchivePipeline:
         aid = article_id(canonical)
         when = article.published or page.fetched_at
         keys = self.archive.keys_for(page.site, when.astimezone(timezone.utc).date(), aid)
-        seen_at = {page.request_url, page.url} - {canonical}
+        seen_at = {page.request_url, page.url, *page.discovered_urls}
         record = Record(
             id=aid,
             site=page.site,
             url=page.url,
             canonical_url=canonical,
-            aliases=tuple(sorted(seen_at)),
+            aliases=tuple(sorted(seen_at - {canonical})),
             title=article.title,
             authors=article.authors,
             published=article.published,
@@ -129,12 +129,11 @@ class ArchivePipeline:
             charset=page.encoding,
             text=text,
             run_id=self.run_id,
-            seen_urls={canonicalize_url(page.request_url), canonicalize_url(page.url)},
+            seen_urls={canonicalize_url(url) for url in seen_at},
+            refetch=page.refetch,
         )
-        if result.outcome is StoreOutcome.DUPLICATE:
-            logger.debug("duplicate of archived %s: %s", canonical, page.url)
-            return "duplicate"
-        if result.outcome is StoreOutcome.IN_PROGRESS:
-            logger.debug("being archived by another run: %s", canonical)
-            return "in_progress"
-        return "written"
+        if result.outcome is StoreOutcome.WRITTEN and result.record.near_duplicate_of:
+            self.crawler.stats.inc_value("newsarchive/archive/near_duplicate")
+        if result.outcome is not StoreOutcome.WRITTEN:
+            logger.debug("%s: %s (article %s)", result.outcome.value, page.url, result.record.id)
+        return result.outcome.value

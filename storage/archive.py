@@ -1,16 +1,25 @@
-"""The archive: writes an article's objects in a crash-safe order, dedups by canonical URL,
-and reads records back.
+"""The archive: writes an article's objects in a crash-safe order, dedups by canonical URL
+and by content, keeps versions, and reads records back.
 
-Write protocol for one article (any number of writers, on any number of machines):
+Write protocol for a new article (any number of writers, on any number of machines):
 
 1. claim ``_index/urls/<sha256(canonical_url)>.json`` with create-if-absent; the marker
    names the article's keys. The loser of a race reads the marker instead.
-2. write ``raw.html.gz`` and ``text.txt``;
-3. write ``meta.json`` last: its presence means the article is complete.
+2. join the MinHash/LSH buckets of its text (``_index/lsh/``), which also finds the
+   near duplicates it is flagged with; write ``raw.html.gz`` and ``text.txt``;
+3. write ``meta.json`` last: its presence means the article is complete. Index entries
+   that name an article without ``meta.json`` are ignored by readers.
 
 A claim whose ``meta.json`` is missing belongs to a writer that is still running or that
 died; the next writer completes the article *in the keys the claim names*, so an article
 never gets a second place, and a crash between steps loses nothing that a re-run can't redo.
+
+Before claiming, the page's text fingerprint is claimed in ``_index/content/``: if another
+complete article has the same text, this page's URLs are added to that record's
+``aliases`` (no second copy). Near-identical text is archived with ``near_duplicate_of``. A page whose canonical URL is archived with different text becomes a
+new version under ``<article>/versions/<sha256[:16]>/``. Changing an existing ``meta.json``
+(aliases, versions) is a compare-and-swap (``IfMatch`` on S3, a lock file locally), retried
+when another writer got there first.
 """
 
 from __future__ import annotations
@@ -19,25 +28,38 @@ import enum
 import gzip
 import json
 import logging
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 
 from storage.backends import Backend, open_backend
-from storage.errors import InvalidKey, ObjectNotFound
+from storage.dedup import (
+    NEAR_DUPLICATE_JACCARD,
+    dedupable,
+    jaccard,
+    lsh_bands,
+    shingles,
+    text_fingerprint,
+)
+from storage.errors import ArchiveError, InvalidKey, ObjectNotFound
 from storage.keys import (
     ARTICLES_ROOT,
     URL_INDEX_ROOT,
     ArticleKeys,
     article_keys,
+    content_index_key,
     day_of_meta_key,
     is_meta_key,
+    lsh_bucket_key,
     site_state_key,
     url_index_key,
     validate_article_id,
     validate_site_name,
+    version_keys,
 )
-from storage.record import Record
+from storage.record import Record, Version
 
 logger = logging.getLogger(__name__)
 
@@ -45,15 +67,28 @@ _MARKER_KEYS = ("raw_key", "text_key", "meta_key")
 # A claim older than this without its meta.json belongs to a writer that died. Writing one
 # article takes well under a second; storage retries stretch that to tens of seconds.
 CLAIM_STALE_AFTER = timedelta(minutes=2)
+# Compare-and-swap attempts on one meta.json before giving up: each retry means another
+# writer changed the record in between, which takes many writers on one article.
+_UPDATE_ATTEMPTS = 20
+# Near-duplicate candidates checked per page, most shared LSH buckets first.
+_MAX_CANDIDATES = 10
+# Articles kept per LSH bucket. Only texts that share a whole band of their signature meet
+# in a bucket; one that fills up holds near-copies of one text, and its first entries are
+# the originals a newcomer is compared with.
+_MAX_BUCKET_ENTRIES = 50
 
 
 class StoreOutcome(enum.Enum):
     """What :meth:`Archive.store` did."""
 
     WRITTEN = "written"
-    """The article's objects were written."""
+    """A new article: its objects were written."""
+    VERSION = "version"
+    """The canonical URL was archived with other text: a new version was added."""
     DUPLICATE = "duplicate"
-    """The canonical URL was already archived; nothing was written."""
+    """The canonical URL was archived with the same text; at most its URLs were recorded."""
+    ALIASED = "aliased"
+    """Another article has the same text: this page's URLs were added to its aliases."""
     IN_PROGRESS = "in_progress"
     """Another run claimed the article moments ago and is writing it; nothing was written."""
 
@@ -63,11 +98,42 @@ class StoreResult:
     """The outcome of storing one article."""
 
     outcome: StoreOutcome
-    """Written, or skipped as a duplicate."""
+    """What was done."""
     record: Record
-    """The record as stored (for a duplicate: the record we would have written)."""
+    """The record as it now stands in the archive (for IN_PROGRESS: the one we would have
+    written)."""
     completed_claim: bool = False
     """True when this writer finished an article whose earlier writer had claimed it and stopped."""
+
+
+class _KeyLocks:
+    """In-process locks by name, so that this process's threads never race each other on
+    one article or one text; other processes are kept apart by the archive's markers."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, list] = {}
+
+    @contextmanager
+    def hold(self, *names: str) -> Iterator[None]:
+        # Always taken in the caller's fixed order (text, then URL): no lock cycles.
+        taken = []
+        try:
+            for name in names:
+                with self._guard:
+                    entry = self._locks.setdefault(name, [threading.Lock(), 0])
+                    entry[1] += 1
+                entry[0].acquire()
+                taken.append(name)
+            yield
+        finally:
+            for name in reversed(taken):
+                with self._guard:
+                    entry = self._locks[name]
+                    entry[0].release()
+                    entry[1] -= 1
+                    if not entry[1]:
+                        del self._locks[name]
 
 
 class Archive:
@@ -76,6 +142,7 @@ class Archive:
     def __init__(self, backend: Backend, claim_stale_after: timedelta = CLAIM_STALE_AFTER) -> None:
         self.backend = backend
         self.claim_stale_after = claim_stale_after
+        self._locks = _KeyLocks()
 
     @classmethod
     def open(cls, url: str) -> Archive:
@@ -97,12 +164,14 @@ class Archive:
         """The key as recorded in ``meta.json`` (from the bucket's root)."""
         return self.backend.locate(key)
 
+    def lookup(self, url: str) -> Record | None:
+        """The complete record that ``url`` (a canonical URL or a marked alias) leads to."""
+        marker = self._read_marker(url)
+        return self._complete_record(marker["meta_key"]) if marker else None
+
     def is_archived(self, canonical_url: str) -> bool:
         """Whether an article with this canonical URL is completely archived."""
-        marker = self._read_marker(canonical_url)
-        if marker is None:
-            return False
-        return self.backend.exists(self.backend.relative(marker["meta_key"]))
+        return self.lookup(canonical_url) is not None
 
     def store(
         self,
@@ -113,34 +182,52 @@ class Archive:
         text: str,
         run_id: str = "",
         seen_urls: Iterable[str] = (),
+        refetch: bool = False,
     ) -> StoreResult:
-        """Archive one article unless its canonical URL is already archived.
+        """Archive one fetched article: new, a new version, or a duplicate of one we have.
 
-        ``record`` carries located keys (see :meth:`locate`); ``raw_body`` is the response
-        body exactly as received, stored gzip-compressed. ``seen_urls`` are other
-        (canonicalised) URLs that led to this page: each gets an index marker pointing at
-        the record, so a later crawl that finds the article under one of them skips it
-        before fetching.
+        ``record`` carries located keys (see :meth:`locate`) and the URLs the page was
+        seen at in ``aliases``; ``raw_body`` is the response body exactly as received,
+        stored gzip-compressed. ``seen_urls`` are other (canonicalised) URLs that led to this
+        page: each gets an index marker pointing at the article, so a later crawl that finds
+        it under one of them skips it before fetching. ``refetch`` says the page was fetched
+        again to look for an update; finding none is then recorded in ``checked_at``.
         """
-        marker = {
-            "id": record.id,
-            "canonical_url": record.canonical_url,
-            "raw_key": record.raw_key,
-            "text_key": record.text_key,
-            "meta_key": record.meta_key,
-            "run_id": run_id,
-            "claimed_at": datetime.now(timezone.utc).isoformat(),
-        }
-        index_key = url_index_key(record.canonical_url)
+        fingerprint = text_fingerprint(text)
+        record = replace(record, text_fingerprint=fingerprint)
+        seen_urls = set(seen_urls) | {record.canonical_url}
+        with self._locks.hold(f"text:{fingerprint}", f"url:{record.canonical_url}"):
+            existing = self.lookup(record.canonical_url)
+            if existing is not None:
+                return self._store_again(existing, record, raw_body, charset, text, seen_urls,
+                                         refetch, run_id)
+            original = self._claim_text(record, text)
+            if original is not None:
+                logger.debug("same text as %s: %s", original.id, record.url)
+                updated = self._add_urls(original, record.urls | {record.url})
+                self._mark_urls(_marker(updated, run_id), seen_urls)
+                return StoreResult(StoreOutcome.ALIASED, updated)
+            return self._store_new(record, raw_body, charset, text, seen_urls, refetch, run_id)
+
+    def add_aliases(self, record: Record, urls: Iterable[str]) -> Record:
+        """Record more URLs the article was seen at; writes nothing if it knows them all."""
+        with self._locks.hold(f"url:{record.canonical_url}"):
+            return self._add_urls(record, set(urls))
+
+    def _store_new(self, record: Record, raw_body: bytes, charset: str, text: str,
+                   seen_urls: set[str], refetch: bool, run_id: str) -> StoreResult:
+        marker = _marker(record, run_id)
         claimed = self.backend.put_if_absent(
-            index_key, json.dumps(marker).encode(), content_type="application/json"
+            url_index_key(record.canonical_url), json.dumps(marker).encode(),
+            content_type="application/json",
         )
         completed_claim = False
         if not claimed:
             existing = self._read_marker(record.canonical_url) or marker
-            if self.backend.exists(self.backend.relative(existing["meta_key"])):
-                self._claim_aliases(existing, seen_urls)
-                return StoreResult(StoreOutcome.DUPLICATE, record)
+            complete = self._complete_record(existing["meta_key"])
+            if complete is not None:  # another machine finished it since we looked
+                return self._store_again(complete, record, raw_body, charset, text, seen_urls,
+                                         refetch, run_id)
             if existing.get("run_id") != run_id and not _is_stale(existing, self.claim_stale_after):
                 # Another writer is between its claim and its meta.json: leave it the work.
                 # Should it die, its article has no meta.json, so a later crawl fetches it
@@ -150,38 +237,190 @@ class Archive:
             # it where the claim says, not in our own date folder, so it keeps one place.
             logger.info("completing unfinished article %s claimed by run %r",
                         record.id, existing.get("run_id"))
-            record = replace(
-                record,
-                raw_key=existing["raw_key"],
-                text_key=existing["text_key"],
-                meta_key=existing["meta_key"],
-            )
+            record = replace(record, **{k: existing[k] for k in _MARKER_KEYS})
             completed_claim = True
-
+        record = replace(record, versions=(_version_of(record),),
+                         near_duplicate_of=self._join_buckets(record, text))
         rel = self.backend.relative
+        self._put_objects(rel(record.raw_key), rel(record.text_key), raw_body, charset, text)
+        self._mark_urls(marker | {k: getattr(record, k) for k in _MARKER_KEYS}, seen_urls)
         self.backend.put(
-            rel(record.raw_key),
+            rel(record.meta_key), record.to_json(), content_type="application/json; charset=utf-8"
+        )
+        return StoreResult(StoreOutcome.WRITTEN, record, completed_claim)
+
+    def _store_again(self, existing: Record, record: Record, raw_body: bytes, charset: str,
+                     text: str, seen_urls: set[str], refetch: bool, run_id: str) -> StoreResult:
+        """The article is archived: the same text is a duplicate, other text a new version."""
+        self._mark_urls(_marker(existing, run_id), seen_urls)
+        if _same_text(existing, record):
+            def seen(current: Record) -> Record | None:
+                urls = _new_urls(current, record)
+                if not urls and not refetch:
+                    return None
+                return replace(current, aliases=_merge(current, urls),
+                               checked_at=record.fetched_at if refetch else current.checked_at)
+            return StoreResult(StoreOutcome.DUPLICATE, self._update(existing, seen))
+
+        prefix = self.backend.relative(existing.meta_key).removesuffix("meta.json")
+        keys = version_keys(ArticleKeys(prefix, prefix + "raw.html.gz", prefix + "text.txt",
+                                        prefix + "meta.json"), record.content_sha256)
+        version = Version(record.fetched_at, record.content_sha256, self.locate(keys.raw),
+                          self.locate(keys.text), record.url)
+        self._put_objects(keys.raw, keys.text, raw_body, charset, text)
+        indexed = replace(existing, text_key=version.text_key, text_fingerprint=record.text_fingerprint)
+        self._claim_text(indexed, text)
+        self._join_buckets(indexed, text)
+
+        def add_version(current: Record) -> Record | None:
+            if current.all_versions[-1].content_sha256 == version.content_sha256:
+                return None  # another writer added this very version meanwhile
+            return replace(
+                record,
+                id=current.id, site=current.site, canonical_url=current.canonical_url,
+                raw_key=version.raw_key, text_key=version.text_key, meta_key=current.meta_key,
+                aliases=_merge(current, _new_urls(current, record)),
+                near_duplicate_of=current.near_duplicate_of,
+                versions=(*current.all_versions, version), checked_at=None,
+            )
+        updated = self._update(existing, add_version)
+        added = updated.all_versions[-1] == version and len(updated.all_versions) > len(existing.all_versions)
+        logger.info("new version %d of %s from %s", len(updated.all_versions), existing.id, record.url)
+        return StoreResult(StoreOutcome.VERSION if added else StoreOutcome.DUPLICATE, updated)
+
+    def _put_objects(self, raw_key: str, text_key: str, raw_body: bytes, charset: str,
+                     text: str) -> None:
+        self.backend.put(
+            raw_key,
             gzip.compress(raw_body, compresslevel=6, mtime=0),
             content_type=f"text/html; charset={charset}",
             content_encoding="gzip",
         )
-        self.backend.put(
-            rel(record.text_key), text.encode("utf-8"), content_type="text/plain; charset=utf-8"
-        )
-        self.backend.put(
-            rel(record.meta_key), record.to_json(), content_type="application/json; charset=utf-8"
-        )
-        self._claim_aliases({**marker, **{k: getattr(record, k) for k in _MARKER_KEYS}}, seen_urls)
-        return StoreResult(StoreOutcome.WRITTEN, record, completed_claim)
+        self.backend.put(text_key, text.encode("utf-8"), content_type="text/plain; charset=utf-8")
 
-    def _claim_aliases(self, marker: dict, seen_urls: Iterable[str]) -> None:
-        # Create-if-absent: an alias already pointing somewhere keeps its first owner, and
-        # a re-run that finds every alias in place writes nothing.
+    def _add_urls(self, record: Record, urls: set[str]) -> Record:
+        def add(current: Record) -> Record | None:
+            new = urls - current.urls
+            return replace(current, aliases=_merge(current, new)) if new else None
+        return self._update(record, add)
+
+    def _update(self, record: Record, change: Callable[[Record], Record | None]) -> Record:
+        """Apply ``change`` to the stored record with compare-and-swap; ``change`` returns
+        None when nothing needs writing. Returns the record as it then stands."""
+        key = self.backend.relative(record.meta_key)
+        for _ in range(_UPDATE_ATTEMPTS):
+            data, tag = self.backend.get_tagged(key)
+            current = Record.from_json(data)
+            changed = change(current)
+            if changed is None:
+                return current
+            if self.backend.put_if_match(key, changed.to_json(), tag,
+                                         content_type="application/json; charset=utf-8"):
+                return changed
+        raise ArchiveError(f"{record.meta_key} kept changing under us; gave up after "
+                           f"{_UPDATE_ATTEMPTS} attempts")
+
+    def _mark_urls(self, marker: dict, seen_urls: Iterable[str]) -> None:
+        # Create-if-absent: a URL already marked keeps its first owner, and a re-run that
+        # finds every marker in place writes nothing.
         for url in sorted(set(seen_urls) - {marker["canonical_url"]}):
             alias = {**marker, "alias": url}
             self.backend.put_if_absent(
                 url_index_key(url), json.dumps(alias).encode(), content_type="application/json"
             )
+
+    # -- the content index ---------------------------------------------------------------
+
+    def _claim_text(self, record: Record, text: str) -> Record | None:
+        """Enter ``record`` as the owner of its text fingerprint, unless another complete
+        article owns it already: then return that article."""
+        if not dedupable(text):
+            return None
+        key = content_index_key(record.text_fingerprint)
+        claim = json.dumps({**_member(record),
+                            "claimed_at": datetime.now(timezone.utc).isoformat()}).encode()
+        for _ in range(_UPDATE_ATTEMPTS):
+            if self.backend.put_if_absent(key, claim, content_type="application/json"):
+                return None
+            try:
+                data, tag = self.backend.get_tagged(key)
+            except ObjectNotFound:
+                continue
+            owner = json.loads(data)
+            if owner["id"] == record.id:
+                return None
+            complete = self._complete_record(owner["meta_key"])
+            if complete is not None:
+                return complete
+            if not _is_stale(owner, self.claim_stale_after):
+                # Its writer may still finish it: archive this page in its own right rather
+                # than wait; the two then share the text without knowing it.
+                return None
+            # The owner's writer died before its meta.json: the text is ours now.
+            if self.backend.put_if_match(key, claim, tag, content_type="application/json"):
+                return None
+        raise ArchiveError(f"{key} kept changing under us; gave up after {_UPDATE_ATTEMPTS} attempts")
+
+    def _join_buckets(self, record: Record, text: str) -> str | None:
+        """Add ``record`` to the LSH buckets of its text and return the id of the archived
+        article (not this one) whose text is most similar at Jaccard >=
+        NEAR_DUPLICATE_JACCARD; ties go to the smaller id, and an article that is itself a
+        near duplicate hands on its original.
+
+        Search and insert are one request per band for a text like no other: creating the
+        bucket succeeds, and a new bucket holds no candidates.
+        """
+        if not dedupable(text):
+            return None
+        member = _member(record)
+        hits: dict[str, dict] = {}
+        shared: dict[str, int] = {}
+        for band, bucket in lsh_bands(text):
+            for other in self._join_bucket(lsh_bucket_key(band, bucket), member):
+                if other.get("id") != record.id:
+                    hits.setdefault(other.get("id"), other)
+                    shared[other.get("id")] = shared.get(other.get("id"), 0) + 1
+        if not hits:
+            return None
+        mine = shingles(text)
+        matches: list[tuple[float, str]] = []
+        for candidate in sorted(hits, key=lambda c: (-shared[c], c))[:_MAX_CANDIDATES]:
+            entry = hits[candidate]
+            try:
+                original = self._complete_record(entry["meta_key"])
+                if original is None:
+                    continue
+                theirs = self.backend.get(self.backend.relative(entry["text_key"])).decode("utf-8")
+            except (ObjectNotFound, InvalidKey, KeyError, TypeError, ValueError):
+                continue  # an entry of an unfinished or damaged article: not evidence
+            similarity = jaccard(mine, shingles(theirs))
+            if similarity >= NEAR_DUPLICATE_JACCARD:
+                matches.append((similarity, original.near_duplicate_of or original.id))
+        return min(matches, key=lambda m: (-m[0], m[1]))[1] if matches else None
+
+    def _join_bucket(self, key: str, member: dict) -> list[dict]:
+        """Add ``member`` to one LSH bucket; returns the members that were there before."""
+        for _ in range(_UPDATE_ATTEMPTS):
+            if self.backend.put_if_absent(key, json.dumps([member]).encode(),
+                                          content_type="application/json"):
+                return []
+            try:
+                data, tag = self.backend.get_tagged(key)
+            except ObjectNotFound:
+                continue
+            members = [m for m in json.loads(data) if isinstance(m, dict)]
+            if any(m.get("id") == member["id"] for m in members) or len(members) >= _MAX_BUCKET_ENTRIES:
+                return members
+            if self.backend.put_if_match(key, json.dumps([*members, member]).encode(), tag,
+                                         content_type="application/json"):
+                return members
+        raise ArchiveError(f"{key} kept changing under us; gave up after {_UPDATE_ATTEMPTS} attempts")
+
+    def _complete_record(self, meta_key: str) -> Record | None:
+        try:
+            return Record.from_json(self.backend.get(self.backend.relative(meta_key)))
+        except ObjectNotFound:
+            return None
 
     def read_site_state(self, site: str, name: str) -> dict | None:
         """A site's learned state (see :meth:`write_site_state`), or None."""
@@ -287,3 +526,41 @@ def _is_stale(marker: dict, after: timedelta) -> bool:
     if claimed_at.tzinfo is None:
         claimed_at = claimed_at.replace(tzinfo=timezone.utc)
     return datetime.now(timezone.utc) - claimed_at >= after
+
+
+def _marker(record: Record, run_id: str) -> dict:
+    """The URL index marker that names ``record``'s objects."""
+    return {
+        "id": record.id,
+        "canonical_url": record.canonical_url,
+        "raw_key": record.raw_key,
+        "text_key": record.text_key,
+        "meta_key": record.meta_key,
+        "run_id": run_id,
+        "claimed_at": datetime.now(timezone.utc).isoformat(),
+    }
+
+
+def _member(record: Record) -> dict:
+    """What the content index says of an article: enough to find its record and text."""
+    return {"id": record.id, "meta_key": record.meta_key, "text_key": record.text_key}
+
+
+def _version_of(record: Record) -> Version:
+    return Version(record.fetched_at, record.content_sha256, record.raw_key, record.text_key,
+                   record.url)
+
+
+def _same_text(existing: Record, incoming: Record) -> bool:
+    if existing.text_fingerprint:
+        return existing.text_fingerprint == incoming.text_fingerprint
+    return existing.content_sha256 == incoming.content_sha256  # written before fingerprints
+
+
+def _new_urls(current: Record, incoming: Record) -> set[str]:
+    """URLs ``incoming`` was seen at that ``current`` does not list yet."""
+    return set(incoming.urls | {incoming.url}) - current.urls
+
+
+def _merge(current: Record, urls: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted((set(current.aliases) | set(urls)) - {current.canonical_url}))

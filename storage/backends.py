@@ -8,6 +8,8 @@ a hard link that fails with EEXIST. Every third-party error is translated here i
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import logging
 import os
 import uuid
@@ -49,6 +51,14 @@ class Backend(Protocol):
 
     def get(self, key: str) -> bytes:
         """The object's bytes; ObjectNotFound if there is none."""
+
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        """The object's bytes and a tag (its ETag) for :meth:`put_if_match`."""
+
+    def put_if_match(self, key: str, data: bytes, tag: str, *,
+                     content_type: str | None = None) -> bool:
+        """Replace ``key`` only if it still has ``tag``; False (nothing written) if another
+        writer replaced it since it was read."""
 
     def exists(self, key: str) -> bool:
         """Whether an object is stored at ``key``."""
@@ -150,6 +160,31 @@ class LocalBackend:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        data = self.get(key)
+        return data, hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+    def put_if_match(self, key, data, tag, *, content_type=None) -> bool:
+        path = self._path(key)
+        # Compare-and-swap under an exclusive lock on one lock file of the archive: replacing
+        # a record is rare (a new alias, a new version), so one lock for all keys is enough,
+        # and flock holds across the processes of every crawl on this machine.
+        lock_path = self.root / ".newsarchive.lock"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with open(lock_path, "a+b") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    current = path.read_bytes()
+                except FileNotFoundError:
+                    return False
+                if hashlib.md5(current, usedforsecurity=False).hexdigest() != tag:
+                    return False
+                os.replace(self._write_temp(path, data), path)
+                return True
+        except OSError as exc:
+            raise ArchiveError(f"cannot write {path}: {exc}") from exc
+
     def get(self, key: str) -> bytes:
         path = self._path(key)
         try:
@@ -231,9 +266,23 @@ class S3Backend:
         return True
 
     def get(self, key: str) -> bytes:
+        return self.get_tagged(key)[0]
+
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
         with _translated(key):
             response = self._client.get_object(Bucket=self.bucket, Key=self._k(key))
-            return response["Body"].read()
+            return response["Body"].read(), response["ETag"]
+
+    def put_if_match(self, key, data, tag, *, content_type=None) -> bool:
+        extra = {"ContentType": content_type} if content_type else {}
+        try:
+            with _translated(key):
+                self._client.put_object(
+                    Bucket=self.bucket, Key=self._k(key), Body=data, IfMatch=tag, **extra
+                )
+        except (_ConditionFailed, ObjectNotFound):
+            return False
+        return True
 
     def exists(self, key: str) -> bool:
         try:

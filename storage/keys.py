@@ -19,6 +19,8 @@ _RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 
 ARTICLES_ROOT = "articles"
 URL_INDEX_ROOT = "_index/urls"
+CONTENT_INDEX_ROOT = "_index/content"
+LSH_INDEX_ROOT = "_index/lsh"
 SITE_STATE_ROOT = "_index/sites"
 _STATE_NAME_PATTERN = re.compile(r"^[a-z0-9_-]{1,64}$")
 
@@ -92,6 +94,42 @@ def url_index_key(canonical_url: str) -> str:
     """
     digest = url_digest(canonical_url)
     return f"{URL_INDEX_ROOT}/{digest[:2]}/{digest}.json"
+
+
+def content_index_key(fingerprint: str) -> str:
+    """Key of the marker naming the article that first had this text fingerprint
+    (see :func:`storage.dedup.text_fingerprint`)."""
+    _check_hex(fingerprint, 64, "text fingerprint")
+    return f"{CONTENT_INDEX_ROOT}/{fingerprint[:2]}/{fingerprint}.json"
+
+
+def lsh_bucket_key(band: int, band_hash: str) -> str:
+    """Key of the LSH bucket ``band_hash`` of band ``band``: the articles whose MinHash
+    signature has that hash in that band.
+
+    A bucket is one object read with one GET (cheaper than a listing on S3, and O(1) on any
+    store); articles are added to it by compare-and-swap."""
+    _check_hex(band_hash, 32, "band hash")
+    if not 0 <= band < 100:
+        raise InvalidKey(f"invalid LSH band {band!r}")
+    return f"{LSH_INDEX_ROOT}/{band:02d}/{band_hash[:2]}/{band_hash}.json"
+
+
+def version_keys(keys: ArticleKeys, content_sha256: str) -> ArticleKeys:
+    """Keys of a later version of an article: ``<prefix>versions/<sha256[:16]>/``.
+
+    Named by content, so two writers that see the same update write the same objects.
+    ``meta`` stays the article's one record, which lists every version.
+    """
+    _check_hex(content_sha256, 64, "content hash")
+    prefix = f"{keys.prefix}versions/{content_sha256[:16]}/"
+    return ArticleKeys(prefix=prefix, raw=prefix + "raw.html.gz", text=prefix + "text.txt",
+                       meta=keys.meta)
+
+
+def _check_hex(value: str, length: int, what: str) -> None:
+    if not isinstance(value, str) or len(value) != length or value.strip("0123456789abcdef"):
+        raise InvalidKey(f"invalid {what} {value!r}")
 
 
 def is_meta_key(key: str) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 
-_DATETIME_FIELDS = ("published", "modified", "fetched_at")
+_DATETIME_FIELDS = ("published", "modified", "fetched_at", "checked_at")
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,29 @@ class Extractor:
     """Extractor name, e.g. ``newsarchive``."""
     version: str
     """Its version, including the versions of the libraries it builds on."""
+
+
+@dataclass(frozen=True)
+class Version:
+    """One capture of an article whose text changed since the capture before it."""
+
+    fetched_at: datetime
+    """When this version's response was received (UTC)."""
+    content_sha256: str
+    """SHA-256 (hex) of this version's cleaned text."""
+    raw_key: str
+    """Key of this version's ``raw.html.gz``."""
+    text_key: str
+    """Key of this version's ``text.txt``."""
+    url: str
+    """The URL this version was fetched from."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "fetched_at": self.fetched_at.isoformat()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Version:
+        return cls(**{**data, "fetched_at": datetime.fromisoformat(data["fetched_at"])})
 
 
 @dataclass(frozen=True)
@@ -65,7 +88,16 @@ class Record:
     aliases: tuple[str, ...] = ()
     """Other URLs at which the same content was seen."""
     near_duplicate_of: str | None = None
-    """Id of an archived article with near-identical text, or null."""
+    """Id of an archived article of another URL whose text was near-identical (Jaccard of
+    word shingles >= 0.9) when this one was first archived, or null."""
+    text_fingerprint: str = ""
+    """SHA-256 (hex) of the text after normalisation (Unicode NFKC, case, whitespace):
+    articles with equal fingerprints have the same text."""
+    versions: tuple[Version, ...] = ()
+    """Every capture with different text, oldest first; the last one is the one the
+    record's other fields describe. Earlier versions' objects stay in the archive."""
+    checked_at: datetime | None = None
+    """The last time the page was fetched again and its text found unchanged, or null."""
     description: str | None = None
     """The page's summary, or null."""
     section: str | None = None
@@ -91,7 +123,7 @@ class Record:
             if isinstance(value, datetime):
                 value = value.isoformat()
             elif isinstance(value, tuple):
-                value = list(value)
+                value = [v.to_dict() if isinstance(v, Version) else v for v in value]
             elif isinstance(value, Extractor):
                 value = asdict(value)
             out[f.name] = value
@@ -112,6 +144,7 @@ class Record:
         values["authors"] = tuple(values.get("authors") or ())
         values["aliases"] = tuple(values.get("aliases") or ())
         values["tags"] = tuple(values.get("tags") or ())
+        values["versions"] = tuple(Version.from_dict(v) for v in values.get("versions") or ())
         values["extractor"] = Extractor(**values["extractor"])
         values["extra"] = {k: v for k, v in data.items() if k not in known}
         return cls(**values)
@@ -120,6 +153,22 @@ class Record:
     def from_json(cls, raw: bytes) -> Record:
         """Parse ``meta.json`` bytes."""
         return cls.from_dict(json.loads(raw))
+
+    @property
+    def all_versions(self) -> tuple[Version, ...]:
+        """:attr:`versions`, or for a record written before versions were kept, its one capture."""
+        return self.versions or (Version(self.fetched_at, self.content_sha256, self.raw_key,
+                                         self.text_key, self.url),)
+
+    @property
+    def urls(self) -> frozenset[str]:
+        """Every URL the article is known by: its canonical URL and its aliases."""
+        return frozenset((self.canonical_url, *self.aliases))
+
+    @property
+    def last_seen(self) -> datetime:
+        """When the page was last fetched: its latest version or its latest check."""
+        return max(filter(None, (self.fetched_at, self.checked_at)))
 
 
 RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Record) if f.name != "extra")

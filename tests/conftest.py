@@ -17,6 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from storage import Archive, LocalBackend, S3Backend
 from tests.newssite import NewsSite, load_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -171,3 +172,45 @@ def local_site_config(site: NewsSite, name: str = "localnews", **overrides) -> d
         "autothrottle": False,
         **overrides,
     }
+
+
+# -- archives on both backends ------------------------------------------------------------
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend(request, tmp_path):
+    """The same archive surface on a local directory and on a fresh moto bucket."""
+    if request.param == "local":
+        return LocalBackend(tmp_path / "archive")
+    s3 = request.getfixturevalue("s3_archive")
+    return S3Backend(s3.bucket, s3.prefix)
+
+
+@pytest.fixture
+def archive(backend) -> Archive:
+    """An archive over :func:`backend`."""
+    return Archive(backend)
+
+
+@pytest.fixture
+def raw_state(backend, request):
+    """A callable giving everything physically stored, bypassing the backend under test:
+    every file under the local root (temp files included) with its inode and mtime, or
+    every object in the bucket with its ETag and LastModified. Equal snapshots mean
+    nothing was written, rewritten or left behind."""
+    if isinstance(backend, LocalBackend):
+        def state() -> dict:
+            out = {}
+            for dirpath, _dirs, files in os.walk(backend.root):
+                for name in files:
+                    path = Path(dirpath, name)
+                    st = path.stat()
+                    out[path.relative_to(backend.root).as_posix()] = (
+                        path.read_bytes(), st.st_ino, st.st_mtime_ns)
+            return out
+    else:
+        s3 = request.getfixturevalue("s3_archive")
+
+        def state() -> dict:
+            return {key: (s3.get(key), *meta) for key, meta in s3.listing().items()}
+    return state

@@ -1,0 +1,120 @@
+"""Content dedup: text fingerprints for exact duplicates, MinHash/LSH for near duplicates.
+
+MinHash is the textbook construction (as in datasketch) in a few lines of numpy: a
+signature must be identical on every machine and in every release, which is easier to
+promise for code we hold than for a library's defaults (datasketch changed its permutation
+scheme in 2.0), and it spares every process the import of SciPy.
+
+Both are pure functions of the text, so every writer on every machine computes the same
+fingerprint and the same LSH buckets for the same page; the buckets themselves live in
+the archive (``_index/lsh/``), see :class:`storage.archive.Archive`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from functools import lru_cache
+
+import numpy as np
+
+NEAR_DUPLICATE_JACCARD = 0.9
+"""Texts whose word-shingle sets overlap at least this much are near duplicates."""
+
+MIN_DEDUP_WORDS = 50
+"""Texts shorter than this are never deduplicated by content: a caption, a teaser or an
+error page says too little to prove two articles are one."""
+
+SHINGLE_WORDS = 3
+"""Words per shingle."""
+
+LSH_BANDS = 10
+LSH_ROWS = 8
+# 10 bands of 8 rows: a pair at Jaccard 0.9 shares a bucket with probability 0.996 (0.9998
+# at 0.95), a pair at 0.5 with 0.04; candidates are then checked exactly, so a stray one
+# costs a read only. Each band is one listing per new article and one object per article,
+# so more bands buy recall right at the threshold with requests on every page.
+_NUM_PERM = LSH_BANDS * LSH_ROWS
+
+_WORD = re.compile(r"\w+")
+
+
+def normalize_text(text: str) -> str:
+    """The text as compared: Unicode NFKC, case-folded, whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def text_fingerprint(text: str) -> str:
+    """SHA-256 (hex) of :func:`normalize_text`: equal for texts that differ only in case,
+    whitespace or Unicode form."""
+    return hashlib.sha256(normalize_text(text).encode("utf-8")).hexdigest()
+
+
+def words(text: str) -> list[str]:
+    """The words of the normalised text."""
+    return _WORD.findall(normalize_text(text))
+
+
+def shingles(text: str) -> set[str]:
+    """Overlapping runs of :data:`SHINGLE_WORDS` words."""
+    w = words(text)
+    if len(w) < SHINGLE_WORDS:
+        return {" ".join(w)} if w else set()
+    return {" ".join(w[i:i + SHINGLE_WORDS]) for i in range(len(w) - SHINGLE_WORDS + 1)}
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    """|a ∩ b| / |a ∪ b| (0.0 for two empty sets)."""
+    union = len(a | b)
+    return len(a & b) / union if union else 0.0
+
+
+def dedupable(text: str) -> bool:
+    """Whether the text is long enough for content dedup (see :data:`MIN_DEDUP_WORDS`)."""
+    return len(words(text)) >= MIN_DEDUP_WORDS
+
+
+@lru_cache(maxsize=16)
+def lsh_bands(text: str) -> tuple[tuple[int, str], ...]:
+    """``(band, bucket hash)`` for each LSH band of the text's MinHash signature.
+
+    Cached: a new article's buckets are searched, then joined, by one writer in a row."""
+    return tuple(
+        (band, hashlib.blake2b(row.tobytes(), digest_size=16).hexdigest())
+        for band, row in enumerate(minhash(shingles(text)).reshape(LSH_BANDS, LSH_ROWS))
+    )
+
+
+def minhash(items: set[str]) -> np.ndarray:
+    """The MinHash signature of a set: for each of the :data:`_NUM_PERM` hash functions
+    ``(a * h + b) mod p`` over the items' 32-bit hashes, the smallest value.
+
+    Everything here (the item hash, the functions' parameters) is derived from fixed
+    constants with hashlib, so signatures never change with a library's version.
+    """
+    if not items:
+        return np.full(_NUM_PERM, _MAX_HASH, dtype=np.uint64)
+    hashes = np.fromiter(
+        (int.from_bytes(hashlib.blake2b(item.encode("utf-8"), digest_size=4).digest(), "little")
+         for item in items),
+        dtype=np.uint64, count=len(items),
+    )
+    a, b = _PERMUTATIONS
+    # a, b and h are below 2**32, so a * h + b stays below 2**64: no overflow.
+    values = (hashes[:, None] * a[None, :] + b[None, :]) % _MERSENNE_PRIME
+    return (values & _MAX_HASH).min(axis=0)
+
+
+def _permutation_parameters() -> tuple[np.ndarray, np.ndarray]:
+    def draw(name: str, i: int, low: int) -> int:
+        digest = hashlib.blake2b(f"newsarchive-minhash/{name}/{i}".encode(), digest_size=4).digest()
+        return max(low, int.from_bytes(digest, "little"))
+    a = np.array([draw("a", i, 1) for i in range(_NUM_PERM)], dtype=np.uint64)
+    b = np.array([draw("b", i, 0) for i in range(_NUM_PERM)], dtype=np.uint64)
+    return a, b
+
+
+_MERSENNE_PRIME = np.uint64((1 << 61) - 1)
+_MAX_HASH = np.uint64((1 << 32) - 1)
+_PERMUTATIONS = _permutation_parameters()
