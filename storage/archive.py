@@ -194,7 +194,7 @@ class Archive:
         again to look for an update; finding none is then recorded in ``checked_at``.
         """
         fingerprint = text_fingerprint(text)
-        record = replace(record, text_fingerprint=fingerprint)
+        record = replace(record, text_fingerprint=fingerprint, charset=record.charset or charset)
         seen_urls = set(seen_urls) | {record.canonical_url}
         with self._locks.hold(f"text:{fingerprint}", f"url:{record.canonical_url}"):
             existing = self.lookup(record.canonical_url)
@@ -239,7 +239,7 @@ class Archive:
                         record.id, existing.get("run_id"))
             record = replace(record, **{k: existing[k] for k in _MARKER_KEYS})
             completed_claim = True
-        record = replace(record, versions=(_version_of(record),),
+        record = replace(record, versions=(Version.of(record),),
                          near_duplicate_of=self._join_buckets(record, text))
         rel = self.backend.relative
         self._put_objects(rel(record.raw_key), rel(record.text_key), raw_body, charset, text)
@@ -265,8 +265,8 @@ class Archive:
         prefix = self.backend.relative(existing.meta_key).removesuffix("meta.json")
         keys = version_keys(ArticleKeys(prefix, prefix + "raw.html.gz", prefix + "text.txt",
                                         prefix + "meta.json"), record.content_sha256)
-        version = Version(record.fetched_at, record.content_sha256, self.locate(keys.raw),
-                          self.locate(keys.text), record.url)
+        version = replace(Version.of(record), raw_key=self.locate(keys.raw),
+                          text_key=self.locate(keys.text))
         self._put_objects(keys.raw, keys.text, raw_body, charset, text)
         indexed = replace(existing, text_key=version.text_key, text_fingerprint=record.text_fingerprint)
         self._claim_text(indexed, text)
@@ -544,11 +544,6 @@ def _marker(record: Record, run_id: str) -> dict:
 def _member(record: Record) -> dict:
     """What the content index says of an article: enough to find its record and text."""
     return {"id": record.id, "meta_key": record.meta_key, "text_key": record.text_key}
-
-
-def _version_of(record: Record) -> Version:
-    return Version(record.fetched_at, record.content_sha256, record.raw_key, record.text_key,
-                   record.url)
 
 
 def _same_text(existing: Record, incoming: Record) -> bool:

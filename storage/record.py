@@ -40,13 +40,30 @@ class Version:
     """Key of this version's ``text.txt``."""
     url: str
     """The URL this version was fetched from."""
+    extractor: str = ""
+    """``name/version`` of the extractor that made this version's text (empty: unknown)."""
+    warc_key: str | None = None
+    """Key of the WARC file holding this version's response, or null."""
+    warc_offset: int | None = None
+    """Byte offset of the response record in that WARC file, or null."""
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form."""
         return {**asdict(self), "fetched_at": self.fetched_at.isoformat()}
 
     @classmethod
+    def of(cls, record: Record) -> Version:
+        """The capture a record's own fields describe."""
+        return cls(record.fetched_at, record.content_sha256, record.raw_key, record.text_key,
+                   record.url, f"{record.extractor.name}/{record.extractor.version}",
+                   record.warc_key, record.warc_offset)
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Version:
-        return cls(**{**data, "fetched_at": datetime.fromisoformat(data["fetched_at"])})
+        """Inverse of :meth:`to_dict`; keys this version does not know are ignored."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        return cls(**{**values, "fetched_at": datetime.fromisoformat(data["fetched_at"])})
 
 
 @dataclass(frozen=True)
@@ -98,6 +115,12 @@ class Record:
     record's other fields describe. Earlier versions' objects stay in the archive."""
     checked_at: datetime | None = None
     """The last time the page was fetched again and its text found unchanged, or null."""
+    charset: str | None = None
+    """Character encoding the raw body was decoded with, or null when unknown."""
+    warc_key: str | None = None
+    """Key of the WARC file holding the response (same convention as ``raw_key``), or null."""
+    warc_offset: int | None = None
+    """Byte offset of the response record in that WARC file, or null."""
     description: str | None = None
     """The page's summary, or null."""
     section: str | None = None
@@ -157,8 +180,7 @@ class Record:
     @property
     def all_versions(self) -> tuple[Version, ...]:
         """:attr:`versions`, or for a record written before versions were kept, its one capture."""
-        return self.versions or (Version(self.fetched_at, self.content_sha256, self.raw_key,
-                                         self.text_key, self.url),)
+        return self.versions or (Version.of(self),)
 
     @property
     def urls(self) -> frozenset[str]:

@@ -486,8 +486,9 @@ def test_store_first_time_writes_everything(archive):
     result = store(archive, record)
     assert result.outcome is StoreOutcome.WRITTEN
     assert result.completed_claim is False
-    record = replace(record, text_fingerprint=text_fingerprint(TEXT), versions=(
-        Version(FETCHED, sha256(TEXT), record.raw_key, record.text_key, record.url),))
+    record = replace(record, text_fingerprint=text_fingerprint(TEXT), charset="iso-8859-1",
+                     versions=(Version(FETCHED, sha256(TEXT), record.raw_key, record.text_key,
+                                       record.url, "test/1"),))
     assert result.record == record
 
     rel = backend.relative
