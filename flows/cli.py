@@ -1,7 +1,7 @@
 """The ``newsarchive`` command line (also ``python -m flows``).
 
-Exit codes: 0 success; 1 the run finished but a site failed (or the archive could not be
-read); 2 bad usage or bad config, with a one-line reason.
+Exit codes: 0 success; 1 the run finished but a site (or a record being reprocessed)
+failed, or the archive could not be read; 2 bad usage or bad config, with a one-line reason.
 """
 
 from __future__ import annotations
@@ -57,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     cat.add_argument("ref", metavar="ID|URL")
     cat.add_argument("--raw", action="store_true", help="the raw HTML as received")
     cat.set_defaults(func=cmd_cat)
+
+    reprocess = commands.add_parser(
+        "reprocess", parents=[common],
+        help="extract text and metadata again from the archived pages, fetching nothing")
+    reprocess.add_argument("--site", metavar="NAME")
+    reprocess.add_argument("--since", type=_date, metavar="YYYY-MM-DD")
+    reprocess.add_argument("--until", type=_date, metavar="YYYY-MM-DD")
+    reprocess.set_defaults(func=cmd_reprocess)
     return parser
 
 
@@ -153,6 +161,25 @@ def cmd_cat(args, settings: Settings) -> int:
         sys.stdout.write(archive.read_text(record))
         sys.stdout.write("\n")
     return 0
+
+
+def cmd_reprocess(args, settings: Settings) -> int:
+    from flows.reprocess import reprocess
+
+    archive = _open_archive(args, settings)
+
+    def progress(report) -> None:
+        print(f"  {report.seen} records: {report.rewritten} rewritten, {report.unchanged} "
+              f"unchanged, {len(report.errors)} errors", file=sys.stderr)
+
+    report = reprocess(archive, site=args.site, since=args.since, until=args.until,
+                       data_dir=settings.data_dir, progress=progress)
+    print(format_table(["run", "records", "rewritten", "unchanged", "errors"],
+                       [[report.run_id, str(report.seen), str(report.rewritten),
+                         str(report.unchanged), str(len(report.errors))]]))
+    for error in report.errors[:10]:
+        print(f"  {error['id']} {error['url']}: {error['reason']}", file=sys.stderr)
+    return 1 if report.errors else 0
 
 
 def main(argv: list[str] | None = None) -> int:

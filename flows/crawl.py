@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from spiders.config import Settings, SiteConfig
+from spiders.stats import crawl_counts
 
 
 class CrawlCrashed(RuntimeError):
@@ -36,7 +37,8 @@ class SiteResult:
     counts: dict[str, int] = field(default_factory=dict)
     """discovered, skipped (already archived), fetched, archived (new articles), versions
     (new versions of archived ones), duplicates (same text as an archived article, or being
-    archived by another run), near_duplicates (archived, flagged), errors."""
+    archived by another run), near_duplicates (archived, flagged), spooled (kept while the
+    archive was unreachable), spool_left (still waiting at the end), errors."""
     errors: list[dict] = field(default_factory=list)
     """The recorded errors (url, kind, reason), as many as the crawl kept."""
     stats_file: str = ""
@@ -51,27 +53,15 @@ def new_run_id() -> str:
 def summarize(report: dict) -> SiteResult:
     """Turn a crawl's stats file into a :class:`SiteResult`."""
     stats = report.get("stats", {})
-
-    def total(prefix: str) -> int:
-        return sum(v for k, v in stats.items() if k.startswith(prefix) and isinstance(v, int))
-
-    counts = {
-        "discovered": total("newsarchive/discovered/") - stats.get("newsarchive/discovered/filtered", 0),
-        "skipped": stats.get("newsarchive/skipped/already_archived", 0),
-        "fetched": stats.get("newsarchive/fetched", 0),
-        "archived": stats.get("newsarchive/archive/written", 0),
-        "versions": stats.get("newsarchive/archive/version", 0),
-        "duplicates": stats.get("newsarchive/archive/duplicate", 0)
-        + stats.get("newsarchive/archive/aliased", 0)
-        + stats.get("newsarchive/archive/in_progress", 0),
-        "near_duplicates": stats.get("newsarchive/archive/near_duplicate", 0),
-        "errors": total("newsarchive/errors/"),
-    }
+    counts = crawl_counts(stats)
     reason = str(report.get("finish_reason"))
     storage_errors = stats.get("newsarchive/errors/storage", 0)
     unreachable = counts["discovered"] == 0 and counts["errors"] > 0
-    ok = reason == "finished" and not storage_errors and not unreachable
-    if storage_errors:
+    ok = reason == "finished" and not storage_errors and not unreachable and not counts["spool_left"]
+    if counts["spool_left"]:
+        reason = (f"the archive was unreachable: {counts['spool_left']} fetched pages wait in "
+                  f"{report.get('workspace', 'the run workspace')} for the next crawl to store")
+    elif storage_errors:
         reason = f"{storage_errors} pages could not be written to the archive"
     elif unreachable:
         reason = "no sitemap, feed or front page could be read"
@@ -91,6 +81,7 @@ def crawl_site(site: SiteConfig, archive_url: str, run_id: str, settings: Settin
         "--archive", archive_url,
         "--run-id", run_id,
         "--stats-file", str(stats_file),
+        "--data-dir", str(settings.data_dir.resolve()),
         "--user-agent", settings.user_agent,
         "--log-level", settings.log_level,
     ]

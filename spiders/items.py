@@ -35,3 +35,10 @@ class FetchedPage:
     refetch: bool = False
     """True when the page was archived already and is fetched again because its sitemap or
     feed date is newer than our last capture."""
+    request_headers: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    """Headers of the request as sent, for the WARC request record."""
+    response_headers: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    """Headers of the response as received, for the WARC response record."""
+    warc: tuple[str, int, int] | None = None
+    """Where the response was written in the run's WARC files: key, offset, length; set by
+    the pipeline before the page is stored (and kept if the page waits in the spool)."""

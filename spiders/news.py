@@ -262,6 +262,8 @@ class NewsSpider(scrapy.Spider):
             date_hint=date_hint,
             discovered_urls=tuple(sorted(listed)),
             refetch=refetch,
+            request_headers=_header_pairs(response.request.headers),
+            response_headers=_header_pairs(response.headers),
         )
 
     def on_error(self, failure: Failure) -> None:
@@ -295,6 +297,12 @@ def feed_entries(body: bytes, base_url: str) -> Iterable[tuple[str, datetime | N
                 date = _parse_date(child.text)
         if link:
             yield urljoin(base_url, link), date
+
+
+def _header_pairs(headers) -> list[tuple[str, str]]:
+    """Scrapy's headers as ``(name, value)`` pairs, every value of a repeated header kept."""
+    return [(name.decode("latin-1"), value.decode("latin-1"))
+            for name, values in headers.items() for value in values]
 
 
 def _parse_date(value: str | None) -> datetime | None:

@@ -19,7 +19,9 @@ from scrapy.crawler import CrawlerProcess
 from spiders.config import SiteConfig
 from spiders.news import NewsSpider
 from spiders.settings import crawl_settings
-from spiders.stats import ERROR_LIST_KEY
+from spiders.stats import ERROR_LIST_KEY, crawl_counts, errors_by_kind
+from spiders.workspace import Workspace, workspace_root
+from storage import Archive, ArchiveError
 
 logger = logging.getLogger(__name__)
 
@@ -29,12 +31,13 @@ def _jsonable(value):
 
 
 def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Path,
-              user_agent: str, log_level: str = "INFO") -> dict:
-    """Crawl ``site`` once (blocking; once per process) and write its stats file."""
+              user_agent: str, log_level: str = "INFO", data_dir: Path = Path(".newsarchive")) -> dict:
+    """Crawl ``site`` once (blocking; once per process), store its run manifest in the
+    archive and write its stats file."""
     # trafilatura warns about every page it discards; our stats record those outcomes.
     logging.getLogger("trafilatura").setLevel(logging.ERROR)
     settings = crawl_settings(site, archive_url=archive_url, run_id=run_id,
-                              user_agent=user_agent, log_level=log_level)
+                              user_agent=user_agent, log_level=log_level, data_dir=str(data_dir))
     started = datetime.now(timezone.utc)
     process = CrawlerProcess(settings)
     crawler = process.create_crawler(NewsSpider)
@@ -42,20 +45,48 @@ def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Pa
     process.start()
     stats = dict(crawler.stats.get_stats())
     errors = stats.pop(ERROR_LIST_KEY, [])
+    finished = datetime.now(timezone.utc)
+    workspace = Workspace(workspace_root(data_dir, site.name, run_id))
     report = {
         "site": site.name,
         "run_id": run_id,
         "started_at": started.isoformat(),
-        "finished_at": datetime.now(timezone.utc).isoformat(),
+        "finished_at": finished.isoformat(),
         "finish_reason": stats.get("finish_reason"),
+        "workspace": str(workspace.root),
         "stats": stats,
         "errors": errors,
     }
+    report["manifest_key"] = _store_manifest(archive_url, workspace, {
+        "run_id": run_id,
+        "site": site.name,
+        "parameters": site.model_dump(mode="json"),
+        "started_at": started.isoformat(),
+        "finished_at": finished.isoformat(),
+        "finish_reason": stats.get("finish_reason"),
+        "counts": crawl_counts(stats),
+        "errors_by_kind": errors_by_kind(stats),
+        "errors": errors,
+        "errors_truncated": sum(errors_by_kind(stats).values()) > len(errors),
+    })
+    workspace.remove_if_done()
     stats_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = stats_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, default=_jsonable, indent=1), encoding="utf-8")
     tmp.replace(stats_file)
     return report
+
+
+def _store_manifest(archive_url: str, workspace: Workspace, manifest: dict) -> str | None:
+    """Put the run manifest in the archive; if it is unreachable, keep it in the workspace
+    for the next crawl. Returns the manifest's key, or None when kept."""
+    try:
+        return Archive.open(archive_url).put_run_manifest(manifest)
+    except ArchiveError as exc:
+        logger.warning("archive unreachable, run manifest kept in %s: %s", workspace.root, exc)
+        workspace.root.mkdir(parents=True, exist_ok=True)
+        workspace.keep_manifest(manifest)
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,10 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stats-file", required=True, type=Path)
     parser.add_argument("--user-agent", required=True)
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--data-dir", type=Path, default=Path(".newsarchive"),
+                        help="where the run keeps what the archive has not taken yet")
     args = parser.parse_args(argv)
     site = SiteConfig.model_validate_json(args.site_json)
     run_crawl(site, archive_url=args.archive, run_id=args.run_id, stats_file=args.stats_file,
-              user_agent=args.user_agent, log_level=args.log_level)
+              user_agent=args.user_agent, log_level=args.log_level, data_dir=args.data_dir)
     return 0
 
 

@@ -28,7 +28,8 @@ REACTOR_THREADPOOL_MAXSIZE = 16
 
 
 def crawl_settings(
-    site: SiteConfig, *, archive_url: str, run_id: str, user_agent: str, log_level: str = "INFO"
+    site: SiteConfig, *, archive_url: str, run_id: str, user_agent: str, log_level: str = "INFO",
+    data_dir: str = ".newsarchive",
 ) -> ScrapySettings:
     """Settings for one crawl of ``site`` into ``archive_url``."""
     settings = ScrapySettings()
@@ -43,6 +44,7 @@ def crawl_settings(
             "AUTOTHROTTLE_ENABLED": site.autothrottle,
             "NEWSARCHIVE_ARCHIVE_URL": archive_url,
             "NEWSARCHIVE_RUN_ID": run_id,
+            "NEWSARCHIVE_DATA_DIR": str(data_dir),
         },
         priority="cmdline",
     )

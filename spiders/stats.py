@@ -17,3 +17,30 @@ def record_error(stats: StatsCollector, url: str, kind: str, reason: str) -> Non
     if len(errors) < MAX_RECORDED_ERRORS:
         errors.append({"url": url, "kind": kind, "reason": reason[:500]})
         stats.set_value(ERROR_LIST_KEY, errors)
+
+
+def crawl_counts(stats: dict) -> dict[str, int]:
+    """What a crawl did, from its stats: the figures of the run manifest and the summary."""
+    def total(prefix: str) -> int:
+        return sum(v for k, v in stats.items() if k.startswith(prefix) and isinstance(v, int))
+
+    return {
+        "discovered": total("newsarchive/discovered/") - stats.get("newsarchive/discovered/filtered", 0),
+        "skipped": stats.get("newsarchive/skipped/already_archived", 0),
+        "fetched": stats.get("newsarchive/fetched", 0),
+        "archived": stats.get("newsarchive/archive/written", 0),
+        "versions": stats.get("newsarchive/archive/version", 0),
+        "duplicates": stats.get("newsarchive/archive/duplicate", 0)
+        + stats.get("newsarchive/archive/aliased", 0)
+        + stats.get("newsarchive/archive/in_progress", 0),
+        "near_duplicates": stats.get("newsarchive/archive/near_duplicate", 0),
+        "spooled": stats.get("newsarchive/archive/spooled", 0),
+        "spool_left": stats.get("newsarchive/spool/left", 0),
+        "errors": total("newsarchive/errors/"),
+    }
+
+
+def errors_by_kind(stats: dict) -> dict[str, int]:
+    """Error counts by kind (``http_404``, ``no_article_text``, ``storage``, ...)."""
+    prefix = "newsarchive/errors/"
+    return {k[len(prefix):]: v for k, v in sorted(stats.items()) if k.startswith(prefix)}

@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import enum
 import gzip
+import hashlib
 import json
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -53,13 +56,15 @@ from storage.keys import (
     day_of_meta_key,
     is_meta_key,
     lsh_bucket_key,
+    RUNS_ROOT,
+    run_manifest_key,
     site_state_key,
     url_index_key,
     validate_article_id,
     validate_site_name,
     version_keys,
 )
-from storage.record import Record, Version
+from storage.record import RECORD_FIELDS, Record, Version
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +81,7 @@ _MAX_CANDIDATES = 10
 # in a bucket; one that fills up holds near-copies of one text, and its first entries are
 # the originals a newcomer is compared with.
 _MAX_BUCKET_ENTRIES = 50
+_HOST = socket.gethostname()
 
 
 class StoreOutcome(enum.Enum):
@@ -209,6 +215,40 @@ class Archive:
                 return StoreResult(StoreOutcome.ALIASED, updated)
             return self._store_new(record, raw_body, charset, text, seen_urls, refetch, run_id)
 
+    def add_extraction(self, record: Record, updated: Record, text: str) -> StoreResult:
+        """Store a new extraction of an archived capture (reprocessing): ``updated`` is
+        ``record`` with the new extractor's fields, ``text`` its new text. The raw page is
+        not rewritten; a changed text goes to ``versions/<sha256[:16]>/text.txt``. The new
+        extraction becomes a version naming its extractor. Returns VERSION, or DUPLICATE
+        when the record already holds exactly this extraction."""
+        content_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        updated = replace(updated, content_sha256=content_sha256,
+                          text_fingerprint=text_fingerprint(text))
+        with self._locks.hold(f"text:{updated.text_fingerprint}", f"url:{record.canonical_url}"):
+            text_key = record.text_key
+            if content_sha256 != record.content_sha256:
+                prefix = self.backend.relative(record.meta_key).removesuffix("meta.json")
+                keys = version_keys(ArticleKeys(prefix, prefix + "raw.html.gz", prefix + "text.txt",
+                                                prefix + "meta.json"), content_sha256)
+                self.backend.put(keys.text, text.encode("utf-8"),
+                                 content_type="text/plain; charset=utf-8")
+                text_key = self.locate(keys.text)
+                self._claim_text(replace(updated, text_key=text_key), text)
+                self._join_buckets(replace(updated, text_key=text_key), text)
+            version = replace(Version.of(record), content_sha256=content_sha256,
+                              text_key=text_key, extractor=Version.of(updated).extractor)
+
+            def reextracted(current: Record) -> Record | None:
+                fresh = replace(updated, aliases=current.aliases, checked_at=current.checked_at,
+                                raw_key=current.raw_key, text_key=text_key,
+                                meta_key=current.meta_key, versions=current.versions)
+                if _same_extraction(current, fresh):
+                    return None
+                return replace(fresh, versions=(*current.all_versions, version))
+            stored = self._update(record, reextracted)
+        changed = stored.all_versions[-1] == version and stored != record
+        return StoreResult(StoreOutcome.VERSION if changed else StoreOutcome.DUPLICATE, stored)
+
     def add_aliases(self, record: Record, urls: Iterable[str]) -> Record:
         """Record more URLs the article was seen at; writes nothing if it knows them all."""
         with self._locks.hold(f"url:{record.canonical_url}"):
@@ -337,8 +377,7 @@ class Archive:
         if not dedupable(text):
             return None
         key = content_index_key(record.text_fingerprint)
-        claim = json.dumps({**_member(record),
-                            "claimed_at": datetime.now(timezone.utc).isoformat()}).encode()
+        claim = json.dumps({**_member(record), **_lease()}).encode()
         for _ in range(_UPDATE_ATTEMPTS):
             if self.backend.put_if_absent(key, claim, content_type="application/json"):
                 return None
@@ -429,6 +468,26 @@ class Archive:
         except ObjectNotFound:
             return None
 
+    def put_run_manifest(self, manifest: dict) -> str:
+        """Store a run's manifest (``site``, ``run_id``, ``started_at`` required); returns
+        its located key. The same manifest stored twice is one object."""
+        started = datetime.fromisoformat(manifest["started_at"]).astimezone(timezone.utc)
+        key = run_manifest_key(manifest["site"], started.date(), manifest["run_id"])
+        self.backend.put(key, json.dumps(manifest, ensure_ascii=False, sort_keys=True,
+                                         indent=1).encode("utf-8"),
+                         content_type="application/json; charset=utf-8")
+        return self.locate(key)
+
+    def iter_run_manifests(self, site: str | None = None) -> Iterator[dict]:
+        """Every stored run manifest (of ``site``), oldest first within a site."""
+        prefix = f"{RUNS_ROOT}/{validate_site_name(site)}/" if site else f"{RUNS_ROOT}/"
+        for key in self.backend.iter_keys(prefix):
+            if key.endswith(".json"):
+                try:
+                    yield json.loads(self.backend.get(key))
+                except ObjectNotFound:
+                    continue
+
     def write_site_state(self, site: str, name: str, state: dict) -> bool:
         """Store a site's learned state unless it is unchanged; True if written.
 
@@ -518,7 +577,15 @@ class Archive:
 
 
 def _is_stale(marker: dict, after: timedelta) -> bool:
-    """Whether a claim is older than ``after`` (an unreadable time counts as stale)."""
+    """Whether a claim's writer is gone: its process on this machine no longer runs, or the
+    claim is older than ``after`` (an unreadable time counts as stale)."""
+    if marker.get("host") == _HOST and isinstance(marker.get("pid"), int):
+        if marker["pid"] == os.getpid():
+            # Our own process: a claim left by an attempt that failed half-way (storage
+            # went away); the thread locks keep us from racing ourselves.
+            return True
+        if not process_alive(marker["pid"]):
+            return True  # a crawl killed on this machine: no need to wait out the lease
     try:
         claimed_at = datetime.fromisoformat(marker.get("claimed_at", ""))
     except (TypeError, ValueError):
@@ -537,13 +604,36 @@ def _marker(record: Record, run_id: str) -> dict:
         "text_key": record.text_key,
         "meta_key": record.meta_key,
         "run_id": run_id,
-        "claimed_at": datetime.now(timezone.utc).isoformat(),
+        **_lease(),
     }
+
+
+def _lease() -> dict:
+    """Who claims, and when: see :func:`_is_stale`."""
+    return {"claimed_at": datetime.now(timezone.utc).isoformat(), "host": _HOST,
+            "pid": os.getpid()}
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
 
 
 def _member(record: Record) -> dict:
     """What the content index says of an article: enough to find its record and text."""
     return {"id": record.id, "meta_key": record.meta_key, "text_key": record.text_key}
+
+
+def _same_extraction(current: Record, fresh: Record) -> bool:
+    """Whether a re-extraction would change nothing the record says."""
+    ignore = {"versions", "extra"}
+    return all(getattr(current, f) == getattr(fresh, f) for f in RECORD_FIELDS if f not in ignore)
 
 
 def _same_text(existing: Record, incoming: Record) -> bool:

@@ -4,14 +4,20 @@ Both offer the same small surface, including an atomic create-if-absent that ded
 rely on: S3 conditional writes (``IfNoneMatch="*"``, the second writer gets 412) and, locally,
 a hard link that fails with EEXIST. Every third-party error is translated here into
 ``storage.errors``.
+
+Large objects (WARC files of up to a few hundred MiB) go to S3 as multipart uploads: a
+single PUT of that size is one long request that restarts from zero on any failure, while
+parts are retried one by one and sent in parallel.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import logging
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +51,10 @@ class Backend(Protocol):
         content_encoding: str | None = None,
     ) -> None:
         """Write ``data`` at ``key``, replacing any object there; readers see all or nothing."""
+
+    def put_file(self, key: str, path: Path, *, content_type: str | None = None) -> None:
+        """Write the bytes of the local file ``path`` at ``key``, replacing any object there;
+        readers see all or nothing. The file is streamed, never read whole into memory."""
 
     def put_if_absent(self, key: str, data: bytes, *, content_type: str | None = None) -> bool:
         """Create ``key`` atomically; False (and nothing written) if it already exists."""
@@ -134,6 +144,22 @@ class LocalBackend:
             os.replace(tmp, path)
         except OSError as exc:
             raise ArchiveError(f"cannot write {path}: {exc}") from exc
+
+    def put_file(self, key, path, *, content_type=None) -> None:
+        target = self._path(key)
+        tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, tmp)
+            # As in put: the copy is made under a temporary name and renamed into place, so a
+            # reader (or a crash mid-copy) never sees a partial file under the key.
+            os.replace(tmp, target)
+        except OSError as exc:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass  # the directory itself is unusable: there is no temp file to remove
+            raise ArchiveError(f"cannot copy {path} to {target}: {exc}") from exc
 
     def put_if_absent(self, key, data, *, content_type=None) -> bool:
         path = self._path(key)
@@ -251,8 +277,25 @@ class S3Backend:
             extra["ContentType"] = content_type
         if content_encoding:
             extra["ContentEncoding"] = content_encoding
+        if len(data) > MULTIPART_THRESHOLD:
+            with _unconditional(key), _translated(key):
+                self._client.upload_fileobj(io.BytesIO(data), self.bucket, self._k(key),
+                                            ExtraArgs=extra, Config=_transfer_config())
+            return
         with _translated(key):
             self._client.put_object(Bucket=self.bucket, Key=self._k(key), Body=data, **extra)
+
+    def put_file(self, key, path, *, content_type=None) -> None:
+        extra = {"ContentType": content_type} if content_type else {}
+        s3_key = self._k(key)
+        try:
+            with _unconditional(key), _translated(key):
+                # upload_file sends one PUT below the threshold and a multipart upload above
+                # it, reading the file part by part.
+                self._client.upload_file(str(path), self.bucket, s3_key, ExtraArgs=extra,
+                                         Config=_transfer_config())
+        except OSError as exc:  # the local file (boto's own errors are translated above)
+            raise ArchiveError(f"cannot read {path}: {exc}") from exc
 
     def put_if_absent(self, key, data, *, content_type=None) -> bool:
         extra = {"ContentType": content_type} if content_type else {}
@@ -335,6 +378,37 @@ def make_s3_client():
     return boto3.session.Session().client("s3", config=config)
 
 
+MULTIPART_THRESHOLD = 16 * 1024 * 1024
+"""Bodies larger than this go to S3 as multipart uploads, in parts of this size."""
+
+
+def _transfer_config():
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
+                          multipart_chunksize=MULTIPART_THRESHOLD)
+
+
+class _unconditional:
+    """Context manager around :class:`_translated` for unconditional (multipart) writes:
+    there a 409/412 is no lost race of ours but a conflicting operation on the bucket, and a
+    404 is a multipart upload that vanished (``NoSuchUpload``), not a missing object. Both
+    reach the caller as a plain ArchiveError, never as ``_ConditionFailed`` (internal) or
+    ObjectNotFound (which callers read as "no such object yet")."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if isinstance(exc, (_ConditionFailed, ObjectNotFound)):
+            cause = exc.__cause__ or exc
+            raise ArchiveError(f"S3 refused the write of {self.key!r}: {cause}") from exc
+        return False
+
+
 class _ConditionFailed(Exception):
     """Internal: a conditional write lost the race (412, or 409 while another write is in flight)."""
 
@@ -351,6 +425,7 @@ class _translated:
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc is None:
             return False
+        from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
@@ -358,6 +433,15 @@ class _translated:
             NoCredentialsError,
         )
 
+        if isinstance(exc, S3UploadFailedError):
+            # boto3's transfer manager wraps the ClientError of a failed part or PUT (raised
+            # while handling it, so it is the context rather than the cause): judge by it.
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, (ClientError, BotoCoreError)):
+                return self.__exit__(type(cause), cause, cause.__traceback__)
+            if isinstance(cause, (ConnectionError, TimeoutError)):
+                raise ArchiveUnavailable(f"S3 upload failed: {exc}") from exc
+            raise ArchiveError(f"S3 upload failed: {exc}") from exc
         if isinstance(exc, ClientError):
             error = exc.response.get("Error", {})
             code = str(error.get("Code", ""))

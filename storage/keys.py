@@ -22,6 +22,7 @@ URL_INDEX_ROOT = "_index/urls"
 CONTENT_INDEX_ROOT = "_index/content"
 LSH_INDEX_ROOT = "_index/lsh"
 SITE_STATE_ROOT = "_index/sites"
+WARC_ROOT = "warc"
 _STATE_NAME_PATTERN = re.compile(r"^[a-z0-9_-]{1,64}$")
 
 
@@ -150,3 +151,26 @@ def site_state_key(site: str, name: str) -> str:
     if not _STATE_NAME_PATTERN.fullmatch(name):
         raise InvalidKey(f"invalid state name {name!r}")
     return f"{SITE_STATE_ROOT}/{site}/{name}.json"
+
+
+def warc_key(site: str, day: date, run_id: str, sequence: int) -> str:
+    """Key of WARC file number ``sequence`` written by run ``run_id`` for ``site``:
+    ``warc/<site>/<YYYY>/<MM>/<DD>/<run_id>-<sequence:05d>.warc.gz``, ``day`` being the
+    day the run started (UTC).
+
+    The sequence is zero-padded so that a run's files list in the order they were written
+    (up to 99999 files; later ones are still valid keys, only longer)."""
+    validate_site_name(site)
+    validate_run_id(run_id)
+    if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 0:
+        raise InvalidKey(f"invalid WARC sequence number {sequence!r}")
+    return f"{WARC_ROOT}/{site}/{day:%Y/%m/%d}/{run_id}-{sequence:05d}.warc.gz"
+
+
+RUNS_ROOT = "runs"
+
+
+def run_manifest_key(site: str, day: date, run_id: str) -> str:
+    """Key of a run's manifest: ``runs/<site>/<YYYY>/<MM>/<DD>/<run_id>.json`` (the day the
+    run started, UTC)."""
+    return f"{RUNS_ROOT}/{validate_site_name(site)}/{day:%Y/%m/%d}/{validate_run_id(run_id)}.json"

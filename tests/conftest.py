@@ -81,6 +81,12 @@ class S3Archive:
                 out[obj["Key"]] = (obj["ETag"], obj["LastModified"])
         return out
 
+    def archive_listing(self) -> dict[str, tuple[str, object]]:
+        """:meth:`listing` without the run manifests (``runs/``): every run writes its own
+        manifest by design, so "a re-run writes nothing" means nothing else."""
+        return {k: v for k, v in self.listing().items()
+                if not k.startswith(f"{self.prefix}/runs/")}
+
     def get(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
@@ -158,6 +164,24 @@ def write_sites_file(path: Path, archive_url: str, sites: list[dict]) -> Path:
         lines.append("")
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def crawl_site_subprocess(site_entry: dict, archive_url: str, env: dict, data_dir: Path,
+                          run_id: str, timeout: float = 300) -> dict:
+    """One crawl subprocess (``python -m spiders.run``), as the crawl flow starts it, without
+    Prefect; returns the stats report it writes."""
+    from spiders.config import SiteConfig
+
+    site = SiteConfig.model_validate(site_entry)
+    stats_file = Path(data_dir) / "crawls" / f"{run_id}.json"
+    subprocess.run(
+        [sys.executable, "-m", "spiders.run", "--site-json", site.model_dump_json(),
+         "--archive", archive_url, "--run-id", run_id, "--stats-file", str(stats_file),
+         "--data-dir", str(data_dir), "--user-agent", "newsarchive-test",
+         "--log-level", "WARNING"],
+        cwd=REPO_ROOT, env=env, check=True, timeout=timeout,
+    )
+    return json.loads(stats_file.read_text())
 
 
 def local_site_config(site: NewsSite, name: str = "localnews", **overrides) -> dict:

@@ -12,8 +12,6 @@ moto S3 and the bucket is read back with boto3.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import datetime, timezone
 from xml.sax.saxutils import escape
 
@@ -22,23 +20,12 @@ import pytest
 from normalize import canonicalize_url
 from storage import Archive
 from storage.dedup import NEAR_DUPLICATE_JACCARD, jaccard, shingles
-from tests.conftest import REPO_ROOT, local_site_config
+from tests.conftest import REPO_ROOT, crawl_site_subprocess, local_site_config
 from tests.newssite import SITEMAP_NS, XML_TYPE, CorpusPage, NewsSite, load_corpus
 
 
 def crawl(site_entry: dict, archive_url: str, env: dict, tmp_path, run_id: str) -> dict:
-    """Run one crawl subprocess, as the crawl flow does; returns its stats report."""
-    from spiders.config import SiteConfig
-
-    site = SiteConfig.model_validate(site_entry)
-    stats_file = tmp_path / f"{run_id}.json"
-    subprocess.run(
-        [sys.executable, "-m", "spiders.run", "--site-json", site.model_dump_json(),
-         "--archive", archive_url, "--run-id", run_id, "--stats-file", str(stats_file),
-         "--user-agent", "newsarchive-test", "--log-level", "WARNING"],
-        cwd=REPO_ROOT, env=env, check=True, timeout=300,
-    )
-    report = json.loads(stats_file.read_text())
+    report = crawl_site_subprocess(site_entry, archive_url, env, tmp_path / "data", run_id)
     assert report["finish_reason"] == "finished"
     assert not report["stats"].get("newsarchive/errors/storage"), report["errors"]
     return report
@@ -110,10 +97,10 @@ def test_one_article_under_four_urls_is_archived_once(english_pages, s3_archive,
             assert archive.lookup(canonicalize_url(url)).id == record["id"]
 
         # The re-run: nothing fetched, nothing written.
-        before = s3_archive.listing()
+        before = s3_archive.archive_listing()
         site.clear_requests()
         again = crawl(entry, s3_archive.url, env, tmp_path, "run-2")
-        assert s3_archive.listing() == before
+        assert s3_archive.archive_listing() == before
         assert site.article_requests() == []
         assert not any(k.startswith("newsarchive/archive/") for k in again["stats"])
 
@@ -197,8 +184,8 @@ def test_changed_article_becomes_a_second_version(english_pages, s3_archive, env
         assert b"first published by a partner" in archive.read_raw(archive.find(first["id"]))
 
         # Nothing changed since: the next run writes nothing.
-        before = s3_archive.listing()
+        before = s3_archive.archive_listing()
         site.clear_requests()
         crawl(entry, s3_archive.url, env, tmp_path, "run-3")
         assert site.article_requests() == []
-        assert s3_archive.listing() == before
+        assert s3_archive.archive_listing() == before

@@ -69,7 +69,7 @@ def test_crawl_into_s3_end_to_end(news_site: NewsSite, s3_archive, run_cli, tmp_
     assert first.returncode == 0, first.stderr[-4000:]
     assert "localnews" in first.stdout and "ok" in first.stdout
 
-    listing = s3_archive.listing()
+    listing = s3_archive.archive_listing()
     meta_keys = sorted(k for k in listing if k.endswith("/meta.json"))
     records = [json.loads(s3_archive.get(k)) for k in meta_keys]
 
@@ -118,8 +118,10 @@ def test_crawl_into_s3_end_to_end(news_site: NewsSite, s3_archive, run_cli, tmp_
     news_site.clear_requests()
     second = run_cli("crawl", "--config", str(config), env=s3_archive.env)
     assert second.returncode == 0, second.stderr[-4000:]
-    assert s3_archive.listing() == listing
+    assert s3_archive.archive_listing() == listing
     assert news_site.article_requests() == []
+    # ...but its own run manifest, one per run.
+    assert len([k for k in s3_archive.listing() if k.startswith("news/runs/localnews/")]) == 2
 
     # ls --json reads the same records back.
     ls = run_cli("ls", "--json", "--config", str(config), env=s3_archive.env)

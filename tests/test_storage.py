@@ -910,3 +910,31 @@ def test_a_live_claim_of_another_run_is_left_to_it(archive):
     retry = store(archive, record, run_id="other-run")
     assert retry.outcome is StoreOutcome.WRITTEN and retry.completed_claim
     assert archive.is_archived(record.canonical_url)
+
+
+def test_a_claim_of_a_killed_process_on_this_machine_is_completed_at_once(archive):
+    """The lease of a claim whose process is gone from this machine ends with it: the next
+    crawl need not wait two minutes to complete the article."""
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    record = make_record(archive, "https://example.com/killed")
+    fresh = datetime.now(timezone.utc).isoformat()
+    marker = {"id": record.id, "canonical_url": record.canonical_url, "raw_key": record.raw_key,
+              "text_key": record.text_key, "meta_key": record.meta_key, "run_id": "killed-run",
+              "claimed_at": fresh, "host": socket.gethostname(), "pid": int(gone.stdout)}
+    assert archive.backend.put_if_absent(url_index_key(record.canonical_url),
+                                         json.dumps(marker).encode())
+    result = store(archive, record, run_id="next-run")
+    assert result.outcome is StoreOutcome.WRITTEN and result.completed_claim
+
+    # The same claim by a live process elsewhere is left alone.
+    other = make_record(archive, "https://example.com/remote")
+    remote = {**marker, "id": other.id, "canonical_url": other.canonical_url,
+              "meta_key": other.meta_key, "host": "another-machine", "pid": os.getpid()}
+    assert archive.backend.put_if_absent(url_index_key(other.canonical_url),
+                                         json.dumps(remote).encode())
+    assert store(archive, other, run_id="next-run").outcome is StoreOutcome.IN_PROGRESS

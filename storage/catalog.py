@@ -1,0 +1,468 @@
+"""The archive's catalog: every archived record and its text as Parquet, partitioned by site
+and date, under ``catalog/`` in the archive itself.
+
+Why: ``meta.json`` files are one object per article, fine for the crawler and for ``show``,
+but hopeless for analysis (a million GETs to count articles per site). The catalog holds the
+same fields in a columnar, typed form that analysts query in place, in the bucket, with
+DuckDB, pandas/pyarrow or Athena, without copying the archive or running a database:
+
+    catalog/site=<site>/date=<YYYY-MM-DD>/<run_id>.parquet
+
+Hive-style partition folders let every one of those tools prune by site and date. ``site``
+and ``date`` live only in the path, never inside the files (Athena and Hive forbid a
+partition column that is also a file column, and it keeps pyarrow from seeing two ``site``
+fields), so read the catalog as a *dataset* with hive partitioning.
+
+How a run writes it: :class:`CatalogWriter` appends each archived record to a local JSON
+Lines file as it goes (one flushed line per record, so a killed crawl loses at most the
+line being written) and turns it into Parquet once, at :meth:`CatalogWriter.close`: one file
+per (site, date) per run, never rewritten by another run, so writers need no coordination.
+:func:`recover_pending` converts the pending files of runs that died before closing.
+
+A record archived again by a later run (a new version, a new alias) gets a row in that
+run's file too: the catalog is append-only, and the latest state of an article is its row
+with the greatest ``fetched_at``/``checked_at``.
+
+Columns follow :class:`storage.record.Record`, mapped by annotation type, so a field added
+to the record later gets a column without a change here (see :func:`catalog_schema`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import os
+import threading
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from storage.backends import Backend
+from storage.errors import ArchiveAccessDenied, ArchiveError, InvalidArchiveURL
+from storage.keys import day_of_meta_key, is_meta_key, validate_run_id, validate_site_name
+from storage.record import Record
+
+logger = logging.getLogger(__name__)
+
+CATALOG_ROOT = "catalog"
+"""Archive-relative folder of the catalog."""
+
+PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
+"""Content type of the catalog's objects on S3."""
+
+PARTITION_COLUMNS = ("site", "date")
+"""Columns stored in the path (``site=<site>/date=<YYYY-MM-DD>``), not inside the files."""
+
+TEXT_COLUMN = "text"
+"""The article's cleaned text (``text.txt``)."""
+
+EXTRA_COLUMN = "extra_json"
+"""JSON object of the record's fields this version does not know (``Record.extra``), or null."""
+
+OFFSET_FIELDS = ("published", "modified")
+"""Datetime fields whose UTC offset (the publisher's time zone) gets its own column
+``<field>_offset_minutes``: Parquet timestamps are instants, the offset would be lost."""
+
+_PENDING_PREFIX = "catalog-"
+_PENDING_SUFFIX = ".jsonl"
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+# -- schema: record fields -> Arrow columns ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Column:
+    """One catalog column: its Arrow type and how to turn a record's value into it."""
+
+    name: str
+    type: pa.DataType
+    convert: Callable[[Any], Any]
+    source: str = ""
+    """The record field the value comes from, when not ``name`` (an offset column's time)."""
+
+
+def _nullable(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else convert(value)
+
+
+def _to_utc(value: datetime | str) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:  # a naive time is taken as UTC, as the archive's dates are
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def _offset_minutes(value: datetime | str | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    offset = value.utcoffset()
+    return None if offset is None else int(offset.total_seconds() // 60)
+
+
+def _to_date(value: date | str) -> date:
+    if isinstance(value, datetime):
+        return _to_utc(value).date()
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _to_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, (tuple, set, frozenset)):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+_JSON_MAPPING = (pa.string(), _nullable(_to_json))
+
+
+def _mapping(hint: Any) -> tuple[pa.DataType, Callable[[Any], Any]]:
+    """Arrow type and converter for a field annotation; anything unforeseen becomes JSON text.
+
+    ``X | None`` maps like ``X`` (every column is nullable); str -> string, bool -> bool,
+    int -> int64, float -> float64, datetime -> timestamp[us, UTC], date -> date32,
+    ``tuple[X, ...]``/``list[X]`` -> list<X>, ``dict[str, str]`` -> map<string, string>,
+    a dataclass -> struct of its fields; other dicts, unions and types -> JSON string.
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        return _mapping(rest[0]) if len(rest) == 1 else _JSON_MAPPING
+    if hint is str:
+        return pa.string(), _nullable(str)
+    if hint is bool:
+        return pa.bool_(), _nullable(bool)
+    if hint is int:
+        return pa.int64(), _nullable(int)
+    if hint is float:
+        return pa.float64(), _nullable(float)
+    if hint is datetime:
+        return _TIMESTAMP, _nullable(_to_utc)
+    if hint is date:
+        return pa.date32(), _nullable(_to_date)
+    if origin in (tuple, list, set, frozenset):
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            return _JSON_MAPPING  # a fixed-shape tuple: no natural column type
+        item_type, item_convert = _mapping(args[0] if args else Any)
+        return pa.list_(item_type), _nullable(lambda v: [item_convert(x) for x in v])
+    if origin is dict and args == (str, str):
+        return (pa.map_(pa.string(), pa.string()),
+                _nullable(lambda v: [(str(k), None if x is None else str(x))
+                                     for k, x in v.items()]))
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        children = _columns_of(hint)
+        struct = pa.struct([pa.field(c.name, c.type) for c in children])
+
+        def convert_struct(value: Any) -> dict[str, Any]:
+            get = value.get if isinstance(value, dict) else lambda n: getattr(value, n, None)
+            return {c.name: c.convert(get(c.name)) for c in children}
+
+        return struct, _nullable(convert_struct)
+    return _JSON_MAPPING
+
+
+def _columns_of(cls: type) -> list[_Column]:
+    """Columns of a dataclass's fields, in declaration order (``Record.extra`` excluded)."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # an annotation that cannot be resolved here: such fields become JSON
+        logger.warning("cannot resolve the annotations of %s; unresolved fields stored as JSON",
+                       cls.__name__)
+        hints = {f.name: f.type for f in dataclasses.fields(cls) if not isinstance(f.type, str)}
+    out = []
+    for f in dataclasses.fields(cls):
+        if cls is Record and f.name == "extra":
+            continue
+        arrow_type, convert = _mapping(hints.get(f.name, Any))
+        out.append(_Column(f.name, arrow_type, convert))
+        if cls is Record and f.name in OFFSET_FIELDS:
+            out.append(_Column(f"{f.name}_offset_minutes", pa.int16(), _offset_minutes,
+                               source=f.name))
+    return out
+
+
+def _record_columns() -> list[_Column]:
+    """The record's columns stored inside each Parquet file (partition columns aside)."""
+    return [c for c in _columns_of(Record) if c.name not in PARTITION_COLUMNS]
+
+
+def _file_schema() -> pa.Schema:
+    """Schema of the Parquet files: :func:`catalog_schema` without the partition columns."""
+    schema = catalog_schema()
+    return pa.schema([f for f in schema if f.name not in PARTITION_COLUMNS])
+
+
+def catalog_schema() -> pa.Schema:
+    """The catalog as :func:`read_catalog` returns it.
+
+    Every field of :class:`~storage.record.Record` (``extra`` aside) in declaration order,
+    typed by annotation: strings; ``authors``, ``aliases``, ``tags`` list<string>;
+    ``published``, ``modified``, ``fetched_at``, ``checked_at`` timestamp[us, UTC], with
+    ``published_offset_minutes`` and ``modified_offset_minutes`` (int16, the publisher's
+    UTC offset; null when the time is null or had none); integers int64; ``extractor``
+    struct<name, version>; ``metadata_sources`` map<string, string>; ``versions``
+    list<struct> of :class:`~storage.record.Version`'s fields. Then ``text`` (the cleaned
+    text), ``extra_json`` (unknown fields as a JSON object) and the ``date`` partition
+    (date32; ``site`` is the other partition column, in the path too).
+    """
+    fields = [pa.field(c.name, c.type) for c in _columns_of(Record)]
+    fields += [pa.field(TEXT_COLUMN, pa.string()), pa.field(EXTRA_COLUMN, pa.string()),
+               pa.field("date", pa.date32())]
+    return pa.schema(fields)
+
+
+def catalog_key(site: str, day: date, run_id: str) -> str:
+    """``catalog/site=<site>/date=<YYYY-MM-DD>/<run_id>.parquet`` (archive-relative)."""
+    validate_site_name(site)
+    validate_run_id(run_id)
+    return f"{CATALOG_ROOT}/site={site}/date={day:%Y-%m-%d}/{run_id}.parquet"
+
+
+def pending_path(pending_dir: Path, run_id: str) -> Path:
+    """The local JSON Lines file a run's catalog rows wait in until the run closes."""
+    return Path(pending_dir) / f"{_PENDING_PREFIX}{validate_run_id(run_id)}{_PENDING_SUFFIX}"
+
+
+def archive_date(record: Record, backend: Backend | None = None) -> date:
+    """The article's archive date: the date folder of its ``meta.json`` when its key says
+    so, else the publication date (UTC), else the fetch date (UTC), as the archive
+    computes it (see :func:`storage.keys.article_keys`)."""
+    if backend is not None:
+        try:
+            key = backend.relative(record.meta_key)
+            if is_meta_key(key):
+                return day_of_meta_key(key)
+        except (ArchiveError, ValueError):
+            pass
+    return _to_utc(record.published or record.fetched_at).date()
+
+
+# -- writing -------------------------------------------------------------------------------
+
+
+class CatalogWriter:
+    """Collects one run's catalog rows and writes them as Parquet when the run ends.
+
+    :meth:`add` is safe to call from any thread; each row is one flushed line of
+    ``<pending_dir>/catalog-<run_id>.jsonl``, so the rows survive the process being
+    killed and :func:`recover_pending` can finish the job.
+    """
+
+    def __init__(self, backend: Backend, pending_dir: Path, run_id: str) -> None:
+        self.backend = backend
+        self.run_id = validate_run_id(run_id)
+        self.path = pending_path(pending_dir, run_id)
+        self._lock = threading.Lock()
+        self._file: io.TextIOWrapper | None = None
+        self._closed = False
+
+    def add(self, record: Record, text: str) -> None:
+        """Append ``record`` and its cleaned ``text`` to the run's pending file."""
+        line = json.dumps({**record.to_dict(), TEXT_COLUMN: text}, ensure_ascii=False)
+        with self._lock:
+            if self._closed:
+                raise ArchiveError(f"catalog writer of run {self.run_id} is closed")
+            try:
+                if self._file is None:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self._file = open(self.path, "a", encoding="utf-8", newline="\n")
+                self._file.write(line + "\n")
+                self._file.flush()
+            except OSError as exc:
+                raise ArchiveError(f"cannot write {self.path}: {exc}") from exc
+
+    def close(self) -> list[str]:
+        """Write the run's rows as Parquet, one file per (site, date), then delete the
+        pending file; returns the located keys written (none for a run without rows).
+
+        On a storage error the pending file stays, for :func:`recover_pending` to retry.
+        """
+        with self._lock:
+            self._closed = True
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            try:
+                raw = self.path.read_bytes()
+            except FileNotFoundError:
+                return []
+            except OSError as exc:
+                raise ArchiveError(f"cannot read {self.path}: {exc}") from exc
+            keys = []
+            for (site, day), table in sorted(self._tables(raw).items()):
+                key = catalog_key(site, day, self.run_id)
+                buffer = io.BytesIO()
+                pq.write_table(table, buffer, compression="zstd")
+                self.backend.put(key, buffer.getvalue(), content_type=PARQUET_CONTENT_TYPE)
+                keys.append(self.backend.locate(key))
+            self.path.unlink(missing_ok=True)
+            logger.info("catalog of run %s: %d file(s)", self.run_id, len(keys))
+            return keys
+
+    def _tables(self, raw: bytes) -> dict[tuple[str, date], pa.Table]:
+        """The pending lines as one table per (site, date); a record added more than once
+        (a new alias or version within the run) keeps its last row."""
+        columns = _record_columns()
+        groups: dict[tuple[str, date], dict[str, dict[str, Any]]] = {}
+        for number, line in enumerate(raw.split(b"\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                text = data.pop(TEXT_COLUMN, None)
+                record = Record.from_dict(data)
+                site = validate_site_name(record.site)
+                day = archive_date(record, self.backend)
+                row = {c.name: c.convert(getattr(record, c.source or c.name))
+                       for c in columns}
+                row[TEXT_COLUMN] = None if text is None else str(text)
+                row[EXTRA_COLUMN] = _to_json(record.extra) if record.extra else None
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                # A torn last line (the process was killed mid-write) or a damaged one.
+                logger.warning("%s line %d skipped: %s", self.path, number, exc)
+                continue
+            groups.setdefault((site, day), {})[record.id] = row
+        schema = _file_schema()
+        return {group: pa.Table.from_pylist(list(rows.values()), schema=schema)
+                for group, rows in groups.items()}
+
+
+def recover_pending(backend: Backend, pending_dir: Path, *,
+                    is_alive: Callable[[str], bool]) -> list[str]:
+    """Write the catalog of every run that left a pending file and is no longer running
+    (``is_alive(run_id)`` false); returns the located keys written.
+
+    Lines that do not parse (the torn last line of a killed process) are skipped and
+    logged. A file that cannot be converted is logged and left in place for the next
+    attempt; this never raises because of one file.
+    """
+    pending_dir = Path(pending_dir)
+    if not pending_dir.is_dir():
+        return []
+    keys: list[str] = []
+    for path in sorted(pending_dir.glob(f"{_PENDING_PREFIX}*{_PENDING_SUFFIX}")):
+        run_id = path.name[len(_PENDING_PREFIX) : -len(_PENDING_SUFFIX)]
+        try:
+            if is_alive(run_id):
+                continue
+            written = CatalogWriter(backend, pending_dir, run_id).close()
+        except Exception:  # one bad file must not stop the others
+            logger.exception("cannot recover the pending catalog %s", path)
+            continue
+        logger.info("recovered the catalog of run %s: %d file(s)", run_id, len(written))
+        keys += written
+    return keys
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def read_catalog(archive_url: str, *, filter: ds.Expression | None = None,
+                 columns: Sequence[str] | None = None) -> pa.Table:
+    """Every catalog row of the archive at ``archive_url`` (a directory or
+    ``s3://bucket/prefix``), read in place, typed as :func:`catalog_schema`.
+
+    ``filter`` is a ``pyarrow.dataset`` expression, e.g. ``ds.field("site") == "cbc"`` or
+    ``ds.field("date") >= datetime.date(2024, 5, 1)``; partition filters skip whole
+    folders. ``columns`` selects columns. On S3 the endpoint, region and credentials come
+    from the standard ``AWS_*`` variables (``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``,
+    ``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID``...), else the AWS SDK's default chain.
+    Columns written by a newer version than this one are not returned.
+    """
+    filesystem, root = _catalog_location(archive_url)
+    schema = catalog_schema()
+    try:
+        if filesystem.get_file_info(root).type == pafs.FileType.NotFound:
+            table = schema.empty_table()
+            return table.select(list(columns)) if columns is not None else table
+        dataset = ds.dataset(
+            root, filesystem=filesystem, format="parquet", schema=schema,
+            partitioning=ds.partitioning(
+                pa.schema([pa.field("site", pa.string()), pa.field("date", pa.date32())]),
+                flavor="hive"),
+        )
+        return dataset.to_table(filter=filter, columns=None if columns is None else list(columns))
+    except (pa.ArrowException, OSError, KeyError) as exc:
+        message = f"cannot read the catalog of {archive_url}: {exc}"
+        if any(s in str(exc) for s in ("ACCESS_DENIED", "AccessDenied", "HTTP status 403")):
+            raise ArchiveAccessDenied(message) from exc
+        raise ArchiveError(message) from exc
+
+
+def _catalog_location(archive_url: str):
+    """The pyarrow file system and catalog path of an archive URL (rules of
+    :func:`storage.backends.open_backend`)."""
+    if not archive_url:
+        raise InvalidArchiveURL("empty archive URL")
+    parts = urlsplit(archive_url)
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise InvalidArchiveURL("s3 archive URL needs a bucket: s3://bucket/prefix")
+        prefix = parts.path.strip("/")
+        root = "/".join(p for p in (parts.netloc, prefix, CATALOG_ROOT) if p)
+        try:
+            return s3_filesystem(), root
+        except (pa.ArrowException, OSError) as exc:
+            raise ArchiveError(f"cannot open S3 for {archive_url}: {exc}") from exc
+    if parts.scheme == "file":
+        directory = Path(parts.path)
+    elif parts.scheme and len(parts.scheme) > 1:
+        raise InvalidArchiveURL(
+            f"unsupported archive URL {archive_url!r}: use a directory path or s3://bucket/prefix")
+    else:
+        directory = Path(archive_url)
+    return pafs.LocalFileSystem(), str(directory.expanduser().resolve() / CATALOG_ROOT)
+
+
+def s3_filesystem():
+    """A ``pyarrow.fs.S3FileSystem`` configured like boto3 from the standard environment:
+    ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` (MinIO, Ceph, R2... path-style
+    addressing), ``AWS_DEFAULT_REGION``/``AWS_REGION``, ``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``; without keys, the AWS SDK's default
+    chain (profiles, instance roles)."""
+    env = os.environ
+    attempts = env.get("AWS_MAX_ATTEMPTS", "")
+    kwargs: dict[str, Any] = {
+        "connect_timeout": 10,
+        "request_timeout": 60,
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(
+            max_attempts=int(attempts) if attempts.isdigit() else 5),
+    }
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        parts = urlsplit(endpoint)
+        if parts.scheme and parts.netloc:
+            kwargs["scheme"] = parts.scheme
+            kwargs["endpoint_override"] = parts.netloc + parts.path.rstrip("/")
+        else:
+            kwargs["endpoint_override"] = endpoint
+    region = env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION")
+    if region:
+        kwargs["region"] = region
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        kwargs["access_key"] = env["AWS_ACCESS_KEY_ID"]
+        kwargs["secret_key"] = env["AWS_SECRET_ACCESS_KEY"]
+        kwargs["session_token"] = env.get("AWS_SESSION_TOKEN")
+    return pafs.S3FileSystem(**kwargs)

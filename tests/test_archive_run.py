@@ -1,0 +1,226 @@
+"""The archive a crawl leaves in moto S3, and that it loses nothing: WARC files, the Parquet
+catalog, run manifests, reprocessing without fetching, an S3 outage in the middle of a
+crawl, and a crawl killed with SIGKILL."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from warcio.archiveiterator import ArchiveIterator
+
+from normalize import canonicalize_url
+from storage import Archive
+from storage.catalog import read_catalog
+from tests.conftest import REPO_ROOT, crawl_site_subprocess, local_site_config
+from tests.newssite import NewsSite
+from tests.tcpproxy import TcpProxy
+
+
+@pytest.fixture
+def env(s3_archive) -> dict:
+    return {**os.environ, **s3_archive.env, "PYTHONPATH": str(REPO_ROOT)}
+
+
+def records(s3_archive) -> list[dict]:
+    return [json.loads(s3_archive.get(k)) for k in s3_archive.listing() if k.endswith("/meta.json")]
+
+
+def assert_archived_once_and_whole(s3_archive, site: NewsSite) -> list[dict]:
+    """Every page of the site has exactly one complete record, and every article object
+    sits in a folder whose record names it."""
+    listing = s3_archive.listing()
+    found = records(s3_archive)
+    assert len(found) == len(site.pages)
+    assert set(Counter(r["canonical_url"] for r in found).values()) == {1}
+    # Each page is some record's (a page's rel=canonical may differ from where it is served).
+    known = {canonicalize_url(u) for r in found for u in (r["url"], r["canonical_url"], *r["aliases"])}
+    assert {canonicalize_url(site.url_for(p)) for p in site.pages} <= known
+    for record in found:
+        assert record["raw_key"] in listing and record["text_key"] in listing
+    folders = {r["meta_key"].rsplit("/", 1)[0] for r in found}
+    article_objects = [k for k in listing if "/articles/" in f"/{k}"]
+    assert {k.rsplit("/", 1)[0] for k in article_objects} == folders
+    assert len(article_objects) == 3 * len(found)
+    return found
+
+
+def test_a_crawl_leaves_warc_catalog_and_manifest(corpus, s3_archive, env, tmp_path):
+    pages = corpus[:12]
+    with NewsSite(pages, feed_size=0) as site:
+        broken = f"{site.base_url}/news/this-story-was-removed"
+        site.add_route("/extra-sitemap.xml", (
+            '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            f"<url><loc>{broken}</loc></url></urlset>").encode(),
+            headers={"Content-Type": "application/xml"})
+        entry = local_site_config(site, feeds=[], sitemaps=[
+            f"{site.base_url}/robots.txt", f"{site.base_url}/extra-sitemap.xml"])
+        report = crawl_site_subprocess(entry, s3_archive.url, env, tmp_path / "data", "run-1")
+        assert report["finish_reason"] == "finished"
+        found = assert_archived_once_and_whole(s3_archive, site)
+    listing = s3_archive.listing()
+
+    # WARC: a response record for every archived article, where its record says.
+    warc_keys = [k for k in listing if k.startswith("news/warc/localnews/")]
+    assert warc_keys and all(k.endswith(".warc.gz") for k in warc_keys)
+    responses = {}
+    for key in warc_keys:
+        for rec in ArchiveIterator(io.BytesIO(s3_archive.get(key))):
+            if rec.rec_type == "response":
+                responses[rec.rec_headers.get_header("WARC-Target-URI")] = rec
+    for record in found:
+        assert record["url"] in responses
+        data = s3_archive.get(record["warc_key"])
+        at_offset = next(iter(ArchiveIterator(io.BytesIO(data[record["warc_offset"]:]))))
+        assert at_offset.rec_type == "response"
+        assert at_offset.rec_headers.get_header("WARC-Target-URI") == record["url"]
+        assert at_offset.content_stream().read() == Archive.open(s3_archive.url).read_raw(
+            Archive.open(s3_archive.url).find(record["id"]))
+
+    # The catalog: one row per record, text included, read in place with pyarrow.
+    table = read_catalog(s3_archive.url)
+    assert sorted(table.column("id").to_pylist()) == sorted(r["id"] for r in found)
+    archive = Archive.open(s3_archive.url)
+    row = table.to_pylist()[0]
+    assert row["text"] == archive.read_text(archive.find(row["id"]))
+
+    # The run manifest: counts and the run's errors.
+    (manifest_key,) = [k for k in listing if k.startswith("news/runs/localnews/")]
+    assert manifest_key.endswith("/run-1.json")
+    manifest = json.loads(s3_archive.get(manifest_key))
+    assert manifest["run_id"] == "run-1" and manifest["site"] == "localnews"
+    assert manifest["counts"]["archived"] == len(found) == len(pages)
+    assert manifest["errors_by_kind"] == {"http_404": 1}
+    assert manifest["errors"] == [{"url": broken, "kind": "http_404", "reason": "HTTP 404"}]
+    assert manifest["started_at"] <= manifest["finished_at"]
+    # Nothing waits locally once the run is over.
+    assert not list((tmp_path / "data" / "pending").rglob("*.*"))
+
+
+def test_reprocess_rewrites_records_without_fetching(corpus, s3_archive, env, tmp_path):
+    with NewsSite(corpus[:6], feed_size=0) as site:
+        entry = local_site_config(site, feeds=[])
+        crawl_site_subprocess(entry, s3_archive.url, env, tmp_path / "data", "run-1")
+        # The records as an older extractor left them: another version, a worse title.
+        client = s3_archive.client
+        for key in [k for k in s3_archive.listing() if k.endswith("/meta.json")]:
+            record = json.loads(s3_archive.get(key))
+            record["extractor"]["version"] = "0-old"
+            record["title"] = "(untitled)"
+            client.put_object(Bucket=s3_archive.bucket, Key=key, Body=json.dumps(record).encode())
+        before = {r["id"]: r for r in records(s3_archive)}
+        site.clear_requests()
+
+        done = subprocess.run(
+            [sys.executable, "-m", "flows", "reprocess", "--archive", s3_archive.url],
+            cwd=tmp_path, env={**env, "NEWSARCHIVE_DATA_DIR": str(tmp_path / "data")},
+            capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert site.requests == []  # nothing fetched
+
+    after = {r["id"]: r for r in records(s3_archive)}
+    assert set(after) == set(before)
+    for rid, record in after.items():
+        assert record["extractor"]["version"] != "0-old"
+        assert record["title"] != "(untitled)"
+        assert [v["extractor"].split("/", 1)[1] for v in record["versions"]][-1] == record["extractor"]["version"]
+        assert len(record["versions"]) == len(before[rid]["versions"]) + 1
+        assert record["raw_key"] == before[rid]["raw_key"]  # the raw page is not copied
+    assert "6" in done.stdout.split()  # six records rewritten
+    # Running it again changes nothing.
+    listing = s3_archive.listing()
+    again = subprocess.run(
+        [sys.executable, "-m", "flows", "reprocess", "--archive", s3_archive.url],
+        cwd=tmp_path, env={**env, "NEWSARCHIVE_DATA_DIR": str(tmp_path / "data")},
+        capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {k: v for k, v in s3_archive.listing().items() if "/catalog/" not in f"/{k}"} == {
+        k: v for k, v in listing.items() if "/catalog/" not in f"/{k}"}
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_an_s3_outage_mid_crawl_loses_nothing(corpus, s3_archive, moto_endpoint, tmp_path):
+    host, port = moto_endpoint.removeprefix("http://").split(":")
+    proxy = TcpProxy(host, int(port)).start()
+    env = {**os.environ, **s3_archive.env, "AWS_ENDPOINT_URL": proxy.url,
+           "AWS_MAX_ATTEMPTS": "2", "PYTHONPATH": str(REPO_ROOT)}
+    with NewsSite(corpus[:40], feed_size=0) as site:
+        # Slow enough that the outage falls in the middle of the crawl.
+        entry = local_site_config(site, feeds=[], download_delay=0.3, concurrent_requests=2)
+        stats_file = tmp_path / "data" / "crawls" / "run-1.json"
+        from spiders.config import SiteConfig
+        crawl = subprocess.Popen(
+            [sys.executable, "-m", "spiders.run", "--site-json",
+             SiteConfig.model_validate(entry).model_dump_json(), "--archive", s3_archive.url,
+             "--run-id", "run-1", "--stats-file", str(stats_file),
+             "--data-dir", str(tmp_path / "data"), "--user-agent", "t", "--log-level", "WARNING"],
+            cwd=REPO_ROOT, env=env)
+        try:
+            _wait_for(lambda: len(records(s3_archive)) >= 5, 120, "the first articles")
+            proxy.cut()
+            time.sleep(20)
+            proxy.restore()
+            assert crawl.wait(timeout=300) == 0
+        finally:
+            crawl.kill()
+            proxy.stop()
+        report = json.loads(stats_file.read_text())
+        stats = report["stats"]
+        assert stats.get("newsarchive/archive/spooled", 0) > 0  # the outage was felt
+        if stats.get("newsarchive/spool/left"):
+            # The crawl ended before the archive came back: the next crawl stores the rest.
+            crawl_site_subprocess(entry, s3_archive.url, {**env, "AWS_ENDPOINT_URL": moto_endpoint},
+                                  tmp_path / "data", "run-2")
+        assert_archived_once_and_whole(s3_archive, site)
+    assert not list((tmp_path / "data" / "pending").rglob("*.json"))
+
+
+def test_a_crawl_killed_half_way_is_completed_by_the_next(corpus, s3_archive, tmp_path):
+    env = {**os.environ, **s3_archive.env, "PYTHONPATH": str(REPO_ROOT)}
+    with NewsSite(corpus[:40], feed_size=0) as site:
+        entry = local_site_config(site, feeds=[], download_delay=0.1, concurrent_requests=2)
+        from spiders.config import SiteConfig
+        crawl = subprocess.Popen(
+            [sys.executable, "-m", "spiders.run", "--site-json",
+             SiteConfig.model_validate(entry).model_dump_json(), "--archive", s3_archive.url,
+             "--run-id", "run-killed", "--stats-file", str(tmp_path / "killed.json"),
+             "--data-dir", str(tmp_path / "data"), "--user-agent", "t", "--log-level", "WARNING"],
+            cwd=REPO_ROOT, env=env)
+        try:
+            _wait_for(lambda: len(records(s3_archive)) >= 10, 120, "ten articles")
+        finally:
+            crawl.send_signal(signal.SIGKILL)
+            crawl.wait(timeout=30)
+        # No torn record: every record that exists has its raw page and text.
+        listing = s3_archive.listing()
+        partial = records(s3_archive)
+        assert 10 <= len(partial) < 40
+        for record in partial:
+            assert record["raw_key"] in listing and record["text_key"] in listing
+
+        assert (tmp_path / "data" / "pending" / "localnews" / "run-killed").is_dir()
+        report = crawl_site_subprocess(entry, s3_archive.url, env, tmp_path / "data", "run-next")
+        assert report["finish_reason"] == "finished"
+        assert report["stats"]["newsarchive/recovered_runs"] == 1  # the killed run's leftovers
+        found = assert_archived_once_and_whole(s3_archive, site)
+        # The killed run's WARC file was finished and stored by the next crawl: every
+        # record's response can be found where the record says.
+        for record in found:
+            data = s3_archive.get(record["warc_key"])
+            rec = next(iter(ArchiveIterator(io.BytesIO(data[record["warc_offset"]:]))))
+            assert rec.rec_headers.get_header("WARC-Target-URI") == record["url"]
+    assert not list((tmp_path / "data" / "pending").rglob("*.json"))
