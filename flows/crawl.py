@@ -55,14 +55,15 @@ def summarize(report: dict) -> SiteResult:
     stats = report.get("stats", {})
     counts = crawl_counts(stats)
     reason = str(report.get("finish_reason"))
-    storage_errors = stats.get("newsarchive/errors/storage", 0)
+    # Pages lost to a storage failure or to a bug of ours fail the site; bad pages do not.
+    storage_errors = stats.get("newsarchive/errors/storage", 0) + stats.get("newsarchive/errors/internal", 0)
     unreachable = counts["discovered"] == 0 and counts["errors"] > 0
     ok = reason == "finished" and not storage_errors and not unreachable and not counts["spool_left"]
     if counts["spool_left"]:
         reason = (f"the archive was unreachable: {counts['spool_left']} fetched pages wait in "
                   f"{report.get('workspace', 'the run workspace')} for the next crawl to store")
     elif storage_errors:
-        reason = f"{storage_errors} pages could not be written to the archive"
+        reason = f"{storage_errors} pages could not be archived (storage or internal errors)"
     elif unreachable:
         reason = "no sitemap, feed or front page could be read"
     return SiteResult(site=report.get("site", "?"), run_id=report.get("run_id", ""), ok=ok,

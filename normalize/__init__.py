@@ -7,14 +7,18 @@ from normalize.article import (
     decode_html,
     extract_article,
 )
+from normalize.softblock import PageKind, SoftBlock, classify_page
 from normalize.urls import canonicalize_url, choose_canonical_url
 
 __all__ = [
     "EXTRACTOR_NAME",
     "EXTRACTOR_VERSION",
     "Article",
+    "PageKind",
+    "SoftBlock",
     "canonicalize_url",
     "choose_canonical_url",
+    "classify_page",
     "decode_html",
     "extract_article",
 ]

@@ -61,9 +61,21 @@ class SiteConfig(BaseModel):
     sitemaps: tuple[str, ...] = Field((), description="Sitemap, sitemap index or robots.txt URLs.")
     feeds: tuple[str, ...] = Field((), description="RSS or Atom feed URLs.")
     start_urls: tuple[str, ...] = Field(
-        (), description="Section fronts whose article links are followed one level deep."
+        (), description="Section fronts whose links are followed (see `follow_depth`)."
     )
     article_pattern: str = Field("", description="Regex an article URL must match (search).")
+    follow_depth: int = Field(
+        1, ge=1, le=5, description="Link depth from `start_urls`: 1 fetches their article "
+        "links; N also follows other links on the site as fronts, N-1 levels deep."
+    )
+    max_link_pages: int = Field(
+        200, ge=0, le=100_000, description="Most pages fetched as fronts when following links."
+    )
+    download_timeout: float = Field(30.0, gt=0, le=600, description="Seconds to wait for a response.")
+    max_page_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, le=1024 ** 3,
+        description="Largest response (after decompression) that is downloaded, in bytes."
+    )
     schedule: str = Field("*/30 * * * *", description="Cron schedule for `newsarchive serve`.")
     download_delay: float = Field(1.0, ge=0, description="Seconds between requests to the site.")
     concurrent_requests: int = Field(4, ge=1, le=256, description="Parallel requests to the site.")

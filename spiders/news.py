@@ -14,23 +14,25 @@ import re
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import lxml.etree
 import scrapy
+from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response
 from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.gz import gunzip, gzip_magic_number
-from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
+from scrapy.utils.sitemap import sitemap_urls_from_robots
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 
 from normalize import canonicalize_url
 from spiders.config import SiteConfig
+from spiders.discovery import Entry, iter_links, looks_like_article, parse_feed, parse_sitemap
 from spiders.items import FetchedPage
+from spiders.middlewares import RedirectRefused
 from spiders.stats import record_error
 from storage import Archive, ArchiveError
 
@@ -38,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 # A decompressed sitemap larger than this is refused (the protocol caps sitemaps at 50 MB).
 MAX_SITEMAP_BYTES = 50 * 1024 * 1024
+# How much of a page is searched for og:type / JSON-LD when deciding it is an article.
+_HEAD_CHARS = 200_000
 # Parallel archive look-ups when checking a sitemap's URLs before fetching them.
 _LOOKUP_THREADS = 8
 
@@ -55,6 +59,8 @@ class NewsSpider(scrapy.Spider):
         self._article_pattern = re.compile(site.article_pattern) if site.article_pattern else None
         self._seen_sitemaps: set[str] = set()
         self._queued: set[str] = set()
+        self._fronts_seen: set[str] = {canonicalize_url(u) for u in site.start_urls}
+        self._fronts_left = site.max_link_pages
         # canonical URL -> every URL discovery listed it under, and how many of those the
         # archive has been told about (in the fetched page, or as aliases of a skipped one).
         self._listed_as: dict[str, set[str]] = {}
@@ -90,23 +96,24 @@ class NewsSpider(scrapy.Spider):
         if body is None:
             return
         try:
-            sitemap = Sitemap(body)
-        except (lxml.etree.XMLSyntaxError, StopIteration) as exc:
+            kind, entries = parse_sitemap(body, response.url)
+        except (lxml.etree.XMLSyntaxError, ValueError) as exc:
             record_error(self.crawler.stats, response.url, "bad_sitemap", str(exc) or "empty")
             return
-        if sitemap.type == "sitemapindex":
-            for entry in sitemap:
-                for request in self._sitemap_request(urljoin(response.url, entry["loc"])):
+        if kind == "sitemapindex":
+            for entry in entries:
+                for request in self._sitemap_request(entry.url):
                     yield request
             return
-        entries = [(urljoin(response.url, e["loc"]), _parse_date(e.get("lastmod"))) for e in sitemap]
         for request in await self._article_requests(entries, "sitemap"):
             yield request
 
     def _sitemap_request(self, url: str) -> Iterable[scrapy.Request]:
+        """A request for a sitemap an index or robots.txt lists, unless it was read already."""
         # Sitemap indexes may list each other or themselves; fetch each sitemap once.
         if url in self._seen_sitemaps:
-            self.crawler.stats.inc_value("newsarchive/sitemaps/repeated")
+            record_error(self.crawler.stats, url, "sitemap_loop",
+                         "listed again by a sitemap index; read once")
             return ()
         self._seen_sitemaps.add(url)
         return (scrapy.Request(url, callback=self.parse_sitemap, errback=self.on_error),)
@@ -125,21 +132,48 @@ class NewsSpider(scrapy.Spider):
         return body
 
     async def parse_feed(self, response: Response) -> AsyncIterator[scrapy.Request]:
-        """An RSS 2.0 or Atom feed."""
+        """An RSS 2.0, Atom or JSON Feed."""
+        content_type = response.headers.get(b"Content-Type", b"").decode("latin-1")
         try:
-            entries = list(feed_entries(response.body, response.url))
-        except lxml.etree.XMLSyntaxError as exc:
-            record_error(self.crawler.stats, response.url, "bad_feed", str(exc))
+            entries = parse_feed(response.body, response.url, content_type)
+        except (lxml.etree.XMLSyntaxError, ValueError) as exc:
+            record_error(self.crawler.stats, response.url, "bad_feed", str(exc) or "empty")
             return
         for request in await self._article_requests(entries, "feed"):
             yield request
 
-    async def parse_front(self, response: Response) -> AsyncIterator[scrapy.Request]:
-        """A section front: its links that look like articles."""
-        links = [urljoin(response.url, href) for href in response.css("a::attr(href)").getall()]
-        entries = [(url, None) for url in links if self._looks_like_article(url)]
+    async def parse_front(self, response: Response, depth: int = 0) -> AsyncIterator[scrapy.Request]:
+        """A section front: its links that look like articles are fetched as articles, and
+        its other links within the site are followed as fronts, to ``follow_depth``. A page
+        reached that way which says it is an article (og:type, JSON-LD) is one."""
+        if not isinstance(response, scrapy.http.TextResponse):
+            return
+        if depth > 0 and looks_like_article(response.text[:_HEAD_CHARS]):
+            self.crawler.stats.inc_value("newsarchive/discovered/link")
+            for item in self.parse_article(response, via="link", date_hint=None,
+                                           canonical=canonicalize_url(response.url)):
+                yield item
+            return
+        links = list(iter_links(response.css("a::attr(href)").getall(), response.url))
+        entries = [Entry(url) for url in links if self._looks_like_article(url)]
         for request in await self._article_requests(entries, "link"):
             yield request
+        # Fronts go follow_depth - 1 levels below the start URLs; their article links are
+        # one more.
+        if depth + 2 > self.site.follow_depth:
+            return
+        for url in links:
+            if self._fronts_left <= 0:
+                self.crawler.stats.inc_value("newsarchive/discovered/fronts_capped")
+                return
+            canonical = canonicalize_url(url)
+            if canonical in self._fronts_seen or canonical in self._queued \
+                    or not self._wanted(url, article=False):
+                continue
+            self._fronts_seen.add(canonical)
+            self._fronts_left -= 1
+            yield scrapy.Request(url, callback=self.parse_front, errback=self.on_error,
+                                 cb_kwargs={"depth": depth + 1})
 
     def _looks_like_article(self, url: str) -> bool:
         if self._article_pattern:
@@ -148,22 +182,21 @@ class NewsSpider(scrapy.Spider):
         segment = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
         return segment.count("-") >= 2
 
-    def _wanted(self, url: str) -> bool:
+    def _wanted(self, url: str, article: bool = True) -> bool:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             return False
         host = (parts.hostname or "").lower()
         if not any(host == d or host.endswith("." + d) for d in self.allowed_domains):
             return False
-        return not self._article_pattern or bool(self._article_pattern.search(url))
+        return not article or not self._article_pattern or bool(self._article_pattern.search(url))
 
-    async def _article_requests(
-        self, entries: list[tuple[str, datetime | None]], via: str
-    ) -> list[scrapy.Request]:
+    async def _article_requests(self, entries: list[Entry], via: str) -> list[scrapy.Request]:
         """Requests for the entries that are wanted, new in this crawl and not yet archived."""
         stats = self.crawler.stats
         fresh: dict[str, tuple[str, datetime | None]] = {}
-        for url, hint in entries:
+        for entry in entries:
+            url, hint = entry.url, entry.date_hint
             stats.inc_value(f"newsarchive/discovered/{via}")
             if not self._wanted(url):
                 stats.inc_value("newsarchive/discovered/filtered")
@@ -248,6 +281,10 @@ class NewsSpider(scrapy.Spider):
             record_error(self.crawler.stats, response.url, "not_html",
                          f"content type {content_type or 'unknown'}")
             return
+        if looks_binary(response.body):
+            record_error(self.crawler.stats, response.url, "not_html",
+                         f"binary content labelled {content_type or 'as nothing'}")
+            return
         listed = self._listed_as.get(canonical, set())
         self._reported[canonical] = len(listed)
         yield FetchedPage(
@@ -269,52 +306,59 @@ class NewsSpider(scrapy.Spider):
     def on_error(self, failure: Failure) -> None:
         """Record a failed request; the crawl goes on."""
         request = failure.request if hasattr(failure, "request") else None
-        url = request.url if request is not None else "?"
+        # Named by the URL discovery listed, not where redirects led.
+        url = request.meta.get("redirect_urls", [request.url])[0] if request is not None else "?"
+        if failure.check(RedirectRefused):
+            return  # recorded by the middleware that refused it
+        if failure.check(IgnoreRequest) and "robots.txt" in str(failure.value):
+            # The site asked us not to: not an error; Scrapy counts it (robotstxt/forbidden).
+            self.crawler.stats.inc_value("newsarchive/skipped/robots_txt")
+            return
         if failure.check(HttpError):
             status = failure.value.response.status
             record_error(self.crawler.stats, url, f"http_{status}", f"HTTP {status}")
         else:
-            record_error(self.crawler.stats, url, "fetch", repr(failure.value))
+            kind, reason = fetch_error_kind(failure.value)
+            record_error(self.crawler.stats, url, kind, reason)
 
 
-def feed_entries(body: bytes, base_url: str) -> Iterable[tuple[str, datetime | None]]:
-    """``(link, date)`` of every item of an RSS 2.0 or Atom feed."""
-    parser = lxml.etree.XMLParser(resolve_entities=False, no_network=True, recover=True,
-                                  huge_tree=False)
-    root = lxml.etree.fromstring(body, parser=parser)
-    if root is None:
-        return
-    for item in root.iter("{*}item", "{*}entry"):
-        link = None
-        date = None
-        for child in item:
-            if not isinstance(child.tag, str):
-                continue
-            tag = lxml.etree.QName(child).localname
-            if tag == "link":
-                link = link or (child.get("href") if child.get("href") else (child.text or "").strip())
-            elif tag in ("pubDate", "published", "updated", "date") and date is None:
-                date = _parse_date(child.text)
-        if link:
-            yield urljoin(base_url, link), date
+def looks_binary(body: bytes) -> bool:
+    """Whether a body is binary data rather than markup: in its first 64 KB, more than
+    5% control bytes (other than whitespace), or invalid as UTF-8 and as any 8-bit text
+    (many C1 bytes). NUL padding around markup is junk, not text, and counts too."""
+    sample = body[:65536]
+    if not sample:
+        return False
+    controls = sum(1 for b in sample if b < 32 and b not in (9, 10, 12, 13))
+    return controls / len(sample) > 0.05
+
+
+def fetch_error_kind(error: BaseException) -> tuple[str, str]:
+    """A failed download as an error kind and a one-line reason a person can act on."""
+    from twisted.internet import error as net
+    from twisted.internet.defer import CancelledError, TimeoutError as DeferTimeout
+    from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
+
+    message = str(error) or error.__class__.__name__
+    if isinstance(error, (net.TimeoutError, DeferTimeout)) or "Timeout" in type(error).__name__:
+        return "timeout", f"no complete answer within the download timeout: {message}"
+    if isinstance(error, net.DNSLookupError):
+        return "dns", f"host not found: {message}"
+    if isinstance(error, (net.ConnectionRefusedError, net.ConnectError)):
+        return "connection", message
+    if "max size" in message.lower() or "maxsize" in message.lower() or "larger than" in message.lower():
+        return "too_large", message
+    if isinstance(error, IgnoreRequest) and "redirect" in message.lower():
+        return "too_many_redirects", message
+    if isinstance(error, CancelledError):
+        return "too_large", f"download cancelled (over the size limit): {message}"
+    if isinstance(error, (ResponseFailed, ResponseNeverReceived)):
+        reasons = "; ".join(str(r.value) for r in getattr(error, "reasons", []) or [])
+        return "connection", reasons or message
+    return "fetch", repr(error)
 
 
 def _header_pairs(headers) -> list[tuple[str, str]]:
     """Scrapy's headers as ``(name, value)`` pairs, every value of a repeated header kept."""
     return [(name.decode("latin-1"), value.decode("latin-1"))
             for name, values in headers.items() for value in values]
-
-
-def _parse_date(value: str | None) -> datetime | None:
-    """A sitemap (W3C) or feed (RFC 822 or ISO 8601) date, timezone-aware; None if unparseable."""
-    if not value or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            parsed = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

@@ -27,8 +27,10 @@ from normalize import (
     EXTRACTOR_NAME,
     Article,
     EXTRACTOR_VERSION,
+    PageKind,
     canonicalize_url,
     choose_canonical_url,
+    classify_page,
     extract_article,
 )
 from spiders.items import FetchedPage
@@ -55,6 +57,8 @@ BOILERPLATE_STATE = "boilerplate"
 # Pauses between attempts to store a page while the archive is unreachable (each attempt
 # already has boto3's own retries); after the last, the page waits in the spool.
 STORE_RETRY_PAUSES = (1.0, 3.0)
+# Pages with fewer words than this are checked for CAPTCHAs, consent walls and paywalls.
+SOFT_BLOCK_CHECK_WORDS = 300
 # How often, in seconds, the spool is offered to the archive again during a crawl.
 FLUSH_INTERVAL = 5.0
 
@@ -152,6 +156,11 @@ class ArchivePipeline:
                 record_error(self.crawler.stats, page.url, "storage",
                              f"{exc.__class__.__name__}: {exc}")
                 return "failed"
+            except Exception as exc:  # a bug of ours: say so in the manifest, keep crawling
+                logger.exception("failed to archive %s", page.url)
+                record_error(self.crawler.stats, page.url, "internal",
+                             f"{exc.__class__.__name__}: {exc}")
+                return "failed"
         raise AssertionError("unreachable")
 
     def _write_warc(self, page: FetchedPage) -> tuple[str, int, int] | None:
@@ -223,7 +232,18 @@ class ArchivePipeline:
         """Extract and store one page (runs in a thread). Returns the outcome's name.
 
         Raises ArchiveError (ArchiveUnavailable when storage cannot be reached)."""
-        article = extract_article(page.body.decode(page.encoding, errors="replace"), page.url)
+        html = page.body.decode(page.encoding, errors="replace")
+        article = extract_article(html, page.url)
+        paywalled = False
+        # CAPTCHAs, consent walls and teasers all come with little text; classifying means
+        # a second parse, so long articles (nearly every page) skip it.
+        if page.status != 200 or len(article.text.split()) < SOFT_BLOCK_CHECK_WORDS:
+            block = classify_page(html, article.text, status=page.status)
+            if block.blocked:
+                record_error(self.crawler.stats, page.url, f"blocked_{block.kind.value}",
+                             block.reason)
+                return "blocked"
+            paywalled = block.kind is PageKind.PAYWALLED
         with self._boilerplate_lock:
             self.boilerplate.observe(article.text)
             text = self.boilerplate.strip(article.text)
@@ -251,6 +271,7 @@ class ArchivePipeline:
             text_key=self.archive.locate(keys.text),
             meta_key=self.archive.locate(keys.meta),
             charset=page.encoding,
+            paywalled=paywalled,
             warc_key=page.warc[0] if page.warc else None,
             warc_offset=page.warc[1] if page.warc else None,
         )

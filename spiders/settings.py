@@ -19,7 +19,22 @@ DOWNLOAD_WARNSIZE = 5 * 1024 * 1024
 REDIRECT_MAX_TIMES = 5
 RETRY_TIMES = 2
 RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408, 429]
+# A 429 or 503 with Retry-After is retried after that long, at most this many seconds.
+NEWSARCHIVE_MAX_RETRY_AFTER = 60.0
 AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
+# The site's download_delay is the time between its requests, not a mean: Scrapy's default
+# jitter (+-50%) would halve it now and then.
+DOWNLOAD_DELAY_JITTER = 0.0
+# process_request runs from the lowest number up, process_response from the highest down.
+DOWNLOADER_MIDDLEWARES = {
+    # Before OffsiteMiddleware (50) and RobotsTxtMiddleware (100): a meta-refresh redirect
+    # off the site is dropped before anything, robots.txt included, is fetched there.
+    "spiders.middlewares.OffsiteRedirectGuardMiddleware": 40,
+    # Sees 429/503 before RetryMiddleware (550), to wait as Retry-After asks.
+    "spiders.middlewares.RetryAfterMiddleware": 560,
+    # Sees 3xx before RedirectMiddleware (600), to refuse redirects off the site.
+    "spiders.middlewares.OffsiteRedirectMiddleware": 610,
+}
 ITEM_PIPELINES = {"spiders.pipelines.ArchivePipeline": 300}
 LOG_LEVEL = "INFO"
 LOGSTATS_INTERVAL = 30.0
@@ -45,6 +60,9 @@ def crawl_settings(
             "NEWSARCHIVE_ARCHIVE_URL": archive_url,
             "NEWSARCHIVE_RUN_ID": run_id,
             "NEWSARCHIVE_DATA_DIR": str(data_dir),
+            "DOWNLOAD_TIMEOUT": site.download_timeout,
+            "DOWNLOAD_MAXSIZE": site.max_page_bytes,
+            "DOWNLOAD_WARNSIZE": min(site.max_page_bytes, DOWNLOAD_WARNSIZE),
         },
         priority="cmdline",
     )

@@ -117,6 +117,9 @@ class Record:
     """The last time the page was fetched again and its text found unchanged, or null."""
     charset: str | None = None
     """Character encoding the raw body was decoded with, or null when unknown."""
+    paywalled: bool = False
+    """True when the page held only the teaser of a paywalled article (the text is that
+    teaser, not the whole story)."""
     warc_key: str | None = None
     """Key of the WARC file holding the response (same convention as ``raw_key``), or null."""
     warc_offset: int | None = None

@@ -174,14 +174,20 @@ def crawl_site_subprocess(site_entry: dict, archive_url: str, env: dict, data_di
 
     site = SiteConfig.model_validate(site_entry)
     stats_file = Path(data_dir) / "crawls" / f"{run_id}.json"
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "spiders.run", "--site-json", site.model_dump_json(),
          "--archive", archive_url, "--run-id", run_id, "--stats-file", str(stats_file),
          "--data-dir", str(data_dir), "--user-agent", "newsarchive-test",
          "--log-level", "WARNING"],
-        cwd=REPO_ROOT, env=env, check=True, timeout=timeout,
+        cwd=REPO_ROOT, env=env, timeout=timeout, capture_output=True, text=True,
     )
-    return json.loads(stats_file.read_text())
+    assert done.returncode == 0, f"crawl exited {done.returncode}: {done.stderr[-4000:]}"
+    report = json.loads(stats_file.read_text())
+    # A bug of ours in a callback or the pipeline must fail the test that meets it.
+    bugs = {k: v for k, v in report["stats"].items()
+            if k.startswith("spider_exceptions/") or k == "newsarchive/errors/internal"}
+    assert not bugs, (bugs, done.stderr[-4000:])
+    return report
 
 
 def local_site_config(site: NewsSite, name: str = "localnews", **overrides) -> dict:

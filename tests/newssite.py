@@ -16,6 +16,7 @@ import gzip
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import format_datetime
@@ -144,12 +145,36 @@ def _split_target(target: str) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
+class LoggedRequest:
+    """One request the site received."""
+
+    at: float
+    """Arrival time, from :func:`time.monotonic` (compare with other arrivals only)."""
+
+    target: str
+    """The request target: path with query."""
+
+    headers: dict[str, str]
+    """The request headers (names as sent; a repeated header keeps its last value)."""
+
+
+@dataclass(frozen=True)
 class _Response:
     """What a route answers with."""
 
     status: int
     body: bytes
     headers: dict[str, str]
+
+
+def _make_response(status: int, body: bytes, headers: dict[str, str] | None) -> _Response:
+    """A route's response; Content-Type defaults to HTML."""
+    merged = {"Content-Type": HTML_TYPE}
+    if headers:
+        if any(k.lower() == "content-type" for k in headers):
+            merged = {}
+        merged.update(headers)
+    return _Response(status, bytes(body), merged)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -168,7 +193,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _respond(self, send_body: bool) -> None:
         site = self.server.site
-        site._record(self.path)
+        site._record(self.path, dict(self.headers.items()))
         response = site._route(self.path)
         self.send_response(response.status)
         headers = {k.lower(): (k, v) for k, v in response.headers.items()}
@@ -222,7 +247,9 @@ class NewsSite:
             self._months.setdefault(month_key(page), []).append(page)
         self._lock = threading.Lock()
         self._requests: list[str] = []
+        self._log: list[LoggedRequest] = []
         self._routes: dict[str, _Response] = {}
+        self._sequences: dict[str, list[_Response]] = {}
         # Decompressing per request would cost the server CPU a benchmark should get.
         self._html_cache: dict[str, bytes] = {}
         self._server: _Server | None = None
@@ -331,18 +358,27 @@ class NewsSite:
         itself has a query, in which case it matches that exact target.
         Content-Type defaults to HTML; Content-Length is always computed.
         """
-        merged = {"Content-Type": HTML_TYPE}
-        if headers:
-            if any(k.lower() == "content-type" for k in headers):
-                merged = {}
-            merged.update(headers)
         with self._lock:
-            self._routes[path] = _Response(status, bytes(body), merged)
+            self._routes[path] = _make_response(status, body, headers)
+
+    def add_responses(
+        self,
+        path: str,
+        responses: list[tuple[int, bytes, dict[str, str] | None]],
+    ) -> None:
+        """Answer requests for ``path`` with ``responses`` (``(status, body, headers)``),
+        one per request in order, the last one for every request after; ahead of the
+        routes of :meth:`add_route`, and matched the same way."""
+        if not responses:
+            raise ValueError("give at least one response")
+        with self._lock:
+            self._sequences[path] = [_make_response(*r) for r in responses]
 
     def remove_route(self, path: str) -> None:
-        """Drop an extra route added with :meth:`add_route`, if present."""
+        """Drop an extra route added with :meth:`add_route` or :meth:`add_responses`."""
         with self._lock:
             self._routes.pop(path, None)
+            self._sequences.pop(path, None)
 
     @property
     def requests(self) -> list[str]:
@@ -350,25 +386,37 @@ class NewsSite:
         with self._lock:
             return list(self._requests)
 
+    @property
+    def request_log(self) -> list[LoggedRequest]:
+        """The requests received, with arrival times and headers, in arrival order (a copy)."""
+        with self._lock:
+            return list(self._log)
+
     def clear_requests(self) -> None:
         """Forget the requests received so far."""
         with self._lock:
             self._requests.clear()
+            self._log.clear()
 
     def article_requests(self) -> list[str]:
         """The received targets whose path is a corpus page path."""
         return [t for t in self.requests if self.page_for_path(t) is not None]
 
-    def _record(self, target: str) -> None:
+    def _record(self, target: str, headers: dict[str, str] | None = None) -> None:
         with self._lock:
             self._requests.append(target)
+            self._log.append(LoggedRequest(time.monotonic(), target, dict(headers or {})))
 
     # -- routing -------------------------------------------------------------------
 
     def _route(self, target: str) -> _Response:
         path, _query = _split_target(target)
         with self._lock:
-            extra = self._routes.get(target) or self._routes.get(path)
+            sequence = self._sequences.get(target) or self._sequences.get(path)
+            if sequence:
+                extra = sequence.pop(0) if len(sequence) > 1 else sequence[0]
+            else:
+                extra = self._routes.get(target) or self._routes.get(path)
         if extra is not None:
             return extra
         if path == "/robots.txt":

@@ -158,7 +158,7 @@ def test_an_s3_outage_mid_crawl_loses_nothing(corpus, s3_archive, moto_endpoint,
     proxy = TcpProxy(host, int(port)).start()
     env = {**os.environ, **s3_archive.env, "AWS_ENDPOINT_URL": proxy.url,
            "AWS_MAX_ATTEMPTS": "2", "PYTHONPATH": str(REPO_ROOT)}
-    with NewsSite(corpus[:40], feed_size=0) as site:
+    with NewsSite(corpus[:30], feed_size=0) as site:
         # Slow enough that the outage falls in the middle of the crawl.
         entry = local_site_config(site, feeds=[], download_delay=0.3, concurrent_requests=2)
         stats_file = tmp_path / "data" / "crawls" / "run-1.json"

@@ -12,7 +12,7 @@ moto S3 and the bucket is read back with boto3.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from xml.sax.saxutils import escape
 
 import pytest
@@ -161,7 +161,9 @@ def test_changed_article_becomes_a_second_version(english_pages, s3_archive, env
 
         # The publisher updates the story and its sitemap says so.
         site.add_route(story.path, _syndicated(story))
-        serve_sitemap(datetime.now(timezone.utc))
+        # A second ahead: the sitemap's dates have whole seconds, and the first crawl may
+        # have fetched the story within this one.
+        serve_sitemap(datetime.now(timezone.utc) + timedelta(seconds=1))
         site.clear_requests()
         report = crawl(entry, s3_archive.url, env, tmp_path, "run-2")
         assert site.article_requests() == [story.path]  # only the updated one is fetched

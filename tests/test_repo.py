@@ -30,9 +30,15 @@ def _architecture_site_keys(text: str) -> set[str]:
     return set(tomllib.loads(block)["sites"][0])
 
 
+# Site keys the issues ask for (discovery depth, per-site limits) beyond the example in
+# ARCHITECTURE.md, which stays the contract for the keys it names.
+SITE_KEYS_BEYOND_THE_CONTRACT = {"follow_depth", "max_link_pages", "download_timeout",
+                                 "max_page_bytes"}
+
+
 def test_site_keys_match_the_architecture_and_the_readme(architecture):
     ours = set(SiteConfig.model_fields)
-    assert ours == _architecture_site_keys(architecture)
+    assert ours - SITE_KEYS_BEYOND_THE_CONTRACT == _architecture_site_keys(architecture)
     for key in ours:
         assert f"| `{key}` |" in README, f"README does not document site key {key}"
 

@@ -54,6 +54,8 @@ def _json_types(hint: Any) -> set[str]:
         return {"null"}
     if hint in (str, datetime):
         return {"string"}
+    if hint is bool:
+        return {"boolean"}
     if hint is int:
         return {"integer"}
     if origin in (tuple, list):

@@ -1,0 +1,245 @@
+"""Downloader middlewares for politeness: no redirects off the site, and retries that wait
+as long as the site asks (``Retry-After``).
+
+Scrapy already obeys robots.txt (``ROBOTSTXT_OBEY``), throttles (``DOWNLOAD_DELAY``,
+``CONCURRENT_REQUESTS_PER_DOMAIN``, AutoThrottle) and retries 5xx (``RetryMiddleware``);
+these fill the gaps:
+
+- :class:`OffsiteRedirectMiddleware` sees 3xx responses before Scrapy's
+  ``RedirectMiddleware`` and refuses a redirect whose target is outside the spider's
+  ``allowed_domains`` or not http(s). Article requests carry ``dont_filter`` (see
+  ``spiders.news``), which Scrapy's ``OffsiteMiddleware`` honours by letting them, and the
+  redirects built from them, go anywhere.
+- :class:`OffsiteRedirectGuardMiddleware` is the backstop for every other way a redirect
+  is followed (``<meta http-equiv=refresh>``): a request that came from a redirect and
+  points off the site is dropped before robots.txt or the page is fetched from that host.
+- :class:`RetryAfterMiddleware` answers a 429 or 503 that carries ``Retry-After`` by
+  retrying after that long (capped at ``NEWSARCHIVE_MAX_RETRY_AFTER`` seconds), without
+  blocking the reactor. Everything else, and the giving up, stays with ``RetryMiddleware``.
+
+Refused redirects are recorded as ``offsite_redirect`` errors in the crawl's stats, and the
+request fails with :class:`RedirectRefused` (an ``IgnoreRequest``), which an errback should
+not record again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin, urlsplit
+
+from scrapy.downloadermiddlewares.retry import get_retry_request
+from scrapy.exceptions import IgnoreRequest, NotConfigured
+from scrapy.utils.response import response_status_message
+from w3lib.url import safe_url_string
+
+from spiders.stats import record_error
+
+if TYPE_CHECKING:
+    from scrapy import Request, Spider
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+
+logger = logging.getLogger(__name__)
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+DEFAULT_MAX_RETRY_AFTER = 60.0
+
+
+class RedirectRefused(IgnoreRequest):
+    """A redirect off the site was refused; it is recorded already (``offsite_redirect``)."""
+
+
+def host_allowed(host: str, allowed_domains: Iterable[str]) -> bool:
+    """Whether ``host`` is one of ``allowed_domains`` or a subdomain of one (no domains:
+    everything is allowed, as with Scrapy's ``OffsiteMiddleware``)."""
+    domains = [d.lower().strip(".") for d in allowed_domains if d]
+    if not domains:
+        return True
+    host = host.lower().rstrip(".")
+    return any(host == d or host.endswith("." + d) for d in domains)
+
+
+def redirect_refusal(url: str, allowed_domains: Iterable[str]) -> str | None:
+    """Why a redirect to ``url`` must not be followed, or None if it may be."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return f"scheme {parts.scheme or 'none'!r}"
+    if not parts.hostname:
+        return "no host"
+    if not host_allowed(parts.hostname, allowed_domains):
+        return f"host {parts.hostname!r} outside allowed_domains"
+    return None
+
+
+def redirect_target(request: Request, response: Response) -> str:
+    """The absolute URL a 3xx response's ``Location`` leads to, resolved as Scrapy's
+    ``RedirectMiddleware`` resolves it."""
+    raw = response.headers[b"Location"]
+    location = safe_url_string(raw)
+    if raw.startswith(b"//"):
+        location = urlsplit(request.url).scheme + "://" + location.lstrip("/")
+    return urljoin(request.url, location)
+
+
+def _follows_redirects(request: Request, response: Response, spider: Spider | None) -> bool:
+    """Whether Scrapy's ``RedirectMiddleware`` would act on this response at all."""
+    meta = request.meta
+    return not (
+        meta.get("dont_redirect", False)
+        or response.status in getattr(spider, "handle_httpstatus_list", ())
+        or response.status in meta.get("handle_httpstatus_list", ())
+        or meta.get("handle_httpstatus_all", False)
+    )
+
+
+class _OffsiteRedirectBase:
+    crawler: Crawler
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler):
+        return cls(crawler)
+
+    def _allowed_domains(self) -> list[str]:
+        return list(getattr(self.crawler.spider, "allowed_domains", None) or [])
+
+    def _refuse(self, url: str, target: str, why: str) -> None:
+        """Record the refusal of ``url``'s redirect to ``target`` as an ``offsite_redirect``
+        error and drop the request."""
+        record_error(self.crawler.stats, url, "offsite_redirect", f"redirect to {target} refused")
+        logger.warning("refused redirect from %s to %s: %s", url, target, why)
+        raise RedirectRefused(f"redirect to {target} refused ({why})")
+
+
+class OffsiteRedirectMiddleware(_OffsiteRedirectBase):
+    """Refuse 301/302/303/307/308 redirects off the spider's ``allowed_domains`` or to a
+    scheme other than http(s). Its priority must be above ``RedirectMiddleware``'s (600):
+    ``process_response`` runs from the highest number down."""
+
+    def process_response(self, request: Request, response: Response,
+                         spider: Spider | None = None) -> Response:
+        if response.status not in REDIRECT_STATUSES or b"Location" not in response.headers:
+            return response
+        if not _follows_redirects(request, response, self.crawler.spider):
+            return response
+        target = redirect_target(request, response)
+        why = redirect_refusal(target, self._allowed_domains())
+        if why is not None:
+            self._refuse(request.url, target, why)
+        return response
+
+
+class OffsiteRedirectGuardMiddleware(_OffsiteRedirectBase):
+    """Drop a request produced by a redirect (it has ``redirect_urls``) that leads off the
+    site, whatever followed it (a meta refresh, say). Its priority must be below
+    ``RobotsTxtMiddleware``'s (100), so that not even robots.txt is fetched there."""
+
+    def process_request(self, request: Request, spider: Spider | None = None) -> None:
+        if not request.meta.get("redirect_urls"):
+            return
+        why = redirect_refusal(request.url, self._allowed_domains())
+        if why is not None:
+            self._refuse(request.meta["redirect_urls"][-1], request.url, why)
+
+
+def parse_retry_after(value: bytes | str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delay-seconds or an HTTP-date), or None
+    if it is missing or malformed. A date in the past means 0."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        seconds = float(value)  # not RFC 9110, but servers send "1.5"
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+async def _sleep(seconds: float) -> None:
+    """Wait without blocking the reactor (asyncio or not)."""
+    try:
+        from scrapy.utils.asyncio import sleep  # Scrapy >= 2.18
+    except ImportError:
+        from scrapy.utils.defer import maybe_deferred_to_future
+        from twisted.internet import reactor
+        from twisted.internet.task import deferLater
+
+        await maybe_deferred_to_future(deferLater(reactor, seconds, lambda: None))
+    else:
+        await sleep(seconds)
+
+
+class RetryAfterMiddleware:
+    """Retry a 429 or 503 that carries ``Retry-After`` after the time it asks for, capped at
+    ``NEWSARCHIVE_MAX_RETRY_AFTER`` seconds; ``RETRY_TIMES`` (or the request's
+    ``max_retry_times``) bounds the retries. When they are used up the response goes on,
+    so ``RetryMiddleware`` logs the give-up and the spider's errback records the status.
+
+    Its priority must be above ``RetryMiddleware``'s (550), which would otherwise retry
+    at once. Only the request waits; the rest of the crawl goes on meanwhile.
+    """
+
+    def __init__(self, crawler: Crawler) -> None:
+        settings = crawler.settings
+        if not settings.getbool("RETRY_ENABLED"):
+            raise NotConfigured
+        self.crawler = crawler
+        retry_codes = {int(x) for x in settings.getlist("RETRY_HTTP_CODES")}
+        self.statuses = RETRY_AFTER_STATUSES & retry_codes
+        self.max_retry_times = settings.getint("RETRY_TIMES")
+        self.priority_adjust = settings.getint("RETRY_PRIORITY_ADJUST")
+        self.max_delay = settings.getfloat("NEWSARCHIVE_MAX_RETRY_AFTER", DEFAULT_MAX_RETRY_AFTER)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> RetryAfterMiddleware:
+        return cls(crawler)
+
+    async def process_response(self, request: Request, response: Response,
+                               spider: Spider | None = None) -> Request | Response:
+        if response.status not in self.statuses or request.meta.get("dont_retry", False):
+            return response
+        delay = parse_retry_after(response.headers.get(b"Retry-After"))
+        if delay is None:
+            return response  # RetryMiddleware's, as any other 5xx
+        max_retry_times = request.meta.get("max_retry_times", self.max_retry_times)
+        if request.meta.get("retry_times", 0) + 1 > max_retry_times:
+            return response  # RetryMiddleware gives up and says so
+        delay = min(delay, self.max_delay)
+        stats = self.crawler.stats
+        stats.inc_value("newsarchive/retry_after/count")
+        stats.inc_value("newsarchive/retry_after/seconds", delay)
+        logger.info("%s: HTTP %d, retrying in %.1f s as Retry-After asks",
+                    request.url, response.status, delay)
+        if delay > 0:
+            await _sleep(delay)
+        retry = get_retry_request(
+            request,
+            spider=self.crawler.spider,
+            reason=response_status_message(response.status),
+            max_retry_times=max_retry_times,
+            priority_adjust=request.meta.get("priority_adjust", self.priority_adjust),
+        )
+        return retry or response
