@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -11,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -110,7 +112,36 @@ def crawl_sites(sites: list[SiteConfig], archive_url: str, settings: Settings,
             results.append(future.result())
         except Exception as exc:  # one site's crash must not hide the others' results
             results.append(SiteResult(site=site.name, run_id=run_id, ok=False, reason=str(exc)))
+    create_markdown_artifact(
+        markdown=summary_markdown(run_id, results),
+        key=f"crawl-{_artifact_key(run_id)}",
+        description=f"What crawl run {run_id} did, per site",
+    )
     return results
+
+
+SUMMARY_COLUMNS = ("discovered", "skipped", "fetched", "archived", "versions", "duplicates",
+                   "errors")
+
+
+def summary_markdown(run_id: str, results: list[SiteResult]) -> str:
+    """The run as a markdown table (the run's Prefect artifact): a row per site."""
+    def cell(value) -> str:
+        # Site names are validated; reasons come from crawls of untrusted pages.
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = [f"# Crawl run {run_id}", "",
+             "| site | status | " + " | ".join(SUMMARY_COLUMNS) + " |",
+             "| --- | --- | " + " | ".join("---:" for _ in SUMMARY_COLUMNS) + " |"]
+    for r in results:
+        counts = " | ".join(str(r.counts.get(c, "-")) for c in SUMMARY_COLUMNS)
+        lines.append(f"| {cell(r.site)} | {'ok' if r.ok else 'FAILED: ' + cell(r.reason)} | {counts} |")
+    return "\n".join(lines) + "\n"
+
+
+def _artifact_key(run_id: str) -> str:
+    # Prefect artifact keys allow lowercase letters, digits and dashes only.
+    return re.sub(r"[^a-z0-9-]+", "-", run_id.lower()).strip("-")
 
 
 def run_crawl(sites: list[SiteConfig], archive_url: str, settings: Settings) -> list[SiteResult]:
