@@ -329,8 +329,12 @@ def looks_binary(body: bytes) -> bool:
     sample = body[:65536]
     if not sample:
         return False
-    controls = sum(1 for b in sample if b < 32 and b not in (9, 10, 12, 13))
+    # Runs on the reactor for every page: count with bytes.translate, in C.
+    controls = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
     return controls / len(sample) > 0.05
+
+
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 12, 13))
 
 
 def fetch_error_kind(error: BaseException) -> tuple[str, str]:

@@ -347,6 +347,10 @@ class Archive:
     def _update(self, record: Record, change: Callable[[Record], Record | None]) -> Record:
         """Apply ``change`` to the stored record with compare-and-swap; ``change`` returns
         None when nothing needs writing. Returns the record as it then stands."""
+        # What the caller read needs nothing: the stored record can only know more (URLs,
+        # versions are only ever added), so skip the read-and-compare round trip.
+        if change(record) is None:
+            return record
         key = self.backend.relative(record.meta_key)
         for _ in range(_UPDATE_ATTEMPTS):
             data, tag = self.backend.get_tagged(key)
