@@ -7,27 +7,19 @@ failed, or the archive could not be read; 2 bad usage or bad config, with a one-
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-from datetime import date, timezone
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from browse.listing import format_record, format_table
+from browse.cli import add_commands as add_browse_commands, iso_date as _date
+from browse.listing import format_table
 from spiders.config import Config, ConfigError, Settings, load_config
 from storage import Archive, ArchiveError, InvalidArchiveURL
 
 logger = logging.getLogger("newsarchive")
-
-
-def _date(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,21 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     crawl.add_argument("--site", action="append", default=[], metavar="NAME", help="only this site (repeatable)")
     crawl.set_defaults(func=cmd_crawl)
 
-    ls = commands.add_parser("ls", parents=[common], help="list archived articles")
-    ls.add_argument("--site", metavar="NAME")
-    ls.add_argument("--since", type=_date, metavar="YYYY-MM-DD")
-    ls.add_argument("--until", type=_date, metavar="YYYY-MM-DD")
-    ls.add_argument("--json", action="store_true", help="one record per line, as JSON")
-    ls.set_defaults(func=cmd_ls)
-
-    show = commands.add_parser("show", parents=[common], help="one record, by id or URL")
-    show.add_argument("ref", metavar="ID|URL")
-    show.set_defaults(func=cmd_show)
-
-    cat = commands.add_parser("cat", parents=[common], help="an article's cleaned text, or its raw HTML")
-    cat.add_argument("ref", metavar="ID|URL")
-    cat.add_argument("--raw", action="store_true", help="the raw HTML as received")
-    cat.set_defaults(func=cmd_cat)
+    add_browse_commands(commands, [common])
 
     reprocess = commands.add_parser(
         "reprocess", parents=[common],
@@ -119,50 +97,6 @@ def cmd_crawl(args, settings: Settings) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
-def cmd_ls(args, settings: Settings) -> int:
-    archive = _open_archive(args, settings)
-    records = archive.iter_records(site=args.site, since=args.since, until=args.until)
-    if args.json:
-        for record in records:
-            sys.stdout.write(json.dumps(record.to_dict(), ensure_ascii=False, sort_keys=True) + "\n")
-        return 0
-    # The archive's date (publication date in UTC, else fetch date), which --since/--until filter on.
-    rows = [[r.id, r.site, (r.published or r.fetched_at).astimezone(timezone.utc).date().isoformat(),
-             (r.title or "")[:70], r.url]
-            for r in records]
-    print(format_table(["id", "site", "date", "title", "url"], rows))
-    return 0
-
-
-def _find(archive: Archive, ref: str):
-    record = archive.find(ref)
-    if record is None:
-        print(f"newsarchive: no archived article {ref!r}", file=sys.stderr)
-    return record
-
-
-def cmd_show(args, settings: Settings) -> int:
-    archive = _open_archive(args, settings)
-    record = _find(archive, args.ref)
-    if record is None:
-        return 1
-    print(format_record(record))
-    return 0
-
-
-def cmd_cat(args, settings: Settings) -> int:
-    archive = _open_archive(args, settings)
-    record = _find(archive, args.ref)
-    if record is None:
-        return 1
-    if args.raw:
-        sys.stdout.buffer.write(archive.read_raw(record))
-    else:
-        sys.stdout.write(archive.read_text(record))
-        sys.stdout.write("\n")
-    return 0
-
-
 def cmd_reprocess(args, settings: Settings) -> int:
     from flows.reprocess import reprocess
 
@@ -194,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             first = exc.errors()[0]
             name = "NEWSARCHIVE_" + "_".join(str(p) for p in first["loc"]).upper()
             raise ConfigError(f"environment: {name}: {first['msg']}") from None
+        if hasattr(args, "browse_func"):
+            return args.browse_func(args, _open_archive(args, settings))
         return args.func(args, settings)
     except ConfigError as exc:
         print(f"newsarchive: {exc}", file=sys.stderr)
