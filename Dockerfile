@@ -8,7 +8,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PREFECT_HOME=/data/prefect \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
     NEWSARCHIVE_DATA_DIR=/data/state \
-    NEWSARCHIVE_CONFIG=/config/sites.toml
+    NEWSARCHIVE_CONFIG=/config/sites.toml \
+    PREFECT_RUNNER_SERVER_ENABLE=true \
+    PREFECT_RUNNER_SERVER_HOST=127.0.0.1 \
+    PREFECT_RUNNER_SERVER_PORT=8080
 
 RUN useradd --create-home --uid 10001 newsarchive \
     && mkdir -p /data /config \
@@ -29,6 +32,9 @@ RUN pip install --no-deps . && cp sites.toml /config/sites.toml
 
 USER newsarchive
 WORKDIR /data
-HEALTHCHECK --interval=60s --timeout=10s CMD ["newsarchive", "--help"]
+# `serve` is healthy while its runner keeps polling the Prefect server: Prefect's runner
+# webserver (enabled above, on loopback only) answers /health with 503 once polls stop.
+HEALTHCHECK --interval=60s --timeout=10s --start-period=60s \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=5)"]
 ENTRYPOINT ["newsarchive"]
-CMD ["crawl"]
+CMD ["serve"]

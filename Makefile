@@ -4,7 +4,9 @@ VENV := .venv
 TOOLS := .tools
 UV_VERSION := 0.13.8
 UV := $(TOOLS)/bin/uv
-PYTEST_ARGS ?=
+# Two workers: much of the suite waits on servers and subprocesses. Whole files go to one
+# worker, so module fixtures (a crawled archive) are built once.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 # uv must use the machine's Python, never download one.
 export UV_PYTHON_DOWNLOADS := never
@@ -30,9 +32,11 @@ install: $(VENV)/.installed
 test: install
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-## run: crawl the sites of sites.toml once into ./archive
+## run: the service: each site of sites.toml crawled into ./archive on its schedule, plus
+## the backfill deployment; starts a local Prefect server (UI on http://127.0.0.1:4200)
+## unless PREFECT_API_URL names one. Ctrl-C stops both.
 run: install
-	$(VENV)/bin/newsarchive crawl --config sites.toml
+	$(VENV)/bin/newsarchive serve --config sites.toml
 
 ## lock: re-resolve the lock files after changing dependencies in pyproject.toml
 lock: $(UV)

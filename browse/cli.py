@@ -1,8 +1,12 @@
-"""The archive-reading commands of ``newsarchive``: ``ls``, ``show``, ``cat`` (and more to come).
+"""The archive-reading commands of ``newsarchive``: ``ls``, ``show``, ``cat``, ``search``,
+``stats`` and ``browse`` (the web UI).
 
 ``flows.cli`` owns the program: it parses the common options, opens the archive named by
 the config or ``--archive`` and calls the command registered here with it. This module
 only reads an :class:`storage.Archive`, so browsing never needs Scrapy or Prefect.
+
+On a terminal, tables are drawn with rich; piped, they are plain columns (and ``show``
+prints JSON), so scripts read them without surprises.
 """
 
 from __future__ import annotations
@@ -10,10 +14,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date, timezone
+from datetime import date, timedelta
 
-from browse.listing import format_record, format_table
+from browse.listing import (
+    bar,
+    format_record,
+    is_terminal,
+    one_line,
+    percent,
+    print_table,
+    sparkline,
+)
+from browse.records import iter_records
+from browse.stats import run_totals
 from storage import Archive
+
+DEFAULT_PORT = 8080
+"""Port of ``newsarchive browse`` unless ``--port`` says otherwise."""
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+"""Addresses only this machine can reach."""
 
 
 def iso_date(value: str) -> date:
@@ -22,6 +42,28 @@ def iso_date(value: str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def positive_int(value: str) -> int:
+    """An argparse type for a whole number of at least 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {value!r}")
+    return number
+
+
+def port_number(value: str) -> int:
+    """An argparse type for a TCP port (0: any free one)."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (0-65535): {value!r}")
+    return number
 
 
 def add_commands(commands, parents: list[argparse.ArgumentParser]) -> None:
@@ -33,30 +75,71 @@ def add_commands(commands, parents: list[argparse.ArgumentParser]) -> None:
     ls.add_argument("--site", metavar="NAME")
     ls.add_argument("--since", type=iso_date, metavar="YYYY-MM-DD")
     ls.add_argument("--until", type=iso_date, metavar="YYYY-MM-DD")
+    ls.add_argument("--lang", metavar="CODE", help="only articles in this language (ISO 639-1)")
     ls.add_argument("--json", action="store_true", help="one record per line, as JSON")
     ls.set_defaults(browse_func=cmd_ls)
 
-    show = commands.add_parser("show", parents=parents, help="one record, by id or URL")
+    show = commands.add_parser("show", parents=parents,
+                               help="one record, with its versions and aliases, by id or URL")
     show.add_argument("ref", metavar="ID|URL")
+    show.add_argument("--json", action="store_true",
+                      help="the record as JSON (the default when not on a terminal)")
     show.set_defaults(browse_func=cmd_show)
 
-    cat = commands.add_parser("cat", parents=parents, help="an article's cleaned text, or its raw HTML")
+    cat = commands.add_parser("cat", parents=parents,
+                              help="an article's cleaned text, or its raw HTML")
     cat.add_argument("ref", metavar="ID|URL")
     cat.add_argument("--raw", action="store_true", help="the raw HTML as received")
     cat.set_defaults(browse_func=cmd_cat)
 
+    find = commands.add_parser("search", parents=parents,
+                               help="articles whose title or text has every word (catalog)")
+    find.add_argument("words", nargs="+", metavar="WORDS")
+    find.add_argument("--site", metavar="NAME")
+    find.add_argument("--limit", type=positive_int, default=20, metavar="N",
+                      help="at most N results, newest first (default 20)")
+    find.add_argument("--json", action="store_true", help="one result per line, as JSON")
+    find.set_defaults(browse_func=cmd_search)
+
+    stats = commands.add_parser("stats", parents=parents,
+                                help="articles per site and day, extraction health, "
+                                     "duplicate and error rates")
+    stats.add_argument("--site", metavar="NAME")
+    stats.add_argument("--since", type=iso_date, metavar="YYYY-MM-DD")
+    stats.add_argument("--until", type=iso_date, metavar="YYYY-MM-DD")
+    stats.add_argument("--days", type=positive_int, default=14, metavar="N",
+                       help="days shown in the per-day chart of each site (default 14)")
+    stats.add_argument("--json", action="store_true", help="the figures as one JSON object")
+    stats.set_defaults(browse_func=cmd_stats)
+
+    web = commands.add_parser("browse", parents=parents, help="web UI over the archive")
+    web.add_argument("--port", type=port_number, default=DEFAULT_PORT,
+                     help=f"port to serve on (default {DEFAULT_PORT}; 0: any free port)")
+    web.add_argument("--host", default="127.0.0.1",
+                     help="address to bind (default 127.0.0.1: this machine only)")
+    web.set_defaults(browse_func=cmd_browse)
+
+
+# The catalog's modules load pyarrow, which commands that do not read it (crawl, show, cat)
+# should not pay for at start-up: they are imported where they are used.
+
 
 def cmd_ls(args, archive: Archive) -> int:
-    records = archive.iter_records(site=args.site, since=args.since, until=args.until)
+    from storage.catalog import archive_date
+
+    records = iter_records(archive, site=args.site, since=args.since, until=args.until,
+                           language=args.lang)
     if args.json:
         for record in records:
-            sys.stdout.write(json.dumps(record.to_dict(), ensure_ascii=False, sort_keys=True) + "\n")
+            sys.stdout.write(json.dumps(record.to_dict(), ensure_ascii=False, sort_keys=True)
+                             + "\n")
         return 0
-    # The archive's date (publication date in UTC, else fetch date), which --since/--until filter on.
-    rows = [[r.id, r.site, (r.published or r.fetched_at).astimezone(timezone.utc).date().isoformat(),
-             (r.title or "")[:70], r.url]
+    # The archive's date (the article's folder: publication date in UTC, else fetch
+    # date), which --since/--until filter on.
+    rows = [[r.id, r.site, archive_date(r, archive.backend).isoformat(), (r.title or "")[:70],
+             r.url]
             for r in records]
-    print(format_table(["id", "site", "date", "title", "url"], rows))
+    print_table(["id", "site", "date", "title", "url"], rows)
     return 0
 
 
@@ -71,8 +154,36 @@ def cmd_show(args, archive: Archive) -> int:
     record = _find(archive, args.ref)
     if record is None:
         return 1
-    print(format_record(record))
+    if args.json or not is_terminal():
+        print(format_record(record))
+        return 0
+    fields = [
+        ("id", record.id), ("site", record.site), ("title", record.title or ""),
+        ("url", record.url),
+        ("canonical url", record.canonical_url if record.canonical_url != record.url else ""),
+        ("published", _when(record.published)), ("modified", _when(record.modified)),
+        ("authors", ", ".join(record.authors)), ("language", record.language or ""),
+        ("section", record.section or ""), ("tags", ", ".join(record.tags)),
+        ("description", record.description or ""),
+        ("fetched", _when(record.fetched_at)), ("checked", _when(record.checked_at)),
+        ("http status", record.http_status),
+        ("extractor", f"{record.extractor.name}/{record.extractor.version}"),
+        ("near duplicate of", record.near_duplicate_of or ""),
+        ("paywalled", "yes: only the teaser was archived" if record.paywalled else ""),
+        ("text", record.text_key), ("raw", record.raw_key), ("meta", record.meta_key),
+    ]
+    print_table(["field", "value"], [[k, v] for k, v in fields if v != ""], title=record.title)
+    versions = record.all_versions
+    print_table(["#", "fetched", "sha256", "extractor", "url"],
+                [[n, _when(v.fetched_at), v.content_sha256[:16], v.extractor, v.url]
+                 for n, v in enumerate(versions, 1)],
+                title=f"{len(versions)} version(s)", numeric=["#"])
+    print_table(["alias"], [[a] for a in record.aliases], title=f"{len(record.aliases)} alias(es)")
     return 0
+
+
+def _when(value) -> str:
+    return value.isoformat() if value is not None else ""
 
 
 def cmd_cat(args, archive: Archive) -> int:
@@ -85,3 +196,116 @@ def cmd_cat(args, archive: Archive) -> int:
         sys.stdout.write(archive.read_text(record))
         sys.stdout.write("\n")
     return 0
+
+
+def cmd_search(args, archive: Archive) -> int:
+    from browse.catalog import search
+
+    query = " ".join(args.words)
+    hits = search(archive.url, query, site=args.site, limit=args.limit)
+    if args.json:
+        for hit in hits:
+            sys.stdout.write(json.dumps({
+                "id": hit.id, "site": hit.site, "date": hit.day.isoformat(), "title": hit.title,
+                "url": hit.url, "published": _when(hit.published) or None,
+                "snippet": hit.snippet}, ensure_ascii=False) + "\n")
+        return 0
+    print_table(["id", "site", "date", "title", "snippet"],
+                [[h.id, h.site, h.day.isoformat(), (h.title or "")[:60], h.snippet]
+                 for h in hits])
+    return 0
+
+
+def cmd_stats(args, archive: Archive) -> int:
+    from browse.catalog import day_counts, read_articles
+
+    counts = day_counts(read_articles(archive.url, site=args.site, since=args.since,
+                                      until=args.until))
+    runs = run_totals(archive, site=args.site, since=args.since, until=args.until)
+    per_site: dict[str, list] = {}
+    for count in counts:
+        per_site.setdefault(count.site, []).append(count)
+    sites = sorted(set(per_site) | set(runs))
+    summaries = [_site_summary(name, per_site.get(name, []), runs.get(name)) for name in sites]
+
+    if args.json:
+        print(json.dumps({"sites": summaries}, ensure_ascii=False, indent=1, default=str))
+        return 0
+    rows = []
+    for s in summaries:
+        rows.append([s["site"], s["articles"], s["days"], s["first"] or "-", s["last"] or "-",
+                     percent(s["with_date"], s["articles"]),
+                     percent(s["with_author"], s["articles"]),
+                     percent(s["with_title"], s["articles"]), s["runs"],
+                     percent(s["duplicates"], s["outcomes"]), percent(s["errors"], s["outcomes"]),
+                     _spark(s["per_day"], args.days)])
+    print_table(["site", "articles", "days", "first", "last", "date", "author", "title", "runs",
+                 "duplicates", "errors", f"last {args.days} days"], rows,
+                numeric=["articles", "days", "date", "author", "title", "runs", "duplicates",
+                         "errors"])
+    for s in summaries:
+        if s["errors_by_kind"]:
+            kinds = ", ".join(f"{k} {v}" for k, v in sorted(s["errors_by_kind"].items(),
+                                                             key=lambda kv: (-kv[1], kv[0])))
+            print(f"{s['site']}: errors: {one_line(kinds)}")
+    for s in summaries:
+        days = s["per_day"][-args.days:]
+        if not days:
+            continue
+        print()
+        top = max(d["articles"] for d in days)
+        print_table(["day", "articles", "", "date", "author", "title"],
+                    [[d["day"], d["articles"], bar(d["articles"], top, 30),
+                      percent(d["with_date"], d["articles"]),
+                      percent(d["with_author"], d["articles"]),
+                      percent(d["with_title"], d["articles"])] for d in days],
+                    title=f"{s['site']}: articles per day (latest {len(days)} days with articles)",
+                    numeric=["articles", "date", "author", "title"])
+    return 0
+
+
+def _site_summary(site: str, days: list, runs) -> dict:
+    """The figures ``stats`` shows for one site, JSON-ready."""
+    articles = sum(d.articles for d in days)
+    out = {
+        "site": site,
+        "articles": articles,
+        "days": len(days),
+        "first": days[0].day.isoformat() if days else None,
+        "last": days[-1].day.isoformat() if days else None,
+        "with_date": sum(d.with_date for d in days),
+        "with_author": sum(d.with_author for d in days),
+        "with_title": sum(d.with_title for d in days),
+        "runs": runs.runs if runs else 0,
+        "archived": runs.archived if runs else 0,
+        "versions": runs.versions if runs else 0,
+        "duplicates": runs.duplicates if runs else 0,
+        "errors": runs.errors if runs else 0,
+        "outcomes": runs.outcomes if runs else 0,
+        "errors_by_kind": dict(runs.errors_by_kind) if runs else {},
+        "per_day": [{"day": d.day.isoformat(), "articles": d.articles, "with_date": d.with_date,
+                     "with_author": d.with_author, "with_title": d.with_title} for d in days],
+    }
+    out["duplicate_rate"] = out["duplicates"] / out["outcomes"] if out["outcomes"] else None
+    out["error_rate"] = out["errors"] / out["outcomes"] if out["outcomes"] else None
+    return out
+
+
+def _spark(per_day: list[dict], days: int) -> str:
+    """A sparkline of the articles per calendar day over the ``days`` days up to the site's
+    last day with articles (days without articles included, as gaps)."""
+    if not per_day:
+        return ""
+    by_day = {d["day"]: d["articles"] for d in per_day}
+    last = date.fromisoformat(per_day[-1]["day"])
+    window = [last - timedelta(days=n) for n in range(days - 1, -1, -1)]
+    return sparkline([by_day.get(d.isoformat(), 0) for d in window])
+
+
+def cmd_browse(args, archive: Archive) -> int:
+    from browse.web import serve  # the web stack loads only for this command
+
+    if args.host not in LOCAL_HOSTS:
+        print(f"newsarchive: warning: serving on {args.host}: anyone who can reach this "
+              "address can read the archive", file=sys.stderr)
+    return serve(archive, host=args.host, port=args.port)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -33,6 +35,37 @@ def build_parser() -> argparse.ArgumentParser:
     crawl = commands.add_parser("crawl", parents=[common], help="crawl the configured sites once, now")
     crawl.add_argument("--site", action="append", default=[], metavar="NAME", help="only this site (repeatable)")
     crawl.set_defaults(func=cmd_crawl)
+
+    backfill = commands.add_parser(
+        "backfill", parents=[common],
+        help="archive what a site published in a date range, one day partition at a time")
+    backfill.add_argument("--site", required=True, metavar="NAME")
+    backfill.add_argument("--since", required=True, type=_date, metavar="YYYY-MM-DD",
+                          help="first publication day (UTC), included")
+    backfill.add_argument("--until", required=True, type=_date, metavar="YYYY-MM-DD",
+                          help="last publication day (UTC), included")
+    backfill.add_argument("--dry-run", action="store_true",
+                          help="print the plan (articles per day) and write nothing")
+    backfill.add_argument("--reprocess", choices=("none", "failed", "all"), default="none",
+                          help="run again the partitions that finished in an earlier backfill: "
+                               "those that failed, or all (default: none)")
+    backfill.set_defaults(func=cmd_backfill)
+
+    serve = commands.add_parser(
+        "serve", parents=[common],
+        help="the cron-style service: each site's crawl on its schedule, plus backfills, "
+             "until Ctrl-C")
+    serve.add_argument("--limit", type=int, metavar="N",
+                       help="most flow runs at once in this process (default: no limit)")
+    serve.set_defaults(func=cmd_serve)
+
+    deploy = commands.add_parser(
+        "deploy", parents=[common],
+        help="register the same deployments on a Prefect work pool, for "
+             "`prefect worker start --pool NAME` on any number of machines")
+    deploy.add_argument("--pool", required=True, metavar="NAME",
+                        help="work pool (created as a process pool if missing)")
+    deploy.set_defaults(func=cmd_deploy)
 
     add_browse_commands(commands, [common])
 
@@ -60,14 +93,19 @@ def _open_archive(args, settings: Settings) -> Archive:
     return Archive.open(_archive_url(args, settings, config))
 
 
-def cmd_crawl(args, settings: Settings) -> int:
-    config = _config(args, settings, archive_only=False)
-    sites = [config.site(name) for name in args.site] if args.site else list(config.sites)
-    if not sites:
-        raise ConfigError(f"{args.config or settings.config}: no [[sites]] configured")
+def _checked_config(args, settings: Settings) -> tuple[Path, Config, str]:
+    """The sites file's path, its validated content (with at least one site) and the
+    archive URL, checked before any Prefect or crawl starts: a bad config is exit 2."""
+    path = args.config or settings.config
+    config = load_config(path)
+    if not config.sites:
+        raise ConfigError(f"{path}: no [[sites]] configured")
     archive_url = _archive_url(args, settings, config)
-    Archive.open(archive_url)  # a malformed archive URL is a config error, before any crawl
+    Archive.open(archive_url)  # a malformed archive URL is a config error
+    return path, config, archive_url
 
+
+def _prepare_prefect() -> None:
     # Prefect's server reports usage to the outside unless told not to; an archiver that
     # runs offline and on schedule should not, unless its user opts in.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -77,14 +115,25 @@ def cmd_crawl(args, settings: Settings) -> int:
     if os.environ.get("PREFECT_HOME"):
         # Prefect creates its home but not the home's parents; its database then fails.
         Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
-    from flows.crawl import run_crawl  # Prefect is heavy; only crawl needs it
+
+
+def _prefect_unavailable(exc: Exception) -> int:
+    logger.debug("Prefect failed", exc_info=True)
+    print(f"newsarchive: Prefect is not available: {exc}", file=sys.stderr)
+    return 1
+
+
+def cmd_crawl(args, settings: Settings) -> int:
+    path, config, archive_url = _checked_config(args, settings)
+    for name in args.site:
+        config.site(name)  # an unknown site is a config error, before Prefect starts
+    _prepare_prefect()
+    from flows.crawl import crawl  # Prefect is heavy; only commands that run flows need it
 
     try:
-        results = run_crawl(sites, archive_url, settings)
+        results = crawl(sites=args.site or None, config=str(path), archive=archive_url)
     except RuntimeError as exc:  # Prefect reports an unreachable or unstartable API so
-        logger.debug("Prefect failed", exc_info=True)
-        print(f"newsarchive: Prefect is not available: {exc}", file=sys.stderr)
-        return 1
+        return _prefect_unavailable(exc)
     columns = ("discovered", "skipped", "fetched", "archived", "versions", "duplicates", "errors")
     rows = [[r.site, "ok" if r.ok else "FAILED", *(str(r.counts.get(c, "-")) for c in columns)]
             for r in results]
@@ -95,6 +144,116 @@ def cmd_crawl(args, settings: Settings) -> int:
             for error in result.errors[:3]:
                 print(f"  {error['kind']}: {error['url']}: {error['reason']}", file=sys.stderr)
     return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_backfill(args, settings: Settings) -> int:
+    path, config, archive_url = _checked_config(args, settings)
+    site = config.site(args.site)
+    _prepare_prefect()
+    from flows.backfill import PlanFailed, backfill, check_range, make_plan, partition_status, should_run
+
+    check_range(args.since, args.until)
+    if args.dry_run:
+        # No flow run: a dry run needs no Prefect server and leaves no trace anywhere.
+        try:
+            plan = make_plan(site, archive_url, args.since, args.until, settings)
+        except PlanFailed as exc:
+            print(f"newsarchive: {exc}", file=sys.stderr)
+            return 1
+        archive = Archive.open(archive_url)
+        rows = []
+        for day, articles in plan.days.items():
+            previous = partition_status(archive, site.name, day)
+            status = "to do" if should_run(previous, args.reprocess) else (
+                "done" if previous == "ok" else "failed earlier")
+            rows.append([day.isoformat(), str(len(articles)), status])
+        print(format_table(["day", "articles", "partition"], rows))
+        print(f"{plan.total} articles on {len(plan.days)} days from {plan.since} to {plan.until}; "
+              f"not fetched: {plan.out_of_range} listed outside the range, {plan.undated} undated. "
+              f"Dry run: nothing was fetched or written.")
+        return 0
+    try:
+        report = backfill(site=site.name, since=args.since, until=args.until, config=str(path),
+                          archive=archive_url, reprocess=args.reprocess)
+    except PlanFailed as exc:
+        print(f"newsarchive: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:
+        return _prefect_unavailable(exc)
+    columns = ("fetched", "archived", "duplicates", "errors")
+    print(format_table(["day", "planned", "status", *columns],
+                       [[p.day.isoformat(), str(p.planned), p.status,
+                         *(str(p.counts.get(c, "-")) for c in columns)]
+                        for p in report.partitions]))
+    plan = report.plan
+    print(f"{plan.total} articles on {len(plan.days)} days; not fetched: {plan.out_of_range} "
+          f"listed outside the range, {plan.undated} undated.")
+    for partition in report.partitions:
+        if partition.status == "failed":
+            print(f"newsarchive: partition {partition.day} failed: {partition.reason}",
+                  file=sys.stderr)
+    skipped_failed = [p for p in report.partitions if p.status == "failed earlier"]
+    if skipped_failed:
+        print(f"newsarchive: {len(skipped_failed)} partitions failed in an earlier backfill; "
+              f"run again with --reprocess failed", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _deployments(args, settings: Settings):
+    path, config, archive_url = _checked_config(args, settings)
+    _prepare_prefect()
+    from flows.deployments import build_deployments
+
+    return build_deployments(config, Path(path), archive_url)
+
+
+def cmd_serve(args, settings: Settings) -> int:
+    deployments = _deployments(args, settings)
+    from flows.deployments import serve
+    from flows.server import ServerFailed, local_server
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    # `docker stop` and service managers send SIGTERM: stop as cleanly as on Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    own_server = not os.environ.get("PREFECT_API_URL")
+    try:
+        server = (local_server(settings.data_dir.resolve() / "prefect", settings.prefect_port)
+                  if own_server else nullcontext(os.environ["PREFECT_API_URL"]))
+        with server as api_url:
+            # Prefect read its settings when it was imported; the flow-run processes that
+            # serve starts read them from the environment.
+            os.environ["PREFECT_API_URL"] = api_url
+            names = ", ".join(f"{d.flow_name}/{d.name}" for d in deployments)
+            print(f"newsarchive: serving {names} on {api_url}; Ctrl-C stops", file=sys.stderr,
+                  flush=True)
+            with temporary_settings(updates={PREFECT_API_URL: api_url}):
+                try:
+                    serve(deployments, limit=args.limit)
+                except KeyboardInterrupt:
+                    pass
+    except ServerFailed as exc:
+        print(f"newsarchive: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:
+        return _prefect_unavailable(exc)
+    print("newsarchive: stopped", file=sys.stderr)
+    return 0
+
+
+def cmd_deploy(args, settings: Settings) -> int:
+    if not os.environ.get("PREFECT_API_URL"):
+        raise ConfigError("deploy needs a Prefect server: set PREFECT_API_URL "
+                          "(workers on other machines must reach it too)")
+    deployments = _deployments(args, settings)
+    from flows.deployments import deploy
+
+    try:
+        names = deploy(deployments, args.pool)
+    except (RuntimeError, ValueError) as exc:
+        return _prefect_unavailable(exc)
+    print(format_table(["deployment", "pool"], [[name, args.pool] for name in names]))
+    print(f"Start workers with: prefect worker start --pool {args.pool}", file=sys.stderr)
+    return 0
 
 
 def cmd_reprocess(args, settings: Settings) -> int:

@@ -14,9 +14,9 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.futures import as_completed
 
-from spiders.config import Settings, SiteConfig
+from spiders.config import Config, Settings, SiteConfig, load_config
 from spiders.stats import crawl_counts
 
 
@@ -72,24 +72,32 @@ def summarize(report: dict) -> SiteResult:
                       reason=reason, counts=counts, errors=report.get("errors", []))
 
 
-@task(name="crawl-site", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def crawl_site(site: SiteConfig, archive_url: str, run_id: str, settings: Settings) -> SiteResult:
-    """Crawl one site in a subprocess and read back its stats file."""
-    logger = get_run_logger()
-    stats_file = (settings.data_dir / "crawls" / f"{run_id}-{site.name}.json").resolve()
-    stats_file.unlink(missing_ok=True)
-    command = [
+def spider_command(site: SiteConfig, archive_url: str, settings: Settings, *args: str) -> list[str]:
+    """The command line of a crawl subprocess (``python -m spiders.run``) for ``site``."""
+    return [
         sys.executable, "-m", "spiders.run",
         "--site-json", site.model_dump_json(),
         "--archive", archive_url,
-        "--run-id", run_id,
-        "--stats-file", str(stats_file),
-        "--data-dir", str(settings.data_dir.resolve()),
         "--user-agent", settings.user_agent,
         "--log-level", settings.log_level,
+        *args,
     ]
+
+
+def run_site_crawl(site: SiteConfig, archive_url: str, run_id: str, settings: Settings, *,
+                   entries_file: Path | None = None, partition: str | None = None) -> SiteResult:
+    """Crawl one site in a subprocess and read back its stats file; CrawlCrashed if the
+    subprocess left none. With ``entries_file``, fetch exactly those articles (a backfill
+    partition named ``partition``) instead of discovering."""
+    logger = get_run_logger()
+    stats_file = (settings.data_dir / "crawls" / f"{run_id}-{site.name}.json").resolve()
+    stats_file.unlink(missing_ok=True)
+    extra = ["--run-id", run_id, "--stats-file", str(stats_file),
+             "--data-dir", str(settings.data_dir.resolve())]
+    if entries_file is not None:
+        extra += ["--entries-file", str(entries_file), "--partition", partition or ""]
     logger.info("crawling %s into %s", site.name, archive_url)
-    completed = subprocess.run(command, check=False)
+    completed = subprocess.run(spider_command(site, archive_url, settings, *extra), check=False)
     if not stats_file.exists():
         raise CrawlCrashed(
             f"crawl of {site.name} exited with status {completed.returncode} without a stats file"
@@ -100,18 +108,58 @@ def crawl_site(site: SiteConfig, archive_url: str, run_id: str, settings: Settin
     return result
 
 
+@task(name="crawl-site", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE,
+      task_run_name="crawl-{site.name}")
+def crawl_site(site: SiteConfig, archive_url: str, run_id: str, settings: Settings) -> SiteResult:
+    """Crawl one site in a subprocess and read back its stats file (retried once if the
+    subprocess crashes)."""
+    return run_site_crawl(site, archive_url, run_id, settings)
+
+
+def load_sites(config: str | None, names: list[str] | None, archive: str | None,
+               settings: Settings) -> tuple[Config, list[SiteConfig], str]:
+    """The config, the chosen sites (all when ``names`` is empty) and the archive URL: the
+    ``archive`` argument, else NEWSARCHIVE_ARCHIVE_URL, else the config's. ConfigError
+    for a missing or invalid config or an unknown site."""
+    loaded = load_config(Path(config) if config else settings.config)
+    sites = [loaded.site(name) for name in names] if names else list(loaded.sites)
+    return loaded, sites, archive or settings.archive_url or loaded.archive.url
+
+
 @flow(name="crawl", log_prints=False)
-def crawl_sites(sites: list[SiteConfig], archive_url: str, settings: Settings,
-                run_id: str | None = None) -> list[SiteResult]:
-    """Crawl each site once, up to ``settings.max_parallel_sites`` at a time."""
+def crawl(sites: list[str] | None = None, config: str | None = None,
+          archive: str | None = None) -> list[SiteResult]:
+    """Crawl the named sites of the sites file once (all of them when none is named), up to
+    ``NEWSARCHIVE_MAX_PARALLEL_SITES`` at a time, each in its own Scrapy subprocess.
+
+    This is the flow behind ``newsarchive crawl`` and behind each site's deployment.
+    """
+    settings = Settings()
+    _, chosen, archive_url = load_sites(config, sites, archive, settings)
+    return crawl_configured(chosen, archive_url, settings)
+
+
+def crawl_configured(sites: list[SiteConfig], archive_url: str, settings: Settings,
+                     run_id: str | None = None) -> list[SiteResult]:
+    """Inside a flow: crawl ``sites`` with at most ``settings.max_parallel_sites`` at once,
+    publish the run's summary artifact, and return one result per site, in order."""
+    logger = get_run_logger()
     run_id = run_id or new_run_id()
-    futures = [crawl_site.submit(site, archive_url, run_id, settings) for site in sites]
-    results = []
-    for site, future in zip(sites, futures):
+    waiting = list(sites)
+    running: dict = {}
+    done: dict[str, SiteResult] = {}
+    while waiting or running:
+        while waiting and len(running) < settings.max_parallel_sites:
+            site = waiting.pop(0)
+            running[crawl_site.submit(site, archive_url, run_id, settings)] = site
+        future = next(as_completed(list(running)))
+        site = running.pop(future)
         try:
-            results.append(future.result())
+            done[site.name] = future.result()
         except Exception as exc:  # one site's crash must not hide the others' results
-            results.append(SiteResult(site=site.name, run_id=run_id, ok=False, reason=str(exc)))
+            done[site.name] = SiteResult(site=site.name, run_id=run_id, ok=False, reason=str(exc))
+        logger.info("%d of %d sites done", len(done), len(sites))
+    results = [done[site.name] for site in sites]
     create_markdown_artifact(
         markdown=summary_markdown(run_id, results),
         key=f"crawl-{_artifact_key(run_id)}",
@@ -144,7 +192,3 @@ def _artifact_key(run_id: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", run_id.lower()).strip("-")
 
 
-def run_crawl(sites: list[SiteConfig], archive_url: str, settings: Settings) -> list[SiteResult]:
-    """Run :func:`crawl_sites` with the configured site parallelism."""
-    runner = ThreadPoolTaskRunner(max_workers=settings.max_parallel_sites)
-    return crawl_sites.with_options(task_runner=runner)(sites, archive_url, settings)

@@ -7,12 +7,16 @@ ours to read: boto3 takes them from the standard ``AWS_*`` variables.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from storage.keys import validate_site_name
 
 DEFAULT_USER_AGENT = "newsarchive/0.1 (+https://github.com/newsarchive/newsarchive; news archiving bot)"
 
@@ -39,6 +43,10 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Log level of the crawl subprocesses.")
     max_parallel_sites: int = Field(2, ge=1, description="Sites crawled at the same time.")
+    prefect_port: int = Field(
+        4200, ge=1, le=65535,
+        description="Port of the Prefect server `serve` starts on 127.0.0.1 when PREFECT_API_URL is unset.",
+    )
 
 
 class ArchiveConfig(BaseModel):
@@ -54,9 +62,14 @@ class SiteConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[a-z0-9_-]{1,64}$", description="Site name, used in archive keys.")
+    name: str = Field(description="Site name, 1-64 characters of a-z, 0-9, _ and -; used in "
+                      "archive keys.")
     allowed_domains: tuple[str, ...] = Field(
         min_length=1, description="Domains the crawler may fetch from (subdomains included)."
+    )
+    allow_private_hosts: tuple[str, ...] = Field(
+        (), description="Hosts (exact names or IP addresses) this site may reach at loopback, "
+        "private or link-local addresses; any other host at such an address is refused."
     )
     sitemaps: tuple[str, ...] = Field((), description="Sitemap, sitemap index or robots.txt URLs.")
     feeds: tuple[str, ...] = Field((), description="RSS or Atom feed URLs.")
@@ -72,14 +85,33 @@ class SiteConfig(BaseModel):
         200, ge=0, le=100_000, description="Most pages fetched as fronts when following links."
     )
     download_timeout: float = Field(30.0, gt=0, le=600, description="Seconds to wait for a response.")
+    extract_timeout: float = Field(
+        30.0, gt=0, le=600, description="Seconds one page's extraction may take; a page that "
+        "takes longer is recorded as an `extract_timeout` error and its worker is replaced."
+    )
     max_page_bytes: int = Field(
         20 * 1024 * 1024, ge=1024, le=1024 ** 3,
         description="Largest response (after decompression) that is downloaded, in bytes."
     )
+    max_sitemap_bytes: int = Field(
+        50 * 1024 * 1024, ge=1024, le=1024 ** 3,
+        description="Largest sitemap, as downloaded and after decompression, in bytes."
+    )
+    max_sitemap_depth: int = Field(
+        5, ge=0, le=20, description="Levels of sitemap indexes (robots.txt counts as one) "
+        "followed below a configured URL."
+    )
+    max_redirects: int = Field(5, ge=0, le=20, description="Redirects followed for one request.")
     schedule: str = Field("*/30 * * * *", description="Cron schedule for `newsarchive serve`.")
     download_delay: float = Field(1.0, ge=0, description="Seconds between requests to the site.")
     concurrent_requests: int = Field(4, ge=1, le=256, description="Parallel requests to the site.")
     autothrottle: bool = Field(True, description="Adapt the delay to the site's response times.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_key_part(cls, value: str) -> str:
+        # The archive's own check: a name that passes can be nothing but one key segment.
+        return validate_site_name(value)
 
     @field_validator("article_pattern")
     @classmethod
@@ -92,9 +124,20 @@ class SiteConfig(BaseModel):
 
     @field_validator("schedule")
     @classmethod
-    def _cron_shape(cls, value: str) -> str:
-        if len(value.split()) != 5:
-            raise ValueError("a cron schedule has five fields, e.g. '*/30 * * * *'")
+    def _cron_parses(cls, value: str) -> str:
+        check_cron(value)
+        return value
+
+    @field_validator("allowed_domains", "allow_private_hosts")
+    @classmethod
+    def _hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_host(v) for v in value)
+
+    @field_validator("sitemaps", "feeds", "start_urls")
+    @classmethod
+    def _urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            _check_url(url)
         return value
 
     @model_validator(mode="after")
@@ -102,6 +145,83 @@ class SiteConfig(BaseModel):
         if not (self.sitemaps or self.feeds or self.start_urls):
             raise ValueError("give at least one of sitemaps, feeds or start_urls")
         return self
+
+
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
+
+
+def _host(value: str) -> str:
+    """A host name or IP address as the crawler compares hosts (lower case, IDNA-encoded,
+    no trailing dot); ValueError for anything else, such as a URL or a host with a port."""
+    host = value.strip().rstrip(".").lower()
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return host.strip("[]")
+    except ValueError:
+        pass
+    try:
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        host = ""
+    if not _HOST_NAME.fullmatch(host):
+        raise ValueError(f"{value!r} is not a host name: give a bare name such as 'example.com' "
+                         "(no scheme, port or path)")
+    return host
+
+
+def _check_url(url: str) -> None:
+    """ValueError unless ``url`` is an absolute http(s) URL with a host."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError as exc:
+        raise ValueError(f"{url!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http(s) URL with a host")
+
+
+_CRON_FIELDS = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
+                      "nov", "dec")),
+    ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
+)
+_CRON_ITEM = re.compile(r"(?P<range>\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(?P<step>[0-9]+))?")
+
+
+def check_cron(expression: str) -> None:
+    """ValueError, naming the field, unless ``expression`` is a standard five-field cron
+    schedule: minute, hour, day of month, month (1-12 or jan-dec), day of week (0-7 or
+    sun-sat); each a list of ``*``, values or ranges, with an optional ``/step``."""
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError("a cron schedule has five fields, e.g. '*/30 * * * *'")
+    for text, (name, low, high, names) in zip(fields, _CRON_FIELDS):
+        for item in text.lower().split(","):
+            match = _CRON_ITEM.fullmatch(item)
+            if not match:
+                raise ValueError(f"cron {name} field {text!r}: cannot read {item!r}")
+            if match["step"] is not None and int(match["step"]) < 1:
+                raise ValueError(f"cron {name} field {text!r}: a step must be at least 1")
+            if match["range"] == "*":
+                continue
+            bounds = []
+            for part in match["range"].split("-"):
+                if part.isdigit():
+                    number = int(part)
+                elif part in names:
+                    number = names.index(part) + (1 if name == "month" else 0)
+                else:
+                    raise ValueError(f"cron {name} field {text!r}: {part!r} is not a {name}")
+                if not low <= number <= high:
+                    raise ValueError(
+                        f"cron {name} field {text!r}: {number} is outside {low}-{high}")
+                bounds.append(number)
+            if len(bounds) == 2 and bounds[0] > bounds[1]:
+                raise ValueError(f"cron {name} field {text!r}: range {item!r} runs backwards")
 
 
 class Config(BaseModel):
@@ -150,4 +270,6 @@ def load_config(path: Path, *, archive_only: bool = False) -> Config:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "config"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{path}: {where}: {first['msg']}{more}") from None
+        # Our validators' ValueErrors read as sentences already, without pydantic's prefix.
+        reason = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{path}: {where}: {reason}{more}") from None

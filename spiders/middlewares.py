@@ -18,8 +18,9 @@ these fill the gaps:
   blocking the reactor. Everything else, and the giving up, stays with ``RetryMiddleware``.
 
 Refused redirects are recorded as ``offsite_redirect`` errors in the crawl's stats, and the
-request fails with :class:`RedirectRefused` (an ``IgnoreRequest``), which an errback should
-not record again.
+request fails with :class:`RedirectRefused` (a :class:`RequestRefused`, an ``IgnoreRequest``),
+which an errback should not record again. Requests to non-public addresses are refused the
+same way, by ``spiders.reach``.
 """
 
 from __future__ import annotations
@@ -51,7 +52,12 @@ RETRY_AFTER_STATUSES = frozenset({429, 503})
 DEFAULT_MAX_RETRY_AFTER = 60.0
 
 
-class RedirectRefused(IgnoreRequest):
+class RequestRefused(IgnoreRequest):
+    """A request one of our middlewares refused and recorded as an error already; an
+    errback must not record it again."""
+
+
+class RedirectRefused(RequestRefused):
     """A redirect off the site was refused; it is recorded already (``offsite_redirect``)."""
 
 

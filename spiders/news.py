@@ -13,7 +13,8 @@ import logging
 import re
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,28 +33,60 @@ from normalize import canonicalize_url
 from spiders.config import SiteConfig
 from spiders.discovery import Entry, iter_links, looks_like_article, parse_feed, parse_sitemap
 from spiders.items import FetchedPage
-from spiders.middlewares import RedirectRefused
+from spiders.middlewares import RequestRefused
 from spiders.stats import record_error
 from storage import Archive, ArchiveError
 
 logger = logging.getLogger(__name__)
 
-# A decompressed sitemap larger than this is refused (the protocol caps sitemaps at 50 MB).
-MAX_SITEMAP_BYTES = 50 * 1024 * 1024
 # How much of a page is searched for og:type / JSON-LD when deciding it is an article.
 _HEAD_CHARS = 200_000
 # Parallel archive look-ups when checking a sitemap's URLs before fetching them.
 _LOOKUP_THREADS = 8
 
 
+@dataclass(frozen=True)
+class Window:
+    """A backfill's date range: only articles listed as published in it are wanted."""
+
+    since: date
+    """First day (UTC), included."""
+    until: date
+    """Last day (UTC), included."""
+
+    def holds(self, day: date) -> bool:
+        """True if ``day`` is in the range."""
+        return self.since <= day <= self.until
+
+
+def entry_day(entry: Entry) -> date | None:
+    """The UTC day a listing says its article was published: ``news:publication_date`` or a
+    feed's published date, else its ``lastmod``; None when it gives no date."""
+    when = entry.published or entry.date_hint
+    return when.astimezone(timezone.utc).date() if when else None
+
+
 class NewsSpider(scrapy.Spider):
-    """Crawls one configured site once."""
+    """Crawls one configured site once.
+
+    Three modes: a normal crawl (discovery, then the articles it finds); a backfill plan
+    (``window`` and ``plan``: discovery only, the in-range articles collected in ``plan``
+    and nothing fetched or written); a backfill partition (``entries``: exactly these
+    articles, no discovery).
+    """
 
     name = "news"
 
-    def __init__(self, site: SiteConfig, archive_url: str, **kwargs: Any) -> None:
+    def __init__(self, site: SiteConfig, archive_url: str, window: Window | None = None,
+                 plan: dict[str, dict] | None = None, entries: list[Entry] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(name=f"news-{site.name}", **kwargs)
         self.site = site
+        self.window = window
+        # canonical URL -> {"url", "day", "published", "date_hint", "listed_as"}; filled in
+        # plan mode, where nothing is fetched beyond robots.txt, sitemaps and feeds.
+        self.plan = plan
+        self.entries = entries
         self.allowed_domains = list(site.allowed_domains)
         self.archive = Archive.open(archive_url)
         self._article_pattern = re.compile(site.article_pattern) if site.article_pattern else None
@@ -72,13 +105,21 @@ class NewsSpider(scrapy.Spider):
         return super().from_crawler(crawler, *args, **kwargs)
 
     async def start(self) -> AsyncIterator[scrapy.Request]:
+        if self.entries is not None:
+            for request in await self._article_requests(self.entries, "backfill"):
+                yield request
+            return
         for url in self.site.sitemaps:
             self._seen_sitemaps.add(url)
             yield scrapy.Request(url, callback=self.parse_sitemap, errback=self.on_error,
-                                 dont_filter=True)
+                                 dont_filter=True, meta=self._sitemap_meta(0))
         for url in self.site.feeds:
             yield scrapy.Request(url, callback=self.parse_feed, errback=self.on_error,
                                  dont_filter=True)
+        if self.window is not None and self.site.start_urls:
+            # Links on a front carry no dates: a backfill cannot tell which are in range.
+            logger.info("backfill: start_urls are not followed (links carry no dates)")
+            return
         for url in self.site.start_urls:
             yield scrapy.Request(url, callback=self.parse_front, errback=self.on_error,
                                  dont_filter=True)
@@ -87,9 +128,10 @@ class NewsSpider(scrapy.Spider):
 
     async def parse_sitemap(self, response: Response) -> AsyncIterator[scrapy.Request]:
         """A robots.txt, a sitemap index or a urlset."""
+        depth = response.meta.get("sitemap_depth", 0)
         if response.url.endswith("/robots.txt"):
             for url in sitemap_urls_from_robots(response.body, base_url=response.url):
-                for request in self._sitemap_request(url):
+                for request in self._sitemap_request(url, depth + 1):
                     yield request
             return
         body = self._sitemap_body(response)
@@ -102,29 +144,47 @@ class NewsSpider(scrapy.Spider):
             return
         if kind == "sitemapindex":
             for entry in entries:
-                for request in self._sitemap_request(entry.url):
+                if self.window is not None and entry.date_hint is not None \
+                        and entry.date_hint.astimezone(timezone.utc).date() < self.window.since:
+                    # Unchanged since before the range: it cannot list an article of it.
+                    self.crawler.stats.inc_value("newsarchive/discovered/sitemaps_before_range")
+                    continue
+                for request in self._sitemap_request(entry.url, depth + 1):
                     yield request
             return
         for request in await self._article_requests(entries, "sitemap"):
             yield request
 
-    def _sitemap_request(self, url: str) -> Iterable[scrapy.Request]:
-        """A request for a sitemap an index or robots.txt lists, unless it was read already."""
+    def _sitemap_request(self, url: str, depth: int) -> Iterable[scrapy.Request]:
+        """A request for a sitemap an index or robots.txt lists, ``depth`` levels below a
+        configured URL, unless it was read already or lies too deep."""
         # Sitemap indexes may list each other or themselves; fetch each sitemap once.
         if url in self._seen_sitemaps:
             record_error(self.crawler.stats, url, "sitemap_loop",
                          "listed again by a sitemap index; read once")
             return ()
+        # A site can also nest fresh indexes without end; each level costs a request.
+        if depth > self.site.max_sitemap_depth:
+            record_error(self.crawler.stats, url, "sitemap_too_deep",
+                         f"{depth} levels of sitemap indexes below a configured URL; "
+                         f"max_sitemap_depth is {self.site.max_sitemap_depth}")
+            return ()
         self._seen_sitemaps.add(url)
-        return (scrapy.Request(url, callback=self.parse_sitemap, errback=self.on_error),)
+        return (scrapy.Request(url, callback=self.parse_sitemap, errback=self.on_error,
+                               meta=self._sitemap_meta(depth)),)
+
+    def _sitemap_meta(self, depth: int) -> dict[str, int]:
+        # download_maxsize bounds the body as sent and after Content-Encoding alike.
+        return {"sitemap_depth": depth, "download_maxsize": self.site.max_sitemap_bytes}
 
     def _sitemap_body(self, response: Response) -> bytes | None:
         body = response.body
         if gzip_magic_number(response):
             try:
-                body = gunzip(body, max_size=MAX_SITEMAP_BYTES)
+                body = gunzip(body, max_size=self.site.max_sitemap_bytes)
             except Exception as exc:  # gunzip raises IOError, DecompressionMaxSizeExceeded, ...
-                record_error(self.crawler.stats, response.url, "bad_sitemap", f"gzip: {exc}")
+                kind = "too_large" if hasattr(exc, "max_size") else "bad_sitemap"
+                record_error(self.crawler.stats, response.url, kind, f"gzip: {exc}")
                 return None
         if not body.strip():
             record_error(self.crawler.stats, response.url, "bad_sitemap", "empty sitemap")
@@ -201,8 +261,17 @@ class NewsSpider(scrapy.Spider):
             if not self._wanted(url):
                 stats.inc_value("newsarchive/discovered/filtered")
                 continue
+            if self.window is not None:
+                day = entry_day(entry)
+                if day is None or not self.window.holds(day):
+                    stats.inc_value("newsarchive/discovered/" + (
+                        "undated" if day is None else "out_of_range"))
+                    continue
             canonical = canonicalize_url(url)
             self._listed_as.setdefault(canonical, set()).add(url)
+            if self.plan is not None:
+                self._plan_entry(canonical, entry)
+                continue
             if canonical in self._queued:
                 continue
             # Reserve before the look-up below yields to the reactor: another sitemap or
@@ -237,6 +306,14 @@ class NewsSpider(scrapy.Spider):
             ))
         return requests
 
+    def _plan_entry(self, canonical: str, entry: Entry) -> None:
+        planned = self.plan.setdefault(canonical, {
+            "url": entry.url, "day": entry_day(entry).isoformat(),
+            "published": entry.published.isoformat() if entry.published else None,
+            "date_hint": entry.date_hint.isoformat() if entry.date_hint else None,
+        })
+        planned["listed_as"] = sorted(self._listed_as[canonical])
+
     def _triage(self, entries: list[tuple[str, datetime | None, frozenset[str]]]) -> dict[str, str]:
         """``fetch``, ``refetch`` (archived, but listed with a newer date) or ``skip`` for
         each canonical URL; a skipped article learns the URLs it was listed under."""
@@ -254,6 +331,8 @@ class NewsSpider(scrapy.Spider):
 
     async def closed(self, reason: str) -> None:
         """Record URLs that discovery listed for an article after it had been handled."""
+        if self.plan is not None:
+            return  # a plan writes nothing
         late = {c: frozenset(urls) for c, urls in self._listed_as.items()
                 if len(urls) > self._reported.get(c, len(urls))}
         if late:
@@ -299,7 +378,9 @@ class NewsSpider(scrapy.Spider):
             date_hint=date_hint,
             discovered_urls=tuple(sorted(listed)),
             refetch=refetch,
-            request_headers=_header_pairs(response.request.headers),
+            request_headers=[(name, value)
+                             for name, value in _header_pairs(response.request.headers)
+                             if name.lower() not in _CREDENTIAL_HEADERS],
             response_headers=_header_pairs(response.headers),
         )
 
@@ -308,7 +389,7 @@ class NewsSpider(scrapy.Spider):
         request = failure.request if hasattr(failure, "request") else None
         # Named by the URL discovery listed, not where redirects led.
         url = request.meta.get("redirect_urls", [request.url])[0] if request is not None else "?"
-        if failure.check(RedirectRefused):
+        if failure.check(RequestRefused):
             return  # recorded by the middleware that refused it
         if failure.check(IgnoreRequest) and "robots.txt" in str(failure.value):
             # The site asked us not to: not an error; Scrapy counts it (robotstxt/forbidden).
@@ -346,9 +427,11 @@ def fetch_error_kind(error: BaseException) -> tuple[str, str]:
     message = str(error) or error.__class__.__name__
     if isinstance(error, (net.TimeoutError, DeferTimeout)) or "Timeout" in type(error).__name__:
         return "timeout", f"no complete answer within the download timeout: {message}"
-    if isinstance(error, net.DNSLookupError):
+    # Scrapy >= 2.19 wraps Twisted's errors in its own: judge by name, whichever it is.
+    if isinstance(error, net.DNSLookupError) or type(error).__name__ == "CannotResolveHostError":
         return "dns", f"host not found: {message}"
-    if isinstance(error, (net.ConnectionRefusedError, net.ConnectError)):
+    if isinstance(error, (net.ConnectionRefusedError, net.ConnectError)) \
+            or type(error).__name__ == "DownloadConnectionRefusedError":
         return "connection", message
     if "max size" in message.lower() or "maxsize" in message.lower() or "larger than" in message.lower():
         return "too_large", message
@@ -360,6 +443,11 @@ def fetch_error_kind(error: BaseException) -> tuple[str, str]:
         reasons = "; ".join(str(r.value) for r in getattr(error, "reasons", []) or [])
         return "connection", reasons or message
     return "fetch", repr(error)
+
+
+# Request headers never archived: credentials (Scrapy adds Proxy-Authorization for a
+# proxy URL with a password in it), which the WARC request record would otherwise keep.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
 
 def _header_pairs(headers) -> list[tuple[str, str]]:

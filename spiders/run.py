@@ -13,17 +13,18 @@ import json
 import logging
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from scrapy.crawler import CrawlerProcess
-
-from spiders.config import SiteConfig
-from spiders.news import NewsSpider
-from spiders.settings import crawl_settings
-from spiders.stats import ERROR_LIST_KEY, crawl_counts, errors_by_kind
-from spiders.workspace import Workspace, workspace_root
-from storage import Archive, ArchiveError
+# multiprocessing re-runs the main module in each extraction worker it starts (see
+# spiders.extraction_pool), and the workers need none of the crawl's machinery: so this
+# module imports Scrapy, the spider and storage where it uses them, not here.
+if TYPE_CHECKING:
+    from spiders.config import SiteConfig
+    from spiders.discovery import Entry
+    from spiders.news import Window
+    from spiders.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +34,18 @@ def _jsonable(value):
 
 
 def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Path,
-              user_agent: str, log_level: str = "INFO", data_dir: Path = Path(".newsarchive")) -> dict:
+              user_agent: str, log_level: str = "INFO", data_dir: Path = Path(".newsarchive"),
+              entries: list[Entry] | None = None, partition: str | None = None) -> dict:
     """Crawl ``site`` once (blocking; once per process), store its run manifest in the
-    archive and write its stats file."""
+    archive and write its stats file. With ``entries`` (a backfill partition, named by
+    ``partition``), fetch exactly those articles instead of discovering."""
+    from scrapy.crawler import CrawlerProcess
+
+    from spiders.news import NewsSpider
+    from spiders.settings import crawl_settings
+    from spiders.stats import ERROR_LIST_KEY, crawl_counts, errors_by_kind
+    from spiders.workspace import Workspace, workspace_root
+
     # trafilatura warns about every page it discards; our stats record those outcomes.
     logging.getLogger("trafilatura").setLevel(logging.ERROR)
     settings = crawl_settings(site, archive_url=archive_url, run_id=run_id,
@@ -43,7 +53,7 @@ def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Pa
     started = datetime.now(timezone.utc)
     process = CrawlerProcess(settings)
     crawler = process.create_crawler(NewsSpider)
-    process.crawl(crawler, site=site, archive_url=archive_url)
+    process.crawl(crawler, site=site, archive_url=archive_url, entries=entries)
     process.start()
     stats = dict(crawler.stats.get_stats())
     errors = stats.pop(ERROR_LIST_KEY, [])
@@ -63,6 +73,7 @@ def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Pa
         "run_id": run_id,
         "site": site.name,
         "parameters": site.model_dump(mode="json"),
+        "backfill_partition": partition,
         "started_at": started.isoformat(),
         "finished_at": finished.isoformat(),
         "finish_reason": stats.get("finish_reason"),
@@ -79,9 +90,63 @@ def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Pa
     return report
 
 
+def plan_backfill(site: SiteConfig, *, archive_url: str, window: Window, plan_file: Path,
+                  user_agent: str, log_level: str = "INFO") -> dict:
+    """Discover the articles ``site`` lists as published in ``window`` and write them to
+    ``plan_file`` (JSON); fetch nothing else, write nothing to the archive."""
+    from scrapy.crawler import CrawlerProcess
+
+    from spiders.news import NewsSpider
+    from spiders.settings import crawl_settings
+    from spiders.stats import ERROR_LIST_KEY
+
+    logging.getLogger("trafilatura").setLevel(logging.ERROR)
+    settings = crawl_settings(site, archive_url=archive_url, run_id="plan",
+                              user_agent=user_agent, log_level=log_level, data_dir="")
+    settings.set("ITEM_PIPELINES", {}, priority="cmdline")  # nothing fetched to store
+    process = CrawlerProcess(settings)
+    crawler = process.create_crawler(NewsSpider)
+    plan: dict[str, dict] = {}
+    process.crawl(crawler, site=site, archive_url=archive_url, window=window, plan=plan)
+    process.start()
+    stats = dict(crawler.stats.get_stats())
+    report = {
+        "site": site.name,
+        "since": window.since.isoformat(),
+        "until": window.until.isoformat(),
+        "finish_reason": stats.get("finish_reason"),
+        "articles": plan,
+        # Article URLs the sitemaps and feeds listed, in range or not: 0 with errors means
+        # discovery failed, not that the range is empty.
+        "listed": sum(stats.get(f"newsarchive/discovered/{via}", 0) for via in ("sitemap", "feed"))
+                  + stats.get("newsarchive/discovered/sitemaps_before_range", 0),
+        "out_of_range": stats.get("newsarchive/discovered/out_of_range", 0),
+        "undated": stats.get("newsarchive/discovered/undated", 0),
+        "sitemaps_before_range": stats.get("newsarchive/discovered/sitemaps_before_range", 0),
+        "errors": stats.get(ERROR_LIST_KEY, []),
+    }
+    plan_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = plan_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, default=_jsonable, indent=1), encoding="utf-8")
+    tmp.replace(plan_file)
+    return report
+
+
+def read_entries(path: Path) -> list[Entry]:
+    """The articles of a backfill partition: a JSON list of {url, published, date_hint}."""
+    from spiders.discovery import Entry
+
+    def when(value):
+        return datetime.fromisoformat(value) if value else None
+    return [Entry(url=e["url"], published=when(e.get("published")), date_hint=when(e.get("date_hint")))
+            for e in json.loads(path.read_text(encoding="utf-8"))]
+
+
 def _store_manifest(archive_url: str, workspace: Workspace, manifest: dict) -> str | None:
     """Put the run manifest in the archive; if it is unreachable, keep it in the workspace
     for the next crawl. Returns the manifest's key, or None when kept."""
+    from storage import Archive, ArchiveError
+
     try:
         return Archive.open(archive_url).put_run_manifest(manifest)
     except ArchiveError as exc:
@@ -95,16 +160,37 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spiders.run", description=__doc__)
     parser.add_argument("--site-json", required=True, help="the site's config as JSON")
     parser.add_argument("--archive", required=True, help="archive URL")
-    parser.add_argument("--run-id", required=True)
-    parser.add_argument("--stats-file", required=True, type=Path)
+    parser.add_argument("--run-id", help="required unless --plan-file")
+    parser.add_argument("--stats-file", type=Path, help="required unless --plan-file")
     parser.add_argument("--user-agent", required=True)
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--data-dir", type=Path, default=Path(".newsarchive"),
                         help="where the run keeps what the archive has not taken yet")
+    parser.add_argument("--entries-file", type=Path,
+                        help="backfill partition: fetch exactly these articles (JSON), no discovery")
+    parser.add_argument("--partition", help="backfill partition name, for the run manifest")
+    parser.add_argument("--plan-file", type=Path,
+                        help="backfill plan: discover only, write the in-range articles here")
+    parser.add_argument("--since", type=date.fromisoformat, help="with --plan-file: first day")
+    parser.add_argument("--until", type=date.fromisoformat, help="with --plan-file: last day")
     args = parser.parse_args(argv)
+    from spiders.config import SiteConfig
+    from spiders.news import Window
+
     site = SiteConfig.model_validate_json(args.site_json)
+    if args.plan_file:
+        if not (args.since and args.until):
+            parser.error("--plan-file needs --since and --until")
+        plan_backfill(site, archive_url=args.archive, window=Window(args.since, args.until),
+                      plan_file=args.plan_file, user_agent=args.user_agent,
+                      log_level=args.log_level)
+        return 0
+    if not (args.run_id and args.stats_file):
+        parser.error("a crawl needs --run-id and --stats-file")
+    entries = read_entries(args.entries_file) if args.entries_file else None
     run_crawl(site, archive_url=args.archive, run_id=args.run_id, stats_file=args.stats_file,
-              user_agent=args.user_agent, log_level=args.log_level, data_dir=args.data_dir)
+              user_agent=args.user_agent, log_level=args.log_level, data_dir=args.data_dir,
+              entries=entries, partition=args.partition)
     return 0
 
 

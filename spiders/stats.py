@@ -19,13 +19,18 @@ def record_error(stats: StatsCollector, url: str, kind: str, reason: str) -> Non
         stats.set_value(ERROR_LIST_KEY, errors)
 
 
+# Counters under newsarchive/discovered/ that count listings left out, not articles found.
+_NOT_DISCOVERIES = ("filtered", "fronts_capped", "out_of_range", "undated", "sitemaps_before_range")
+
+
 def crawl_counts(stats: dict) -> dict[str, int]:
     """What a crawl did, from its stats: the figures of the run manifest and the summary."""
     def total(prefix: str) -> int:
         return sum(v for k, v in stats.items() if k.startswith(prefix) and isinstance(v, int))
 
     return {
-        "discovered": total("newsarchive/discovered/") - stats.get("newsarchive/discovered/filtered", 0),
+        "discovered": total("newsarchive/discovered/")
+        - sum(stats.get(f"newsarchive/discovered/{k}", 0) for k in _NOT_DISCOVERIES),
         "skipped": stats.get("newsarchive/skipped/already_archived", 0),
         "fetched": stats.get("newsarchive/fetched", 0),
         "archived": stats.get("newsarchive/archive/written", 0),

@@ -84,12 +84,14 @@ class Backend(Protocol):
 
 
 def check_key(key: str) -> str:
-    """Reject keys that could escape the archive root or alias another key."""
+    """Reject keys that could escape the archive root or alias another key: absolute,
+    ``.``/``..`` or empty segments, backslashes, and control characters (NUL, newlines)."""
     if (
-        not key
+        not isinstance(key, str)
+        or not key
         or key.startswith("/")
         or "\\" in key
-        or "\x00" in key
+        or any(ord(c) < 32 or ord(c) == 127 for c in key)
         or any(part in ("", ".", "..") for part in key.split("/"))
     ):
         raise InvalidKey(f"invalid archive key {key!r}")
@@ -129,6 +131,13 @@ class LocalBackend:
         if not resolved.is_relative_to(self.root):
             raise InvalidKey(f"archive key {key!r} resolves outside {self.root}")
         return path
+
+    def _inside(self, key: str) -> bool:
+        try:
+            self._path(key)
+        except InvalidKey:
+            return False
+        return True
 
     def _write_temp(self, path: Path, data: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -239,8 +248,13 @@ class LocalBackend:
                 if name.startswith("."):
                     continue  # temp files of writes in progress
                 key = name if rel_dir == "." else f"{rel_dir}/{name}"
-                if key.startswith(prefix):
-                    yield key
+                if not key.startswith(prefix):
+                    continue
+                if os.path.islink(os.path.join(dirpath, name)) and not self._inside(key):
+                    # Planted, not written by us: listing it would only fail the reader.
+                    logger.warning("skipping %s: a symlink that leads outside %s", key, self.root)
+                    continue
+                yield key
 
     def locate(self, key: str) -> str:
         return key

@@ -33,6 +33,14 @@ def validate_site_name(site: str) -> str:
     return site
 
 
+def validate_day(day: date) -> date:
+    """Return ``day`` if it is a date (or datetime), else raise InvalidKey: a key's date
+    folders are formatted from nothing else, never from a string."""
+    if not isinstance(day, date):
+        raise InvalidKey(f"invalid date {day!r} for an archive key")
+    return day
+
+
 def validate_run_id(run_id: str) -> str:
     """Return ``run_id`` if it is safe to use inside a key, else raise InvalidKey."""
     if not isinstance(run_id, str) or not _RUN_ID_PATTERN.fullmatch(run_id):
@@ -78,6 +86,7 @@ class ArticleKeys:
 def article_keys(site: str, day: date, article_id_: str) -> ArticleKeys:
     """Keys of an article of ``site`` dated ``day`` (publication date, else fetch date, UTC)."""
     validate_site_name(site)
+    validate_day(day)
     validate_article_id(article_id_)
     prefix = f"{ARTICLES_ROOT}/{site}/{day:%Y/%m/%d}/{article_id_}/"
     return ArticleKeys(
@@ -161,6 +170,7 @@ def warc_key(site: str, day: date, run_id: str, sequence: int) -> str:
     The sequence is zero-padded so that a run's files list in the order they were written
     (up to 99999 files; later ones are still valid keys, only longer)."""
     validate_site_name(site)
+    validate_day(day)
     validate_run_id(run_id)
     if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 0:
         raise InvalidKey(f"invalid WARC sequence number {sequence!r}")
@@ -173,4 +183,5 @@ RUNS_ROOT = "runs"
 def run_manifest_key(site: str, day: date, run_id: str) -> str:
     """Key of a run's manifest: ``runs/<site>/<YYYY>/<MM>/<DD>/<run_id>.json`` (the day the
     run started, UTC)."""
-    return f"{RUNS_ROOT}/{validate_site_name(site)}/{day:%Y/%m/%d}/{validate_run_id(run_id)}.json"
+    return (f"{RUNS_ROOT}/{validate_site_name(site)}/{validate_day(day):%Y/%m/%d}/"
+            f"{validate_run_id(run_id)}.json")

@@ -191,10 +191,12 @@ def crawl_site_subprocess(site_entry: dict, archive_url: str, env: dict, data_di
 
 
 def local_site_config(site: NewsSite, name: str = "localnews", **overrides) -> dict:
-    """A site entry for the local news site, with the benchmark's impolite-but-fast settings."""
+    """A site entry for the local news site, with the benchmark's impolite-but-fast settings.
+    The site is on 127.0.0.1, a loopback address, which a crawl refuses unless allowed."""
     return {
         "name": name,
         "allowed_domains": ["127.0.0.1"],
+        "allow_private_hosts": ["127.0.0.1"],
         "sitemaps": [f"{site.base_url}/robots.txt"],
         "feeds": [f"{site.base_url}/rss.xml"],
         "download_delay": 0,

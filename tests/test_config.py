@@ -221,3 +221,95 @@ def test_settings_reject_bad_values(monkeypatch):
     monkeypatch.setenv("NEWSARCHIVE_MAX_PARALLEL_SITES", "0")
     with pytest.raises(ValueError):
         Settings()
+
+
+# -- security: schedules, hosts and URLs (issue 9) ---------------------------------------------
+
+
+@pytest.mark.parametrize(("schedule", "says"), [
+    ("61 * * * *", "minute"), ("* 24 * * *", "hour"), ("* * 0 * *", "day of month"),
+    ("* * 32 * *", "day of month"), ("* * * 13 *", "month"), ("* * * * 8", "day of week"),
+    ("*/0 * * * *", "step"), ("5-1 * * * *", "backwards"), ("* * * foo *", "month"),
+    ("a b c d e", "minute"), ("1,,2 * * * *", "minute"), ("0 0 L * *", "day of month"),
+    ("*/-5 * * * *", "minute"),
+])
+def test_schedule_must_be_valid_cron(tmp_path, schedule, says):
+    message = _error(_write(tmp_path, [_site(schedule=schedule)]))
+    assert message.startswith("sites.0.schedule: ") and says in message, message
+
+
+GOOD_SCHEDULES = ["*/30 * * * *", "0 * * * *", "15,45 6-22 * * *", "0 9-17/2 * jan-mar mon-fri",
+                  "0 0 1 */3 *", "30 4 * * 0", "30 4 * * 7", "5/15 * * * *", "0 0 29 feb *",
+                  "59 23 31 dec sun"]
+
+
+@pytest.mark.parametrize("schedule", GOOD_SCHEDULES)
+def test_valid_schedules_load(tmp_path, schedule):
+    assert load_config(_write(tmp_path, [_site(schedule=schedule)])).sites[0].schedule == schedule
+
+
+def test_schedules_we_accept_are_the_ones_prefect_accepts():
+    """`serve` hands schedules to Prefect: what loads must be what Prefect can schedule."""
+    from prefect.client.schemas.schedules import CronSchedule
+
+    from spiders.config import check_cron
+
+    # (A backwards range, which we refuse, Prefect reads as one that wraps around.)
+    bad = ["61 * * * *", "* 24 * * *", "* * 32 * *", "* * * 13 *", "* * * * 8", "* * * foo *",
+           "a b c d e", "* * * *", "*/0 * * * *"]
+    for schedule in GOOD_SCHEDULES:
+        check_cron(schedule)
+        CronSchedule(cron=schedule)
+    for schedule in bad:
+        with pytest.raises(ValueError):
+            check_cron(schedule)
+        with pytest.raises(ValueError):
+            CronSchedule(cron=schedule)
+
+
+@pytest.mark.parametrize("domain", ["https://example.com", "example.com/news", "example.com:8080",
+                                    "exa mple.com", "", "-example.com", "example..com",
+                                    "user@example.com"])
+def test_allowed_domains_must_be_host_names(tmp_path, domain):
+    message = _error(_write(tmp_path, [_site(allowed_domains=[domain])]))
+    assert message.startswith("sites.0.allowed_domains: ") and "host name" in message, message
+
+
+def test_hosts_are_normalised(tmp_path):
+    config = load_config(_write(tmp_path, [_site(
+        allowed_domains=["Example.COM.", "Bücher.de", "127.0.0.1", "::1"],
+        allow_private_hosts=["Intranet.Local", "[::1]"])]))
+    site = config.sites[0]
+    assert site.allowed_domains == ("example.com", "xn--bcher-kva.de", "127.0.0.1", "::1")
+    assert site.allow_private_hosts == ("intranet.local", "::1")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:8000", "http://127.0.0.1", "10.0.0.0/8"])
+def test_allow_private_hosts_must_be_hosts(tmp_path, host):
+    message = _error(_write(tmp_path, [_site(allow_private_hosts=[host])]))
+    assert message.startswith("sites.0.allow_private_hosts: ") and "host name" in message
+
+
+@pytest.mark.parametrize(("key", "url"), [
+    ("feeds", "file:///etc/passwd"), ("sitemaps", "ftp://example.com/sitemap.xml"),
+    ("start_urls", "/news"), ("feeds", "http://"), ("sitemaps", "example.com/sitemap.xml"),
+    ("start_urls", "http://example.com:99999/"), ("feeds", "s3://bucket/feed.xml"),
+])
+def test_source_urls_must_be_http(tmp_path, key, url):
+    message = _error(_write(tmp_path, [_site(**{key: [url]})]))
+    assert message.startswith(f"sites.0.{key}: ") and url in message, message
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("max_redirects", -1), ("max_redirects", 21), ("max_sitemap_depth", -1),
+    ("max_sitemap_depth", 21), ("max_sitemap_bytes", 10), ("max_page_bytes", 10),
+])
+def test_limits_are_bounded(tmp_path, key, value):
+    assert _error(_write(tmp_path, [_site(**{key: value})])).startswith(f"sites.0.{key}: ")
+
+
+def test_limit_defaults():
+    site = SiteConfig(name="x", allowed_domains=["example.com"], feeds=["https://example.com/f"])
+    assert (site.max_redirects, site.max_sitemap_depth) == (5, 5)
+    assert site.max_sitemap_bytes == 50 * 2 ** 20
+    assert site.max_page_bytes == 20 * 2 ** 20 and site.allow_private_hosts == ()

@@ -172,9 +172,13 @@ def test_a_failed_site_fails_the_run_but_not_the_other_sites(small_site: NewsSit
                                sitemaps=[f"{small_site.base_url}/no-such-sitemap.xml"])
     config = write_sites_file(tmp_path / "sites.toml", "./archive",
                               [broken, local_site_config(small_site)])
-    result = run_cli("crawl", "--config", str(config))
+    # One site at a time: the fan-out honours its limit.
+    result = run_cli("crawl", "--config", str(config), env={"NEWSARCHIVE_MAX_PARALLEL_SITES": "1"})
     assert result.returncode == 1, result.stderr[-3000:]
     assert "newsarchive: broken failed: no sitemap, feed or front page could be read" in result.stderr
+    reports = [json.loads(p.read_text()) for p in (tmp_path / "data" / "crawls").glob("*.json")]
+    spans = sorted((r["started_at"], r["finished_at"]) for r in reports)
+    assert len(spans) == 2 and spans[0][1] <= spans[1][0], spans
     assert "http_404" in result.stderr
     archive = run_cli.workdir / "archive"
     assert len(list(archive.glob("articles/localnews/*/*/*/*/meta.json"))) == 6

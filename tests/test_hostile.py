@@ -5,7 +5,10 @@ stays within bounded memory and time.
 The cases of the discovery issue: binary bodies labelled text/html, a 60 MB page, a gzip
 bomb, an XML entity bomb in a sitemap, a sitemap index that includes itself, a redirect
 loop, a page in windows-1252 (decoded correctly, so archived), an empty 200, NUL bytes,
-20,000 nested divs, and a server that answers after 45 seconds.
+20,000 nested divs, and a server that answers after 45 seconds. And those of the security
+issue: a sitemap over the size limit, a gzipped sitemap that inflates past it, sitemap
+indexes nested without end, and a redirect to a local file. (Private addresses and
+redirects off the site: tests/test_security.py and tests/test_politeness.py.)
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from tests.conftest import REPO_ROOT, local_site_config
 from tests.newssite import SITEMAP_NS, XML_TYPE, NewsSite
 
 HTML = {"Content-Type": "text/html"}
+# max_sitemap_bytes of the hostile crawl: far above its real sitemaps, far below the bombs.
+SITEMAP_LIMIT = 256 * 1024
 
 WINDOWS_1252_STORY = (
     "<html><head><meta charset=\"windows-1252\"><title>Caf\u00e9 prices rise</title></head><body>"
@@ -95,14 +100,30 @@ def test_hostile_input_is_recorded_and_the_crawl_goes_on(corpus, tmp_path):
             f'<?xml version="1.0"?><sitemapindex xmlns="{SITEMAP_NS}">'
             f"<sitemap><loc>{base}/h/self-index.xml</loc></sitemap></sitemapindex>").encode(),
             headers={"Content-Type": XML_TYPE})
+        huge = _sitemap([f"{base}/h/listed-by-huge-sitemap-{i}" for i in range(6000)])
+        assert len(huge) > SITEMAP_LIMIT
+        site.add_route("/h/huge-sitemap.xml", huge, headers={"Content-Type": XML_TYPE})
+        site.add_route("/h/sitemap-bomb.xml.gz", gzip.compress(b" " * 50 * 1024 * 1024, 9),
+                       headers={"Content-Type": "application/x-gzip"})
+        # Each index lists the next, fresh one, as a hostile site can do for ever.
+        for level in range(8):
+            site.add_route(f"/h/deep-{level}.xml", (
+                f'<?xml version="1.0"?><sitemapindex xmlns="{SITEMAP_NS}">'
+                f"<sitemap><loc>{base}/h/deep-{level + 1}.xml</loc></sitemap></sitemapindex>"
+            ).encode(), headers={"Content-Type": XML_TYPE})
+        site.add_route("/h/to-local-file", b"", status=302,
+                       headers={"Location": "file:///etc/passwd"})
         slow_url = f"http://127.0.0.1:{slow.server_address[1]}/h/slow-answer"
-        article_urls = [base + p for p in cases] + [f"{base}/h/loop-a", slow_url]
+        article_urls = [base + p for p in cases] + [f"{base}/h/loop-a", slow_url,
+                                                    f"{base}/h/to-local-file"]
         site.add_route("/h/sitemap.xml", _sitemap(article_urls), headers={"Content-Type": XML_TYPE})
 
         archive_dir = tmp_path / "archive"
         entry = local_site_config(site, feeds=[], download_timeout=3, sitemaps=[
             f"{base}/robots.txt", f"{base}/h/sitemap.xml", f"{base}/h/entity-bomb.xml",
-            f"{base}/h/self-index.xml"])
+            f"{base}/h/self-index.xml", f"{base}/h/huge-sitemap.xml",
+            f"{base}/h/sitemap-bomb.xml.gz", f"{base}/h/deep-0.xml"],
+            max_sitemap_bytes=SITEMAP_LIMIT, max_sitemap_depth=3)
         stats_file = tmp_path / "stats.json"
         # A wrapper process, so that the peak memory measured is the crawl's alone.
         wrapper = (
@@ -142,6 +163,14 @@ def test_hostile_input_is_recorded_and_the_crawl_goes_on(corpus, tmp_path):
         records = {r.url: r for r in archive.iter_records()}
         assert errors[f"{base}/h/nul-bytes"] & {"not_html", "no_article_text"}
         assert "no_article_text" in errors[f"{base}/h/nested-divs"]
+        assert "too_large" in errors[f"{base}/h/huge-sitemap.xml"]
+        assert "too_large" in errors[f"{base}/h/sitemap-bomb.xml.gz"]
+        assert not any("listed-by-huge-sitemap" in t for t in site.requests)
+        # deep-0 is configured (level 0); deep-4 would be a fourth level of indexes.
+        assert errors[f"{base}/h/deep-4.xml"] == {"sitemap_too_deep"}
+        assert {f"/h/deep-{n}.xml" for n in range(4)} <= set(site.requests)
+        assert not {f"/h/deep-{n}.xml" for n in range(4, 9)} & set(site.requests)
+        assert errors[f"{base}/h/to-local-file"] == {"offsite_redirect"}
         # The windows-1252 page is decoded right and archived.
         story = records[f"{base}/h/windows-1252-story"]
         text = archive.read_text(story)

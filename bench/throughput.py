@@ -1,0 +1,739 @@
+"""Crawl throughput: ``newsarchive crawl`` against the naive design, in the same run, on a
+local site of N distinct real news pages.
+
+    .venv/bin/python bench/throughput.py [--pages 2000] [--designs newsarchive,naive,moto]
+
+The site serves N pages made from the corpus (``../shared/corpus/fundus``): copy ``i`` is
+corpus page ``i mod 132`` with a suffix unique to the copy appended to every third word of
+its paragraphs and its declared canonical URL removed, so every copy is a new article to the
+archive (its own canonical URL, its own text fingerprint, no near duplicate of another
+copy): dedup cannot skip any work. Pages are made on request from a template per corpus
+page, so a site of any size costs the bench no memory. The site runs in a process of its
+own, listed in robots.txt's sitemap index (1,000 URLs per sitemap).
+
+Designs, one after the other against the same site, each into a fresh local directory:
+
+- ``newsarchive``: the real ``newsarchive crawl`` command, start-up included (Prefect's
+  temporary server too, unless ``PREFECT_API_URL`` is set), with the benchmark's site
+  settings (download_delay 0, concurrent_requests 32, autothrottle off).
+- ``naive``: what the usual news crawlers do: a Scrapy ``SitemapSpider`` whose callback
+  runs trafilatura and writes the raw page, the text and a metadata file; same Scrapy
+  concurrency, in a process of its own.
+- ``moto``: ``newsarchive crawl`` again, into a bucket of moto's S3 server (a subprocess;
+  its own CPU is shown apart, as it competes for the same cores).
+
+Measured per design: wall time from start to exit, pages archived per second, CPU seconds
+of the whole process tree (``getrusage(RUSAGE_CHILDREN)``: this process is made a child
+subreaper, so descendants that outlive their parents are reaped, and counted, here), and
+peak memory, sampled from ``/proc`` every 0.2 s over the whole tree: the peak of the sum of
+the processes' RSS (shared pages counted in every process: an upper bound) and of their
+PSS (shared pages split between the processes that share them). The per-page CPU
+breakdown comes from the crawls themselves: extraction as measured in the workers, storing
+as measured in the storage threads, and the rest of the crawl process (fetching,
+discovery, Scrapy) as its CPU time minus storing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import hashlib
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+VENV_BIN = Path(sys.executable).parent
+URLS_PER_SITEMAP = 1000
+SAMPLE_INTERVAL = 0.2
+TIMELINE_INTERVAL = 5.0
+SITE_NAME = "bench"
+# The benchmark's site settings (ARCHITECTURE.md): no politeness delay against our own site.
+SITE_SETTINGS = {"download_delay": 0, "concurrent_requests": 32, "autothrottle": False}
+
+# -- the site -------------------------------------------------------------------------------
+
+_DECLARED_URL = re.compile(
+    r"""<link\b[^>]*\brel\s*=\s*["']?(?:canonical|amphtml)\b[^>]*>"""
+    r"""|<meta\b[^>]*\b(?:property|name)\s*=\s*["']?(?:og:url|twitter:url)\b[^>]*>""", re.I)
+_PARAGRAPH = re.compile(r"<p\b[^>]*>(.*?)</p\s*>", re.S | re.I)
+_TEXT_RUN = re.compile(r"(?:^|>)([^<]+)")
+_BODY = re.compile(r"<body\b", re.I)
+_RAW_TEXT = re.compile(r"<(script|style|noscript|template|textarea)\b[^>]*>.*?</\1\s*>", re.S | re.I)
+_TAG = re.compile(r"<!--.*?-->|<[^>]*>", re.S)
+_WORD = re.compile(r"\w+")
+_LETTERS = "bcdfghjklmnpqrstvwxzaeiouy"
+
+
+def copy_suffix(copy: int) -> bytes:
+    """Letters unique to one copy, appended to every third word of its text."""
+    out, n = "", copy + 1
+    while n:
+        n, r = divmod(n, len(_LETTERS))
+        out += _LETTERS[r]
+    return ("q" + out).encode()
+
+
+def _split_after_every_third_word(html: str, spans: list[tuple[int, int]]) -> list[bytes]:
+    points: list[int] = []
+    for start, end in spans:
+        for n, word in enumerate(_WORD.finditer(html, start, end)):
+            if n % 3 == 0:
+                points.append(word.end())
+    points.sort()
+    chunks, previous = [], 0
+    for point in points:
+        chunks.append(html[previous:point].encode("utf-8"))
+        previous = point
+    chunks.append(html[previous:].encode("utf-8"))
+    return chunks
+
+
+def paragraph_template(html: str) -> list[bytes]:
+    """The page cut after every third word of its ``<p>`` text: a copy is the pieces joined
+    by its suffix. Navigation and other boilerplate stay the same in every copy, as on a
+    real site."""
+    html = _DECLARED_URL.sub("", html)
+    spans = []
+    for paragraph in _PARAGRAPH.finditer(html):
+        for run in _TEXT_RUN.finditer(paragraph.group(1)):
+            spans.append((paragraph.start(1) + run.start(1), paragraph.start(1) + run.end(1)))
+    return _split_after_every_third_word(html, spans)
+
+
+def body_template(html: str) -> list[bytes]:
+    """As :func:`paragraph_template`, over all the body's text: for pages whose article is
+    not in ``<p>`` elements."""
+    html = _DECLARED_URL.sub("", html)
+    body = _BODY.search(html)
+    position = body.start() if body else 0
+    skipped = sorted([(m.start(), m.end()) for m in _RAW_TEXT.finditer(html, position)]
+                     + [(m.start(), m.end()) for m in _TAG.finditer(html, position)])
+    spans = []
+    for start, end in skipped:
+        if start > position:
+            spans.append((position, start))
+        position = max(position, end)
+    spans.append((position, len(html)))
+    return _split_after_every_third_word(html, spans)
+
+
+@dataclass(frozen=True)
+class Template:
+    """One corpus page, ready to make copies of."""
+
+    slug: str
+    """Last path segment of the original URL, for the copies' URLs."""
+    chunks: tuple[bytes, ...]
+    """The page cut where each copy's suffix goes."""
+
+    def page(self, copy: int) -> bytes:
+        return copy_suffix(copy).join(self.chunks)
+
+
+def build_templates(corpus_dir: Path | None = None) -> tuple[list[Template], list[str]]:
+    """A template per corpus page whose copies are distinct articles to our extractor
+    (different text, no near duplicates, the original's text intact); returns the templates
+    and the pages left out, with why."""
+    import logging
+
+    from normalize import choose_canonical_url, extract_article
+    from storage.dedup import NEAR_DUPLICATE_JACCARD, jaccard, shingles, text_fingerprint
+    from tests.newssite import load_corpus
+
+    logging.getLogger("trafilatura").setLevel(logging.ERROR)
+    templates, left_out = [], []
+    for page in load_corpus(corpus_dir):
+        html = page.html.decode("utf-8", errors="replace")
+        original = extract_article(html, page.original_url)
+        slug = re.sub(r"[^a-z0-9-]+", "-", page.path.rstrip("/").rsplit("/", 1)[-1].lower())
+        slug = slug.strip("-")[:60] or "article"
+        why = "no text"
+        for make in (paragraph_template, body_template):
+            template = Template(slug, tuple(make(html)))
+            one, two = (extract_article(template.page(n), f"http://127.0.0.1/news/{n}-{slug}")
+                        for n in (1, 2))
+            similarity = jaccard(shingles(one.text), shingles(two.text))
+            canonical = {choose_canonical_url(f"http://127.0.0.1/news/{n}-{slug}", a.canonical_url)
+                         for n, a in ((1, one), (2, two))}
+            if not one.text.strip():
+                why = "no text"
+            elif text_fingerprint(one.text) == text_fingerprint(two.text) or similarity >= 0.5:
+                why = f"copies too alike (Jaccard {similarity:.2f}, near duplicate at " \
+                      f"{NEAR_DUPLICATE_JACCARD})"
+            elif len(canonical) < 2:
+                why = "copies share a canonical URL"
+            elif len(one.text.split()) < 0.9 * len(original.text.split()):
+                why = "copies lose text"
+            else:
+                templates.append(template)
+                break
+        else:
+            left_out.append(f"{page.original_url}: {why}")
+    return templates, left_out
+
+
+class CopySite:
+    """The site's routes: robots.txt, a sitemap index, sitemaps, and N article copies."""
+
+    def __init__(self, templates: list[Template], pages: int) -> None:
+        self.templates = templates
+        self.pages = pages
+
+    def path(self, copy: int) -> str:
+        return f"/news/{copy:06d}-{self.templates[copy % len(self.templates)].slug}"
+
+    def route(self, path: str, base_url: str) -> tuple[int, str, bytes]:
+        if path == "/robots.txt":
+            return 200, "text/plain", f"User-agent: *\nAllow: /\n\nSitemap: {base_url}/sitemap.xml\n".encode()
+        if path == "/sitemap.xml":
+            count = -(-self.pages // URLS_PER_SITEMAP)
+            items = "".join(f"<sitemap><loc>{base_url}/sitemaps/{n}.xml</loc></sitemap>"
+                            for n in range(count))
+            return 200, "application/xml", (
+                '<?xml version="1.0" encoding="UTF-8"?><sitemapindex '
+                f'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{items}</sitemapindex>').encode()
+        match = re.fullmatch(r"/sitemaps/(\d+)\.xml", path)
+        if match:
+            first = int(match.group(1)) * URLS_PER_SITEMAP
+            urls = "".join(f"<url><loc>{escape(base_url + self.path(n))}</loc></url>"
+                           for n in range(first, min(first + URLS_PER_SITEMAP, self.pages)))
+            return 200, "application/xml", (
+                '<?xml version="1.0" encoding="UTF-8"?><urlset '
+                f'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{urls}</urlset>').encode()
+        match = re.fullmatch(r"/news/(\d{6})-[a-z0-9-]+", path)
+        if match and int(match.group(1)) < self.pages and path == self.path(int(match.group(1))):
+            copy = int(match.group(1))
+            return 200, "text/html; charset=utf-8", self.templates[copy % len(self.templates)].page(copy)
+        return 404, "text/html", b"<html><body><h1>Not Found</h1></body></html>"
+
+
+def serve(pages: int, port_file: Path) -> None:
+    """Serve the site until killed; write the port to ``port_file`` once listening."""
+    templates, left_out = build_templates()
+    site = CopySite(templates, pages)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            base = f"http://{self.headers.get('Host', '127.0.0.1')}"
+            status, content_type, body = site.route(self.path.split("?", 1)[0], base)
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format, *args) -> None:  # noqa: A002
+            pass
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 128
+
+    server = Server(("127.0.0.1", 0), Handler)
+    info = {"port": server.server_address[1], "templates": len(templates), "left_out": left_out}
+    port_file.write_text(json.dumps(info))
+    server.serve_forever()
+
+
+# -- the naive design -----------------------------------------------------------------------
+
+
+def run_naive(sitemap_url: str, out_dir: Path, stats_file: Path) -> None:
+    """A Scrapy SitemapSpider that extracts with trafilatura and writes three files per page
+    in its callback, as the usual news crawlers do."""
+    import logging
+
+    import scrapy
+    import trafilatura
+    from scrapy.crawler import CrawlerProcess
+    from scrapy.spiders import SitemapSpider
+
+    logging.getLogger("trafilatura").setLevel(logging.ERROR)
+    cpu = {"extract": 0.0, "store": 0.0, "pages": 0}
+
+    class NaiveSpider(SitemapSpider):
+        name = "naive"
+        sitemap_urls = [sitemap_url]
+
+        def parse(self, response: scrapy.http.Response):
+            started = time.process_time()
+            doc = trafilatura.bare_extraction(response.text, url=response.url, with_metadata=True)
+            extracted = time.process_time()
+            folder = out_dir / hashlib.sha256(response.url.encode()).hexdigest()[:24]
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "raw.html").write_bytes(response.body)
+            (folder / "text.txt").write_text((doc.text or "") if doc else "", encoding="utf-8")
+            meta = {"url": response.url, "title": doc.title if doc else None,
+                    "author": doc.author if doc else None, "date": doc.date if doc else None,
+                    "fetched_at": time.time()}
+            (folder / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+            cpu["extract"] += extracted - started
+            cpu["store"] += time.process_time() - extracted
+            cpu["pages"] += 1
+
+    process = CrawlerProcess({
+        "LOG_LEVEL": "WARNING", "TELNETCONSOLE_ENABLED": False, "ROBOTSTXT_OBEY": True,
+        "DOWNLOAD_DELAY": 0, "AUTOTHROTTLE_ENABLED": False, "COOKIES_ENABLED": False,
+        "CONCURRENT_REQUESTS": SITE_SETTINGS["concurrent_requests"],
+        "CONCURRENT_REQUESTS_PER_DOMAIN": SITE_SETTINGS["concurrent_requests"],
+    })
+    process.crawl(NaiveSpider)
+    process.start()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    stats_file.write_text(json.dumps({**cpu, "process": usage.ru_utime + usage.ru_stime}))
+
+
+# -- measuring a process tree ---------------------------------------------------------------
+
+
+def _become_subreaper() -> None:
+    """Orphaned descendants are re-parented to this process (not init), so that they are
+    reaped, and their CPU time counted, here."""
+    PR_SET_CHILD_SUBREAPER = 36
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _children() -> dict[int, list[int]]:
+    """Parent pid -> the pids of its live children (zombies are gone already)."""
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != b"Z":
+            tree.setdefault(int(fields[1]), []).append(int(entry))
+    return tree
+
+
+def _is_crawl(pid: int) -> bool:
+    """The crawl process of a design: ``python -m spiders.run``, or the naive spider."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+    except OSError:
+        return False
+    return b"spiders.run" in argv or b"_naive" in argv
+
+
+def _descendants(root: int, tree: dict[int, list[int]], exclude: set[int]) -> list[int]:
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        for child in tree.get(pid, ()):
+            if child not in exclude:
+                out.append(child)
+                todo.append(child)
+    return out
+
+
+def _memory_kb(pid: int) -> tuple[int, int]:
+    """RSS and PSS of a process, in kB (0, 0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            values = dict(line.split(":", 1) for line in fh if ":" in line)
+        return int(values["Rss"].split()[0]), int(values["Pss"].split()[0])
+    except (OSError, KeyError, ValueError):
+        return 0, 0
+
+
+@dataclass
+class Measurement:
+    """One design's run."""
+
+    design: str
+    wall: float = 0.0
+    cpu: float = 0.0
+    peak_rss_mb: float = 0.0
+    """Peak over the samples of the sum of the tree's RSS."""
+    peak_pss_mb: float = 0.0
+    """Peak over the samples of the sum of the tree's PSS."""
+    crawl_rss_mb: float = 0.0
+    """As peak_rss_mb, for the crawl process and its descendants only (no Prefect)."""
+    crawl_pss_mb: float = 0.0
+    timeline: list[tuple[float, float, float]] = field(default_factory=list)
+    """(seconds since the start, crawl RSS MB, crawl PSS MB), every TIMELINE_INTERVAL."""
+    peak_processes: int = 0
+    pages: int = 0
+    returncode: int = 0
+    breakdown: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def pages_per_second(self) -> float:
+        return self.pages / self.wall if self.wall else 0.0
+
+
+def measure(design: str, command: list[str], env: dict, cwd: Path, exclude: set[int],
+            log: Path) -> Measurement:
+    """Run ``command`` to its end; its wall time, the CPU time of its whole process tree and
+    the peak memory of that tree."""
+    result = Measurement(design)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+    me = os.getpid()
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            tree = _children()
+            pids = _descendants(me, tree, exclude)
+            crawl = {pid for pid in pids if _is_crawl(pid)}
+            crawl |= {d for pid in list(crawl) for d in _descendants(pid, tree, exclude)}
+            rss = pss = crawl_rss = crawl_pss = 0
+            for pid in pids:
+                r, p = _memory_kb(pid)
+                rss, pss = rss + r, pss + p
+                if pid in crawl:
+                    crawl_rss, crawl_pss = crawl_rss + r, crawl_pss + p
+            result.peak_rss_mb = max(result.peak_rss_mb, rss / 1024)
+            result.peak_pss_mb = max(result.peak_pss_mb, pss / 1024)
+            result.crawl_rss_mb = max(result.crawl_rss_mb, crawl_rss / 1024)
+            result.crawl_pss_mb = max(result.crawl_pss_mb, crawl_pss / 1024)
+            result.peak_processes = max(result.peak_processes, len(pids))
+            elapsed = time.perf_counter() - started
+            if crawl and (not result.timeline or elapsed - result.timeline[-1][0] >= TIMELINE_INTERVAL):
+                result.timeline.append((elapsed, crawl_rss / 1024, crawl_pss / 1024))
+            done.wait(SAMPLE_INTERVAL)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    result.returncode = process.wait()
+    result.wall = time.perf_counter() - started
+    # Descendants still running were re-parented to us: a crawl must leave none behind.
+    deadline = time.monotonic() + 10
+    while True:
+        left = _descendants(me, _children(), exclude)
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if left:
+        result.notes.append(f"{len(left)} process(es) left running after the command: killed")
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    _reap(exclude)
+    done.set()
+    sampler.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result.cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return result
+
+
+def _reap(exclude: set[int]) -> None:
+    while True:
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if info is None or info.si_pid in exclude:
+            return
+        os.waitpid(info.si_pid, 0)
+
+
+# -- the designs ----------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _sites_toml(path: Path, archive_url: str, base_url: str) -> None:
+    from tests.conftest import write_sites_file
+
+    write_sites_file(path, archive_url, [{
+        "name": SITE_NAME, "allowed_domains": ["127.0.0.1"],
+        "allow_private_hosts": ["127.0.0.1"], "sitemaps": [f"{base_url}/robots.txt"],
+        **SITE_SETTINGS,
+    }])
+
+
+def run_newsarchive(design: str, work: Path, base_url: str, archive_url: str, env: dict,
+                    exclude: set[int]) -> Measurement:
+    run_dir = work / design
+    data_dir = run_dir / "data"
+    run_dir.mkdir(parents=True)
+    config = run_dir / "sites.toml"
+    _sites_toml(config, archive_url, base_url)
+    env = {**env, "NEWSARCHIVE_DATA_DIR": str(data_dir), "NEWSARCHIVE_LOG_LEVEL": "WARNING"}
+    result = measure(design, [str(VENV_BIN / "newsarchive"), "crawl", "--config", str(config)],
+                     env, run_dir, exclude, run_dir / "crawl.log")
+    stats_files = sorted((data_dir / "crawls").glob("*.json"))
+    return _read_crawl_stats(result, stats_files[-1] if stats_files else None, run_dir)
+
+
+def _read_crawl_stats(result: Measurement, stats_file: Path | None, run_dir: Path) -> Measurement:
+    if stats_file is None or not stats_file.exists():
+        result.notes.append(f"no stats file: see {run_dir / 'crawl.log'}")
+        return result
+    stats = json.loads(stats_file.read_text())["stats"]
+    result.pages = stats.get("newsarchive/archive/written", 0)
+    errors = {k.rsplit("/", 1)[1]: v for k, v in stats.items() if k.startswith("newsarchive/errors/")}
+    if errors:
+        result.notes.append(f"errors: {errors}")
+    near = stats.get("newsarchive/archive/near_duplicate", 0)
+    if near:
+        result.notes.append(f"{near} near duplicates")
+    pages = max(1, result.pages)
+    store = stats.get("newsarchive/cpu/store_seconds", 0.0)
+    result.breakdown = {
+        "fetch": (stats.get("newsarchive/cpu/crawl_process_seconds", 0.0) - store) / pages,
+        "extract": stats.get("newsarchive/cpu/extract_seconds", 0.0) / pages,
+        "store": store / pages,
+    }
+    result.notes.append(f"pages in flight at most {stats.get('newsarchive/pipeline/max_pages_in_flight')}"
+                        f" ({stats.get('newsarchive/pipeline/max_bytes_in_flight', 0) / 1e6:.1f} MB)")
+    return result
+
+
+def run_crawl_subprocess(work: Path, base_url: str, env: dict, exclude: set[int]) -> Measurement:
+    """The crawl subprocess alone (``python -m spiders.run``), as the crawl flow starts it."""
+    from spiders.config import SiteConfig
+
+    run_dir = work / "crawl"
+    run_dir.mkdir(parents=True)
+    site = SiteConfig.model_validate({
+        "name": SITE_NAME, "allowed_domains": ["127.0.0.1"], "allow_private_hosts": ["127.0.0.1"],
+        "sitemaps": [f"{base_url}/robots.txt"], **SITE_SETTINGS})
+    stats_file = run_dir / "data" / "crawls" / "crawl.json"
+    command = [sys.executable, "-m", "spiders.run", "--site-json", site.model_dump_json(),
+               "--archive", str(run_dir / "archive"), "--run-id", "bench-crawl",
+               "--stats-file", str(stats_file), "--data-dir", str(run_dir / "data"),
+               "--user-agent", "newsarchive-bench", "--log-level", "WARNING"]
+    result = measure("crawl", command, env, run_dir, exclude, run_dir / "crawl.log")
+    return _read_crawl_stats(result, stats_file, run_dir)
+
+
+def run_naive_design(work: Path, base_url: str, env: dict, exclude: set[int]) -> Measurement:
+    run_dir = work / "naive"
+    run_dir.mkdir(parents=True)
+    stats_file = run_dir / "stats.json"
+    result = measure("naive", [sys.executable, str(Path(__file__).resolve()), "_naive",
+                               f"{base_url}/robots.txt", str(run_dir / "out"), str(stats_file)],
+                     env, run_dir, exclude, run_dir / "crawl.log")
+    if not stats_file.exists():
+        result.notes.append(f"no stats file: see {run_dir / 'crawl.log'}")
+        return result
+    stats = json.loads(stats_file.read_text())
+    result.pages = sum(1 for _ in (run_dir / "out").iterdir()) if (run_dir / "out").exists() else 0
+    pages = max(1, stats["pages"])
+    result.breakdown = {"fetch": (stats["process"] - stats["extract"] - stats["store"]) / pages,
+                        "extract": stats["extract"] / pages, "store": stats["store"] / pages}
+    return result
+
+
+def start_site(pages: int, work: Path) -> tuple[subprocess.Popen, str, dict]:
+    port_file = work / "site.json"
+    site = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "_serve", str(pages),
+                             str(port_file)], cwd=ROOT)
+    deadline = time.monotonic() + 300
+    while not port_file.exists():
+        if site.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the benchmark site did not start")
+        time.sleep(0.2)
+    info = json.loads(port_file.read_text())
+    return site, f"http://127.0.0.1:{info['port']}", info
+
+
+def start_moto(work: Path) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    moto = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return moto, endpoint
+        except OSError:
+            if time.monotonic() > deadline or moto.poll() is not None:
+                raise SystemExit("moto's server did not start") from None
+            time.sleep(0.2)
+
+
+def start_prefect_server(env: dict) -> tuple[subprocess.Popen, str]:
+    """``prefect server start``, for the runs that leave the temporary server out."""
+    import urllib.request
+
+    port = _free_port()
+    server = subprocess.Popen([str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
+                               "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2).close()
+            return server, url
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("the Prefect server did not start") from None
+            time.sleep(0.5)
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds a running process has used so far."""
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        fields = fh.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_serve":
+        serve(int(sys.argv[2]), Path(sys.argv[3]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "_naive":
+        run_naive(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=2000)
+    parser.add_argument("--designs", default="newsarchive,naive,newsarchive-server,moto",
+                        help="comma-separated, run in this order: newsarchive, naive, moto, "
+                        "newsarchive-server (PREFECT_API_URL set to a Prefect server started "
+                        "beforehand), crawl (the crawl subprocess alone)")
+    parser.add_argument("--workdir", type=Path, help="where the archives go (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the archives")
+    args = parser.parse_args()
+    designs = [d.strip() for d in args.designs.split(",") if d.strip()]
+
+    _become_subreaper()
+    work = Path(tempfile.mkdtemp(prefix="throughput-", dir=args.workdir))
+    pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": pythonpath, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           # Prefect's state, like `make run`'s, outlives the runs: its database is set up once.
+           "PREFECT_HOME": os.environ.get("PREFECT_HOME", str(ROOT / ".newsarchive" / "prefect"))}
+    print(f"building the site of {args.pages} pages ...", flush=True)
+    site, base_url, info = start_site(args.pages, work)
+    exclude = {site.pid}
+    moto = prefect = None
+    results = []
+    try:
+        print(f"{info['templates']} corpus pages make the copies; left out: "
+              f"{len(info['left_out'])}", flush=True)
+        for line in info["left_out"]:
+            print(f"  {line}")
+        for design in designs:
+            print(f"running {design} ...", flush=True)
+            if design == "newsarchive":
+                results.append(run_newsarchive(design, work, base_url, str(work / design / "archive"),
+                                               env, exclude))
+            elif design == "naive":
+                results.append(run_naive_design(work, base_url, env, exclude))
+            elif design == "crawl":
+                results.append(run_crawl_subprocess(work, base_url, env, exclude))
+            elif design == "newsarchive-server":
+                if prefect is None:
+                    prefect, api_url = start_prefect_server(env)
+                    exclude.add(prefect.pid)
+                results.append(run_newsarchive(design, work, base_url,
+                                               str(work / design / "archive"),
+                                               {**env, "PREFECT_API_URL": api_url}, exclude))
+            elif design == "moto":
+                moto, endpoint = start_moto(work)
+                exclude.add(moto.pid)
+                if prefect is not None:  # compared with newsarchive-server, not the start-up
+                    env = {**env, "PREFECT_API_URL": api_url}
+                moto_env = {**env, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
+                            "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
+                import boto3
+
+                boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                             aws_access_key_id="bench", aws_secret_access_key="bench",
+                             ).create_bucket(Bucket="bench")
+                moto_cpu = _process_cpu(moto.pid)
+                result = run_newsarchive("moto", work, base_url, "s3://bench/archive", moto_env,
+                                         exclude)
+                result.notes.append(f"moto's server used {_process_cpu(moto.pid) - moto_cpu:.1f} "
+                                    "CPU s besides")
+                results.append(result)
+            else:
+                raise SystemExit(f"unknown design {design!r}")
+            if results[-1].returncode:
+                results[-1].notes.append(f"exit status {results[-1].returncode}")
+        site_cpu = _process_cpu(site.pid)
+    finally:
+        for server in (site, moto, prefect):
+            if server is not None:
+                server.terminate()
+                server.wait(30)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    report(results, args.pages, site_cpu)
+
+
+def report(results: list[Measurement], pages: int, site_cpu: float) -> None:
+    naive = next((r for r in results if r.design == "naive"), None)
+    print()
+    cores = os.cpu_count() or 1
+    print(f"{pages} pages, {cores} cores; the site used {site_cpu:.1f} CPU s over all runs")
+    print("pages/s: measured; CPU-bound: what the CPU time allows on an otherwise idle machine "
+          f"({cores} cores for newsarchive, one for the naive design, whose work all runs in "
+          "one thread)")
+    print("peak memory, MB, summed over processes: RSS (shared pages in each) / PSS (split); "
+          "all: the whole command, crawl: the crawl process and its workers")
+    header = (f"{'design':<18} {'archived':>8} {'wall s':>7} {'pages/s':>8} {'x naive':>7} "
+              f"{'CPU-bound':>9} {'x naive':>7} {'CPU s':>7} {'ms/page':>7} {'RSS all':>7} "
+              f"{'PSS all':>7} {'RSS crawl':>9} {'PSS crawl':>9} {'procs':>5}")
+    print(header)
+
+    def bound(r: Measurement) -> float:
+        return (1 if r.design == "naive" else cores) * r.pages / r.cpu if r.cpu else 0.0
+
+    for r in results:
+        ratio = r.pages_per_second / naive.pages_per_second if naive and naive.pages_per_second else 0
+        bound_ratio = bound(r) / bound(naive) if naive and bound(naive) else 0
+        print(f"{r.design:<18} {r.pages:>8} {r.wall:>7.1f} {r.pages_per_second:>8.1f} "
+              f"{ratio:>7.2f} {bound(r):>9.1f} {bound_ratio:>7.2f} {r.cpu:>7.1f} "
+              f"{r.cpu / max(1, r.pages) * 1000:>7.1f} "
+              f"{r.peak_rss_mb:>7.0f} {r.peak_pss_mb:>7.0f} {r.crawl_rss_mb:>9.0f} "
+              f"{r.crawl_pss_mb:>9.0f} {r.peak_processes:>5}")
+    print()
+    print("per-page CPU, ms (fetch: the crawl process besides storing; start-up included)")
+    print(f"{'design':<18} {'fetch':>7} {'extract':>8} {'store':>7}")
+    for r in results:
+        if r.breakdown:
+            b = r.breakdown
+            print(f"{r.design:<18} {b['fetch'] * 1000:>7.1f} {b['extract'] * 1000:>8.1f} "
+                  f"{b['store'] * 1000:>7.1f}")
+    for r in results:
+        for note in r.notes:
+            print(f"{r.design}: {note}")
+    print()
+    print("crawl memory over time, MB (RSS / PSS of the crawl process and its workers)")
+    for r in results:
+        if r.timeline:
+            step = max(1, len(r.timeline) // 10)
+            points = r.timeline[::step] + ([r.timeline[-1]] if (len(r.timeline) - 1) % step else [])
+            print(f"{r.design:<18} " + "  ".join(f"{t:.0f}s {rss:.0f}/{pss:.0f}"
+                                                for t, rss, pss in points))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""What the crawls did, from the run manifests under ``runs/<site>/<YYYY>/<MM>/<DD>/``:
+duplicate and error rates per site.
+
+A rate is a share of the crawls' outcomes: every page a crawl handled ended as exactly one
+of archived (a new article), a new version, a duplicate (same text as an archived article,
+at its own URL or another) or an error (HTTP errors, pages without article text, storage
+failures, bad sitemaps or feeds...).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date
+
+from browse.records import date_prefixes
+from storage import Archive, ObjectNotFound, validate_site_name
+from storage.keys import RUNS_ROOT
+
+logger = logging.getLogger(__name__)
+
+_PARALLEL_READS = 8
+
+
+@dataclass(frozen=True)
+class RunTotals:
+    """The run manifests of one site, added up."""
+
+    site: str
+    """The site."""
+    runs: int = 0
+    """Run manifests read."""
+    archived: int = 0
+    """New articles archived."""
+    versions: int = 0
+    """New versions of archived articles."""
+    duplicates: int = 0
+    """Pages whose text was already archived."""
+    errors: int = 0
+    """Errors of every kind."""
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
+    """Errors by kind (``http_404``, ``no_article_text``, ...)."""
+
+    @property
+    def outcomes(self) -> int:
+        """Pages the runs handled: archived, versions, duplicates and errors."""
+        return self.archived + self.versions + self.duplicates + self.errors
+
+
+def manifest_keys(archive: Archive, site: str | None = None, since: date | None = None,
+                  until: date | None = None) -> Iterator[str]:
+    """Keys of the run manifests (of ``site``) of runs started within [since, until]."""
+    if site is not None:
+        root = f"{RUNS_ROOT}/{validate_site_name(site)}/"
+        prefixes = ([root + p for p in date_prefixes(since, until)]
+                    if since is not None and until is not None else [root])
+    else:
+        prefixes = [f"{RUNS_ROOT}/"]
+    for prefix in prefixes:
+        for key in archive.backend.iter_keys(prefix):
+            parts = key.split("/")
+            if len(parts) != 6 or not key.endswith(".json"):
+                continue
+            try:
+                day = date(int(parts[2]), int(parts[3]), int(parts[4]))
+            except ValueError:
+                continue  # not a manifest of ours
+            if (since and day < since) or (until and day > until):
+                continue
+            yield key
+
+
+def run_totals(archive: Archive, site: str | None = None, since: date | None = None,
+               until: date | None = None) -> dict[str, RunTotals]:
+    """Per site, the run manifests of runs started within [since, until], added up."""
+    def read(key: str) -> dict | None:
+        try:
+            return json.loads(archive.backend.get(key))
+        except ObjectNotFound:
+            return None
+        except ValueError as exc:
+            logger.warning("run manifest %s is not JSON: %s", key, exc)
+            return None
+
+    totals: dict[str, dict] = {}
+    with ThreadPoolExecutor(_PARALLEL_READS, thread_name_prefix="browse-runs") as pool:
+        for manifest in pool.map(read, list(manifest_keys(archive, site, since, until))):
+            if not isinstance(manifest, dict) or not isinstance(manifest.get("site"), str):
+                continue
+            counts = manifest.get("counts") or {}
+            entry = totals.setdefault(manifest["site"], {
+                "runs": 0, "archived": 0, "versions": 0, "duplicates": 0, "errors": 0,
+                "errors_by_kind": {}})
+            entry["runs"] += 1
+            for name in ("archived", "versions", "duplicates", "errors"):
+                entry[name] += _count(counts.get(name))
+            for kind, number in (manifest.get("errors_by_kind") or {}).items():
+                by_kind = entry["errors_by_kind"]
+                by_kind[kind] = by_kind.get(kind, 0) + _count(number)
+    return {name: RunTotals(site=name, **entry) for name, entry in sorted(totals.items())}
+
+
+def _count(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

@@ -1,0 +1,314 @@
+"""``newsarchive browse``: a web UI over an archive (Starlette, Jinja2 templates, uvicorn).
+
+Sites → days → articles, an article page (metadata, cleaned text, versions, aliases and
+the original page), search, and per-site charts of articles per day and of extraction
+health. Overviews and search come from the Parquet catalog (see :mod:`browse.catalog`);
+an article page reads the article's own ``meta.json``, text and raw page.
+
+Everything shown was written by someone else's web site, so:
+
+- every archived string goes through Jinja2 autoescaping, and the UI's own pages carry a
+  Content-Security-Policy without any script source: even a string that slipped through
+  could not run;
+- the original page is served only with ``Content-Security-Policy: sandbox`` (no
+  ``allow-scripts``, an opaque origin) and ``default-src 'none'``, so its scripts do not
+  run and it fetches nothing, not even images from the live web, and it is shown only in
+  an ``<iframe sandbox>``;
+- the server binds 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import sys
+import threading
+import time
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from browse.catalog import DayCount, day_counts, read_articles, search, words_of
+from browse.charts import articles_chart, health_chart
+from storage import Archive, ArchiveError, InvalidKey, ObjectNotFound, Record
+from storage.catalog import archive_date
+from storage.keys import SITE_NAME_PATTERN
+
+logger = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+
+UI_CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; frame-src 'self'; "
+          "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+"""The UI's own pages: no script of any origin, nothing from elsewhere."""
+
+ORIGINAL_CSP = ("sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                "frame-ancestors 'self'")
+"""An archived page: sandboxed without scripts, forms or popups, in an opaque origin, and
+fetching nothing (its inline styles and data: images still show)."""
+
+COMMON_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+"""Headers of every response."""
+
+CATALOG_TTL_SECONDS = 30.0
+"""How long the catalog's per-day counts are reused before the catalog is read again."""
+
+SEARCH_LIMIT = 100
+"""Most search results shown."""
+
+_CHARSET = re.compile(r"^[A-Za-z0-9._:-]{1,40}$")
+
+
+class ArchiveView:
+    """What the UI reads from one archive, with the catalog's per-day counts cached for a
+    little while (every page needs them; reading them is a scan of the catalog)."""
+
+    def __init__(self, archive: Archive, ttl: float = CATALOG_TTL_SECONDS) -> None:
+        self.archive = archive
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._counts: list[DayCount] | None = None
+        self._read_at = 0.0
+
+    def counts(self) -> list[DayCount]:
+        """Articles per site and day, with extraction health (see :func:`day_counts`)."""
+        with self._lock:
+            if self._counts is None or time.monotonic() - self._read_at > self.ttl:
+                self._counts = day_counts(read_articles(
+                    self.archive.url, columns=("id", "site", "date", "title", "authors",
+                                               "published")))
+                self._read_at = time.monotonic()
+            return self._counts
+
+    def sites(self) -> dict[str, list[DayCount]]:
+        """Per site, its days with articles, oldest first."""
+        out: dict[str, list[DayCount]] = {}
+        for count in self.counts():
+            out.setdefault(count.site, []).append(count)
+        return out
+
+    def day(self, site: str, day: date) -> list[dict]:
+        """The articles of ``site`` archived under ``day``, newest first."""
+        rows = read_articles(self.archive.url, site=site, since=day, until=day).to_pylist()
+        rows.sort(key=lambda r: (r["published"] or r["fetched_at"], r["id"]), reverse=True)
+        return rows
+
+    def record(self, article_id: str) -> Record | None:
+        """The record with this id, or None (also for a string that is no id)."""
+        try:
+            return self.archive.record_by_id(article_id)
+        except InvalidKey:
+            return None
+
+
+def http_url(value: str | None) -> str | None:
+    """``value`` if it is an http(s) URL, the only kind the UI makes into a link."""
+    if not value:
+        return None
+    try:
+        scheme = urlsplit(value).scheme.lower()
+    except ValueError:
+        return None
+    return value if scheme in ("http", "https") else None
+
+
+def percent(part: int, whole: int) -> str:
+    """``part`` of ``whole`` as a whole percentage, or ``-``."""
+    return f"{round(100 * part / whole)}%" if whole else "-"
+
+
+def make_templates() -> jinja2.Environment:
+    """The UI's templates, with autoescaping on for every one of them."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["http_url"] = http_url
+    env.globals["percent"] = percent
+    return env
+
+
+def create_app(archive: Archive) -> Starlette:
+    """The web UI over ``archive``, as an ASGI application."""
+    view = ArchiveView(archive)
+    templates = make_templates()
+
+    def page(request: Request, name: str, status_code: int = 200, **context) -> HTMLResponse:
+        html = templates.get_template(name).render(archive_url=archive.url, request=request,
+                                                   query=context.pop("query", ""), **context)
+        return HTMLResponse(html, status_code=status_code,
+                            headers={**COMMON_HEADERS, "Content-Security-Policy": UI_CSP,
+                                     "X-Frame-Options": "DENY"})
+
+    def site_of(request: Request) -> str:
+        site = request.path_params["site"]
+        if not SITE_NAME_PATTERN.fullmatch(site):
+            raise HTTPException(404, "no such site")
+        return site
+
+    def index(request: Request) -> Response:
+        sites = view.sites()
+        summary = [{
+            "site": name,
+            "articles": sum(d.articles for d in days),
+            "days": len(days),
+            "first": days[0].day,
+            "last": days[-1].day,
+            "with_date": sum(d.with_date for d in days),
+            "with_author": sum(d.with_author for d in days),
+            "with_title": sum(d.with_title for d in days),
+        } for name, days in sorted(sites.items())]
+        return page(request, "index.html", sites=summary)
+
+    def site_page(request: Request) -> Response:
+        site = site_of(request)
+        days = view.sites().get(site)
+        if not days:
+            raise HTTPException(404, f"no articles of site {site}")
+        return page(request, "site.html", site=site, days=list(reversed(days)),
+                    articles=articles_chart(days), health=health_chart(days),
+                    total=sum(d.articles for d in days))
+
+    def day_page(request: Request) -> Response:
+        site = site_of(request)
+        try:
+            day = date.fromisoformat(request.path_params["day"])
+        except ValueError:
+            raise HTTPException(404, "not a date") from None
+        rows = view.day(site, day)
+        if not rows:
+            raise HTTPException(404, f"no articles of site {site} on {day}")
+        return page(request, "day.html", site=site, day=day, rows=rows)
+
+    def article_version(request: Request) -> tuple[Record, int, Record]:
+        """The record, the version asked for (1-based; the latest by default) and the
+        record as that version saw it (its text and raw keys)."""
+        record = view.record(request.path_params["id"])
+        if record is None:
+            raise HTTPException(404, "no such article")
+        versions = record.all_versions
+        wanted = request.query_params.get("version", "")
+        number = int(wanted) if wanted.isdigit() else len(versions)
+        if not 1 <= number <= len(versions):
+            raise HTTPException(404, "no such version")
+        version = versions[number - 1]
+        return record, number, replace(record, raw_key=version.raw_key, text_key=version.text_key)
+
+    def article_page(request: Request) -> Response:
+        record, number, as_of = article_version(request)
+        try:
+            text = archive.read_text(as_of)
+        except ObjectNotFound:
+            text = None
+        return page(request, "article.html", record=record, number=number,
+                    day=archive_date(record, archive.backend), versions=record.all_versions,
+                    paragraphs=[p for p in (text or "").split("\n") if p.strip()],
+                    text_missing=text is None)
+
+    def original(request: Request) -> Response:
+        record, _number, as_of = article_version(request)
+        try:
+            body = archive.read_raw(as_of)
+        except ObjectNotFound:
+            raise HTTPException(404, "the raw page is missing") from None
+        charset = record.charset if record.charset and _CHARSET.fullmatch(record.charset) else None
+        media_type = f"text/html; charset={charset}" if charset else "text/html"
+        return Response(body, headers={**COMMON_HEADERS, "Content-Security-Policy": ORIGINAL_CSP,
+                                       "Content-Type": media_type})
+
+    def search_page(request: Request) -> Response:
+        query = request.query_params.get("q", "")
+        site = request.query_params.get("site") or None
+        if site is not None and not SITE_NAME_PATTERN.fullmatch(site):
+            site = None
+        hits = search(archive.url, query, site=site, limit=SEARCH_LIMIT) if words_of(query) else []
+        return page(request, "search.html", query=query, site=site, hits=hits,
+                    sites=sorted(view.sites()), limit=SEARCH_LIMIT)
+
+    async def not_found(request: Request, exc: HTTPException) -> Response:
+        return page(request, "error.html", status_code=exc.status_code, message=exc.detail)
+
+    async def archive_error(request: Request, exc: ArchiveError) -> Response:
+        logger.warning("archive error on %s: %s", request.url.path, exc)
+        return page(request, "error.html", status_code=502,
+                    message=f"The archive could not be read: {exc}")
+
+    routes = [
+        Route("/", index),
+        Route("/search", search_page),
+        Route("/sites/{site}", site_page),
+        Route("/sites/{site}/{day}", day_page),
+        Route("/articles/{id}", article_page),
+        Route("/articles/{id}/original", original),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found,
+                                                      ArchiveError: archive_error})
+    app.add_middleware(_DefaultHeaders)
+    return app
+
+
+class _DefaultHeaders:
+    """Adds the common headers and the UI's CSP to responses that lack them (static
+    files, errors raised before a page is rendered)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                for name, value in {**COMMON_HEADERS, "Content-Security-Policy": UI_CSP}.items():
+                    if name.lower().encode() not in present:
+                        headers.append((name.lower().encode(), value.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def serve(archive: Archive, host: str = "127.0.0.1", port: int = 8080) -> int:
+    """Serve the UI over ``archive`` on ``host:port`` (port 0: any free one) until
+    interrupted; prints the URL first. Returns the exit code."""
+    import uvicorn
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        print(f"newsarchive: cannot serve on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    print(f"newsarchive: browsing {archive.url} at http://{shown}:{bound}/ (Ctrl-C stops)",
+          flush=True)
+    config = uvicorn.Config(create_app(archive), log_level="warning", access_log=False,
+                            lifespan="off")
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0

@@ -1,0 +1,254 @@
+"""Backfills: archive what a site published in a date range, one day partition at a time.
+
+A backfill first makes a plan: one crawl subprocess reads the site's robots.txt, sitemaps
+and feeds (skipping sitemaps of an index whose ``lastmod`` is before the range) and lists
+the articles they date inside the range, by ``news:publication_date``, a feed's published
+date, or else ``lastmod``; it fetches no article and writes nothing. Undated articles and
+section fronts cannot be placed in a range and are left out (and counted).
+
+Each day of the plan is then a partition, run newest first as a child flow run
+(``backfill-day``): a crawl subprocess fetches exactly that day's articles, skipping those
+already archived, as any crawl does. A finished partition is recorded in the archive
+(``_index/sites/<site>/backfill-<YYYY-MM-DD>.json``), so a backfill started again, here or on
+another machine, skips it: the backfill resumes where it stopped and a repeat writes nothing.
+``reprocess="failed"`` runs the partitions that failed again, ``"all"`` every partition.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from flows.crawl import (
+    CrawlCrashed, SiteResult, _artifact_key, load_sites, new_run_id, run_site_crawl,
+    spider_command,
+)
+from spiders.config import ConfigError, Settings, SiteConfig
+from storage import Archive
+
+Reprocess = Literal["none", "failed", "all"]
+MAX_BACKFILL_DAYS = 3660
+
+
+class PlanFailed(RuntimeError):
+    """The plan's discovery subprocess crashed or could read no sitemap or feed."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a backfill would fetch, by day."""
+
+    site: str
+    """Site name."""
+    since: date
+    """First day of the range (UTC), included."""
+    until: date
+    """Last day of the range (UTC), included."""
+    days: dict[date, list[dict]]
+    """Day -> the articles listed as published that day: ``url``, ``published``,
+    ``date_hint`` (ISO strings or None) and ``listed_as`` (every URL seen for it)."""
+    out_of_range: int = 0
+    """Articles listed with a date outside the range (not fetched)."""
+    undated: int = 0
+    """Articles listed without any date (not fetched: they cannot be placed in the range)."""
+    errors: list[dict] = field(default_factory=list)
+    """Errors met while reading sitemaps and feeds (url, kind, reason)."""
+
+    @property
+    def total(self) -> int:
+        """Articles in range."""
+        return sum(len(articles) for articles in self.days.values())
+
+
+@dataclass(frozen=True)
+class PartitionResult:
+    """What happened to one day of a backfill."""
+
+    day: date
+    """The partition's day."""
+    planned: int
+    """Articles the plan listed for the day."""
+    status: str
+    """``ok`` or ``failed`` (run now), ``done`` or ``failed earlier`` (skipped: finished
+    in an earlier backfill)."""
+    counts: dict[str, int] = field(default_factory=dict)
+    """The crawl's counts (see :class:`flows.crawl.SiteResult`); empty when skipped."""
+    reason: str = ""
+    """Why the partition failed, if it did."""
+
+
+@dataclass(frozen=True)
+class BackfillReport:
+    """A whole backfill."""
+
+    site: str
+    """Site name."""
+    run_id: str
+    """The backfill's run id (each partition's crawl has its own)."""
+    plan: Plan
+    """The plan the partitions came from."""
+    partitions: list[PartitionResult]
+    """One per day with planned articles, newest first."""
+
+    @property
+    def ok(self) -> bool:
+        """False if a partition run now failed."""
+        return all(p.status != "failed" for p in self.partitions)
+
+
+def check_range(since: date, until: date) -> None:
+    """ConfigError unless ``since <= until`` and the range is not absurdly long."""
+    if since > until:
+        raise ConfigError(f"--since {since} is after --until {until}")
+    if (until - since).days >= MAX_BACKFILL_DAYS:
+        raise ConfigError(f"a backfill covers at most {MAX_BACKFILL_DAYS} days")
+
+
+def make_plan(site: SiteConfig, archive_url: str, since: date, until: date,
+              settings: Settings) -> Plan:
+    """Discover the in-range articles of ``site`` in a subprocess; fetches no article and
+    writes nothing to the archive. PlanFailed if discovery crashed or found no listing."""
+    check_range(since, until)
+    workdir = Path(tempfile.mkdtemp(prefix="newsarchive-plan-"))
+    try:
+        plan_file = workdir / "plan.json"
+        command = spider_command(site, archive_url, settings, "--plan-file", str(plan_file),
+                                 "--since", since.isoformat(), "--until", until.isoformat())
+        completed = subprocess.run(command, check=False)
+        if not plan_file.exists():
+            raise PlanFailed(f"discovery for {site.name} exited with status "
+                             f"{completed.returncode} without a plan")
+        report = json.loads(plan_file.read_text(encoding="utf-8"))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    days: dict[date, list[dict]] = {}
+    for article in report["articles"].values():
+        days.setdefault(date.fromisoformat(article["day"]), []).append(article)
+    plan = Plan(site=site.name, since=since, until=until,
+                days=dict(sorted(days.items(), reverse=True)),
+                out_of_range=report["out_of_range"], undated=report["undated"],
+                errors=report["errors"])
+    if not report["listed"] and plan.errors:
+        kinds = ", ".join(sorted({e["kind"] for e in plan.errors}))
+        raise PlanFailed(f"no sitemap or feed of {site.name} could be read ({kinds})")
+    return plan
+
+
+def partition_state_name(day: date) -> str:
+    """The name under which a finished partition is recorded in the site's state."""
+    return f"backfill-{day.isoformat()}"
+
+
+def partition_status(archive: Archive, site: str, day: date) -> str | None:
+    """``ok`` or ``failed`` if the partition finished in an earlier backfill, else None."""
+    state = archive.read_site_state(site, partition_state_name(day))
+    return state.get("status") if state else None
+
+
+def should_run(previous: str | None, reprocess: Reprocess) -> bool:
+    """Whether a partition that ended ``previous`` (None: never finished) runs again."""
+    return previous is None or reprocess == "all" or (reprocess == "failed" and previous != "ok")
+
+
+@flow(name="backfill-day", flow_run_name="{site}-{day}", log_prints=False)
+def backfill_day(site: str, day: date, articles: list[dict], config: str | None = None,
+                 archive: str | None = None) -> SiteResult:
+    """Fetch and archive one day's planned articles of ``site``, then record the partition
+    as finished (``ok`` or ``failed``) in the archive."""
+    settings = Settings()
+    _, (site_config,), archive_url = load_sites(config, [site], archive, settings)
+    run_id = new_run_id()
+    workdir = Path(tempfile.mkdtemp(prefix="newsarchive-backfill-"))
+    entries_file = workdir / "entries.json"
+    # Every URL the article was listed under, so the record learns its aliases.
+    entries_file.write_text(json.dumps([
+        {"url": url, "published": a["published"], "date_hint": a["date_hint"]}
+        for a in articles for url in (a.get("listed_as") or [a["url"]])
+    ]), encoding="utf-8")
+    try:
+        try:
+            result = run_site_crawl(site_config, archive_url, run_id, settings,
+                                    entries_file=entries_file, partition=day.isoformat())
+        except CrawlCrashed as exc:
+            # Crawl again: whatever the first attempt archived is skipped this time.
+            get_run_logger().warning("%s; crawling the partition again", exc)
+            result = run_site_crawl(site_config, archive_url, run_id, settings,
+                                    entries_file=entries_file, partition=day.isoformat())
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    Archive.open(archive_url).write_site_state(site, partition_state_name(day), {
+        "status": "ok" if result.ok else "failed",
+        "reason": "" if result.ok else result.reason,
+        "run_id": run_id,
+        "planned": len(articles),
+        "counts": result.counts,
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+    })
+    return result
+
+
+@flow(name="backfill", log_prints=False)
+def backfill(site: str, since: date, until: date, config: str | None = None,
+             archive: str | None = None, reprocess: Reprocess = "none",
+             dry_run: bool = False) -> BackfillReport:
+    """Archive what ``site`` published from ``since`` to ``until`` (UTC days, both included):
+    plan, then one child flow run per day with articles, newest first. Finished partitions
+    are skipped unless ``reprocess`` is ``failed`` or ``all``; ``dry_run`` plans only."""
+    logger = get_run_logger()
+    settings = Settings()
+    _, (site_config,), archive_url = load_sites(config, [site], archive, settings)
+    plan = make_plan(site_config, archive_url, since, until, settings)
+    logger.info("plan for %s, %s to %s: %d articles on %d days (%d out of range, %d undated)",
+                site, since, until, plan.total, len(plan.days), plan.out_of_range, plan.undated)
+    run_id = new_run_id()
+    archive_ = Archive.open(archive_url)
+    results = []
+    for number, (day, articles) in enumerate(plan.days.items(), start=1):
+        previous = partition_status(archive_, site, day)
+        if dry_run or not should_run(previous, reprocess):
+            status = "to do" if should_run(previous, reprocess) else (
+                "done" if previous == "ok" else "failed earlier")
+            results.append(PartitionResult(day, len(articles), status))
+            continue
+        try:
+            outcome = backfill_day(site, day, articles, config=config, archive=archive_url)
+            results.append(PartitionResult(day, len(articles), "ok" if outcome.ok else "failed",
+                                           outcome.counts, "" if outcome.ok else outcome.reason))
+        except Exception as exc:  # a partition's crash must not stop the others
+            results.append(PartitionResult(day, len(articles), "failed", reason=str(exc)))
+        logger.info("partition %s: %s (%d of %d days)", day, results[-1].status, number,
+                    len(plan.days))
+    report = BackfillReport(site=site, run_id=run_id, plan=plan, partitions=results)
+    if not dry_run:
+        create_markdown_artifact(markdown=report_markdown(report),
+                                 key=f"backfill-{_artifact_key(site + '-' + run_id)}",
+                                 description=f"Backfill of {site}, {since} to {until}")
+    return report
+
+
+PARTITION_COLUMNS = ("fetched", "archived", "duplicates", "errors")
+
+
+def report_markdown(report: BackfillReport) -> str:
+    """The backfill as a markdown table (its Prefect artifact): a row per day."""
+    plan = report.plan
+    lines = [f"# Backfill of {report.site}, {plan.since} to {plan.until}", "",
+             f"{plan.total} articles in range on {len(plan.days)} days; {plan.out_of_range} "
+             f"listed outside the range and {plan.undated} undated were not fetched.", "",
+             "| day | planned | status | " + " | ".join(PARTITION_COLUMNS) + " |",
+             "| --- | ---: | --- | " + " | ".join("---:" for _ in PARTITION_COLUMNS) + " |"]
+    for p in report.partitions:
+        counts = " | ".join(str(p.counts.get(c, "-")) for c in PARTITION_COLUMNS)
+        status = p.status + (": " + p.reason.replace("|", "\\|").replace("\n", " ")
+                             if p.reason else "")
+        lines.append(f"| {p.day} | {p.planned} | {status} | {counts} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,510 @@
+"""The browsing commands (``ls``, ``show``, ``cat``, ``search``, ``stats``) over an archive a
+real crawl of the local news site left in moto's S3 server, plus a second capture of one
+article (as a later crawl archives it). One crawl serves the whole module; the commands run
+in-process through ``flows.cli.main``, and on a terminal (a pty) in a real process."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta, timezone
+
+import boto3
+import pytest
+
+from browse.records import date_prefixes, iter_records, meta_key_prefixes
+from flows.cli import main
+from normalize import canonicalize_url
+from storage import Archive, Record, S3Backend, StoreOutcome
+from storage.catalog import CatalogWriter, archive_date
+from tests.conftest import AWS_TEST_ENV, REPO_ROOT, crawl_site_subprocess, local_site_config
+from tests.newssite import NewsSite
+from tests.test_cli import run, table
+
+SITE = "localnews"
+PREFIX = "news"
+# A word no corpus page has: the second capture of one article is about it.
+MARKER = "zyzzyva"
+NEW_TEXT = (f"The {MARKER} council revised its budget figures on Monday after a long debate.\n"
+            "Members said the earlier numbers had left out the cost of the new bridge.")
+NEW_TITLE = f"The {MARKER} council revises its budget"
+LS_HEADER = ["id", "site", "date", "title", "url"]
+
+
+@dataclass(frozen=True)
+class Crawled:
+    """The module's archive and what we know about it from outside the code under test."""
+
+    url: str
+    """The archive URL (``s3://bucket/news``)."""
+    bucket: str
+    """The bucket."""
+    client: object
+    """A plain boto3 client for the bucket, to check answers against the stored objects."""
+    records: dict[str, dict]
+    """Every stored ``meta.json``, by id."""
+    versioned: dict
+    """The record that got a second capture (the aliased one)."""
+    old_text: str
+    """That record's first text."""
+    aliased: dict
+    """The record a copy of its page at another URL was added to as an alias."""
+    copy_url: str
+    """That other URL."""
+    manifests: list[dict]
+    """The stored run manifests."""
+
+    def get(self, located_key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=located_key)["Body"].read()
+
+
+def _client(endpoint: str):
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id=AWS_TEST_ENV["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=AWS_TEST_ENV["AWS_SECRET_ACCESS_KEY"])
+
+
+def _stored(client, bucket: str, prefix: str, suffix: str) -> list[bytes]:
+    """The objects under ``prefix`` whose keys end with ``suffix``."""
+    out = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", ()):
+            if obj["Key"].endswith(suffix):
+                out.append(client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+    return out
+
+
+@pytest.fixture(scope="module")
+def crawled(corpus, moto_endpoint, tmp_path_factory):
+    """12 corpus pages, a copy of one at another URL and a broken sitemap entry, crawled
+    into a bucket of its own (never reset while the module runs); then one article is
+    captured again with other text, its catalog row and run manifest written as the
+    crawl pipeline writes them."""
+    env = {**AWS_TEST_ENV, "AWS_ENDPOINT_URL": moto_endpoint}
+    with pytest.MonkeyPatch.context() as mp:
+        for name in [n for n in os.environ if n.startswith("NEWSARCHIVE_")]:
+            mp.delenv(name)
+        for name, value in env.items():
+            mp.setenv(name, value)
+        client = _client(moto_endpoint)
+        bucket = f"browse-{uuid.uuid4().hex[:12]}"
+        client.create_bucket(Bucket=bucket)
+        url = f"s3://{bucket}/{PREFIX}"
+        data = tmp_path_factory.mktemp("browse-data")
+        pages = corpus[:12]
+        with NewsSite(pages, feed_size=0) as site:
+            copy_path = "/copies/a-copy-of-the-first-story"
+            site.add_route(copy_path, pages[0].html)
+            broken = f"{site.base_url}/news/this-story-was-removed"
+            copy_url = site.base_url + copy_path
+            site.add_route("/extra-sitemap.xml", (
+                '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+                f"<url><loc>{broken}</loc></url><url><loc>{copy_url}</loc></url></urlset>"
+            ).encode(),
+                headers={"Content-Type": "application/xml"})
+            entry = local_site_config(site, SITE, feeds=[], sitemaps=[
+                f"{site.base_url}/robots.txt", f"{site.base_url}/extra-sitemap.xml"])
+            report = crawl_site_subprocess(entry, url, {**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                                           data, "run-1")
+        assert report["finish_reason"] == "finished"
+
+        archive = Archive.open(url)
+        metas = _stored(client, bucket, f"{PREFIX}/articles/", "/meta.json")
+        records = {r["id"]: r for r in map(json.loads, metas)}
+        assert len(records) == len(pages)
+        (aliased,) = [r for r in records.values()
+                      if canonicalize_url(copy_url) in r["aliases"] or r["url"] == copy_url]
+        # The same article gets the second capture: show then has versions and aliases.
+        versioned = aliased
+        before = Record.from_dict(versioned)
+        old_text = archive.read_text(before)
+        later = before.fetched_at + timedelta(days=1)
+        result = archive.store(
+            replace(before, fetched_at=later, title=NEW_TITLE,
+                    content_sha256=hashlib.sha256(NEW_TEXT.encode()).hexdigest()),
+            raw_body=f"<html><body><p>{NEW_TEXT}</p></body></html>".encode(), charset="utf-8",
+            text=NEW_TEXT, run_id="run-2")
+        assert result.outcome is StoreOutcome.VERSION
+        catalog = CatalogWriter(archive.backend, data / "catalog-run-2", "run-2")
+        catalog.add(result.record, NEW_TEXT)
+        catalog.close()
+        archive.put_run_manifest({
+            "run_id": "run-2", "site": SITE, "started_at": later.isoformat(),
+            "finished_at": later.isoformat(),
+            "counts": {"archived": 0, "versions": 1, "duplicates": 0, "errors": 0},
+            "errors_by_kind": {}, "errors": []})
+        records[versioned["id"]] = json.loads(result.record.to_json())
+        manifests = [json.loads(m) for m in _stored(client, bucket, f"{PREFIX}/runs/", ".json")]
+        yield Crawled(url=url, bucket=bucket, client=client, records=records,
+                      versioned=records[versioned["id"]], old_text=old_text,
+                      aliased=records[aliased["id"]], copy_url=canonicalize_url(copy_url),
+                      manifests=manifests)
+
+
+def day_of(record: dict) -> str:
+    """The archive date of a stored record: its folder's date."""
+    return "-".join(record["meta_key"].split("/")[-5:-2])
+
+
+# -- ls ----------------------------------------------------------------------------------------
+
+
+def test_ls_lists_every_archived_article(crawled, capsys):
+    code, out, err = run(capsys, "ls", "--archive", crawled.url)
+    assert code == 0, err
+    rows = table(out)
+    assert rows[0] == LS_HEADER
+    by_id = {row[0]: row for row in rows[1:]}
+    assert len(by_id) == len(rows) - 1 == len(crawled.records)
+    for aid, record in crawled.records.items():
+        assert by_id[aid][1] == SITE
+        assert by_id[aid][2] == day_of(record)
+        assert by_id[aid][-1] == record["url"]
+    assert crawled.versioned["title"].startswith(by_id[crawled.versioned["id"]][3][:40])
+
+    code, out, _ = run(capsys, "ls", "--archive", crawled.url, "--json")
+    assert code == 0
+    listed = [json.loads(line) for line in out.splitlines()]
+    assert {record["id"]: record for record in listed} == crawled.records
+
+
+def test_ls_filters_by_site_date_and_language(crawled, capsys):
+    def ids(*args: str) -> set[str]:
+        code, out, err = run(capsys, "ls", "--archive", crawled.url, "--json", *args)
+        assert code == 0, err
+        return {json.loads(line)["id"] for line in out.splitlines()}
+
+    assert ids("--site", SITE) == set(crawled.records)
+    assert ids("--site", "elsewhere") == set()
+    languages = Counter(r["language"] for r in crawled.records.values())
+    assert len(languages) > 1, languages  # the corpus mixes languages
+    for language in languages:
+        expected = {i for i, r in crawled.records.items() if r["language"] == language}
+        assert ids("--lang", language) == expected
+    language = languages.most_common(1)[0][0]
+    assert ids("--lang", language.upper(), "--site", SITE) == {
+        i for i, r in crawled.records.items() if r["language"] == language}
+    assert ids("--lang", "xx") == set()
+    day = day_of(crawled.aliased)
+    expected = {i for i, r in crawled.records.items() if day_of(r) == day}
+    assert crawled.aliased["id"] in expected
+    assert ids("--site", SITE, "--since", day, "--until", day) == expected
+    assert ids("--since", day, "--until", day) == expected
+    after = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+    assert ids("--since", after) == {i for i, r in crawled.records.items() if day_of(r) >= after}
+
+
+class _RecordingClient:
+    """What the S3 client was asked: ListObjectsV2 prefixes (in pages of at most 3 keys, so
+    that pagination shows) and GetObject keys. A real boto3 client of the moto server with
+    botocore event hooks, not a mock."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.client = _client(endpoint)
+        self.listed: list[dict] = []
+        self.got: list[str] = []
+        self.client.meta.events.register("provide-client-params.s3.ListObjectsV2", self._list)
+        self.client.meta.events.register("provide-client-params.s3.GetObject", self._get)
+
+    def _list(self, params, **_):
+        params["MaxKeys"] = 3
+        self.listed.append(dict(params))
+
+    def _get(self, params, **_):
+        self.got.append(params["Key"])
+
+
+def test_ls_of_one_day_lists_only_that_day(crawled, moto_endpoint):
+    recording = _RecordingClient(moto_endpoint)
+    archive = Archive(S3Backend(crawled.bucket, PREFIX, client=recording.client))
+    day = date.fromisoformat(day_of(crawled.aliased))
+    found = list(iter_records(archive, site=SITE, since=day, until=day))
+    expected = {i for i, r in crawled.records.items() if day_of(r) == day.isoformat()}
+    assert {r.id for r in found} == expected
+    assert {c["Prefix"] for c in recording.listed} == {f"{PREFIX}/articles/{SITE}/{day:%Y/%m/%d}/"}
+    # Three keys per page; an article folder holds three or more objects.
+    assert len(recording.listed) >= len(expected)
+    assert sorted(recording.got) == sorted(crawled.records[i]["meta_key"] for i in expected)
+
+    recording.listed.clear()
+    recording.got.clear()
+    everything = list(iter_records(archive, site=SITE))
+    assert {r.id for r in everything} == set(crawled.records)
+    assert {c["Prefix"] for c in recording.listed} == {f"{PREFIX}/articles/{SITE}/"}
+    assert len(recording.listed) > len(crawled.records)  # many pages, all followed
+    assert all(key.endswith("/meta.json") for key in recording.got)  # nothing but records read
+    assert len(recording.got) == len(crawled.records)
+
+
+def test_date_prefixes_cover_the_range_exactly():
+    assert date_prefixes(date(2024, 5, 3), date(2024, 5, 3)) == ["2024/05/03/"]
+    assert date_prefixes(date(2024, 1, 30), date(2024, 3, 2)) == [
+        "2024/01/30/", "2024/01/31/", "2024/02/", "2024/03/01/", "2024/03/02/"]
+    assert date_prefixes(date(2023, 12, 31), date(2025, 1, 1)) == [
+        "2023/12/31/", "2024/", "2025/01/01/"]
+    # Every day of a long, ragged range is covered once and nothing else is.
+    since, until = date(2023, 11, 17), date(2025, 2, 3)
+    covered = []
+    day = date(2023, 1, 1)
+    while day <= date(2025, 12, 31):
+        if any(f"{day:%Y/%m/%d}/".startswith(p) for p in date_prefixes(since, until)):
+            covered.append(day)
+        day += timedelta(days=1)
+    assert covered[0] == since and covered[-1] == until
+    assert len(covered) == (until - since).days + 1
+    assert meta_key_prefixes(SITE, date(2024, 5, 2), date(2024, 5, 1)) == []
+    assert meta_key_prefixes(SITE, None, date(2024, 5, 1)) == [f"articles/{SITE}/"]
+    assert meta_key_prefixes(None, date(2024, 5, 1), date(2024, 5, 1)) == ["articles/"]
+
+
+# -- show and cat ------------------------------------------------------------------------------
+
+
+def test_show_gives_the_record_with_versions_and_aliases(crawled, capsys):
+    for record in (crawled.versioned, crawled.aliased, min(crawled.records.values(),
+                                                            key=lambda r: r["id"])):
+        code, out, err = run(capsys, "show", record["id"], "--archive", crawled.url)
+        assert code == 0, err
+        assert json.loads(out) == record
+    code, out, _ = run(capsys, "show", crawled.copy_url, "--archive", crawled.url)
+    shown = json.loads(out)
+    assert code == 0 and shown["id"] == crawled.aliased["id"]
+    assert crawled.copy_url in shown["aliases"] or shown["url"] == crawled.copy_url
+    code, out, _ = run(capsys, "show", crawled.versioned["id"], "--archive", crawled.url, "--json")
+    versions = json.loads(out)["versions"]
+    assert len(versions) == 2
+    assert versions[1]["content_sha256"] == hashlib.sha256(NEW_TEXT.encode()).hexdigest()
+
+
+def test_cat_gives_the_text_and_the_exact_raw_page(crawled, capsysbinary):
+    def cat(*args: str) -> bytes:
+        code = main(["cat", *args, "--archive", crawled.url])
+        out, err = capsysbinary.readouterr()
+        assert code == 0, err
+        return out
+
+    for record in list(crawled.records.values())[:3]:
+        assert cat(record["id"]).decode("utf-8") == crawled.get(record["text_key"]).decode() + "\n"
+    assert cat(crawled.versioned["id"]).decode("utf-8") == NEW_TEXT + "\n"
+    record = crawled.aliased
+    raw = cat(record["id"], "--raw")
+    assert raw == gzip.decompress(crawled.get(record["raw_key"]))
+    assert raw.lstrip()[:1] == b"<"
+
+
+# -- on a terminal ------------------------------------------------------------------------------
+
+
+def run_on_terminal(*argv: str, env: dict[str, str]) -> tuple[int, str]:
+    """Run ``python -m flows ARGV`` with its stdout on a pseudo-terminal, as a user at a
+    terminal does; returns the exit code and what the terminal received."""
+    master, slave = pty.openpty()
+    full_env = {**os.environ, **env, "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "200",
+                "LINES": "50", "TERM": "xterm-256color"}
+    full_env.pop("NO_COLOR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "flows", *argv], stdin=subprocess.DEVNULL,
+                            stdout=slave, stderr=subprocess.PIPE, env=full_env, cwd=REPO_ROOT)
+    os.close(slave)
+    chunks = []
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 60)
+            if not ready:
+                break
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the process closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(master)
+    stderr = proc.stderr.read().decode()
+    code = proc.wait(timeout=60)
+    assert code == 0, stderr[-2000:]
+    return code, b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_tables_are_rich_on_a_terminal_and_plain_when_piped(crawled, capsys):
+    env = {**AWS_TEST_ENV, "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"]}
+    _, shown = run_on_terminal("show", crawled.versioned["id"], "--archive", crawled.url, env=env)
+    assert "\x1b[" in shown  # styled for a terminal
+    assert "│" in shown or "┃" in shown  # rich column rules
+    assert "2 version(s)" in shown and "1 alias(es)" in shown and crawled.copy_url in shown
+    for version in crawled.versioned["versions"]:
+        assert version["content_sha256"][:16] in shown
+    code, piped, _ = run(capsys, "show", crawled.versioned["id"], "--archive", crawled.url)
+    assert json.loads(piped) == crawled.versioned
+    code, piped, _ = run(capsys, "ls", "--archive", crawled.url)
+    assert "\x1b" not in piped and "│" not in piped
+
+
+# -- search ----------------------------------------------------------------------------------------
+
+
+def search_ids(capsys, crawled: Crawled, *args: str) -> list[str]:
+    code, out, err = run(capsys, "search", *args, "--archive", crawled.url, "--json",
+                         "--limit", "100")
+    assert code == 0, err
+    return [json.loads(line)["id"] for line in out.splitlines()]
+
+
+def test_search_finds_articles_with_every_word(crawled, capsys):
+    versioned = crawled.versioned["id"]
+    assert search_ids(capsys, crawled, MARKER) == [versioned]
+    assert search_ids(capsys, crawled, MARKER.upper(), "BRIDGE") == [versioned]
+    assert search_ids(capsys, crawled, MARKER, "nonexistentwordxyz") == []
+    assert search_ids(capsys, crawled, MARKER, "--site", "elsewhere") == []
+
+    # Words of one article's title find it; every result holds every word.
+    target = next(r for r in crawled.records.values()
+                  if r["id"] != versioned and len((r["title"] or "").split()) >= 3)
+    words = sorted((w.strip(".,:;!?\"'()«»„“”") for w in target["title"].split()),
+                   key=len, reverse=True)[:2]
+    hits = search_ids(capsys, crawled, *words)
+    assert target["id"] in hits
+    for aid in hits:
+        haystack = " ".join([crawled.records[aid]["title"] or "",
+                             crawled.get(crawled.records[aid]["text_key"]).decode()]).casefold()
+        assert all(w.casefold() in haystack for w in words), (aid, words)
+
+
+def test_search_reads_only_the_latest_version(crawled, capsys):
+    versioned = crawled.versioned["id"]
+    new_words = set(f"{NEW_TEXT} {NEW_TITLE}".casefold().split())
+    old_only = [w for w in crawled.old_text.split()
+                if w.isalpha() and len(w) > 6 and w.casefold() not in new_words]
+    assert old_only
+    for word in old_only[:3]:
+        assert versioned not in search_ids(capsys, crawled, word)
+
+
+def test_search_output(crawled, capsys):
+    code, out, _ = run(capsys, "search", MARKER, "--archive", crawled.url)
+    assert code == 0
+    rows = table(out)
+    assert rows[0] == ["id", "site", "date", "title", "snippet"]
+    assert len(rows) == 2 and rows[1][0] == crawled.versioned["id"]
+    assert rows[1][2] == day_of(crawled.versioned)
+    assert MARKER in rows[1][-1]
+    code, out, _ = run(capsys, "search", "the", "--archive", crawled.url, "--limit", "2", "--json")
+    hits = [json.loads(line) for line in out.splitlines()]
+    assert len(hits) == 2
+    assert set(hits[0]) == {"id", "site", "date", "title", "url", "published", "snippet"}
+    assert hits[0]["date"] >= hits[1]["date"]  # newest first
+    assert all(" the " in f" {h['snippet'].casefold()}" or "the" in h["snippet"].casefold()
+               for h in hits)
+
+
+# -- stats -----------------------------------------------------------------------------------------
+
+
+def test_stats_counts_articles_per_day_and_rates_from_the_manifests(crawled, capsys):
+    code, out, err = run(capsys, "stats", "--archive", crawled.url, "--json")
+    assert code == 0, err
+    (site,) = json.loads(out)["sites"]
+    assert site["site"] == SITE
+    per_day = Counter(day_of(r) for r in crawled.records.values())
+    assert site["articles"] == len(crawled.records)
+    assert {d["day"]: d["articles"] for d in site["per_day"]} == per_day
+    assert site["days"] == len(per_day)
+    assert site["first"] == min(per_day) and site["last"] == max(per_day)
+    records = crawled.records.values()
+    assert site["with_date"] == sum(r["published"] is not None for r in records)
+    assert site["with_author"] == sum(bool(r["authors"]) for r in records)
+    assert site["with_title"] == sum(bool(r["title"]) for r in records)
+
+    assert site["runs"] == len(crawled.manifests) == 2
+    for name in ("archived", "versions", "duplicates", "errors"):
+        assert site[name] == sum(m["counts"][name] for m in crawled.manifests), name
+    assert site["duplicates"] >= 1 and site["errors"] >= 1 and site["versions"] == 1
+    assert site["errors_by_kind"] == {"http_404": 1}
+    outcomes = site["archived"] + site["versions"] + site["duplicates"] + site["errors"]
+    assert site["duplicate_rate"] == pytest.approx(site["duplicates"] / outcomes)
+    assert site["error_rate"] == pytest.approx(site["errors"] / outcomes)
+
+    day = day_of(crawled.aliased)
+    code, out, _ = run(capsys, "stats", "--archive", crawled.url, "--json", "--since", day,
+                       "--until", day)
+    (one_day,) = json.loads(out)["sites"]
+    assert one_day["articles"] == per_day[day]
+    assert one_day["runs"] == 0  # no run started that day
+
+
+def test_stats_prints_a_table_and_charts(crawled, capsys):
+    code, out, err = run(capsys, "stats", "--archive", crawled.url, "--days", "5")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["site", "articles", "days", "first", "last", "date", "author",
+                                "title", "runs", "duplicates", "errors", "last", "5", "days"]
+    summary = lines[1].split()
+    assert summary[:2] == [SITE, str(len(crawled.records))]
+    assert len(summary[-1]) == 5 and set(summary[-1]) <= set("▁▂▃▄▅▆▇█·")
+    assert f"{SITE}: errors: http_404 1" in lines
+    chart = lines[lines.index(f"{SITE}: articles per day (latest 5 days with articles)") + 2:]
+    per_day = Counter(day_of(r) for r in crawled.records.values())
+    latest = sorted(per_day)[-5:]
+    assert [row.split()[0] for row in chart] == latest
+    for row in chart:
+        day, count, bars = row.split()[:3]
+        assert int(count) == per_day[day]
+        assert set(bars) == {"█"} and len(bars) == round(per_day[day] / max(
+            per_day[d] for d in latest) * 30)
+
+
+# -- a local archive -------------------------------------------------------------------------------
+
+
+def test_search_and_stats_over_a_local_archive(tmp_path, capsys):
+    from tests.test_cli import store_article
+
+    root = tmp_path / "archive"
+    archive = Archive.open(str(root))
+    when = datetime(2024, 5, 1, 9, 0, tzinfo=timezone.utc)
+    writer = CatalogWriter(archive.backend, tmp_path / "pending", "local-run")
+    stored = []
+    for n, (title, text) in enumerate([
+            ("Harbour reopens", "The harbour reopened after the storm. Ferries run again."),
+            ("Storm damage counted", "Insurers counted the storm damage in the old town."),
+            (None, "A page without a title about the harbour market.")]):
+        record = store_article(archive, site="alpha", url=f"https://alpha.example/news/story-{n}",
+                               title=title, published=when + timedelta(days=n // 2),
+                               fetched_at=when, text=text, raw=b"<p>x</p>")
+        writer.add(record, text)
+        stored.append(record)
+    writer.close()
+
+    code, out, err = run(capsys, "search", "HARBOUR", "--archive", str(root), "--json")
+    assert code == 0, err
+    assert sorted(json.loads(line)["id"] for line in out.splitlines()) == sorted(
+        [stored[0].id, stored[2].id])
+    code, out, _ = run(capsys, "search", "storm", "ferries", "--archive", str(root), "--json")
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [stored[0].id]
+
+    code, out, err = run(capsys, "stats", "--archive", str(root), "--json")
+    assert code == 0, err
+    (site,) = json.loads(out)["sites"]
+    assert [(d["day"], d["articles"]) for d in site["per_day"]] == [
+        (archive_date(stored[0]).isoformat(), 2), (archive_date(stored[2]).isoformat(), 1)]
+    assert site["with_title"] == 2 and site["runs"] == 0 and site["error_rate"] is None
+
+
+@pytest.mark.parametrize("argv", [
+    ["search", "x", "--limit", "0"], ["stats", "--since", "2024-02-30"],
+    ["browse", "--port", "70000"], ["search"],
+])
+def test_bad_arguments_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert "usage:" in capsys.readouterr().err

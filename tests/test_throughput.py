@@ -1,0 +1,222 @@
+"""The pooled pipeline (issue 10): extraction in worker processes, storing in threads, a
+bound on the pages in flight, a time bound per page's extraction, and a crawl that leaves no
+process behind however it ends. Real extraction throughout: the slow page is legal HTML that
+takes seconds to extract, not a stub. Figures (pages/s, CPU, memory) live in
+bench/throughput.py; nothing here looks at the clock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from normalize import extract_article
+from spiders.config import SiteConfig
+from spiders.extraction_pool import ExtractionPool, ExtractionTimeout
+from spiders.settings import SCRAPER_SLOT_MAX_ACTIVE_SIZE
+from tests.conftest import REPO_ROOT, crawl_site_subprocess, local_site_config
+from tests.newssite import NewsSite
+
+# Well above what a corpus page under 1 MB takes (0.35 s of CPU at most), well below what
+# the slow page takes (about 4 s).
+EXTRACT_TIMEOUT = 1.5
+CONCURRENT_REQUESTS = 4
+SLOW_PATH = "/news/the-longest-report-ever-filed"
+_WORDS = "the quick brown fox jumps over the lazy dog while reporters file their stories".split()
+
+
+def slow_page() -> bytes:
+    """A legal page that takes seconds to extract (13,000 paragraphs, 6 MB: within the
+    extractor's own bounds, which keep it from taking longer still)."""
+    paragraphs = "".join(
+        "<p>" + " ".join(f"{_WORDS[(i + k) % len(_WORDS)]}{(i * 7 + k) % 97}" for k in range(60))
+        + "</p>" for i in range(13_000))
+    return (f"<html><head><title>A very long report</title></head><body><article>"
+            f"{paragraphs}</article></body></html>").encode()
+
+
+def processes_marked(marker: str) -> list[int]:
+    """Live processes (zombies are dead) whose environment carries ``marker``: everything a
+    crawl started with it in its environment started, workers and forkserver included."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                if fh.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    continue
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                if marker.encode() in fh.read():
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+# -- one crawl, several questions -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pooled_crawl(corpus, tmp_path_factory):
+    """The corpus pages under 1 MB and the slow page, crawled once with the extraction time
+    bound at EXTRACT_TIMEOUT, into a local archive."""
+    tmp = tmp_path_factory.mktemp("pooled")
+    pages = [p for p in corpus if len(p.html) < 1_000_000]
+    marker = f"NEWSARCHIVE_TEST_CRAWL={uuid.uuid4().hex}"
+    with NewsSite(pages, feed_size=0) as site:
+        site.add_route(SLOW_PATH, slow_page())
+        site.add_route("/extra-sitemap.xml", (
+            '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            f"<url><loc>{site.base_url}{SLOW_PATH}</loc></url></urlset>").encode(),
+            headers={"Content-Type": "application/xml"})
+        entry = local_site_config(site, feeds=[], concurrent_requests=CONCURRENT_REQUESTS,
+                                  sitemaps=[f"{site.base_url}/robots.txt",
+                                            f"{site.base_url}/extra-sitemap.xml"],
+                                  extract_timeout=EXTRACT_TIMEOUT)
+        key, value = marker.split("=")
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), key: value}
+        report = crawl_site_subprocess(entry, str(tmp / "archive"), env, tmp / "data", "pooled")
+        left = processes_marked(marker)
+        yield {"report": report, "stats": report["stats"], "pages": pages, "site_url": site.base_url,
+               "archive": tmp / "archive", "left": left}
+
+
+def test_every_page_is_archived_with_its_extraction(pooled_crawl):
+    stats, pages = pooled_crawl["stats"], pooled_crawl["pages"]
+    assert stats["newsarchive/archive/written"] == len(pages)
+    records = [json.loads(p.read_text()) for p in pooled_crawl["archive"].rglob("meta.json")]
+    assert len(records) == len(pages)
+    by_path = {r["url"].removeprefix(pooled_crawl["site_url"]).split("?")[0]: r for r in records}
+    for page in pages[::4]:
+        # What the workers extracted is what the record says: the same as extracting here.
+        expected = extract_article(page.html, pooled_crawl["site_url"] + page.path)
+        record = by_path[page.path]
+        assert record["title"] == expected.title
+        assert record["language"] == expected.language
+        text = (pooled_crawl["archive"] / record["text_key"]).read_text(encoding="utf-8")
+        assert text and set(text.split("\n")) <= set(expected.text.split("\n"))
+    # Where the CPU went is measured, per part.
+    assert stats["newsarchive/cpu/extract_seconds"] > 0
+    assert 0 < stats["newsarchive/cpu/store_seconds"] < stats["newsarchive/cpu/crawl_process_seconds"]
+
+
+def test_pages_in_flight_stay_within_the_back_pressure_bound(pooled_crawl):
+    """Downloading outruns extraction many times over, so without back-pressure every page
+    of the site would wait in memory; with it, no more than Scrapy's active-size bound plus
+    the requests that were already under way."""
+    stats, pages = pooled_crawl["stats"], pooled_crawl["pages"]
+    largest = max(len(p.html) for p in pages)
+    bound = SCRAPER_SLOT_MAX_ACTIVE_SIZE + CONCURRENT_REQUESTS * largest
+    assert sum(len(p.html) for p in pages) > 3 * bound  # the bound is a real limit here
+    assert 0 < stats["newsarchive/pipeline/max_bytes_in_flight"] <= bound
+    assert stats["newsarchive/pipeline/max_pages_in_flight"] < len(pages)
+
+
+def test_a_page_over_the_time_bound_is_an_error_and_its_worker_replaced(pooled_crawl):
+    report, stats = pooled_crawl["report"], pooled_crawl["stats"]
+    timeouts = [e for e in report["errors"] if e["kind"] == "extract_timeout"]
+    assert [e["url"] for e in timeouts] == [pooled_crawl["site_url"] + SLOW_PATH]
+    assert f"{EXTRACT_TIMEOUT:g} s" in timeouts[0]["reason"]
+    assert stats["newsarchive/extract/workers_replaced"] == 1
+    assert report["finish_reason"] == "finished"
+
+
+def test_the_crawl_leaves_no_process_behind(pooled_crawl):
+    assert pooled_crawl["left"] == []
+
+
+def test_extract_timeout_is_validated():
+    base = {"name": "x", "allowed_domains": ["example.com"], "sitemaps": ["https://example.com/s.xml"]}
+    assert SiteConfig.model_validate(base).extract_timeout == 30.0
+    for bad in (0, -1, 601, "soon"):
+        with pytest.raises(ValueError):
+            SiteConfig.model_validate({**base, "extract_timeout": bad})
+
+
+# -- the pool itself -------------------------------------------------------------------------
+
+
+def test_the_pool_kills_an_overrunning_worker_and_goes_on_with_a_fresh_one(corpus):
+    page = next(p for p in corpus if len(p.html) < 200_000)
+    pool = ExtractionPool(1, timeout=EXTRACT_TIMEOUT)
+    try:
+        first = pool.extract(page.html, "utf-8", page.original_url, 200)
+        assert first.article.text
+        (stuck,) = pool.worker_pids()
+        with pytest.raises(ExtractionTimeout):
+            pool.extract(slow_page(), "utf-8", "http://127.0.0.1/slow", 200)
+        assert not _alive(stuck)  # killed, not leaked
+        again = pool.extract(page.html, "utf-8", page.original_url, 200)
+        assert again.article == first.article
+        (fresh,) = pool.worker_pids()
+        assert fresh != stuck and pool.replaced == 1
+        # A worker that dies between pages (the OOM killer, say) is replaced too, and the
+        # page it was given is extracted by its successor.
+        os.kill(fresh, signal.SIGKILL)
+        wait_for(lambda: not _alive(fresh), 10, "the worker to die")
+        assert pool.extract(page.html, "utf-8", page.original_url, 200).article == first.article
+    finally:
+        pool.close()
+    assert pool.worker_pids() == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+# -- shutdown -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_crawl_stopped_by_a_signal_leaves_no_process_behind(corpus, tmp_path, sig):
+    """SIGTERM: Scrapy's graceful stop closes the pool; SIGKILL: the workers see their pipe
+    close and the kernel kills them with their parent (PR_SET_PDEATHSIG)."""
+    marker = f"NEWSARCHIVE_TEST_CRAWL={uuid.uuid4().hex}"
+    key, value = marker.split("=")
+    with NewsSite(corpus[:30], feed_size=0) as site:
+        # Slow enough to be stopped in the middle.
+        entry = local_site_config(site, feeds=[], download_delay=0.3, concurrent_requests=1)
+        stats_file = tmp_path / "stats.json"
+        crawl = subprocess.Popen(
+            [sys.executable, "-m", "spiders.run", "--site-json",
+             SiteConfig.model_validate(entry).model_dump_json(), "--archive",
+             str(tmp_path / "archive"), "--run-id", "stopped", "--stats-file", str(stats_file),
+             "--data-dir", str(tmp_path / "data"), "--user-agent", "t", "--log-level", "WARNING"],
+            cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), key: value})
+        try:
+            # The crawl, the forkserver, its resource tracker and the workers: under way.
+            wait_for(lambda: len(processes_marked(marker)) >= 4, 120, "the extraction workers")
+            wait_for(lambda: len(list((tmp_path / "archive").rglob("meta.json"))) >= 2, 120,
+                     "the first articles")
+            crawl.send_signal(sig)
+            crawl.wait(timeout=120)
+        finally:
+            crawl.kill()
+        wait_for(lambda: not processes_marked(marker), 15, "every process of the crawl to end")
+        if sig == signal.SIGTERM:
+            report = json.loads(stats_file.read_text())
+            assert report["finish_reason"] == "shutdown"
+            archived = report["stats"].get("newsarchive/archive/written", 0)
+            assert 2 <= archived < 30
+            assert archived == len(list((tmp_path / "archive").rglob("meta.json")))
