@@ -30,6 +30,7 @@ install: $(VENV)/.installed
 
 ## test: run the test suite
 test: install
+	@mkdir -p "$(PREFECT_HOME)"  # before two workers race to create it
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 ## run: the service: each site of sites.toml crawled into ./archive on its schedule, plus

@@ -51,8 +51,9 @@ LOGSTATS_INTERVAL = 30.0
 # The reactor's own threads: DNS look-ups and the spider's archive look-ups. Extraction runs
 # in worker processes and archive writes in threads of the pipeline's own (see below).
 REACTOR_THREADPOOL_MAXSIZE = 10
-# Extraction worker processes; 0: one per core the crawl may run on. With two cores, two
-# workers beat one (extraction is ~85% of a page's CPU) and three buy nothing (bench/).
+# Extraction worker processes; 0: one per core the crawl may run on. On two cores, two
+# workers beat one by a fifth, and three lose what they gain to contention with the crawl
+# process (README, Throughput).
 NEWSARCHIVE_EXTRACTION_WORKERS = 0
 # Threads writing to the archive: a page stored on S3 is about ten requests, so more
 # threads than cores keep the round trips overlapped.
