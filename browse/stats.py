@@ -16,9 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
-from browse.records import date_prefixes
 from storage import Archive, ObjectNotFound, validate_site_name
-from storage.keys import RUNS_ROOT
+from storage.keys import RUNS_ROOT, date_prefixes
 
 logger = logging.getLogger(__name__)
 

@@ -48,13 +48,13 @@ from storage.dedup import (
 )
 from storage.errors import ArchiveError, InvalidKey, ObjectNotFound
 from storage.keys import (
-    ARTICLES_ROOT,
     URL_INDEX_ROOT,
     ArticleKeys,
     article_keys,
     content_index_key,
     day_of_meta_key,
     is_meta_key,
+    meta_key_prefixes,
     lsh_bucket_key,
     RUNS_ROOT,
     run_manifest_key,
@@ -520,14 +520,16 @@ class Archive:
         self, site: str | None = None, since: date | None = None, until: date | None = None
     ) -> Iterator[str]:
         """Keys of every ``meta.json`` (of ``site``, dated within [since, until])."""
-        prefix = f"{ARTICLES_ROOT}/{validate_site_name(site)}/" if site else f"{ARTICLES_ROOT}/"
-        for key in self.backend.iter_keys(prefix):
-            if not is_meta_key(key):
-                continue
-            day = day_of_meta_key(key)
-            if (since and day < since) or (until and day > until):
-                continue
-            yield key
+        # For one site and a closed range, only the year, month and day folders that
+        # cover it are listed, so one day of a large archive costs one day's listing.
+        for prefix in meta_key_prefixes(site, since, until):
+            for key in self.backend.iter_keys(prefix):
+                if not is_meta_key(key):
+                    continue
+                day = day_of_meta_key(key)
+                if (since and day < since) or (until and day > until):
+                    continue
+                yield key
 
     def iter_records(
         self, site: str | None = None, since: date | None = None, until: date | None = None

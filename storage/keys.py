@@ -6,10 +6,11 @@ input from a crawled page can steer a write outside its place.
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from storage.errors import InvalidKey
 
@@ -185,3 +186,36 @@ def run_manifest_key(site: str, day: date, run_id: str) -> str:
     run started, UTC)."""
     return (f"{RUNS_ROOT}/{validate_site_name(site)}/{validate_day(day):%Y/%m/%d}/"
             f"{validate_run_id(run_id)}.json")
+
+
+def date_prefixes(since: date, until: date) -> list[str]:
+    """The fewest ``YYYY/``, ``YYYY/MM/`` and ``YYYY/MM/DD/`` folders that hold exactly the
+    days from ``since`` to ``until`` (inclusive)."""
+    out: list[str] = []
+    day = since
+    while day <= until:
+        if day.month == 1 and day.day == 1 and date(day.year, 12, 31) <= until:
+            out.append(f"{day:%Y}/")
+            day = date(day.year + 1, 1, 1)
+            continue
+        month_end = date(day.year, day.month, calendar.monthrange(day.year, day.month)[1])
+        if day.day == 1 and month_end <= until:
+            out.append(f"{day:%Y/%m}/")
+            day = month_end + timedelta(days=1)
+            continue
+        out.append(f"{day:%Y/%m/%d}/")
+        day += timedelta(days=1)
+    return out
+
+
+def meta_key_prefixes(site: str | None, since: date | None, until: date | None) -> list[str]:
+    """The key prefixes to list for the records of ``site`` dated within [since, until]."""
+    if site is None:
+        return [f"{ARTICLES_ROOT}/"]
+    root = f"{ARTICLES_ROOT}/{validate_site_name(site)}/"
+    if since is None or until is None:
+        # An open range has no last folder we could name without listing the site.
+        return [root]
+    if since > until:
+        return []
+    return [root + prefix for prefix in date_prefixes(since, until)]

@@ -21,11 +21,12 @@ from datetime import date, datetime, timedelta, timezone
 import boto3
 import pytest
 
-from browse.records import date_prefixes, iter_records, meta_key_prefixes
+from browse.records import iter_records
 from flows.cli import main
 from normalize import canonicalize_url
 from storage import Archive, Record, S3Backend, StoreOutcome
 from storage.catalog import CatalogWriter, archive_date
+from storage.keys import date_prefixes, meta_key_prefixes
 from tests.conftest import AWS_TEST_ENV, REPO_ROOT, crawl_site_subprocess, local_site_config
 from tests.newssite import NewsSite
 from tests.test_cli import run, table
