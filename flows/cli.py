@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from browse.cli import add_commands as add_browse_commands, iso_date as _date
 from browse.listing import format_table
+from flows import launch
 from spiders.config import Config, ConfigError, Settings, load_config
 from storage import Archive, ArchiveError, InvalidArchiveURL
 
@@ -125,15 +126,25 @@ def _prefect_unavailable(exc: Exception) -> int:
 
 def cmd_crawl(args, settings: Settings) -> int:
     path, config, archive_url = _checked_config(args, settings)
-    for name in args.site:
-        config.site(name)  # an unknown site is a config error, before Prefect starts
-    _prepare_prefect()
-    from flows.crawl import crawl  # Prefect is heavy; only commands that run flows need it
-
+    # An unknown site is a config error, before anything starts.
+    sites = [config.site(name) for name in args.site] or list(config.sites)
+    # The first sites' crawls start now, while Prefect is imported and its server starts:
+    # the flow adopts them (see flows.launch).
+    run_id = launch.new_run_id()
+    launch.start_ahead(sites, archive_url, run_id, settings)
     try:
-        results = crawl(sites=args.site or None, config=str(path), archive=archive_url)
-    except RuntimeError as exc:  # Prefect reports an unreachable or unstartable API so
-        return _prefect_unavailable(exc)
+        _prepare_prefect()
+        from flows.crawl import crawl  # Prefect is heavy; only commands that run flows need it
+
+        try:
+            results = crawl(sites=args.site or None, config=str(path), archive=archive_url,
+                            run_id=run_id)
+        except RuntimeError as exc:  # Prefect reports an unreachable or unstartable API so
+            return _prefect_unavailable(exc)
+    finally:
+        if launch.stop_unclaimed(run_id):
+            print("newsarchive: crawls started ahead of Prefect were stopped; what they "
+                  "fetched is stored, or kept for the next crawl", file=sys.stderr)
     columns = ("discovered", "skipped", "fetched", "archived", "versions", "duplicates", "errors")
     rows = [[r.site, "ok" if r.ok else "FAILED", *(str(r.counts.get(c, "-")) for c in columns)]
             for r in results]

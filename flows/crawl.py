@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
-import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -16,8 +13,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
+from flows.launch import claim, new_run_id, site_crawl_command, spider_command, stats_file_of
 from spiders.config import Config, Settings, SiteConfig, load_config
 from spiders.stats import crawl_counts
+
+__all__ = ["CrawlCrashed", "SiteResult", "crawl", "crawl_configured", "crawl_site",
+           "load_sites", "new_run_id", "run_site_crawl", "spider_command", "summarize",
+           "summary_markdown"]
 
 
 class CrawlCrashed(RuntimeError):
@@ -47,11 +49,6 @@ class SiteResult:
     """Path of the crawl's stats file."""
 
 
-def new_run_id() -> str:
-    """A sortable, unique run id: UTC time plus randomness."""
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-
-
 def summarize(report: dict) -> SiteResult:
     """Turn a crawl's stats file into a :class:`SiteResult`."""
     stats = report.get("stats", {})
@@ -72,35 +69,28 @@ def summarize(report: dict) -> SiteResult:
                       reason=reason, counts=counts, errors=report.get("errors", []))
 
 
-def spider_command(site: SiteConfig, archive_url: str, settings: Settings, *args: str) -> list[str]:
-    """The command line of a crawl subprocess (``python -m spiders.run``) for ``site``."""
-    return [
-        sys.executable, "-m", "spiders.run",
-        "--site-json", site.model_dump_json(),
-        "--archive", archive_url,
-        "--user-agent", settings.user_agent,
-        "--log-level", settings.log_level,
-        *args,
-    ]
-
-
 def run_site_crawl(site: SiteConfig, archive_url: str, run_id: str, settings: Settings, *,
                    entries_file: Path | None = None, partition: str | None = None) -> SiteResult:
     """Crawl one site in a subprocess and read back its stats file; CrawlCrashed if the
     subprocess left none. With ``entries_file``, fetch exactly those articles (a backfill
     partition named ``partition``) instead of discovering."""
     logger = get_run_logger()
-    stats_file = (settings.data_dir / "crawls" / f"{run_id}-{site.name}.json").resolve()
-    stats_file.unlink(missing_ok=True)
-    extra = ["--run-id", run_id, "--stats-file", str(stats_file),
-             "--data-dir", str(settings.data_dir.resolve())]
-    if entries_file is not None:
-        extra += ["--entries-file", str(entries_file), "--partition", partition or ""]
-    logger.info("crawling %s into %s", site.name, archive_url)
-    completed = subprocess.run(spider_command(site, archive_url, settings, *extra), check=False)
+    stats_file = stats_file_of(site, run_id, settings)
+    process = claim(run_id, site.name) if entries_file is None else None
+    if process is not None:
+        logger.info("crawling %s into %s (started while Prefect was starting, pid %d)",
+                    site.name, archive_url, process.pid)
+    else:
+        stats_file.unlink(missing_ok=True)
+        extra = []
+        if entries_file is not None:
+            extra = ["--entries-file", str(entries_file), "--partition", partition or ""]
+        logger.info("crawling %s into %s", site.name, archive_url)
+        process = subprocess.Popen(site_crawl_command(site, archive_url, run_id, settings, *extra))
+    returncode = process.wait()
     if not stats_file.exists():
         raise CrawlCrashed(
-            f"crawl of {site.name} exited with status {completed.returncode} without a stats file"
+            f"crawl of {site.name} exited with status {returncode} without a stats file"
         )
     result = summarize(json.loads(stats_file.read_text(encoding="utf-8")))
     result = SiteResult(**{**asdict(result), "stats_file": str(stats_file)})
@@ -128,15 +118,17 @@ def load_sites(config: str | None, names: list[str] | None, archive: str | None,
 
 @flow(name="crawl", log_prints=False)
 def crawl(sites: list[str] | None = None, config: str | None = None,
-          archive: str | None = None) -> list[SiteResult]:
+          archive: str | None = None, run_id: str | None = None) -> list[SiteResult]:
     """Crawl the named sites of the sites file once (all of them when none is named), up to
     ``NEWSARCHIVE_MAX_PARALLEL_SITES`` at a time, each in its own Scrapy subprocess.
 
     This is the flow behind ``newsarchive crawl`` and behind each site's deployment.
+    ``run_id`` names the run (a new one by default): ``newsarchive crawl`` gives the one its
+    crawls started ahead belong to (see :mod:`flows.launch`).
     """
     settings = Settings()
     _, chosen, archive_url = load_sites(config, sites, archive, settings)
-    return crawl_configured(chosen, archive_url, settings)
+    return crawl_configured(chosen, archive_url, settings, run_id)
 
 
 def crawl_configured(sites: list[SiteConfig], archive_url: str, settings: Settings,

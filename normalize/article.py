@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 EXTRACTOR_NAME = "newsarchive"
 # Bump when extraction logic changes, so records say which code produced them.
-EXTRACTOR_REVISION = "2"
+EXTRACTOR_REVISION = "3"
 EXTRACTOR_VERSION = f"{EXTRACTOR_REVISION}+trafilatura.{trafilatura.__version__}"
 
 # Real article pages are well under 2 MB of markup; beyond this we parse only the head of
@@ -90,7 +90,11 @@ def _extract(html: str | bytes, url: str | None) -> Article:
         return Article()
     tags = meta_tags(tree)  # read once, for the metadata and the text alike
     meta = read_metadata(tree, tags)  # before extract_body prunes the tree
-    text, doc = extract_body(tree, url, meta.article_body, tags)
+    # trafilatura's metadata is the cascade's last resort and a third of the extraction's
+    # cost: asked for only when the cascade found no title, date or author (3 corpus pages
+    # in 132), the fields it has been seen to supply.
+    gaps = not (meta.title and meta.published and meta.authors)
+    text, doc = extract_body(tree, url, meta.article_body, tags, with_metadata=gaps)
     meta = complete_with(meta, doc)
     sources = dict(meta.sources)
     language, sources["language"] = settle_language(meta.declared_language, text)

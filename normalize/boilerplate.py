@@ -20,6 +20,10 @@ def normalize_line(line: str) -> str:
     return _SPACE.sub(" ", line).strip().casefold()
 
 
+def _is_learned(line: str, threshold: float, counts: dict[str, int], known: frozenset[str]) -> bool:
+    return bool(line) and (line in known or counts.get(line, 0) >= threshold)
+
+
 class SiteBoilerplate:
     """Learns lines that recur across many pages of one site and strips them."""
 
@@ -60,10 +64,13 @@ class SiteBoilerplate:
         if len(self._counts) > self.MAX_TRACKED_LINES:
             self._drop_rarest()
 
+    def _threshold(self) -> float:
+        return max(self.min_pages, self.min_share * self._pages)
+
     def learned(self) -> frozenset[str]:
         """Normalised lines seen on at least ``min_pages`` pages and on at least
         ``min_share`` of the observed pages, plus the ``known`` lines."""
-        threshold = max(self.min_pages, self.min_share * self._pages)
+        threshold = self._threshold()
         return self._known | frozenset(line for line, n in self._counts.items() if n >= threshold)
 
     def strip(self, text: str) -> str:
@@ -71,10 +78,12 @@ class SiteBoilerplate:
         kept as they are, in their order."""
         if not isinstance(text, str):
             return ""
-        learned = self.learned()
-        if not learned:
-            return text
-        return "\n".join(line for line in text.split("\n") if normalize_line(line) not in learned)
+        # Each of the page's lines is looked up, rather than building the learned set: that
+        # set is rebuilt from every counted line, and a long crawl counts tens of thousands.
+        threshold, counts, known = self._threshold(), self._counts, self._known
+        kept = [line for line in text.split("\n")
+                if not _is_learned(normalize_line(line), threshold, counts, known)]
+        return "\n".join(kept)
 
     def to_json(self) -> dict[str, Any]:
         """The learner's state as JSON-serialisable data (see ``from_json``)."""

@@ -171,12 +171,15 @@ _TEXT_BLOCKS = {"p", "div", "h2", "h3", "section", "header", "li", "td"}
 
 
 def extract_body(tree: HtmlElement, url: str | None, article_body: str | None = None,
-                 tags: dict[str, list[str]] | None = None) -> tuple[str, Any]:
+                 tags: dict[str, list[str]] | None = None,
+                 with_metadata: bool = True) -> tuple[str, Any]:
     """The article text of a parsed page (the tree is pruned in place), and trafilatura's
     document, whose metadata serves as the last resort of the metadata cascade.
 
     ``article_body`` is the JSON-LD ``articleBody``, if the page has one; ``tags`` the
-    page's :func:`normalize.metadata.meta_tags`, when the caller has read them already."""
+    page's :func:`normalize.metadata.meta_tags`, when the caller has read them already;
+    ``with_metadata`` false leaves trafilatura's metadata out of the document (it costs
+    about a third of the extraction: the caller asks for it only when it has gaps to fill)."""
     if tags is None:
         tags = meta_tags(tree)
     # Read what pruning and trafilatura remove first: scripts (for the second look), the
@@ -188,7 +191,7 @@ def extract_body(tree: HtmlElement, url: str | None, article_body: str | None = 
     large = _prune_boilerplate_containers(tree) > MAX_BLOCKS_FOR_FALLBACKS
     _prune_link_blocks(tree)
     doc = trafilatura.bare_extraction(
-        tree, url=url, fast=large, with_metadata=True, include_comments=False,
+        tree, url=url, fast=large, with_metadata=with_metadata, include_comments=False,
         include_tables=True, deduplicate=False,
     )
     text = (getattr(doc, "text", None) or "").strip()

@@ -61,6 +61,7 @@ from storage import (
 )
 from storage.catalog import CatalogWriter
 from storage.catalog import recover_pending as catalog_recover
+from storage.compress import DeflatedBody
 from storage.warc import WarcWriter
 from storage.warc import recover_pending as warc_recover
 
@@ -216,10 +217,10 @@ class ArchivePipeline:
         return item
 
     async def _process(self, page: FetchedPage) -> str:
-        # Both at once: the extraction in a worker process, the WARC record in a thread.
+        # Both at once: the extraction in a worker process; in a thread, the body is
+        # compressed (once, for the WARC record and raw.html.gz) and the WARC record written.
         extraction = self.pool.submit(page.body, page.encoding, page.url, page.status)
-        if page.warc is None:
-            page.warc = await maybe_deferred_to_future(self._in_storage(self._write_warc, page))
+        deflated = await maybe_deferred_to_future(self._in_storage(self._compress, page))
         try:
             result = await maybe_deferred_to_future(_deferred_from_future(extraction))
         except ExtractionFailed as exc:
@@ -227,9 +228,23 @@ class ArchivePipeline:
             return "failed"
         with self._cpu_lock:
             self._cpu["extract"] += result.cpu_seconds
-        return await maybe_deferred_to_future(self._in_storage(self._store_or_spool, page, result))
+        return await maybe_deferred_to_future(
+            self._in_storage(self._store_or_spool, page, result, deflated))
 
-    def _store_or_spool(self, page: FetchedPage, extraction: PageExtraction) -> str:
+    def _compress(self, page: FetchedPage) -> DeflatedBody:
+        """The page's body compressed, and its WARC record written unless it was already
+        (a page retried after an outage)."""
+        started = time.thread_time()
+        try:
+            deflated = DeflatedBody.of(page.body)
+        finally:
+            self._add_cpu("store", time.thread_time() - started)
+        if page.warc is None:
+            page.warc = self._write_warc(page, deflated)
+        return deflated
+
+    def _store_or_spool(self, page: FetchedPage, extraction: PageExtraction,
+                        deflated: DeflatedBody | None = None) -> str:
         """Store a page, retrying while the archive is unreachable; then keep it in the spool."""
         started = time.thread_time()
         try:
@@ -238,7 +253,7 @@ class ArchivePipeline:
                 return prepared
             for attempt, pause in enumerate((*STORE_RETRY_PAUSES, None)):
                 try:
-                    return self._store(page, *prepared)
+                    return self._store(page, *prepared, deflated)
                 except ArchiveUnavailable as exc:
                     if pause is None:
                         self.workspace.spool(page)
@@ -261,13 +276,14 @@ class ArchivePipeline:
         finally:
             self._add_cpu("store", time.thread_time() - started)
 
-    def _write_warc(self, page: FetchedPage) -> tuple[str, int, int] | None:
+    def _write_warc(self, page: FetchedPage,
+                    deflated: DeflatedBody) -> tuple[str, int, int] | None:
         started = time.thread_time()
         try:
             location = self.warc.write(
                 url=page.url, fetched_at=page.fetched_at, status=page.status,
                 reason=_reason(page.status), request_headers=page.request_headers,
-                response_headers=page.response_headers, body=page.body)
+                response_headers=page.response_headers, body=page.body, deflated=deflated)
         except (ArchiveError, OSError) as exc:
             record_error(self.crawler.stats, page.url, "warc", str(exc))
             return None
@@ -392,13 +408,14 @@ class ArchivePipeline:
         )
         return record, text
 
-    def _store(self, page: FetchedPage, record: Record, text: str) -> str:
-        """Store a prepared page. Raises ArchiveError (ArchiveUnavailable when storage
-        cannot be reached)."""
+    def _store(self, page: FetchedPage, record: Record, text: str,
+               deflated: DeflatedBody | None = None) -> str:
+        """Store a prepared page (``deflated``: its body compressed already, if it was).
+        Raises ArchiveError (ArchiveUnavailable when storage cannot be reached)."""
         seen_at = {page.request_url, page.url, *page.discovered_urls}
         result = self.archive.store(
             record,
-            raw_body=page.body,
+            raw_body=page.body if deflated is None else deflated,
             charset=page.encoding,
             text=text,
             run_id=self.run_id,

@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 
 from storage.backends import Backend, open_backend
+from storage.compress import DeflatedBody
 from storage.dedup import (
     NEAR_DUPLICATE_JACCARD,
     dedupable,
@@ -183,7 +184,7 @@ class Archive:
         self,
         record: Record,
         *,
-        raw_body: bytes,
+        raw_body: bytes | DeflatedBody,
         charset: str,
         text: str,
         run_id: str = "",
@@ -194,7 +195,8 @@ class Archive:
 
         ``record`` carries located keys (see :meth:`locate`) and the URLs the page was
         seen at in ``aliases``; ``raw_body`` is the response body exactly as received,
-        stored gzip-compressed. ``seen_urls`` are other (canonicalised) URLs that led to this
+        stored gzip-compressed (or the body compressed already, when the caller compressed
+        it for its WARC record too). ``seen_urls`` are other (canonicalised) URLs that led to this
         page: each gets an index marker pointing at the article, so a later crawl that finds
         it under one of them skips it before fetching. ``refetch`` says the page was fetched
         again to look for an update; finding none is then recorded in ``checked_at``.
@@ -254,7 +256,7 @@ class Archive:
         with self._locks.hold(f"url:{record.canonical_url}"):
             return self._add_urls(record, set(urls))
 
-    def _store_new(self, record: Record, raw_body: bytes, charset: str, text: str,
+    def _store_new(self, record: Record, raw_body: bytes | DeflatedBody, charset: str, text: str,
                    seen_urls: set[str], refetch: bool, run_id: str) -> StoreResult:
         marker = _marker(record, run_id)
         claimed = self.backend.put_if_absent(
@@ -289,8 +291,9 @@ class Archive:
         )
         return StoreResult(StoreOutcome.WRITTEN, record, completed_claim)
 
-    def _store_again(self, existing: Record, record: Record, raw_body: bytes, charset: str,
-                     text: str, seen_urls: set[str], refetch: bool, run_id: str) -> StoreResult:
+    def _store_again(self, existing: Record, record: Record, raw_body: bytes | DeflatedBody,
+                     charset: str, text: str, seen_urls: set[str], refetch: bool,
+                     run_id: str) -> StoreResult:
         """The article is archived: the same text is a duplicate, other text a new version."""
         self._mark_urls(_marker(existing, run_id), seen_urls)
         if _same_text(existing, record):
@@ -328,11 +331,13 @@ class Archive:
         logger.info("new version %d of %s from %s", len(updated.all_versions), existing.id, record.url)
         return StoreResult(StoreOutcome.VERSION if added else StoreOutcome.DUPLICATE, updated)
 
-    def _put_objects(self, raw_key: str, text_key: str, raw_body: bytes, charset: str,
-                     text: str) -> None:
+    def _put_objects(self, raw_key: str, text_key: str, raw_body: bytes | DeflatedBody,
+                     charset: str, text: str) -> None:
+        if not isinstance(raw_body, DeflatedBody):
+            raw_body = DeflatedBody.of(raw_body)
         self.backend.put(
             raw_key,
-            gzip.compress(raw_body, compresslevel=6, mtime=0),
+            raw_body.gzip(),
             content_type=f"text/html; charset={charset}",
             content_encoding="gzip",
         )

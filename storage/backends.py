@@ -17,6 +17,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -83,6 +84,9 @@ class Backend(Protocol):
         """Inverse of :meth:`locate`."""
 
 
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def check_key(key: str) -> str:
     """Reject keys that could escape the archive root or alias another key: absolute,
     ``.``/``..`` or empty segments, backslashes, and control characters (NUL, newlines)."""
@@ -91,7 +95,7 @@ def check_key(key: str) -> str:
         or not key
         or key.startswith("/")
         or "\\" in key
-        or any(ord(c) < 32 or ord(c) == 127 for c in key)
+        or _CONTROL_CHARACTER.search(key)
         or any(part in ("", ".", "..") for part in key.split("/"))
     ):
         raise InvalidKey(f"invalid archive key {key!r}")
@@ -120,17 +124,31 @@ class LocalBackend:
     def __init__(self, root: Path) -> None:
         self.root = root.expanduser().resolve()
         self.url = str(self.root)
+        # Directories found to resolve inside the root, and to exist: a page is about fifteen
+        # objects in a handful of directories, and resolving every component of every key
+        # again (a system call each) cost more than writing the objects.
+        self._checked_dirs: set[str] = set()
 
     def _path(self, key: str) -> Path:
-        path = self.root / check_key(key)
-        # A symlink planted inside the archive must not lead a write outside it.
+        path = os.path.join(self.url, check_key(key))
+        # A symlink planted inside the archive must not lead a write (or a read) outside it:
+        # the directories are resolved once per process, the object itself every time.
+        directory = os.path.dirname(path)
+        if directory not in self._checked_dirs:
+            self._check_inside(key, directory)
+            if os.path.isdir(directory):
+                self._checked_dirs.add(directory)
+        if os.path.islink(path):
+            self._check_inside(key, path)
+        return Path(path)
+
+    def _check_inside(self, key: str, path: str) -> None:
         try:
-            resolved = path.resolve()
+            resolved = Path(os.path.realpath(path, strict=False))
         except (RuntimeError, OSError) as exc:  # a symlink loop
             raise InvalidKey(f"archive key {key!r} cannot be resolved: {exc}") from exc
         if not resolved.is_relative_to(self.root):
             raise InvalidKey(f"archive key {key!r} resolves outside {self.root}")
-        return path
 
     def _inside(self, key: str) -> bool:
         try:
@@ -140,7 +158,8 @@ class LocalBackend:
         return True
 
     def _write_temp(self, path: Path, data: bytes) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if str(path.parent) not in self._checked_dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
         tmp.write_bytes(data)
         return tmp

@@ -30,6 +30,7 @@ to the record later gets a column without a change here (see :func:`catalog_sche
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import logging
@@ -41,7 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -74,6 +75,10 @@ EXTRA_COLUMN = "extra_json"
 OFFSET_FIELDS = ("published", "modified")
 """Datetime fields whose UTC offset (the publisher's time zone) gets its own column
 ``<field>_offset_minutes``: Parquet timestamps are instants, the offset would be lost."""
+
+ROWS_PER_BATCH = 500
+"""Rows converted to Arrow at a time when a run's catalog is written: bounds the memory of
+closing a run of any size."""
 
 _PENDING_PREFIX = "catalog-"
 _PENDING_SUFFIX = ".jsonl"
@@ -203,9 +208,10 @@ def _columns_of(cls: type) -> list[_Column]:
     return out
 
 
-def _record_columns() -> list[_Column]:
+@functools.cache
+def _record_columns() -> tuple[_Column, ...]:
     """The record's columns stored inside each Parquet file (partition columns aside)."""
-    return [c for c in _columns_of(Record) if c.name not in PARTITION_COLUMNS]
+    return tuple(c for c in _columns_of(Record) if c.name not in PARTITION_COLUMNS)
 
 
 def _file_schema() -> pa.Schema:
@@ -297,6 +303,10 @@ class CatalogWriter:
         """Write the run's rows as Parquet, one file per (site, date), then delete the
         pending file; returns the located keys written (none for a run without rows).
 
+        Memory stays bounded however many rows the run has: the pending file is read twice,
+        once to find each (site, date)'s rows, then one (site, date) at a time, in batches
+        of ``ROWS_PER_BATCH``, through a local temporary Parquet file.
+
         On a storage error the pending file stays, for :func:`recover_pending` to retry.
         """
         with self._lock:
@@ -305,48 +315,71 @@ class CatalogWriter:
                 self._file.close()
                 self._file = None
             try:
-                raw = self.path.read_bytes()
+                with open(self.path, "rb") as pending:
+                    groups = self._group_rows(pending)
+                    keys = [self._write_group(pending, site, day, offsets)
+                            for (site, day), offsets in sorted(groups.items())]
             except FileNotFoundError:
                 return []
             except OSError as exc:
                 raise ArchiveError(f"cannot read {self.path}: {exc}") from exc
-            keys = []
-            for (site, day), table in sorted(self._tables(raw).items()):
-                key = catalog_key(site, day, self.run_id)
-                buffer = io.BytesIO()
-                pq.write_table(table, buffer, compression="zstd")
-                self.backend.put(key, buffer.getvalue(), content_type=PARQUET_CONTENT_TYPE)
-                keys.append(self.backend.locate(key))
             self.path.unlink(missing_ok=True)
             logger.info("catalog of run %s: %d file(s)", self.run_id, len(keys))
             return keys
 
-    def _tables(self, raw: bytes) -> dict[tuple[str, date], pa.Table]:
-        """The pending lines as one table per (site, date); a record added more than once
-        (a new alias or version within the run) keeps its last row."""
-        columns = _record_columns()
-        groups: dict[tuple[str, date], dict[str, dict[str, Any]]] = {}
-        for number, line in enumerate(raw.split(b"\n"), 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-                text = data.pop(TEXT_COLUMN, None)
-                record = Record.from_dict(data)
-                site = validate_site_name(record.site)
-                day = archive_date(record, self.backend)
-                row = {c.name: c.convert(getattr(record, c.source or c.name))
-                       for c in columns}
-                row[TEXT_COLUMN] = None if text is None else str(text)
-                row[EXTRA_COLUMN] = _to_json(record.extra) if record.extra else None
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                # A torn last line (the process was killed mid-write) or a damaged one.
-                logger.warning("%s line %d skipped: %s", self.path, number, exc)
-                continue
-            groups.setdefault((site, day), {})[record.id] = row
+    def _group_rows(self, pending: IO[bytes]) -> dict[tuple[str, date], list[int]]:
+        """Offsets of the pending lines to write, per (site, date), in order of each
+        record's first row; a record added more than once (a new alias or version within
+        the run) keeps its last row."""
+        groups: dict[tuple[str, date], dict[str, int]] = {}
+        offset = 0
+        for number, line in enumerate(pending, 1):
+            start, offset = offset, offset + len(line)
+            parsed = self._row(line, number)
+            if parsed is not None:
+                group, record_id, _row = parsed
+                groups.setdefault(group, {})[record_id] = start
+        return {group: list(rows.values()) for group, rows in groups.items()}
+
+    def _row(self, line: bytes, number: int) -> tuple[tuple[str, date], str, dict] | None:
+        """One pending line as ((site, date), record id, catalog row), or None for a line
+        that does not parse."""
+        if not line.strip():
+            return None
+        try:
+            data = json.loads(line)
+            text = data.pop(TEXT_COLUMN, None)
+            record = Record.from_dict(data)
+            group = (validate_site_name(record.site), archive_date(record, self.backend))
+            row = {c.name: c.convert(getattr(record, c.source or c.name))
+                   for c in _record_columns()}
+            row[TEXT_COLUMN] = None if text is None else str(text)
+            row[EXTRA_COLUMN] = _to_json(record.extra) if record.extra else None
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # A torn last line (the process was killed mid-write) or a damaged one.
+            logger.warning("%s line %d skipped: %s", self.path, number, exc)
+            return None
+        return group, record.id, row
+
+    def _write_group(self, pending: IO[bytes], site: str, day: date,
+                     offsets: list[int]) -> str:
+        """Write one (site, date)'s rows as a Parquet file; returns its located key."""
+        key = catalog_key(site, day, self.run_id)
         schema = _file_schema()
-        return {group: pa.Table.from_pylist(list(rows.values()), schema=schema)
-                for group, rows in groups.items()}
+        parquet = self.path.with_name(f"{self.path.stem}.{site}.{day:%Y-%m-%d}.parquet.tmp")
+        try:
+            with pq.ParquetWriter(parquet, schema, compression="zstd") as writer:
+                for first in range(0, len(offsets), ROWS_PER_BATCH):
+                    rows = []
+                    for offset in offsets[first:first + ROWS_PER_BATCH]:
+                        pending.seek(offset)
+                        # Parsed in the first pass already: it parses again.
+                        rows.append(self._row(pending.readline(), 0)[2])
+                    writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+            self.backend.put_file(key, parquet, content_type=PARQUET_CONTENT_TYPE)
+        finally:
+            parquet.unlink(missing_ok=True)
+        return self.backend.locate(key)
 
 
 def recover_pending(backend: Backend, pending_dir: Path, *,

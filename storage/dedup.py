@@ -40,8 +40,11 @@ _NUM_PERM = LSH_BANDS * LSH_ROWS
 _WORD = re.compile(r"\w+")
 
 
+@lru_cache(maxsize=16)
 def normalize_text(text: str) -> str:
-    """The text as compared: Unicode NFKC, case-folded, whitespace collapsed."""
+    """The text as compared: Unicode NFKC, case-folded, whitespace collapsed.
+
+    Cached: storing one page asks for it several times (fingerprint, dedup, shingles)."""
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
@@ -51,9 +54,10 @@ def text_fingerprint(text: str) -> str:
     return hashlib.sha256(normalize_text(text).encode("utf-8")).hexdigest()
 
 
-def words(text: str) -> list[str]:
-    """The words of the normalised text."""
-    return _WORD.findall(normalize_text(text))
+@lru_cache(maxsize=16)
+def words(text: str) -> tuple[str, ...]:
+    """The words of the normalised text (cached, as :func:`normalize_text`)."""
+    return tuple(_WORD.findall(normalize_text(text)))
 
 
 def shingles(text: str) -> set[str]:

@@ -44,6 +44,7 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from storage.backends import Backend, check_key
+from storage.compress import DeflatedBody
 from storage.errors import ArchiveError
 from storage.keys import WARC_ROOT, validate_run_id, validate_site_name, warc_key
 
@@ -159,20 +160,23 @@ class WarcWriter:
         response_headers: list[tuple[str, str]],
         body: bytes,
         method: str = "GET",
+        deflated: DeflatedBody | None = None,
     ) -> WarcLocation:
         """Append a request record and a response record for one exchange; return where the
         response record is. The location is valid once its file is uploaded.
 
         ``body`` is the content-decoded body; header values are text decoded from the wire
         as latin-1 (as HTTP defines), so they are stored as the bytes that were received.
-        ``fetched_at`` (naive means UTC) becomes the records' ``WARC-Date``.
+        ``fetched_at`` (naive means UTC) becomes the records' ``WARC-Date``. ``deflated``
+        is the body already compressed (:class:`storage.compress.DeflatedBody`), when the
+        caller compressed it for another file too.
         """
         # Building and compressing the records is the costly part and shares no state, so it
         # happens before taking the lock.
         request, response = _exchange_records(
             url=url, fetched_at=fetched_at, status=status, reason=reason,
             request_headers=request_headers, response_headers=response_headers, body=body,
-            method=method,
+            method=method, deflated=deflated,
         )
         rolled = None
         with self._lock:
@@ -516,6 +520,7 @@ def _exchange_records(
     response_headers: Iterable[tuple[str, str]],
     body: bytes,
     method: str,
+    deflated: DeflatedBody | None = None,
 ) -> tuple[bytes, bytes]:
     """The gzip members of the request record and of the response record of one exchange."""
     parts = _check_url(url)
@@ -553,16 +558,32 @@ def _exchange_records(
                            "WARC-Date": date, "WARC-Target-URI": url,
                            "WARC-Concurrent-To": response_id},
     ))
-    split = out.tell()
-    writer.write_record(writer.create_warc_record(
-        url, "response", payload=BytesIO(body), length=len(body),
-        http_headers=_WireHeaders(f"{status} {reason}".rstrip(), received, protocol="HTTP/1.1"),
-        warc_headers_dict={"WARC-Type": "response", "WARC-Record-ID": response_id,
-                           "WARC-Date": date, "WARC-Target-URI": url,
-                           "WARC-Concurrent-To": request_id},
-    ))
-    data = out.getvalue()
-    return data[:split], data[split:]
+    # The response record is written uncompressed and gzipped around the body's deflate
+    # blocks, so a body compressed for raw.html.gz is not compressed again.
+    plain = BytesIO()
+    WARCWriter(plain, gzip=False, warc_version=WARC_VERSION).write_record(
+        writer.create_warc_record(
+            url, "response", payload=BytesIO(body), length=len(body),
+            http_headers=_WireHeaders(f"{status} {reason}".rstrip(), received,
+                                      protocol="HTTP/1.1"),
+            warc_headers_dict={"WARC-Type": "response", "WARC-Record-ID": response_id,
+                               "WARC-Date": date, "WARC-Target-URI": url,
+                               "WARC-Concurrent-To": request_id},
+        ))
+    record = plain.getvalue()
+    head_length = len(record) - len(body) - len(_RECORD_END)
+    if record[head_length:head_length + len(body)] != body or not record.endswith(_RECORD_END):
+        raise ArchiveError("warcio wrote the response record in an unexpected layout")
+    try:
+        response = (deflated or DeflatedBody.of(body)).gzip_between(
+            record[:head_length], _RECORD_END, body)
+    except ValueError as exc:
+        raise ArchiveError(f"cannot write the response record of {url}: {exc}") from exc
+    return out.getvalue(), response
+
+
+# What follows a record's block: two CRLFs (WARC/1.1, section 4).
+_RECORD_END = b"\r\n\r\n"
 
 
 def _warcinfo_record(filename: str, site: str, run_id: str) -> bytes:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import socket
+from pathlib import Path
 
 import lxml.html
 import pytest
@@ -144,6 +146,9 @@ def test_crawl_into_local_directory_default(small_site: NewsSite, run_cli, tmp_p
     config = write_sites_file(tmp_path / "sites.toml", "./archive", [local_site_config(small_site)])
     result = run_cli("crawl", "--config", str(config))
     assert result.returncode == 0, result.stderr[-4000:]
+    # The crawl started before Prefect was up, and the flow adopted it: one crawl, not two.
+    assert "(started while Prefect was starting, pid" in result.stdout + result.stderr
+    assert len(list((tmp_path / "data" / "crawls").glob("*.json"))) == 1
     archive = run_cli.workdir / "archive"
     metas = sorted(archive.glob("articles/localnews/*/*/*/*/meta.json"))
     assert len(metas) == 6
@@ -183,3 +188,35 @@ def test_a_failed_site_fails_the_run_but_not_the_other_sites(small_site: NewsSit
     archive = run_cli.workdir / "archive"
     assert len(list(archive.glob("articles/localnews/*/*/*/*/meta.json"))) == 6
     assert not (archive / "articles" / "broken").exists()
+
+
+def test_crawls_started_ahead_stop_when_prefect_does_not_start(small_site: NewsSite, run_cli,
+                                                               tmp_path):
+    """`newsarchive crawl` starts its first crawl before Prefect; when Prefect then cannot
+    be reached, the command says so, exits 1, and stops that crawl gracefully: nothing it
+    archived is archived twice, and no crawl process is left behind."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    config = write_sites_file(tmp_path / "sites.toml", "./archive", [local_site_config(small_site)])
+    result = run_cli("crawl", "--config", str(config),
+                     env={"PREFECT_API_URL": f"http://127.0.0.1:{port}/api"})
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "newsarchive: Prefect is not available" in result.stderr
+    (stats_file,) = (tmp_path / "data" / "crawls").glob("*.json")
+    report = json.loads(stats_file.read_text())
+    # Stopped on its way (SIGTERM: Scrapy's graceful shutdown), or done before Prefect failed.
+    assert report["finish_reason"] in ("shutdown", "finished")
+    if report["finish_reason"] == "shutdown":
+        assert "crawls started ahead of Prefect were stopped" in result.stderr
+    metas = list((run_cli.workdir / "archive").glob("articles/localnews/*/*/*/*/meta.json"))
+    ids = [json.loads(m.read_text())["id"] for m in metas]
+    assert len(ids) == len(set(ids)) <= 6
+    left = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if report["run_id"].encode() in cmdline.read_bytes():
+                left.append(cmdline.parent.name)
+        except OSError:
+            pass  # ended meanwhile
+    assert left == []
