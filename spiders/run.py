@@ -50,6 +50,11 @@ def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Pa
     logging.getLogger("trafilatura").setLevel(logging.ERROR)
     settings = crawl_settings(site, archive_url=archive_url, run_id=run_id,
                               user_agent=user_agent, log_level=log_level, data_dir=str(data_dir))
+    # Requests waiting to be sent grow with the crawl (a sitemap lists thousands at once,
+    # about 1 KB each in memory): with a job directory, Scrapy's scheduler keeps them on
+    # disk, in the run's workspace (removed with it when the run is done).
+    settings.set("JOBDIR", str(workspace_root(data_dir, site.name, run_id) / "scheduler"),
+                 priority="cmdline")
     started = datetime.now(timezone.utc)
     process = CrawlerProcess(settings)
     crawler = process.create_crawler(NewsSpider)

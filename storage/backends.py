@@ -158,10 +158,20 @@ class LocalBackend:
         return True
 
     def _write_temp(self, path: Path, data: bytes) -> Path:
-        if str(path.parent) not in self._checked_dirs:
+        directory = str(path.parent)
+        if directory not in self._checked_dirs:
             path.parent.mkdir(parents=True, exist_ok=True)
+            # _path checked where it leads before it existed; made now, it is a directory.
+            self._checked_dirs.add(directory)
         tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-        tmp.write_bytes(data)
+        try:
+            tmp.write_bytes(data)
+        except FileNotFoundError:
+            # Removed since it was made (by hand, or by another program): check and make again.
+            self._checked_dirs.discard(directory)
+            self._path(str(path.relative_to(self.root)))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
         return tmp
 
     def put(self, key, data, *, content_type=None, content_encoding=None) -> None:

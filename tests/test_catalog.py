@@ -189,6 +189,35 @@ def test_records_of_other_runs_and_repeats(tmp_path):
     assert set(rows) == {first.id, second.id}
 
 
+def test_close_converts_in_batches_with_bounded_memory(tmp_path, monkeypatch):
+    """close() reads the pending rows of one (site, date) a batch at a time: a run of any
+    size is written without holding its rows in memory. Repeats keep their last state and
+    their first place; a torn last line is skipped."""
+    import storage.catalog as catalog
+
+    monkeypatch.setattr(catalog, "ROWS_PER_BATCH", 7)
+    backend = LocalBackend(tmp_path / "archive")
+    archive = Archive(backend)
+    writer = CatalogWriter(backend, tmp_path / "pending", "batches")
+    records = [catalog_record(archive, n, site="alpha", published=PUBLISHED[0], text=f"text {n}")
+               for n in range(30)]
+    for record in records:
+        writer.add(record, f"first {record.id}")
+    for record in records[::3]:  # a new alias within the run: the last row wins
+        writer.add(record, f"again {record.id}")
+    with open(tmp_path / "pending" / "catalog-batches.jsonl", "a") as fh:
+        fh.write('{"id": "torn", "si')
+    (key,) = writer.close()
+    parquet = pq.ParquetFile(backend.root / backend.relative(key))
+    assert parquet.metadata.num_rows == 30
+    assert parquet.metadata.num_row_groups == 5  # 30 rows, 7 at a time
+    table = parquet.read(columns=["id", "text"])
+    assert table.column("id").to_pylist() == [r.id for r in records]
+    again = {r.id for r in records[::3]}
+    assert table.column("text").to_pylist() == [
+        f"again {r.id}" if r.id in again else f"first {r.id}" for r in records]
+
+
 def test_unknown_fields_go_to_extra_json(tmp_path):
     backend = LocalBackend(tmp_path / "archive")
     (record, text), = make_records(backend, 1)

@@ -940,3 +940,16 @@ def test_a_claim_of_a_killed_process_on_this_machine_is_completed_at_once(archiv
     assert archive.backend.put_if_absent(url_index_key(other.canonical_url),
                                          json.dumps(remote).encode())
     assert store(archive, other, run_id="next-run").outcome is StoreOutcome.IN_PROGRESS
+
+
+def test_local_backend_writes_again_after_its_folders_were_removed(tmp_path):
+    """The local backend remembers folders it has checked; one removed meanwhile (by hand,
+    by another program) is checked and made again, not reported as a failed write."""
+    import shutil
+
+    backend = LocalBackend(tmp_path / "archive")
+    backend.put("articles/site/2025/01/02/abc/text.txt", b"one")
+    shutil.rmtree(tmp_path / "archive" / "articles")
+    backend.put("articles/site/2025/01/02/abc/text.txt", b"two")
+    assert backend.get("articles/site/2025/01/02/abc/text.txt") == b"two"
+    assert backend.put_if_absent("articles/site/2025/01/02/abc/meta.json", b"{}")
