@@ -26,6 +26,7 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.gz import gunzip, gzip_magic_number
 from scrapy.utils.sitemap import sitemap_urls_from_robots
+from twisted.internet.defer import DeferredSemaphore
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 
@@ -43,6 +44,8 @@ logger = logging.getLogger(__name__)
 _HEAD_CHARS = 200_000
 # Parallel archive look-ups when checking a sitemap's URLs before fetching them.
 _LOOKUP_THREADS = 8
+# Entries of a sitemap looked up in the archive and turned into requests at a time.
+_DISCOVERY_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class NewsSpider(scrapy.Spider):
         # archive has been told about (in the fetched page, or as aliases of a skipped one).
         self._listed_as: dict[str, set[str]] = {}
         self._reported: dict[str, int] = {}
+        self._discovery_slot = DeferredSemaphore(1)
 
     @classmethod
     def from_crawler(cls, crawler, *args: Any, **kwargs: Any) -> NewsSpider:
@@ -106,7 +110,7 @@ class NewsSpider(scrapy.Spider):
 
     async def start(self) -> AsyncIterator[scrapy.Request]:
         if self.entries is not None:
-            for request in await self._article_requests(self.entries, "backfill"):
+            async for request in self._discovered(self.entries, "backfill"):
                 yield request
             return
         for url in self.site.sitemaps:
@@ -152,7 +156,7 @@ class NewsSpider(scrapy.Spider):
                 for request in self._sitemap_request(entry.url, depth + 1):
                     yield request
             return
-        for request in await self._article_requests(entries, "sitemap"):
+        async for request in self._discovered(entries, "sitemap"):
             yield request
 
     def _sitemap_request(self, url: str, depth: int) -> Iterable[scrapy.Request]:
@@ -199,7 +203,7 @@ class NewsSpider(scrapy.Spider):
         except (lxml.etree.XMLSyntaxError, ValueError) as exc:
             record_error(self.crawler.stats, response.url, "bad_feed", str(exc) or "empty")
             return
-        for request in await self._article_requests(entries, "feed"):
+        async for request in self._discovered(entries, "feed"):
             yield request
 
     async def parse_front(self, response: Response, depth: int = 0) -> AsyncIterator[scrapy.Request]:
@@ -216,7 +220,7 @@ class NewsSpider(scrapy.Spider):
             return
         links = list(iter_links(response.css("a::attr(href)").getall(), response.url))
         entries = [Entry(url) for url in links if self._looks_like_article(url)]
-        for request in await self._article_requests(entries, "link"):
+        async for request in self._discovered(entries, "link"):
             yield request
         # Fronts go follow_depth - 1 levels below the start URLs; their article links are
         # one more.
@@ -250,6 +254,20 @@ class NewsSpider(scrapy.Spider):
         if not any(host == d or host.endswith("." + d) for d in self.allowed_domains):
             return False
         return not article or not self._article_pattern or bool(self._article_pattern.search(url))
+
+    async def _discovered(self, entries: list[Entry], via: str) -> AsyncIterator[scrapy.Request]:
+        """Requests for the wanted, new, not yet archived entries, made and handed to the
+        scheduler a chunk at a time, one sitemap (or feed, or front) at a time: a sitemap
+        lists thousands of articles, and twenty of them arriving together would otherwise
+        hold all their requests in memory at once, before the scheduler stores them."""
+        await maybe_deferred_to_future(self._discovery_slot.acquire())
+        try:
+            for first in range(0, len(entries), _DISCOVERY_CHUNK):
+                for request in await self._article_requests(
+                        entries[first:first + _DISCOVERY_CHUNK], via):
+                    yield request
+        finally:
+            self._discovery_slot.release()
 
     async def _article_requests(self, entries: list[Entry], via: str) -> list[scrapy.Request]:
         """Requests for the entries that are wanted, new in this crawl and not yet archived."""

@@ -242,6 +242,10 @@ def test_two_workers_of_a_process_pool_crawl_two_sites_at_once(corpus, run_cli, 
                     deployment_filter=DeploymentFilter(name=DeploymentFilterName(
                         any_=["crawl-pooled-a", "crawl-pooled-b"])))}
                 assert all(d.work_pool_name == pool for d in deployments.values())
+                # Both workers polling before the runs exist: otherwise the first to start may
+                # take both runs, one after the other, before the second has even started.
+                wait_for(lambda: len({w.name for w in client.read_workers_for_work_pool(pool)})
+                         == 2 or None, 120, "both workers to poll the pool")
                 runs = [client.create_flow_run_from_deployment(d.id) for d in deployments.values()]
                 finals = [wait_for(lambda r=r: _finished(client, r.id), 300, "a pooled run")
                           for r in runs]
