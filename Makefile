@@ -7,6 +7,7 @@ UV := $(TOOLS)/bin/uv
 # Two workers: much of the suite waits on servers and subprocesses. Whole files go to one
 # worker, so module fixtures (a crawled archive) are built once.
 PYTEST_ARGS ?= -n 2 --dist loadfile
+PACKAGES := normalize storage spiders flows browse
 
 # uv must use the machine's Python, never download one.
 export UV_PYTHON_DOWNLOADS := never
@@ -19,10 +20,15 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
+# Bytecode is compiled at install (as pip does; uv does not by default): where
+# PYTHONDONTWRITEBYTECODE is set, as in many containers, Python would otherwise compile every
+# module it imports again in every process: seconds of CPU for each crawl, Prefect's server
+# and each command (README, Throughput).
 $(VENV)/.installed: requirements-dev.lock pyproject.toml | $(UV)
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
-	$(UV) pip sync --quiet --python $(VENV)/bin/python requirements-dev.lock
+	$(UV) pip sync --quiet --compile-bytecode --python $(VENV)/bin/python requirements-dev.lock
 	$(UV) pip install --quiet --python $(VENV)/bin/python --no-deps -e .
+	$(VENV)/bin/python -m compileall -q $(PACKAGES)
 	touch $@
 
 ## install: create .venv with the project and its dev tools, from the lock files

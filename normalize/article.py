@@ -34,7 +34,6 @@ MAX_HTML_CHARS = 5_000_000
 _MIN_TEXT_FOR_DETECTION = 200
 _DETECTION_CONFIDENCE = 0.95
 
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.I)
 
 
@@ -84,8 +83,9 @@ def _extract(html: str | bytes, url: str | None) -> Article:
         html = decode_html(html)
     if not isinstance(html, str) or not html.strip():
         return Article()
-    html = _CONTROL_CHARS.sub("", html[:MAX_HTML_CHARS])
-    tree = _parse(html)
+    # Control characters, which libxml2 refuses, are removed by trafilatura's loader (its
+    # repair_faulty_html): a pass of our own over the page would cost as much again.
+    tree = _parse(html[:MAX_HTML_CHARS])
     if tree is None:
         return Article()
     tags = meta_tags(tree)  # read once, for the metadata and the text alike

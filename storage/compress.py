@@ -2,7 +2,9 @@
 
 Each archived page's body is stored twice, compressed: as ``raw.html.gz`` and inside the
 response record of the run's WARC file. At about 300 KB of HTML per news page, deflating
-it is the costliest part of storing a page (5 ms at level 6), so it is done once: the body
+it is the costliest part of storing a page, so it is done once, and with ISA-L (Intel's
+deflate, via ``isal``), which at its level 3 compresses news pages to 21.5% of their size in
+1 ms where zlib's default level takes 7 ms for 19.2% (README, Throughput): the body
 becomes a run of raw deflate blocks that ends byte-aligned and is not marked final
 (:class:`DeflatedBody`), and each gzip member is assembled around that run. A deflate
 stream is a sequence of blocks, and blocks compressed on their own refer back only to
@@ -18,8 +20,11 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-GZIP_LEVEL = 6
-"""Compression level of stored bodies: gzip's own default, the usual trade of CPU for size."""
+from isal import isal_zlib
+
+GZIP_LEVEL = 3
+"""ISA-L compression level of stored bodies: its highest (0-3), the best ratio it offers, still
+several times cheaper than zlib's level 1. The output is plain deflate: any gzip reader reads it."""
 
 # A gzip header without a file name or time stamp (mtime 0, so equal bodies give equal
 # files), from an unknown OS (RFC 1952: 255).
@@ -29,7 +34,7 @@ _FINAL_EMPTY_BLOCK = b"\x03\x00"
 
 
 def _deflate(data: bytes, level: int, mode: int) -> bytes:
-    compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+    compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -zlib.MAX_WBITS)
     return compressor.compress(data) + compressor.flush(mode)
 
 
@@ -52,7 +57,7 @@ class DeflatedBody:
     def of(cls, body: bytes, level: int = GZIP_LEVEL) -> DeflatedBody:
         """Compress ``body`` once."""
         body = bytes(body)
-        return cls(_deflate(body, level, zlib.Z_SYNC_FLUSH), zlib.crc32(body), len(body))
+        return cls(_deflate(body, level, isal_zlib.Z_SYNC_FLUSH), zlib.crc32(body), len(body))
 
     def gzip(self) -> bytes:
         """The body alone as a gzip file (what ``gzip.compress`` would give, byte for byte
@@ -69,8 +74,8 @@ class DeflatedBody:
         crc = zlib.crc32(tail, zlib.crc32(body, zlib.crc32(head)))
         return b"".join((
             _HEADER,
-            _deflate(head, level, zlib.Z_SYNC_FLUSH),
+            _deflate(head, level, isal_zlib.Z_SYNC_FLUSH),
             self.blocks,
-            _deflate(tail, level, zlib.Z_FINISH),
+            _deflate(tail, level, isal_zlib.Z_FINISH),
             _trailer(crc, len(head) + self.size + len(tail)),
         ))
