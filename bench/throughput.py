@@ -36,6 +36,7 @@ discovery, Scrapy) as its CPU time minus storing.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ctypes
 import hashlib
 import json
@@ -45,13 +46,13 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -61,6 +62,7 @@ sys.path.insert(0, str(ROOT))
 VENV_BIN = Path(sys.executable).parent
 URLS_PER_SITEMAP = 1000
 SAMPLE_INTERVAL = 0.2
+PSS_INTERVAL = 1.0
 TIMELINE_INTERVAL = 5.0
 SITE_NAME = "bench"
 # The benchmark's site settings (ARCHITECTURE.md): no politeness delay against our own site.
@@ -223,34 +225,56 @@ class CopySite:
         return 404, "text/html", b"<html><body><h1>Not Found</h1></body></html>"
 
 
+class _SiteProtocol(asyncio.Protocol):
+    """HTTP/1.1 with keep-alive, GET only, on one thread. The site stands in for servers
+    elsewhere, whose CPU costs a crawler nothing: on this machine every millisecond it
+    spends is taken from the design being timed, and more from the one that uses both
+    cores (``http.server`` spent 6-7 ms of CPU a page; this, a fraction of one)."""
+
+    def __init__(self, site: CopySite) -> None:
+        self.site = site
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head, self.buffer = self.buffer[:end].decode("latin-1"), self.buffer[end + 4:]
+            request_line, *header_lines = head.split("\r\n")
+            headers = {name.strip().lower(): value.strip() for name, _, value in
+                       (line.partition(":") for line in header_lines)}
+            method, _, rest = request_line.partition(" ")
+            target = rest.rpartition(" ")[0] or rest
+            base = f"http://{headers.get('host', '127.0.0.1')}"
+            status, content_type, body = self.site.route(target.split("?", 1)[0], base)
+            close = headers.get("connection", "").lower() == "close"
+            self.transport.write(
+                f"HTTP/1.1 {status} {'OK' if status == 200 else 'Not Found'}\r\n"
+                f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+                f"{'Connection: close' + chr(13) + chr(10) if close else ''}\r\n".encode()
+                + (b"" if method == "HEAD" else body))
+            if close:
+                self.transport.close()
+                return
+
+
 def serve(pages: int, port_file: Path) -> None:
     """Serve the site until killed; write the port to ``port_file`` once listening."""
     templates, left_out = build_templates()
     site = CopySite(templates, pages)
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    async def listen() -> None:
+        server = await asyncio.get_running_loop().create_server(
+            lambda: _SiteProtocol(site), "127.0.0.1", 0, backlog=128)
+        info = {"port": server.sockets[0].getsockname()[1], "templates": len(templates),
+                "left_out": left_out}
+        port_file.write_text(json.dumps(info))
+        await server.serve_forever()
 
-        def do_GET(self) -> None:
-            base = f"http://{self.headers.get('Host', '127.0.0.1')}"
-            status, content_type, body = site.route(self.path.split("?", 1)[0], base)
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format, *args) -> None:  # noqa: A002
-            pass
-
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        request_queue_size = 128
-
-    server = Server(("127.0.0.1", 0), Handler)
-    info = {"port": server.server_address[1], "templates": len(templates), "left_out": left_out}
-    port_file.write_text(json.dumps(info))
-    server.serve_forever()
+    asyncio.run(listen())
 
 
 # -- the naive design -----------------------------------------------------------------------
@@ -327,14 +351,31 @@ def _children() -> dict[int, list[int]]:
     return tree
 
 
-def _is_crawl(pid: int) -> bool:
-    """The crawl process of a design: ``python -m spiders.run``, or the naive spider."""
+# The parts of a design's process tree, by command line; memory is reported per part.
+CRAWL_PARTS = ("crawl", "extraction")
+"""The crawl process and its extraction processes (workers, their forkserver while it runs
+and multiprocessing's resource tracker): what a crawl costs, whatever runs it. The workers
+outlive the forkserver they were forked from and are re-parented to this process, so they
+are found by their command line, not by ancestry."""
+
+
+def _part(argv: list[bytes]) -> str:
+    if b"spiders.run" in argv or b"_naive" in argv:
+        return "crawl"
+    if any(b"multiprocessing.forkserver" in a or b"multiprocessing.resource_tracker" in a
+           for a in argv):
+        return "extraction"
+    if any(b"uvicorn" in a for a in argv) or (b"server" in argv and b"start" in argv):
+        return "prefect server"
+    return "command"
+
+
+def _command_line(pid: int) -> list[bytes] | None:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            argv = fh.read().split(b"\0")
+            return fh.read().split(b"\0")
     except OSError:
-        return False
-    return b"spiders.run" in argv or b"_naive" in argv
+        return None
 
 
 def _descendants(root: int, tree: dict[int, list[int]], exclude: set[int]) -> list[int]:
@@ -348,14 +389,27 @@ def _descendants(root: int, tree: dict[int, list[int]], exclude: set[int]) -> li
     return out
 
 
-def _memory_kb(pid: int) -> tuple[int, int]:
-    """RSS and PSS of a process, in kB (0, 0 once it is gone)."""
+_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def _rss_kb(pid: int) -> int:
+    """RSS of a process, in kB (0 once it is gone): cheap enough to read every sample."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * _PAGE_KB
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _pss_kb(pid: int) -> int:
+    """PSS of a process, in kB (0 once it is gone): the kernel walks every mapping for it,
+    so it is read less often."""
     try:
         with open(f"/proc/{pid}/smaps_rollup") as fh:
             values = dict(line.split(":", 1) for line in fh if ":" in line)
-        return int(values["Rss"].split()[0]), int(values["Pss"].split()[0])
+        return int(values["Pss"].split()[0])
     except (OSError, KeyError, ValueError):
-        return 0, 0
+        return 0
 
 
 @dataclass
@@ -370,8 +424,12 @@ class Measurement:
     peak_pss_mb: float = 0.0
     """Peak over the samples of the sum of the tree's PSS."""
     crawl_rss_mb: float = 0.0
-    """As peak_rss_mb, for the crawl process and its descendants only (no Prefect)."""
+    """As peak_rss_mb, for the crawl's parts only (CRAWL_PARTS: no Prefect, no command)."""
     crawl_pss_mb: float = 0.0
+    parts_rss_mb: dict[str, float] = field(default_factory=dict)
+    """Peak of each part's summed RSS (parts peak at different times: no total)."""
+    site_cpu: float = 0.0
+    """CPU seconds the local site spent serving this design."""
     timeline: list[tuple[float, float, float]] = field(default_factory=list)
     """(seconds since the start, crawl RSS MB, crawl PSS MB), every TIMELINE_INTERVAL."""
     peak_processes: int = 0
@@ -397,26 +455,34 @@ def measure(design: str, command: list[str], env: dict, cwd: Path, exclude: set[
     me = os.getpid()
     done = threading.Event()
 
+    parts: dict[int, str] = {}
+
     def sample() -> None:
+        last_pss = -PSS_INTERVAL
         while not done.is_set():
-            tree = _children()
-            pids = _descendants(me, tree, exclude)
-            crawl = {pid for pid in pids if _is_crawl(pid)}
-            crawl |= {d for pid in list(crawl) for d in _descendants(pid, tree, exclude)}
-            rss = pss = crawl_rss = crawl_pss = 0
+            pids = _descendants(me, _children(), exclude)
             for pid in pids:
-                r, p = _memory_kb(pid)
-                rss, pss = rss + r, pss + p
-                if pid in crawl:
-                    crawl_rss, crawl_pss = crawl_rss + r, crawl_pss + p
-            result.peak_rss_mb = max(result.peak_rss_mb, rss / 1024)
-            result.peak_pss_mb = max(result.peak_pss_mb, pss / 1024)
-            result.crawl_rss_mb = max(result.crawl_rss_mb, crawl_rss / 1024)
-            result.crawl_pss_mb = max(result.crawl_pss_mb, crawl_pss / 1024)
+                if pid not in parts and (argv := _command_line(pid)) is not None:
+                    parts[pid] = _part(argv)
+            rss = {pid: _rss_kb(pid) for pid in pids}
+            total = sum(rss.values())
+            crawl = sum(kb for pid, kb in rss.items() if parts.get(pid) in CRAWL_PARTS)
+            result.peak_rss_mb = max(result.peak_rss_mb, total / 1024)
+            result.crawl_rss_mb = max(result.crawl_rss_mb, crawl / 1024)
+            for name in set(parts.values()):
+                kb = sum(v for pid, v in rss.items() if parts.get(pid) == name)
+                result.parts_rss_mb[name] = max(result.parts_rss_mb.get(name, 0.0), kb / 1024)
             result.peak_processes = max(result.peak_processes, len(pids))
             elapsed = time.perf_counter() - started
-            if crawl and (not result.timeline or elapsed - result.timeline[-1][0] >= TIMELINE_INTERVAL):
-                result.timeline.append((elapsed, crawl_rss / 1024, crawl_pss / 1024))
+            if elapsed - last_pss >= PSS_INTERVAL:
+                last_pss = elapsed
+                pss = {pid: _pss_kb(pid) for pid in pids}
+                crawl_pss = sum(kb for pid, kb in pss.items() if parts.get(pid) in CRAWL_PARTS)
+                result.peak_pss_mb = max(result.peak_pss_mb, sum(pss.values()) / 1024)
+                result.crawl_pss_mb = max(result.crawl_pss_mb, crawl_pss / 1024)
+                if crawl and (not result.timeline
+                              or elapsed - result.timeline[-1][0] >= TIMELINE_INTERVAL):
+                    result.timeline.append((elapsed, crawl / 1024, crawl_pss / 1024))
             done.wait(SAMPLE_INTERVAL)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -605,6 +671,48 @@ def _process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def run_design(design: str, work: Path, base_url: str, env: dict, exclude: set[int],
+               servers: dict) -> Measurement:
+    """One run of ``design`` in the folder ``work``; ``servers`` keeps the Prefect and moto
+    servers started for earlier runs."""
+    work.mkdir(parents=True, exist_ok=True)
+    if design == "newsarchive":
+        return run_newsarchive(design, work, base_url, str(work / design / "archive"), env,
+                               exclude)
+    if design == "naive":
+        return run_naive_design(work, base_url, env, exclude)
+    if design == "crawl":
+        return run_crawl_subprocess(work, base_url, env, exclude)
+    if design == "newsarchive-server" and "prefect" not in servers:
+        servers["prefect"] = start_prefect_server(env)
+        exclude.add(servers["prefect"][0].pid)
+    if "prefect" in servers:  # moto is compared with newsarchive-server, not the start-up
+        env = {**env, "PREFECT_API_URL": servers["prefect"][1]}
+    if design == "newsarchive-server":
+        return run_newsarchive(design, work, base_url, str(work / design / "archive"), env,
+                               exclude)
+    if design == "moto":
+        if "moto" not in servers:
+            servers["moto"] = start_moto(work)
+            exclude.add(servers["moto"][0].pid)
+        moto, endpoint = servers["moto"]
+        bucket = f"bench-{work.name}"
+        moto_env = {**env, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
+                    "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
+        import boto3
+
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                     aws_access_key_id="bench", aws_secret_access_key="bench",
+                     ).create_bucket(Bucket=bucket)
+        moto_cpu = _process_cpu(moto.pid)
+        result = run_newsarchive("moto", work, base_url, f"s3://{bucket}/archive", moto_env,
+                                 exclude)
+        result.notes.append(f"moto's server used {_process_cpu(moto.pid) - moto_cpu:.1f} "
+                            "CPU s besides")
+        return result
+    raise SystemExit(f"unknown design {design!r}")
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_serve":
         serve(int(sys.argv[2]), Path(sys.argv[3]))
@@ -618,6 +726,10 @@ def main() -> None:
                         help="comma-separated, run in this order: newsarchive, naive, moto, "
                         "newsarchive-server (PREFECT_API_URL set to a Prefect server started "
                         "beforehand), crawl (the crawl subprocess alone)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the designs this many times, in turn (ABAB...): a shared "
+                        "machine's speed drifts, and each round's ratios compare runs that "
+                        "followed each other")
     parser.add_argument("--workdir", type=Path, help="where the archives go (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the archives")
     args = parser.parse_args()
@@ -632,88 +744,87 @@ def main() -> None:
     print(f"building the site of {args.pages} pages ...", flush=True)
     site, base_url, info = start_site(args.pages, work)
     exclude = {site.pid}
-    moto = prefect = None
-    results = []
+    servers: dict = {}
+    rounds: list[list[Measurement]] = []
     try:
         print(f"{info['templates']} corpus pages make the copies; left out: "
               f"{len(info['left_out'])}", flush=True)
         for line in info["left_out"]:
             print(f"  {line}")
-        for design in designs:
-            print(f"running {design} ...", flush=True)
-            if design == "newsarchive":
-                results.append(run_newsarchive(design, work, base_url, str(work / design / "archive"),
-                                               env, exclude))
-            elif design == "naive":
-                results.append(run_naive_design(work, base_url, env, exclude))
-            elif design == "crawl":
-                results.append(run_crawl_subprocess(work, base_url, env, exclude))
-            elif design == "newsarchive-server":
-                if prefect is None:
-                    prefect, api_url = start_prefect_server(env)
-                    exclude.add(prefect.pid)
-                results.append(run_newsarchive(design, work, base_url,
-                                               str(work / design / "archive"),
-                                               {**env, "PREFECT_API_URL": api_url}, exclude))
-            elif design == "moto":
-                moto, endpoint = start_moto(work)
-                exclude.add(moto.pid)
-                if prefect is not None:  # compared with newsarchive-server, not the start-up
-                    env = {**env, "PREFECT_API_URL": api_url}
-                moto_env = {**env, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
-                            "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
-                import boto3
-
-                boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                             aws_access_key_id="bench", aws_secret_access_key="bench",
-                             ).create_bucket(Bucket="bench")
-                moto_cpu = _process_cpu(moto.pid)
-                result = run_newsarchive("moto", work, base_url, "s3://bench/archive", moto_env,
-                                         exclude)
-                result.notes.append(f"moto's server used {_process_cpu(moto.pid) - moto_cpu:.1f} "
-                                    "CPU s besides")
+        for number in range(1, args.rounds + 1):
+            results = []
+            for design in designs:
+                print(f"round {number}: running {design} ...", flush=True)
+                site_cpu = _process_cpu(site.pid)
+                result = run_design(design, work / f"round-{number}", base_url, env, exclude,
+                                    servers)
+                result.site_cpu = _process_cpu(site.pid) - site_cpu
+                if result.returncode:
+                    result.notes.append(f"exit status {result.returncode}")
                 results.append(result)
-            else:
-                raise SystemExit(f"unknown design {design!r}")
-            if results[-1].returncode:
-                results[-1].notes.append(f"exit status {results[-1].returncode}")
-        site_cpu = _process_cpu(site.pid)
+            rounds.append(results)
+            report(results, args.pages, f"round {number} of {args.rounds}")
     finally:
-        for server in (site, moto, prefect):
-            if server is not None:
-                server.terminate()
-                server.wait(30)
+        for server in [site, *(process for process, _ in servers.values())]:
+            server.terminate()
+            server.wait(30)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    report(results, args.pages, site_cpu)
+    summary(rounds)
 
 
-def report(results: list[Measurement], pages: int, site_cpu: float) -> None:
+def _ratio(result: Measurement, results: list[Measurement]) -> float:
+    """``result``'s pages/s over the naive design's in the same round."""
+    naive = next((r for r in results if r.design == "naive"), None)
+    if naive is None or not naive.pages_per_second:
+        return 0.0
+    return result.pages_per_second / naive.pages_per_second
+
+
+def summary(rounds: list[list[Measurement]]) -> None:
+    """Each design's pages/s and ratio to the naive design, per round and their median."""
+    print()
+    print(f"summary of {len(rounds)} round(s): pages/s (x naive in the same round)")
+    for design in [r.design for r in rounds[0]]:
+        runs = [(r, results) for results in rounds for r in results if r.design == design]
+        cells = "  ".join(f"{r.pages_per_second:5.1f} (x{_ratio(r, rs):.2f})" for r, rs in runs)
+        ratio = statistics.median(_ratio(r, rs) for r, rs in runs)
+        speed = statistics.median(r.pages_per_second for r, _ in runs)
+        print(f"{design:<18} {cells}   median {speed:.1f} pages/s, x{ratio:.2f}; peak RSS: "
+              f"crawl {max(r.crawl_rss_mb for r, _ in runs):.0f} MB, "
+              f"all {max(r.peak_rss_mb for r, _ in runs):.0f} MB")
+
+
+def report(results: list[Measurement], pages: int, title: str) -> None:
     naive = next((r for r in results if r.design == "naive"), None)
     print()
     cores = os.cpu_count() or 1
-    print(f"{pages} pages, {cores} cores; the site used {site_cpu:.1f} CPU s over all runs")
+    print(f"{title}: {pages} pages, {cores} cores")
     print("pages/s: measured; CPU-bound: what the CPU time allows on an otherwise idle machine "
           f"({cores} cores for newsarchive, one for the naive design, whose work all runs in "
-          "one thread)")
+          "one thread); site s: CPU the local site spent serving the design")
     print("peak memory, MB, summed over processes: RSS (shared pages in each) / PSS (split); "
-          "all: the whole command, crawl: the crawl process and its workers")
+          "all: the whole command, crawl: the crawl process and its extraction processes")
     header = (f"{'design':<18} {'archived':>8} {'wall s':>7} {'pages/s':>8} {'x naive':>7} "
-              f"{'CPU-bound':>9} {'x naive':>7} {'CPU s':>7} {'ms/page':>7} {'RSS all':>7} "
-              f"{'PSS all':>7} {'RSS crawl':>9} {'PSS crawl':>9} {'procs':>5}")
+              f"{'CPU-bound':>9} {'x naive':>7} {'CPU s':>7} {'ms/page':>7} {'site s':>6} "
+              f"{'RSS all':>7} {'PSS all':>7} {'RSS crawl':>9} {'PSS crawl':>9} {'procs':>5}")
     print(header)
 
     def bound(r: Measurement) -> float:
         return (1 if r.design == "naive" else cores) * r.pages / r.cpu if r.cpu else 0.0
 
     for r in results:
-        ratio = r.pages_per_second / naive.pages_per_second if naive and naive.pages_per_second else 0
         bound_ratio = bound(r) / bound(naive) if naive and bound(naive) else 0
         print(f"{r.design:<18} {r.pages:>8} {r.wall:>7.1f} {r.pages_per_second:>8.1f} "
-              f"{ratio:>7.2f} {bound(r):>9.1f} {bound_ratio:>7.2f} {r.cpu:>7.1f} "
-              f"{r.cpu / max(1, r.pages) * 1000:>7.1f} "
+              f"{_ratio(r, results):>7.2f} {bound(r):>9.1f} {bound_ratio:>7.2f} {r.cpu:>7.1f} "
+              f"{r.cpu / max(1, r.pages) * 1000:>7.1f} {r.site_cpu:>6.1f} "
               f"{r.peak_rss_mb:>7.0f} {r.peak_pss_mb:>7.0f} {r.crawl_rss_mb:>9.0f} "
               f"{r.crawl_pss_mb:>9.0f} {r.peak_processes:>5}")
+    print()
+    print("peak RSS of each part, MB (summed over its processes; parts peak at different times)")
+    for r in results:
+        print(f"{r.design:<18} " + "  ".join(f"{name} {mb:.0f}" for name, mb in
+                                             sorted(r.parts_rss_mb.items())))
     print()
     print("per-page CPU, ms (fetch: the crawl process besides storing; start-up included)")
     print(f"{'design':<18} {'fetch':>7} {'extract':>8} {'store':>7}")
@@ -726,7 +837,8 @@ def report(results: list[Measurement], pages: int, site_cpu: float) -> None:
         for note in r.notes:
             print(f"{r.design}: {note}")
     print()
-    print("crawl memory over time, MB (RSS / PSS of the crawl process and its workers)")
+    print("crawl memory over time, MB (RSS / PSS of the crawl process and its extraction "
+          "processes)")
     for r in results:
         if r.timeline:
             step = max(1, len(r.timeline) // 10)

@@ -6,6 +6,7 @@ from normalize.article import (
     Article,
     decode_html,
     extract_article,
+    settle_article_language,
 )
 from normalize.softblock import PageKind, SoftBlock, classify_page
 from normalize.urls import canonicalize_url, choose_canonical_url
@@ -21,4 +22,5 @@ __all__ = [
     "classify_page",
     "decode_html",
     "extract_article",
+    "settle_article_language",
 ]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import trafilatura
@@ -69,13 +70,34 @@ class Article:
     """Where each metadata field came from (field name → source, e.g. ``json-ld``)."""
 
 
-def extract_article(html: str | bytes, url: str | None = None) -> Article:
-    """Extract the article of one page. Never raises: bad input gives an empty ``Article``."""
+def extract_article(html: str | bytes, url: str | None = None, *,
+                    detect_language: bool = True) -> Article:
+    """Extract the article of one page. Never raises: bad input gives an empty ``Article``.
+
+    ``detect_language`` false leaves ``language`` as the page declares it, for
+    :func:`settle_article_language` to check against the text later, elsewhere: the
+    detector's model takes 75 MB in every process that loads it, so a crawl's extraction
+    workers leave it to the crawl process."""
     try:
-        return _extract(html, url)
+        article = _extract(html, url)
     except Exception:  # the contract: any input, no exception
         logger.warning("extraction failed for %s", url, exc_info=True)
         return Article()
+    return settle_article_language(article) if detect_language else article
+
+
+def settle_article_language(article: Article) -> Article:
+    """``article`` with its declared language checked against its text (see
+    :func:`settle_language`), for an article extracted with ``detect_language=False``."""
+    try:
+        language, how = settle_language(article.language, article.text)
+    except Exception:  # the contract: never raises; the declaration stands
+        logger.warning("language detection failed", exc_info=True)
+        return article
+    sources = {k: v for k, v in article.sources.items() if k != "language"}
+    if language is not None:
+        sources["language"] = how
+    return replace(article, language=language, sources=sources)
 
 
 def _extract(html: str | bytes, url: str | None) -> Article:
@@ -97,16 +119,15 @@ def _extract(html: str | bytes, url: str | None) -> Article:
     text, doc = extract_body(tree, url, meta.article_body, tags, with_metadata=gaps)
     meta = complete_with(meta, doc)
     sources = dict(meta.sources)
-    language, sources["language"] = settle_language(meta.declared_language, text)
-    if language is None:
-        del sources["language"]
+    if meta.declared_language is not None:
+        sources["language"] = "declared"
     return Article(
         text=text,
         title=meta.title,
         authors=meta.authors,
         published=meta.published,
         modified=meta.modified,
-        language=language,
+        language=meta.declared_language,
         canonical_url=meta.canonical_url,
         description=meta.description,
         section=meta.section,
@@ -131,9 +152,19 @@ def settle_language(declared: str | None, text: str) -> tuple[str | None, str]:
     return declared, "declared"
 
 
+_identifier_lock = threading.Lock()
+
+
 @functools.cache
 def _identifier():
-    # Loading the bundled model takes about a second: once per process, on first use.
+    # Loading the bundled model takes about a second and 75 MB: once per process, on first
+    # use, by one thread (a crawl's storage threads all detect).
+    with _identifier_lock:
+        return _load_identifier()
+
+
+@functools.cache
+def _load_identifier():
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)

@@ -13,22 +13,25 @@ Workers come from multiprocessing's *forkserver*: a clean process started once, 
 imported and warmed up the extractor (trafilatura, lxml, the language model), and forks each
 worker from itself. Forking the crawl process itself would copy Twisted's and boto3's
 threads' locks mid-use; spawning a fresh interpreter per worker would cost a second of CPU
-per worker, and again for every replacement. A worker ignores SIGINT (a Ctrl-C reaches the
-whole process group; the crawl decides when its workers stop) and dies with its parent
-(``PR_SET_PDEATHSIG``), and it ends on its own when the crawl's end of its pipe closes, so
-a crawl that is killed leaves no process behind.
+per worker, and again for every replacement. Once every worker is up the forkserver is
+stopped: its 130 MB would otherwise sit idle for the whole crawl (the workers keep sharing
+the pages they were forked with); a replacement worker starts it again, for as long as it
+takes. A worker ignores SIGINT (a Ctrl-C reaches the whole process group; the crawl decides
+when its workers stop), ends when the crawl's end of its pipe closes, and exits the moment
+the crawl process dies, even in the middle of a page (a thread waits on the crawl's pidfd),
+so a crawl that is killed leaves no process behind.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import ctypes
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import queue
+import select
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -49,9 +52,10 @@ _STOP_GRACE_SECONDS = 2.0
 # A page whose worker died (the OOM killer, a native crash, a signal from outside) is tried
 # once more on a fresh worker; a page that kills two workers is an error.
 _ATTEMPTS_PER_PAGE = 2
-_PR_SET_PDEATHSIG = 1
-# A page whose text is long enough for the language detector to run, so that warming up
-# loads its model too (the lines differ: repeated ones would be dropped as boilerplate).
+# How often a worker on a system without pidfds checks that the crawl still runs.
+_CRAWL_CHECK_SECONDS = 1.0
+# A page with an article, so that warming up runs every step of extraction (the lines
+# differ: repeated ones would be dropped as boilerplate).
 _WARM_UP_HTML = (
     "<html lang='en'><head><title>Warm up</title></head><body><article>"
     + "".join(f"<p>Paragraph {n} of the page the extractor reads once, to load what it needs "
@@ -119,7 +123,9 @@ def extract_page(body: bytes, encoding: str, url: str, status: int) -> PageExtra
     parses its HTML, in one place, on one decoded copy."""
     started = time.process_time()
     html = body.decode(encoding, errors="replace")
-    article = extract_article(html, url)
+    # The language is settled in the crawl process (ArchivePipeline): the detector's model
+    # would take 75 MB in every worker.
+    article = extract_article(html, url, detect_language=False)
     block = None
     # CAPTCHAs, consent walls and teasers all come with little text; classifying means a
     # second parse, so long articles (nearly every page) skip it.
@@ -129,14 +135,16 @@ def extract_page(body: bytes, encoding: str, url: str, status: int) -> PageExtra
 
 
 def warm_up() -> None:
-    """Load everything extraction uses (imports, the language model), once per process."""
-    extract_article(_WARM_UP_HTML, "http://localhost/warm-up")
+    """Load everything extraction uses, once per process."""
+    extract_article(_WARM_UP_HTML, "http://localhost/warm-up", detect_language=False)
 
 
-def _worker_main(conn: Connection) -> None:
-    """A worker: extract pages sent over ``conn`` until it closes or sends None."""
+def _worker_main(conn: Connection, crawl_pid: int) -> None:
+    """A worker: extract pages sent over ``conn`` until it closes or sends None, or until
+    the crawl process ``crawl_pid`` is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    _die_with_crawl(crawl_pid)
+    _release_forkserver()
     # trafilatura warns about every page it discards; the crawl's stats record those outcomes.
     logging.getLogger("trafilatura").setLevel(logging.ERROR)
     warm_up()  # a no-op when forked warm from the forkserver
@@ -170,42 +178,82 @@ class _Raised:
     """The exception, as one line."""
 
 
-def _die_with_parent() -> None:
-    """Have the kernel kill this process when its parent (the forkserver, which ends with
-    the crawl) dies, even in the middle of a page."""
-    if not sys.platform.startswith("linux"):
-        return  # elsewhere the closed pipe alone ends an idle worker
-    parent = os.getppid()
+def _die_with_crawl(crawl_pid: int) -> None:
+    """Exit the moment the crawl process dies, even in the middle of a page. Not the
+    kernel's PR_SET_PDEATHSIG: a worker's parent is the forkserver, which is stopped while
+    the workers run."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:
-        os._exit(0)  # the parent died before the request took hold
+        pidfd = os.pidfd_open(crawl_pid)
+    except ProcessLookupError:
+        os._exit(0)  # the crawl died before this worker started
+    except (AttributeError, OSError):  # no pidfds (not Linux, or before 5.3): poll
+        pidfd = None
+
+    def watch() -> None:
+        if pidfd is not None:
+            select.select([pidfd], [], [])  # readable once the process has exited
+        else:
+            while _alive(crawl_pid):
+                time.sleep(_CRAWL_CHECK_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="newsarchive-crawl-watch").start()
+
+
+def _release_forkserver() -> None:
+    """Close this worker's copy of the forkserver's "alive" pipe: the forkserver runs until
+    every process holding it is gone, and a worker starts no processes of its own."""
+    server = getattr(multiprocessing.forkserver, "_forkserver", None)
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        server._forkserver_alive_fd = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _Worker:
-    """One worker process and the crawl's end of its pipe."""
+    """One worker process and the crawl's end of its pipe.
+
+    The process is signalled and waited for through a pidfd of its own, not through
+    multiprocessing's handle: that handle learns the exit from the forkserver, which is
+    stopped while the workers run (its handle would then report every worker dead)."""
 
     def __init__(self, context) -> None:
         ours, theirs = context.Pipe(duplex=True)
-        self.process = context.Process(target=_worker_main, args=(theirs,), daemon=True,
-                                       name="newsarchive-extract")
+        self.process = context.Process(target=_worker_main, args=(theirs, os.getpid()),
+                                       daemon=True, name="newsarchive-extract")
         self.conn = ours
         self._theirs = theirs
+        self._pidfd: int | None = None
 
     def start(self) -> None:
         """Start the process and wait until it is ready for pages."""
         self.process.start()
         self._theirs.close()
         try:
+            self._pidfd = os.pidfd_open(self.process.pid)
+        except (AttributeError, OSError):  # no pidfds: multiprocessing's handle it is
+            self._pidfd = None
+        try:
             ready = self.conn.poll(_START_TIMEOUT_SECONDS) and self.conn.recv() == _READY
         except (EOFError, OSError):
             ready = False
         if not ready:
+            reason = _exit_reason(self.process.exitcode)  # the forkserver still runs
             self.kill()
-            raise OSError(f"the worker did not start ({_exit_reason(self.process.exitcode)})")
+            raise OSError(f"the worker did not start ({reason})")
 
     @property
     def pid(self) -> int | None:
@@ -213,9 +261,9 @@ class _Worker:
 
     def kill(self) -> None:
         """Stop at once (a worker stuck on a page gets no say)."""
-        self.process.kill()
-        self.process.join(_STOP_GRACE_SECONDS)
-        self.conn.close()
+        self._kill()
+        self._wait(_STOP_GRACE_SECONDS)
+        self._close()
 
     def stop(self) -> None:
         """Ask to stop; kill if it does not within the grace period."""
@@ -223,11 +271,32 @@ class _Worker:
             self.conn.send(None)
         except (BrokenPipeError, OSError):
             pass
-        self.process.join(_STOP_GRACE_SECONDS)
-        if self.process.is_alive():
+        if not self._wait(_STOP_GRACE_SECONDS):
+            self._kill()
+            self._wait(_STOP_GRACE_SECONDS)
+        self._close()
+
+    def _kill(self) -> None:
+        if self._pidfd is None:
             self.process.kill()
-            self.process.join(_STOP_GRACE_SECONDS)
+            return
+        try:
+            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # gone already
+
+    def _wait(self, timeout: float) -> bool:
+        """Wait until the process has ended, at most ``timeout`` seconds; whether it has."""
+        if self._pidfd is None:
+            self.process.join(timeout)
+            return not self.process.is_alive()
+        return bool(select.select([self._pidfd], [], [], timeout)[0])
+
+    def _close(self) -> None:
         self.conn.close()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
 
 
 def default_pool_size() -> int:
@@ -259,8 +328,11 @@ class ExtractionPool:
             # multiprocessing also re-runs the main module in each worker (as __mp_main__):
             # a module that starts workers keeps its own imports light (spiders.run does).
             self._context.set_forkserver_preload(["spiders.extraction_warmup"])
+        self._stops_forkserver = start_method == "forkserver"
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
+        # Held while a worker starts, and while the forkserver is stopped: never both at once.
+        self._starting = threading.Lock()
         self._workers: dict[int, _Worker] = {}
         self._closed = False
         self._aborted = False
@@ -367,7 +439,8 @@ class ExtractionPool:
                 result = worker.conn.recv()
             except (EOFError, OSError) as exc:
                 self._retire(slot, worker)
-                why = _exit_reason(worker.process.exitcode) or exc.__class__.__name__
+                # Its exit status is the forkserver's to know, and the forkserver is stopped.
+                why = f"its pipe broke: {exc.__class__.__name__}"
                 worker = None
                 if self._aborted:
                     future.set_exception(PoolClosed("the extraction pool was stopped"))
@@ -385,10 +458,14 @@ class ExtractionPool:
         return None
 
     def _start_worker(self, slot: int) -> _Worker:
-        worker = _Worker(self._context)
-        worker.start()
-        with self._lock:
-            self._workers[slot] = worker
+        with self._starting:
+            worker = _Worker(self._context)
+            worker.start()  # (re)starts the forkserver if it is not running
+            with self._lock:
+                self._workers[slot] = worker
+                every_slot_has_one = len(self._workers) == self.size
+            if every_slot_has_one and self._stops_forkserver:
+                _stop_forkserver()
         return worker
 
     def _retire(self, slot: int, worker: _Worker) -> None:
@@ -396,6 +473,19 @@ class ExtractionPool:
         with self._lock:
             self._workers.pop(slot, None)
             self._replaced += 1
+
+
+def _stop_forkserver() -> None:
+    """Stop multiprocessing's forkserver (the next worker start starts it again). Its
+    ``_stop`` is private, but has been there since Python 3.8 for this very use (tests that
+    need a fresh forkserver); without it the forkserver simply stays up."""
+    stop = getattr(getattr(multiprocessing.forkserver, "_forkserver", None), "_stop", None)
+    if stop is None:
+        return
+    try:
+        stop()
+    except OSError as exc:
+        logger.debug("could not stop the forkserver: %s", exc)
 
 
 def _exit_reason(code: int | None) -> str:

@@ -39,6 +39,7 @@ from normalize import (
     EXTRACTOR_VERSION,
     canonicalize_url,
     choose_canonical_url,
+    settle_article_language,
 )
 from spiders.extraction_pool import (
     SOFT_BLOCK_CHECK_WORDS,
@@ -181,8 +182,7 @@ class ArchivePipeline:
                                  state))
         except ArchiveError as exc:
             record_error(stats, self.site, "storage", f"boilerplate state: {exc}")
-        # The spool is stored (it needed the workers): stop them, then the threads.
-        await maybe_deferred_to_future(self._in_storage(self.pool.close))
+        # The workers were stopped once the spool was stored (in _finish); now the threads.
         if self.pool.replaced:
             stats.set_value("newsarchive/extract/workers_replaced", self.pool.replaced)
         self._storage.stop()
@@ -320,8 +320,11 @@ class ArchivePipeline:
             return workspace.spool_size()
 
     def _finish(self) -> int:
-        """End of the crawl: store the spool, upload WARC files and the catalog."""
+        """End of the crawl: store the spool (which needs the workers), stop the workers,
+        then upload WARC files and write the catalog (which needs pyarrow's memory: not at
+        the same time as the workers')."""
         left = self._flush(self.workspace)
+        self.pool.close()
         for what, close in (("warc", self.warc.close), ("catalog", self.catalog.close)):
             try:
                 close()
@@ -369,7 +372,9 @@ class ArchivePipeline:
     def _prepare(self, page: FetchedPage, extraction: PageExtraction) -> str | tuple[Record, str]:
         """The record and cleaned text of an extracted page, or the outcome's name when
         there is nothing to store. Done once per page: the boilerplate learner counts it."""
-        article = extraction.article
+        # Checked here, not in the workers: the detector's model is loaded once, in this
+        # process, instead of in each worker.
+        article = settle_article_language(extraction.article)
         if extraction.blocked:
             block = extraction.block
             record_error(self.crawler.stats, page.url, f"blocked_{block.kind.value}",

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import io
 import json
 import logging
@@ -45,10 +46,23 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-import pyarrow as pa
-import pyarrow.dataset as ds
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
+
+class _Lazy:
+    """A module imported on first use. pyarrow maps some 90 MB of shared library into a
+    process: a crawl needs it only once its run is over (``CatalogWriter.add`` writes JSON
+    Lines), after its extraction workers have stopped, so that its peak memory is lower."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+pa = _Lazy("pyarrow")
+ds = _Lazy("pyarrow.dataset")
+pafs = _Lazy("pyarrow.fs")
+pq = _Lazy("pyarrow.parquet")
 
 from storage.backends import Backend
 from storage.errors import ArchiveAccessDenied, ArchiveError, InvalidArchiveURL
@@ -82,7 +96,6 @@ closing a run of any size."""
 
 _PENDING_PREFIX = "catalog-"
 _PENDING_SUFFIX = ".jsonl"
-_TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
 # -- schema: record fields -> Arrow columns ---------------------------------------------------
@@ -140,7 +153,8 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-_JSON_MAPPING = (pa.string(), _nullable(_to_json))
+def _json_mapping() -> tuple[pa.DataType, Callable[[Any], Any]]:
+    return pa.string(), _nullable(_to_json)
 
 
 def _mapping(hint: Any) -> tuple[pa.DataType, Callable[[Any], Any]]:
@@ -154,7 +168,7 @@ def _mapping(hint: Any) -> tuple[pa.DataType, Callable[[Any], Any]]:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         rest = [a for a in args if a is not type(None)]
-        return _mapping(rest[0]) if len(rest) == 1 else _JSON_MAPPING
+        return _mapping(rest[0]) if len(rest) == 1 else _json_mapping()
     if hint is str:
         return pa.string(), _nullable(str)
     if hint is bool:
@@ -164,12 +178,12 @@ def _mapping(hint: Any) -> tuple[pa.DataType, Callable[[Any], Any]]:
     if hint is float:
         return pa.float64(), _nullable(float)
     if hint is datetime:
-        return _TIMESTAMP, _nullable(_to_utc)
+        return pa.timestamp("us", tz="UTC"), _nullable(_to_utc)
     if hint is date:
         return pa.date32(), _nullable(_to_date)
     if origin in (tuple, list, set, frozenset):
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
-            return _JSON_MAPPING  # a fixed-shape tuple: no natural column type
+            return _json_mapping()  # a fixed-shape tuple: no natural column type
         item_type, item_convert = _mapping(args[0] if args else Any)
         return pa.list_(item_type), _nullable(lambda v: [item_convert(x) for x in v])
     if origin is dict and args == (str, str):
@@ -185,7 +199,7 @@ def _mapping(hint: Any) -> tuple[pa.DataType, Callable[[Any], Any]]:
             return {c.name: c.convert(get(c.name)) for c in children}
 
         return struct, _nullable(convert_struct)
-    return _JSON_MAPPING
+    return _json_mapping()
 
 
 def _columns_of(cls: type) -> list[_Column]:
