@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,6 +35,7 @@ from normalize import canonicalize_url
 from spiders.config import SiteConfig
 from spiders.discovery import Entry, iter_links, looks_like_article, parse_feed, parse_sitemap
 from spiders.items import FetchedPage
+from spiders.listings import Listings
 from spiders.middlewares import RequestRefused
 from spiders.stats import record_error
 from storage import Archive, ArchiveError
@@ -82,7 +84,7 @@ class NewsSpider(scrapy.Spider):
 
     def __init__(self, site: SiteConfig, archive_url: str, window: Window | None = None,
                  plan: dict[str, dict] | None = None, entries: list[Entry] | None = None,
-                 **kwargs: Any) -> None:
+                 listings_file: str | None = None, **kwargs: Any) -> None:
         super().__init__(name=f"news-{site.name}", **kwargs)
         self.site = site
         self.window = window
@@ -94,18 +96,18 @@ class NewsSpider(scrapy.Spider):
         self.archive = Archive.open(archive_url)
         self._article_pattern = re.compile(site.article_pattern) if site.article_pattern else None
         self._seen_sitemaps: set[str] = set()
-        self._queued: set[str] = set()
         self._fronts_seen: set[str] = {canonicalize_url(u) for u in site.start_urls}
         self._fronts_left = site.max_link_pages
-        # canonical URL -> every URL discovery listed it under, and how many of those the
-        # archive has been told about (in the fetched page, or as aliases of a skipped one).
-        self._listed_as: dict[str, set[str]] = {}
-        self._reported: dict[str, int] = {}
+        # Per article: every URL discovery listed it under, whether it is queued, and how
+        # many of its URLs the archive has been told about (in the fetched page, or as
+        # aliases of a skipped one); on disk, in the run's workspace.
+        self._listings = Listings(Path(listings_file) if listings_file else None)
         self._discovery_slot = DeferredSemaphore(1)
 
     @classmethod
     def from_crawler(cls, crawler, *args: Any, **kwargs: Any) -> NewsSpider:
         kwargs.setdefault("archive_url", crawler.settings.get("NEWSARCHIVE_ARCHIVE_URL"))
+        kwargs.setdefault("listings_file", crawler.settings.get("NEWSARCHIVE_LISTINGS_FILE"))
         return super().from_crawler(crawler, *args, **kwargs)
 
     async def start(self) -> AsyncIterator[scrapy.Request]:
@@ -231,7 +233,7 @@ class NewsSpider(scrapy.Spider):
                 self.crawler.stats.inc_value("newsarchive/discovered/fronts_capped")
                 return
             canonical = canonicalize_url(url)
-            if canonical in self._fronts_seen or canonical in self._queued \
+            if canonical in self._fronts_seen or self._listings.is_queued(canonical) \
                     or not self._wanted(url, article=False):
                 continue
             self._fronts_seen.add(canonical)
@@ -286,21 +288,20 @@ class NewsSpider(scrapy.Spider):
                         "undated" if day is None else "out_of_range"))
                     continue
             canonical = canonicalize_url(url)
-            self._listed_as.setdefault(canonical, set()).add(url)
+            self._listings.add(canonical, url)
             if self.plan is not None:
                 self._plan_entry(canonical, entry)
                 continue
-            if canonical in self._queued:
-                continue
             # Reserve before the look-up below yields to the reactor: another sitemap or
             # feed callback may list the same article meanwhile.
-            self._queued.add(canonical)
+            if not self._listings.queue(canonical):
+                continue
             fresh[canonical] = (url, hint)
         if not fresh:
             return []
-        entries_now = [(c, hint, frozenset(self._listed_as[c])) for c, (_, hint) in fresh.items()]
+        entries_now = [(c, hint, self._listings.urls(c)) for c, (_, hint) in fresh.items()]
         for canonical, _hint, urls in entries_now:
-            self._reported[canonical] = len(urls)
+            self._listings.reported(canonical, len(urls))
         try:
             decisions = await maybe_deferred_to_future(deferToThread(self._triage, entries_now))
         except ArchiveError as exc:
@@ -330,7 +331,7 @@ class NewsSpider(scrapy.Spider):
             "published": entry.published.isoformat() if entry.published else None,
             "date_hint": entry.date_hint.isoformat() if entry.date_hint else None,
         })
-        planned["listed_as"] = sorted(self._listed_as[canonical])
+        planned["listed_as"] = sorted(self._listings.urls(canonical))
 
     def _triage(self, entries: list[tuple[str, datetime | None, frozenset[str]]]) -> dict[str, str]:
         """``fetch``, ``refetch`` (archived, but listed with a newer date) or ``skip`` for
@@ -349,10 +350,8 @@ class NewsSpider(scrapy.Spider):
 
     async def closed(self, reason: str) -> None:
         """Record URLs that discovery listed for an article after it had been handled."""
-        if self.plan is not None:
-            return  # a plan writes nothing
-        late = {c: frozenset(urls) for c, urls in self._listed_as.items()
-                if len(urls) > self._reported.get(c, len(urls))}
+        late = {} if self.plan is not None else dict(self._listings.late())  # a plan writes nothing
+        self._listings.close()
         if late:
             await maybe_deferred_to_future(deferToThread(self._add_late_aliases, late))
 
@@ -382,8 +381,8 @@ class NewsSpider(scrapy.Spider):
             record_error(self.crawler.stats, response.url, "not_html",
                          f"binary content labelled {content_type or 'as nothing'}")
             return
-        listed = self._listed_as.get(canonical, set())
-        self._reported[canonical] = len(listed)
+        listed = self._listings.urls(canonical)
+        self._listings.reported(canonical, len(listed))
         yield FetchedPage(
             site=self.site.name,
             url=response.url,

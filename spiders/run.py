@@ -8,6 +8,7 @@ that finished with page errors from one that crashed.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import faulthandler
 import json
 import logging
@@ -54,6 +55,10 @@ def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Pa
     # about 1 KB each in memory): with a job directory, Scrapy's scheduler keeps them on
     # disk, in the run's workspace (removed with it when the run is done).
     settings.set("JOBDIR", str(workspace_root(data_dir, site.name, run_id) / "scheduler"),
+                 priority="cmdline")
+    # Likewise what discovery listed (spiders.listings), beside it.
+    settings.set("NEWSARCHIVE_LISTINGS_FILE",
+                 str(workspace_root(data_dir, site.name, run_id) / "listings.sqlite"),
                  priority="cmdline")
     started = datetime.now(timezone.utc)
     process = CrawlerProcess(settings)
@@ -161,7 +166,33 @@ def _store_manifest(archive_url: str, workspace: Workspace, manifest: dict) -> s
         return None
 
 
+# glibc's malloc, tuned for a crawl (the names are glibc's own; mallopt(3)). Eight storage
+# threads and the extraction slots each get an arena of their own by default, and the bodies
+# they handle (300 KB and more) stay in those arenas once the dynamic mmap threshold has
+# risen past them: on 8,000 pages the crawl grew twice as much, and started 120 MB higher,
+# than with two arenas and bodies always in mmap'd memory, which goes back at free (README,
+# Throughput). Same speed either way.
+# Environment variable: (mallopt option, value): M_ARENA_MAX is -8, M_MMAP_THRESHOLD -3.
+_MALLOC_TUNING = {"MALLOC_ARENA_MAX": (-8, 2), "MALLOC_MMAP_THRESHOLD_": (-3, 128 * 1024)}
+
+
+def tune_malloc() -> None:
+    """Apply ``_MALLOC_TUNING`` to this process (before it starts threads) and, through the
+    environment, to the processes it starts (the extraction forkserver and its workers);
+    values already in the environment are the operator's and are kept."""
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    for variable, (option, default) in _MALLOC_TUNING.items():
+        value = os.environ.setdefault(variable, str(default))
+        if value.isdigit():
+            mallopt(option, int(value))
+
+
 def main(argv: list[str] | None = None) -> int:
+    tune_malloc()
     parser = argparse.ArgumentParser(prog="python -m spiders.run", description=__doc__)
     parser.add_argument("--site-json", required=True, help="the site's config as JSON")
     parser.add_argument("--archive", required=True, help="archive URL")

@@ -37,6 +37,10 @@ DOWNLOADER_MIDDLEWARES = {
     # After OffsiteMiddleware (50), before RobotsTxtMiddleware (100): no request, robots.txt
     # included, goes to a loopback, private or link-local address the site does not allow.
     "spiders.reach.PrivateAddressMiddleware": 60,
+    # In place of Scrapy's MetaRefreshMiddleware, at its place: the same, without decoding
+    # every page whole to find out that it has no meta refresh.
+    "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware": None,
+    "spiders.middlewares.HeadMetaRefreshMiddleware": 580,
 }
 # Every connection resolves its host here, and is refused the same addresses.
 TWISTED_DNS_RESOLVER = "spiders.reach.GuardedResolver"

@@ -118,6 +118,10 @@ def open_backend(url: str) -> Backend:
     return LocalBackend(Path(url))
 
 
+_MAX_CHECKED_DIRS = 10_000
+"""Directories a local backend remembers having checked (see ``LocalBackend._checked_dirs``)."""
+
+
 class LocalBackend:
     """An archive in a local directory; keys map to relative paths."""
 
@@ -126,7 +130,9 @@ class LocalBackend:
         self.url = str(self.root)
         # Directories found to resolve inside the root, and to exist: a page is about fifteen
         # objects in a handful of directories, and resolving every component of every key
-        # again (a system call each) cost more than writing the objects.
+        # again (a system call each) cost more than writing the objects. Each article has a
+        # directory of its own: past _MAX_CHECKED_DIRS the set starts again (re-checking is
+        # safe), so that a long crawl's memory does not grow with it.
         self._checked_dirs: set[str] = set()
 
     def _path(self, key: str) -> Path:
@@ -137,10 +143,15 @@ class LocalBackend:
         if directory not in self._checked_dirs:
             self._check_inside(key, directory)
             if os.path.isdir(directory):
-                self._checked_dirs.add(directory)
+                self._remember(directory)
         if os.path.islink(path):
             self._check_inside(key, path)
         return Path(path)
+
+    def _remember(self, directory: str) -> None:
+        if len(self._checked_dirs) >= _MAX_CHECKED_DIRS:
+            self._checked_dirs.clear()
+        self._checked_dirs.add(directory)
 
     def _check_inside(self, key: str, path: str) -> None:
         try:
@@ -162,7 +173,7 @@ class LocalBackend:
         if directory not in self._checked_dirs:
             path.parent.mkdir(parents=True, exist_ok=True)
             # _path checked where it leads before it existed; made now, it is a directory.
-            self._checked_dirs.add(directory)
+            self._remember(directory)
         tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
         try:
             tmp.write_bytes(data)

@@ -220,6 +220,55 @@ def test_429_forever_is_an_error_and_the_crawl_goes_on(make_site, corpus, tmp_pa
     assert archived_urls(tmp_path) == {site.url_for(p) for p in others}
 
 
+# -- meta refresh -------------------------------------------------------------------------
+
+
+def test_a_meta_refresh_on_the_site_is_followed_whatever_the_encoding(make_site, corpus,
+                                                                      tmp_path):
+    """The refresh middleware looks for "refresh" in a page's bytes before decoding it; a
+    page in UTF-16, whose bytes do not spell it, is decoded and looked at as Scrapy does."""
+    site = make_site(corpus[:1])
+    targets = {"/hidden/utf-8": corpus[1], "/hidden/utf-16": corpus[2]}
+    for path, page in targets.items():
+        site.add_route(path, page.html, headers={"Content-Type": "text/html; charset=utf-8"})
+    for encoding in ("utf-8", "utf-16"):
+        padding = "<!-- " + "x" * 3000 + " -->"  # the refresh is not in the first bytes
+        site.add_route(f"/moved/{encoding}", (
+            f'<html><head>{padding}<META HTTP-EQUIV="Refresh" content="0; '
+            f'url={site.base_url}/hidden/{encoding}"></head><body>moved</body></html>'
+        ).encode(encoding), headers={"Content-Type": f"text/html; charset={encoding}"})
+    site.add_route("/moved-sitemap.xml", (
+        '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        + "".join(f"<url><loc>{site.base_url}/moved/{e}</loc></url>" for e in ("utf-8", "utf-16"))
+        + "</urlset>").encode(), headers={"Content-Type": "application/xml"})
+
+    report = crawl(site, tmp_path, sitemaps=[f"{site.base_url}/moved-sitemap.xml"])
+
+    assert {path_of(u.removeprefix(site.base_url)) for u in archived_urls(tmp_path)} == set(targets)
+    assert all(len(hits(site, path)) == 1 for path in targets)
+    assert report["stats"].get("newsarchive/archive/written") == 2
+
+
+def test_a_page_without_a_meta_refresh_is_not_decoded_to_look_for_one():
+    """Scrapy's own middleware decodes every page whole (and keeps the copy with the
+    response); ours answers from the bytes."""
+    from scrapy.http import HtmlResponse, Request
+    from scrapy.utils.test import get_crawler
+
+    from spiders.middlewares import HeadMetaRefreshMiddleware
+
+    middleware = HeadMetaRefreshMiddleware.from_crawler(get_crawler())
+    request = Request("http://127.0.0.1/a")
+    plain = HtmlResponse(request.url, body="<html><p>caf\u00e9</p></html>".encode() * 1000,
+                         encoding="utf-8", request=request)
+    assert middleware.process_response(request, plain) is plain
+    assert plain._cached_ubody is None  # never decoded
+    moved = HtmlResponse(request.url, request=request, encoding="utf-8", body=(
+        b'<html><head><meta http-equiv="REFRESH" content="0; url=/b"></head></html>'))
+    redirected = middleware.process_response(request, moved)
+    assert isinstance(redirected, Request) and redirected.url == "http://127.0.0.1/b"
+
+
 # -- redirects off the site --------------------------------------------------------------
 
 

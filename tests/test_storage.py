@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
 import socket
 import threading
 import uuid
@@ -351,6 +352,29 @@ def test_local_symlink_pointing_outside_is_refused(tmp_path):
     (root / "alias").symlink_to(root / "inner", target_is_directory=True)
     backend.put("alias/ok.txt", b"ok")
     assert (root / "inner" / "ok.txt").read_bytes() == b"ok"
+
+
+def test_local_backend_forgets_checked_directories_past_its_bound_and_checks_them_again(
+        tmp_path, monkeypatch):
+    """Each article has a directory of its own: the set of directories a local backend has
+    checked is bounded (a long crawl's memory must not grow with it), and a directory it has
+    forgotten is checked again, so a symlink planted there meanwhile is still refused."""
+    import storage.backends
+
+    monkeypatch.setattr(storage.backends, "_MAX_CHECKED_DIRS", 3)
+    root, outside = tmp_path / "archive", tmp_path / "outside"
+    outside.mkdir()
+    backend = LocalBackend(root)
+    for n in range(10):
+        backend.put(f"articles/{n}/text.txt", b"x")
+        assert len(backend._checked_dirs) <= 3
+    assert sorted(p.name for p in (root / "articles").iterdir()) == [str(n) for n in range(10)]
+    # Directory 0 was checked, then forgotten; it becomes a symlink out of the archive.
+    shutil.rmtree(root / "articles" / "0")
+    (root / "articles" / "0").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(InvalidKey):
+        backend.put("articles/0/text.txt", b"pwned")
+    assert list(outside.iterdir()) == []
 
 
 # -- open_backend -------------------------------------------------------------------------

@@ -1,0 +1,88 @@
+"""What discovery listed during one crawl, kept on disk.
+
+A crawl remembers, for every article its sitemaps and feeds list, each URL it was listed
+under (they end up in the record's ``aliases``), whether it has been queued (an article
+listed by two sitemaps is fetched once) and how many of its URLs the archive has been told
+about (the others are added as aliases when the crawl ends). In Python sets and dicts that
+is about 650 bytes an article: a crawl's memory would grow with the length of its sitemaps,
+650 MB for a million articles. :class:`Listings` keeps it in an SQLite file in the run's
+workspace instead, beside Scrapy's job directory (where the requests not yet sent wait), so
+the crawl's memory stays flat. It is scratch state: no journal, no fsync; a crawl that dies
+loses it with its queue, and the next crawl discovers again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS listing (
+    canonical TEXT NOT NULL,
+    url TEXT NOT NULL,
+    PRIMARY KEY (canonical, url)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS article (
+    canonical TEXT PRIMARY KEY,
+    queued INTEGER NOT NULL DEFAULT 0,
+    reported INTEGER
+) WITHOUT ROWID;
+"""
+# SQLite's page cache, in KiB (a negative cache_size is KiB): what the store may hold in memory.
+_CACHE_KIB = 2048
+
+
+class Listings:
+    """One crawl's listings; ``path`` None keeps them in memory (a backfill plan, which
+    holds its articles in memory anyway). Used from the reactor's thread."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)  # a crawl's listings start empty
+        self._db = sqlite3.connect(":memory:" if path is None else str(path),
+                                   isolation_level=None, check_same_thread=False)
+        self._db.executescript(f"PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; "
+                               f"PRAGMA cache_size=-{_CACHE_KIB};" + _SCHEMA)
+
+    def add(self, canonical: str, url: str) -> None:
+        """Record that discovery listed the article ``canonical`` under ``url``."""
+        self._db.execute("INSERT OR IGNORE INTO listing VALUES (?, ?)", (canonical, url))
+
+    def urls(self, canonical: str) -> frozenset[str]:
+        """Every URL the article was listed under so far."""
+        return frozenset(url for (url,) in self._db.execute(
+            "SELECT url FROM listing WHERE canonical = ?", (canonical,)))
+
+    def queue(self, canonical: str) -> bool:
+        """Mark the article queued for fetching; False if it was already."""
+        if self.is_queued(canonical):
+            return False
+        self._db.execute("INSERT INTO article (canonical, queued) VALUES (?, 1) "
+                         "ON CONFLICT (canonical) DO UPDATE SET queued = 1", (canonical,))
+        return True
+
+    def is_queued(self, canonical: str) -> bool:
+        row = self._db.execute("SELECT queued FROM article WHERE canonical = ?",
+                               (canonical,)).fetchone()
+        return bool(row and row[0])
+
+    def reported(self, canonical: str, count: int) -> None:
+        """The archive has been told about ``count`` of the article's URLs."""
+        self._db.execute("INSERT INTO article (canonical, reported) VALUES (?, ?) "
+                         "ON CONFLICT (canonical) DO UPDATE SET reported = excluded.reported",
+                         (canonical, count))
+
+    def late(self) -> Iterator[tuple[str, frozenset[str]]]:
+        """Articles listed under more URLs than the archive was told about, with all their
+        URLs (articles never reported are not late: they were not handled)."""
+        rows = self._db.execute(
+            "SELECT a.canonical FROM article a WHERE a.reported IS NOT NULL AND "
+            "(SELECT count(*) FROM listing l WHERE l.canonical = a.canonical) > a.reported"
+        ).fetchall()
+        for (canonical,) in rows:
+            yield canonical, self.urls(canonical)
+
+    def close(self) -> None:
+        self._db.close()
