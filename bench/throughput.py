@@ -1,7 +1,8 @@
 """Crawl throughput: ``newsarchive crawl`` against the naive design, in the same run, on a
 local site of N distinct real news pages.
 
-    .venv/bin/python bench/throughput.py [--pages 2000] [--designs newsarchive,naive,moto]
+    .venv/bin/python bench/throughput.py [--pages 2000] [--rounds 2]
+        [--designs newsarchive,naive,newsarchive-server,moto]
 
 The site serves N pages made from the corpus (``../shared/corpus/fundus``): copy ``i`` is
 corpus page ``i mod 132`` with a suffix unique to the copy appended to every third word of
@@ -9,7 +10,9 @@ its paragraphs and its declared canonical URL removed, so every copy is a new ar
 archive (its own canonical URL, its own text fingerprint, no near duplicate of another
 copy): dedup cannot skip any work. Pages are made on request from a template per corpus
 page, so a site of any size costs the bench no memory. The site runs in a process of its
-own, listed in robots.txt's sitemap index (1,000 URLs per sitemap).
+own (asyncio, HTTP/1.1 keep-alive: a fraction of a millisecond of CPU a page, which the
+designs would otherwise pay for on the same cores), listed in robots.txt's sitemap index
+(1,000 URLs per sitemap).
 
 Designs, one after the other against the same site, each into a fresh local directory:
 
@@ -19,18 +22,29 @@ Designs, one after the other against the same site, each into a fresh local dire
 - ``naive``: what the usual news crawlers do: a Scrapy ``SitemapSpider`` whose callback
   runs trafilatura and writes the raw page, the text and a metadata file; same Scrapy
   concurrency, in a process of its own.
-- ``moto``: ``newsarchive crawl`` again, into a bucket of moto's S3 server (a subprocess;
-  its own CPU is shown apart, as it competes for the same cores).
+- ``newsarchive-server``: ``newsarchive crawl`` with a Prefect server already running (as
+  under ``serve``), started once before it.
+- ``moto``: ``newsarchive crawl`` again (against that server, if one runs), into a bucket of
+  moto's S3 server (a subprocess; its own CPU is shown apart, as it competes for the same
+  cores).
+- ``crawl``: the crawl subprocess alone (``python -m spiders.run``), without Prefect.
+
+``--rounds N`` runs the designs N times in turn. A shared machine's speed drifts by a
+quarter or more over minutes; each round's ratios compare runs that followed each other,
+and the summary gives their median.
 
 Measured per design: wall time from start to exit, pages archived per second, CPU seconds
 of the whole process tree (``getrusage(RUSAGE_CHILDREN)``: this process is made a child
-subreaper, so descendants that outlive their parents are reaped, and counted, here), and
-peak memory, sampled from ``/proc`` every 0.2 s over the whole tree: the peak of the sum of
-the processes' RSS (shared pages counted in every process: an upper bound) and of their
-PSS (shared pages split between the processes that share them). The per-page CPU
-breakdown comes from the crawls themselves: extraction as measured in the workers, storing
-as measured in the storage threads, and the rest of the crawl process (fetching,
-discovery, Scrapy) as its CPU time minus storing.
+subreaper, so descendants that outlive their parents are reaped, and counted, here), the
+site's CPU while serving it, and peak memory, sampled from ``/proc`` over the whole tree:
+the peak of the sum of the processes' RSS (shared pages counted in every process: an upper
+bound; every 0.2 s) and of their PSS (shared pages split between the processes that share
+them; every second), for the whole command ("all") and for the crawl's own processes
+("crawl": the crawl process and its extraction workers, which outlive their forkserver and
+are found by command line), and the peak of each part (crawl, extraction, the command,
+Prefect's server). The per-page CPU breakdown comes from the crawls themselves: extraction
+as measured in the workers, storing as measured in the storage threads, and the rest of the
+crawl process (fetching, discovery, Scrapy) as its CPU time minus storing.
 """
 
 from __future__ import annotations

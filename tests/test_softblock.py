@@ -14,7 +14,7 @@ import random
 import pytest
 
 from normalize import PageKind, SoftBlock, classify_page, extract_article
-from normalize.softblock import TEASER_MAX_WORDS, count_words
+from normalize.softblock import _CHALLENGE_MARKUP, TEASER_MAX_WORDS, count_words
 from tests.newssite import load_corpus
 from tests.test_normalize import truth_text
 
@@ -631,3 +631,31 @@ def test_no_corpus_page_is_a_soft_block():
     for url, truth, got, reason in paywalled:
         print(f"  paywalled: {url}: truth {truth} words, extracted {got}; {reason}")
     assert wrong == []
+
+
+def _branches(pattern: str) -> list[str]:
+    """The top-level alternatives of a regular expression."""
+    branches, depth, start, escaped = [], 0, 0, False
+    for i, char in enumerate(pattern):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            branches.append(pattern[start:i])
+            start = i + 1
+    return [*branches, pattern[start:]]
+
+
+def test_every_challenge_pattern_branch_has_one_of_the_words_looked_for_first():
+    """The markup patterns only run on pages that contain one of their words: a branch
+    without one would never be looked for."""
+    for name, words, rx in _CHALLENGE_MARKUP:
+        for branch in _branches(rx.pattern):
+            literal = branch.replace("\\.", ".")
+            assert any(word in literal for word in words), (name, branch)
+        assert all(word == word.lower() for word in words)  # the page is lowercased
