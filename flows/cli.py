@@ -128,12 +128,26 @@ def cmd_crawl(args, settings: Settings) -> int:
     path, config, archive_url = _checked_config(args, settings)
     # An unknown site is a config error, before anything starts.
     sites = [config.site(name) for name in args.site] or list(config.sites)
-    # The first sites' crawls start now, while Prefect is imported and its server starts:
-    # the flow adopts them (see flows.launch).
+    # Without a Prefect server to report to, a temporary one, started now. The first sites'
+    # crawls start now too, while Prefect is imported and its server starts: the flow adopts
+    # them (see flows.launch).
+    _prepare_prefect()
+    server = None
+    if not os.environ.get("PREFECT_API_URL"):
+        from flows.server import TemporaryServer
+
+        server = TemporaryServer(settings.data_dir / "prefect-server.log").start()
     run_id = launch.new_run_id()
     launch.start_ahead(sites, archive_url, run_id, settings)
     try:
-        _prepare_prefect()
+        if server is not None:
+            from flows.server import ServerFailed
+
+            try:
+                # Before Prefect is imported: it reads its settings then.
+                os.environ["PREFECT_API_URL"] = server.wait()
+            except ServerFailed as exc:
+                return _prefect_unavailable(exc)
         from flows.crawl import crawl  # Prefect is heavy; only commands that run flows need it
 
         try:
@@ -145,6 +159,8 @@ def cmd_crawl(args, settings: Settings) -> int:
         if launch.stop_unclaimed(run_id):
             print("newsarchive: crawls started ahead of Prefect were stopped; what they "
                   "fetched is stored, or kept for the next crawl", file=sys.stderr)
+        if server is not None:
+            server.stop()
     columns = ("discovered", "skipped", "fetched", "archived", "versions", "duplicates", "errors")
     rows = [[r.site, "ok" if r.ok else "FAILED", *(str(r.counts.get(c, "-")) for c in columns)]
             for r in results]

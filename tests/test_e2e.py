@@ -225,3 +225,37 @@ def test_crawls_started_ahead_stop_when_prefect_does_not_start(small_site: NewsS
         except OSError:
             pass  # ended meanwhile
     assert left == []
+
+
+def test_crawl_without_a_prefect_server_runs_on_a_temporary_one_and_records_the_run(
+        small_site: NewsSite, run_cli, tmp_path):
+    """With no PREFECT_API_URL, `newsarchive crawl` starts a temporary Prefect server of
+    its own (API only), runs the flow on it, and stops it: the run is in the database under
+    PREFECT_HOME afterwards, as with Prefect's own temporary server, and no server is left."""
+    import sqlite3
+
+    home = tmp_path / "prefect-home" / "nested"  # its parents are made too
+    config = write_sites_file(tmp_path / "sites.toml", "./archive", [local_site_config(small_site)])
+    result = run_cli("crawl", "--config", str(config),
+                     env={"PREFECT_API_URL": "", "PREFECT_HOME": str(home)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(list((run_cli.workdir / "archive").glob("articles/localnews/*/*/*/*/meta.json"))) == 6
+    with sqlite3.connect(home / "prefect.db") as db:
+        runs = db.execute("SELECT flow_run.state_type FROM flow_run JOIN flow "
+                          "ON flow.id = flow_run.flow_id WHERE flow.name = 'crawl'").fetchall()
+    assert runs == [("COMPLETED",)]
+    log = (tmp_path / "data" / "prefect-server.log").read_text()
+    port = int(re.search(r"127\.0\.0\.1:(\d+)", result.stderr + log).group(1))
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0  # stopped
+    left = [p for p in Path("/proc").glob("[0-9]*/environ")
+            if _readable(p) and str(home).encode() in p.read_bytes()]
+    assert left == []
+
+
+def _readable(path: Path) -> bool:
+    try:
+        path.read_bytes()
+        return True
+    except OSError:
+        return False
