@@ -7,6 +7,7 @@ failed, or the archive could not be read; 2 bad usage or bad config, with a one-
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import signal
@@ -137,6 +138,10 @@ def cmd_crawl(args, settings: Settings) -> int:
         from flows.server import TemporaryServer
 
         server = TemporaryServer(settings.data_dir / "prefect-server.log").start()
+        # Stopped at exit, after Prefect's own exit handlers (registered later, so run
+        # earlier) have sent it the run's last logs and events: stopped any sooner, they
+        # would retry against a closed port for a minute.
+        atexit.register(server.stop)
     run_id = launch.new_run_id()
     launch.start_ahead(sites, archive_url, run_id, settings)
     try:
@@ -159,8 +164,6 @@ def cmd_crawl(args, settings: Settings) -> int:
         if launch.stop_unclaimed(run_id):
             print("newsarchive: crawls started ahead of Prefect were stopped; what they "
                   "fetched is stored, or kept for the next crawl", file=sys.stderr)
-        if server is not None:
-            server.stop()
     columns = ("discovered", "skipped", "fetched", "archived", "versions", "duplicates", "errors")
     rows = [[r.site, "ok" if r.ok else "FAILED", *(str(r.counts.get(c, "-")) for c in columns)]
             for r in results]
