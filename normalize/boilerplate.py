@@ -50,9 +50,20 @@ class SiteBoilerplate:
 
     def observe(self, text: str) -> None:
         """Count each distinct normalised line of one page's text once."""
+        if isinstance(text, str):
+            self._count(map(normalize_line, text.split("\n")))
+
+    def observe_and_strip(self, text: str) -> str:
+        """:meth:`observe` then :meth:`strip`, normalising each line of the text once."""
         if not isinstance(text, str):
-            return
-        lines = {n for n in map(normalize_line, text.split("\n")) if n}
+            return ""
+        lines = text.split("\n")
+        normalized = [normalize_line(line) for line in lines]
+        self._count(normalized)
+        return self._strip(lines, normalized)
+
+    def _count(self, normalized: Iterable[str]) -> None:
+        lines = {n for n in normalized if n}
         if not lines:
             return
         self._pages += 1
@@ -78,11 +89,15 @@ class SiteBoilerplate:
         kept as they are, in their order."""
         if not isinstance(text, str):
             return ""
+        lines = text.split("\n")
+        return self._strip(lines, [normalize_line(line) for line in lines])
+
+    def _strip(self, lines: list[str], normalized: list[str]) -> str:
         # Each of the page's lines is looked up, rather than building the learned set: that
         # set is rebuilt from every counted line, and a long crawl counts tens of thousands.
         threshold, counts, known = self._threshold(), self._counts, self._known
-        kept = [line for line in text.split("\n")
-                if not _is_learned(normalize_line(line), threshold, counts, known)]
+        kept = [line for line, key in zip(lines, normalized)
+                if not _is_learned(key, threshold, counts, known)]
         return "\n".join(kept)
 
     def to_json(self) -> dict[str, Any]:

@@ -381,8 +381,7 @@ class ArchivePipeline:
                          block.reason)
             return "blocked"
         with self._boilerplate_lock:
-            self.boilerplate.observe(article.text)
-            text = self.boilerplate.strip(article.text)
+            text = self.boilerplate.observe_and_strip(article.text)
         if not text:
             record_error(self.crawler.stats, page.url, "no_article_text",
                          "extraction found no article text")

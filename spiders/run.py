@@ -12,6 +12,7 @@ import ctypes
 import faulthandler
 import json
 import logging
+import multiprocessing.util
 import os
 import sys
 from datetime import date, datetime, timezone
@@ -238,6 +239,12 @@ if __name__ == "__main__":
     # Everything the crawl did is on disk or in the archive by now. Leave without the
     # interpreter's teardown, where Twisted's threads and the destructors of several native
     # libraries (lxml, numpy, pyarrow, OpenSSL) meet for nothing but risk.
+    # multiprocessing's own exit handler does run, though: it removes the temporary directory
+    # the extraction forkserver's socket lived in, which would otherwise stay in /tmp, one a
+    # crawl.
+    exit_function = getattr(multiprocessing.util, "_exit_function", None)
+    if exit_function is not None:
+        exit_function()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -99,11 +99,11 @@ def minhash(items: set[str]) -> np.ndarray:
     """
     if not items:
         return np.full(_NUM_PERM, _MAX_HASH, dtype=np.uint64)
-    hashes = np.fromiter(
-        (int.from_bytes(hashlib.blake2b(item.encode("utf-8"), digest_size=4).digest(), "little")
-         for item in items),
-        dtype=np.uint64, count=len(items),
-    )
+    # Each item's 4-byte digest, read as a little-endian 32-bit number; the digests are
+    # joined and read by numpy at once (a Python int per item cost as much as hashing it).
+    digests = b"".join([hashlib.blake2b(item.encode("utf-8"), digest_size=4).digest()
+                        for item in items])
+    hashes = np.frombuffer(digests, dtype="<u4").astype(np.uint64)
     a, b = _PERMUTATIONS
     # a, b and h are below 2**32, so a * h + b stays below 2**64: no overflow.
     values = (hashes[:, None] * a[None, :] + b[None, :]) % _MERSENNE_PRIME

@@ -179,3 +179,15 @@ def test_learns_and_strips_appended_lines_over_real_articles():
         kept = [p for p in paragraphs if p in text]
         assert kept, page.original_url  # the check below is not vacuous
         assert all(p in stripped for p in kept)
+
+
+def test_observe_and_strip_is_observe_then_strip():
+    """The pipeline learns from a page and strips it in one pass over its lines."""
+    one, two = SiteBoilerplate(), SiteBoilerplate()
+    for i in range(12):
+        page = _page(i, FOOTER) if i % 4 else _page(i, "  " + FOOTER.upper() + "  ")
+        one.observe(page)
+        assert two.observe_and_strip(page) == one.strip(page)
+    assert one.to_json() == two.to_json()
+    assert FOOTER not in two.observe_and_strip(_page(13, FOOTER))
+    assert two.observe_and_strip(None) == ""

@@ -90,11 +90,12 @@ def pooled_crawl(corpus, tmp_path_factory):
                                             f"{site.base_url}/extra-sitemap.xml"],
                                   extract_timeout=EXTRACT_TIMEOUT)
         key, value = marker.split("=")
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), key: value}
+        (tmp / "tmpdir").mkdir()
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), key: value, "TMPDIR": str(tmp / "tmpdir")}
         report = crawl_site_subprocess(entry, str(tmp / "archive"), env, tmp / "data", "pooled")
         left = processes_marked(marker)
         yield {"report": report, "stats": report["stats"], "pages": pages, "site_url": site.base_url,
-               "archive": tmp / "archive", "left": left}
+               "archive": tmp / "archive", "left": left, "tmpdir": tmp / "tmpdir"}
 
 
 def test_every_page_is_archived_with_its_extraction(pooled_crawl):
@@ -140,6 +141,8 @@ def test_a_page_over_the_time_bound_is_an_error_and_its_worker_replaced(pooled_c
 
 def test_the_crawl_leaves_no_process_behind(pooled_crawl):
     assert pooled_crawl["left"] == []
+    # Nor multiprocessing's temporary directory (the forkserver's socket), one a crawl.
+    assert list(pooled_crawl["tmpdir"].iterdir()) == []
 
 
 def test_extract_timeout_is_validated():
