@@ -86,7 +86,13 @@ def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None) -
     sources: dict[str, str] = {}
 
     def take(name: str, source: str, value: Any) -> None:
-        if name not in found and value not in (None, "", (), []):
+        """The field from this source, unless an earlier one had it; ``value`` may be a
+        function, called only then (the sources that search the whole tree)."""
+        if name in found:
+            return
+        if callable(value):
+            value = value()
+        if value not in (None, "", (), []):
             found[name] = value
             sources[name] = source
 
@@ -106,24 +112,25 @@ def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None) -
 
     take("authors", "json-ld", _clean_authors(_ld_authors(ld.get("author") or ld.get("creator")), site_names))
     take("authors", "meta", _clean_authors(_meta_authors(props), site_names))
-    take("authors", "microdata", _clean_authors(_microdata_authors(tree), site_names))
-    take("authors", "byline", _clean_authors(_byline_authors(tree), site_names))
+    take("authors", "microdata", lambda: _clean_authors(_microdata_authors(tree), site_names))
+    take("authors", "byline", lambda: _clean_authors(_byline_authors(tree), site_names))
 
     take("published", "json-ld", parse_datetime(ld.get("datePublished") or ld.get("dateCreated")
                                                 or ld.get("uploadDate")))
     for name in _DATE_META:
         take("published", "opengraph" if name.startswith(("article:", "og:")) else "meta",
              parse_datetime(_first(props.get(name))))
-    take("published", "microdata", parse_datetime(_first(
+    take("published", "microdata", lambda: parse_datetime(_first(
         tree.xpath("//*[@itemprop='datePublished']/@content | //*[@itemprop='datePublished']/@datetime"))))
-    take("published", "time-element", parse_datetime(_first(tree.xpath(
+    take("published", "time-element", lambda: parse_datetime(_first(tree.xpath(
         "(//article//time[@datetime] | //main//time[@datetime] | //time[@pubdate][@datetime])/@datetime"))))
 
     take("modified", "json-ld", parse_datetime(ld.get("dateModified")))
     for name in _MODIFIED_META:
         take("modified", "opengraph" if name.startswith(("article:", "og:")) else "meta",
              parse_datetime(_first(props.get(name))))
-    take("modified", "microdata", parse_datetime(_first(tree.xpath("//*[@itemprop='dateModified']/@content"))))
+    take("modified", "microdata",
+         lambda: parse_datetime(_first(tree.xpath("//*[@itemprop='dateModified']/@content"))))
 
     take("declared_language", "html-lang", iso639_1(tree.get("lang") or tree.get("xml:lang")))
     take("declared_language", "json-ld", iso639_1(_text(ld.get("inLanguage"))))
