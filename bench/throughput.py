@@ -24,14 +24,13 @@ Designs, one after the other against the same site, each into a fresh local dire
   concurrency, in a process of its own.
 - ``newsarchive-server``: ``newsarchive crawl`` with a Prefect server already running (as
   under ``serve``), started once before it.
-- ``moto``: ``newsarchive crawl`` again (against that server, if one runs), into a bucket of
-  moto's S3 server (a subprocess; its own CPU is shown apart, as it competes for the same
-  cores).
+- ``moto``: as ``newsarchive-server``, into a bucket of moto's S3 server (a subprocess; its
+  own CPU is shown apart, as it competes for the same cores).
 - ``crawl``: the crawl subprocess alone (``python -m spiders.run``), without Prefect.
 
-``--rounds N`` runs the designs N times in turn. A shared machine's speed drifts by a
-quarter or more over minutes; each round's ratios compare runs that followed each other,
-and the summary gives their median.
+``--rounds N`` runs the designs N times in turn, every other round in reverse order. A shared
+machine's speed drifts by a quarter or more over minutes; each round's ratios compare runs
+that followed each other, and the summary gives their median.
 
 Measured per design: wall time from start to exit, pages archived per second, CPU seconds
 of the whole process tree (``getrusage(RUSAGE_CHILDREN)``: this process is made a child
@@ -685,6 +684,9 @@ def _process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+DESIGNS = ("newsarchive", "naive", "newsarchive-server", "moto", "crawl")
+
+
 def run_design(design: str, work: Path, base_url: str, env: dict, exclude: set[int],
                servers: dict) -> Measurement:
     """One run of ``design`` in the folder ``work``; ``servers`` keeps the Prefect and moto
@@ -697,11 +699,11 @@ def run_design(design: str, work: Path, base_url: str, env: dict, exclude: set[i
         return run_naive_design(work, base_url, env, exclude)
     if design == "crawl":
         return run_crawl_subprocess(work, base_url, env, exclude)
-    if design == "newsarchive-server" and "prefect" not in servers:
+    if design in ("newsarchive-server", "moto") and "prefect" not in servers:
         servers["prefect"] = start_prefect_server(env)
         exclude.add(servers["prefect"][0].pid)
-    if "prefect" in servers:  # moto is compared with newsarchive-server, not the start-up
-        env = {**env, "PREFECT_API_URL": servers["prefect"][1]}
+    # moto is compared with newsarchive-server: storing into S3 instead of a directory.
+    env = {**env, "PREFECT_API_URL": servers["prefect"][1]}
     if design == "newsarchive-server":
         return run_newsarchive(design, work, base_url, str(work / design / "archive"), env,
                                exclude)
@@ -724,7 +726,7 @@ def run_design(design: str, work: Path, base_url: str, env: dict, exclude: set[i
         result.notes.append(f"moto's server used {_process_cpu(moto.pid) - moto_cpu:.1f} "
                             "CPU s besides")
         return result
-    raise SystemExit(f"unknown design {design!r}")
+    raise AssertionError(f"unknown design {design!r}")
 
 
 def main() -> None:
@@ -748,6 +750,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the archives")
     args = parser.parse_args()
     designs = [d.strip() for d in args.designs.split(",") if d.strip()]
+    unknown = sorted(set(designs) - set(DESIGNS))
+    if unknown or len(set(designs)) < len(designs):
+        parser.error(f"--designs: each of {', '.join(DESIGNS)}, once (not {', '.join(unknown) or 'twice'})")
 
     _become_subreaper()
     work = Path(tempfile.mkdtemp(prefix="throughput-", dir=args.workdir))
@@ -767,7 +772,9 @@ def main() -> None:
             print(f"  {line}")
         for number in range(1, args.rounds + 1):
             results = []
-            for design in designs:
+            # Every other round in reverse order (ABBA...): a machine that speeds up or slows
+            # down during the rounds then favours no design.
+            for design in designs if number % 2 else designs[::-1]:
                 print(f"round {number}: running {design} ...", flush=True)
                 site_cpu = _process_cpu(site.pid)
                 result = run_design(design, work / f"round-{number}", base_url, env, exclude,
@@ -776,6 +783,7 @@ def main() -> None:
                 if result.returncode:
                     result.notes.append(f"exit status {result.returncode}")
                 results.append(result)
+            results.sort(key=lambda r: designs.index(r.design))
             rounds.append(results)
             report(results, args.pages, f"round {number} of {args.rounds}")
     finally:
