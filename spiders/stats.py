@@ -3,7 +3,10 @@ file carries back to the flow."""
 
 from __future__ import annotations
 
-from scrapy.statscollectors import StatsCollector
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the flows read stats files without importing Scrapy (50 MB)
+    from scrapy.statscollectors import StatsCollector
 
 ERROR_LIST_KEY = "newsarchive/error_list"
 # Enough to diagnose a broken site without letting a bad crawl bloat its stats file.

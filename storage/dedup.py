@@ -15,9 +15,11 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from functools import lru_cache
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 NEAR_DUPLICATE_JACCARD = 0.9
 """Texts whose word-shingle sets overlap at least this much are near duplicates."""
@@ -97,28 +99,29 @@ def minhash(items: set[str]) -> np.ndarray:
     Everything here (the item hash, the functions' parameters) is derived from fixed
     constants with hashlib, so signatures never change with a library's version.
     """
+    np, a, b, prime, max_hash = _parameters()
     if not items:
-        return np.full(_NUM_PERM, _MAX_HASH, dtype=np.uint64)
+        return np.full(_NUM_PERM, max_hash, dtype=np.uint64)
     # Each item's 4-byte digest, read as a little-endian 32-bit number; the digests are
     # joined and read by numpy at once (a Python int per item cost as much as hashing it).
     digests = b"".join([hashlib.blake2b(item.encode("utf-8"), digest_size=4).digest()
                         for item in items])
     hashes = np.frombuffer(digests, dtype="<u4").astype(np.uint64)
-    a, b = _PERMUTATIONS
     # a, b and h are below 2**32, so a * h + b stays below 2**64: no overflow.
-    values = (hashes[:, None] * a[None, :] + b[None, :]) % _MERSENNE_PRIME
-    return (values & _MAX_HASH).min(axis=0)
+    values = (hashes[:, None] * a[None, :] + b[None, :]) % prime
+    return (values & max_hash).min(axis=0)
 
 
-def _permutation_parameters() -> tuple[np.ndarray, np.ndarray]:
+@cache
+def _parameters() -> tuple:
+    """numpy, the hash functions' parameters ``a`` and ``b``, the prime ``p`` and the
+    largest 32-bit value. numpy is imported on first use: processes that only read the
+    archive (the ``newsarchive`` command while its crawls run) are spared its 16 MB."""
+    import numpy as np
+
     def draw(name: str, i: int, low: int) -> int:
         digest = hashlib.blake2b(f"newsarchive-minhash/{name}/{i}".encode(), digest_size=4).digest()
         return max(low, int.from_bytes(digest, "little"))
     a = np.array([draw("a", i, 1) for i in range(_NUM_PERM)], dtype=np.uint64)
     b = np.array([draw("b", i, 0) for i in range(_NUM_PERM)], dtype=np.uint64)
-    return a, b
-
-
-_MERSENNE_PRIME = np.uint64((1 << 61) - 1)
-_MAX_HASH = np.uint64((1 << 32) - 1)
-_PERMUTATIONS = _permutation_parameters()
+    return np, a, b, np.uint64((1 << 61) - 1), np.uint64((1 << 32) - 1)

@@ -223,3 +223,21 @@ def test_a_crawl_stopped_by_a_signal_leaves_no_process_behind(corpus, tmp_path, 
             archived = report["stats"].get("newsarchive/archive/written", 0)
             assert 2 <= archived < 30
             assert archived == len(list((tmp_path / "archive").rglob("meta.json")))
+
+
+# -- what each process loads ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("entry, kept_out", [
+    # The command (and `serve`) runs for as long as its crawls, beside them: Scrapy and Twisted (50 MB),
+    # numpy (16 MB) and pyarrow (90 MB) stay in the crawl process, which needs them.
+    ("import flows.cli, flows.crawl, flows.backfill, flows.deployments, flows.server",
+     ("scrapy", "twisted", "numpy", "pyarrow")),
+    # The crawl process writes the catalog at the end of its run, after its workers stopped.
+    ("import spiders.run, spiders.pipelines, spiders.news", ("pyarrow",)),
+])
+def test_heavy_libraries_stay_out_of_processes_that_do_not_need_them(entry, kept_out):
+    probe = f"import sys; {entry}; print([m for m in {kept_out!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    assert json.loads(out.strip().replace("'", '"')) == []
