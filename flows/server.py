@@ -61,24 +61,13 @@ def local_server(home: Path, port: int, startup_timeout: float = 120.0) -> Itera
     log_path = home / "server.log"
     home.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")  # noqa: SIM115 - closed below, after the process
-    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-               "--port", str(port), "--analytics-off"]
     logger.info("starting a Prefect server on 127.0.0.1:%d (state in %s, log in %s)",
                 port, home, log_path)
-    # Its own process group: Ctrl-C in a terminal reaches the whole group, and the server
-    # must outlive serve's own shutdown long enough to be told the runs' final states.
-    process = subprocess.Popen(command, env=server_environment(home, port), stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    process = _launch(port, server_environment(home, port), log)
     try:
-        deadline = time.monotonic() + startup_timeout
-        while not _healthy(api_url):
-            if process.poll() is not None:
-                raise ServerFailed(f"the Prefect server exited with status {process.returncode}; "
-                                   f"see {log_path}")
-            if time.monotonic() > deadline:
-                raise ServerFailed(f"the Prefect server did not answer within {startup_timeout:.0f} s; "
-                                   f"see {log_path}")
-            time.sleep(0.5)
+        if not _answers(process, api_url, startup_timeout, "the Prefect server", log_path):
+            raise ServerFailed(f"the Prefect server exited with status {process.returncode}; "
+                               f"see {log_path}")
         logger.info("Prefect server ready: %s (UI at http://127.0.0.1:%d)", api_url, port)
         yield api_url
     finally:
@@ -105,33 +94,24 @@ class TemporaryServer:
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         port = _free_port()
         self.api_url = f"http://127.0.0.1:{port}/api"
-        command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                   "--port", str(port), "--no-ui", "--no-services", "--analytics-off"]
         environment = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                        # The server's own settings must not point it at another server.
                        "PREFECT_API_URL": ""}
         logger.info("starting a temporary Prefect server on 127.0.0.1:%d (log in %s)", port,
                     self.log_path)
-        # Its own process group: a Ctrl-C reaches the command, which stops the server last,
-        # after the runs' final states are reported.
-        self._process = subprocess.Popen(command, env=environment, stdout=self._log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+        self._process = _launch(port, environment, self._log, "--no-ui", "--no-services")
         return self
 
     def wait(self) -> str:
         """Wait until the server answers; its API URL. ServerFailed if it does not."""
         for attempt in range(1, self._ATTEMPTS + 1):
-            deadline = time.monotonic() + self.startup_timeout
-            while not _healthy(self.api_url):
-                if self._process.poll() is not None:
-                    break
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise ServerFailed(f"the temporary Prefect server did not answer within "
-                                       f"{self.startup_timeout:.0f} s; see {self.log_path}")
-                time.sleep(0.25)
-            else:
-                return self.api_url
+            try:
+                if _answers(self._process, self.api_url, self.startup_timeout,
+                            "the temporary Prefect server", self.log_path):
+                    return self.api_url
+            except ServerFailed:
+                self.stop()
+                raise
             if attempt == self._ATTEMPTS:
                 code = self._process.returncode
                 self.stop()
@@ -147,6 +127,30 @@ class TemporaryServer:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def _launch(port: int, environment: dict[str, str], log, *flags: str) -> subprocess.Popen:
+    """``prefect server start`` on 127.0.0.1:``port``, its output to ``log``, in its own
+    process group: a Ctrl-C in a terminal reaches the whole group, and the server must
+    outlive the command's own shutdown long enough to be told the runs' final states."""
+    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+               "--port", str(port), "--analytics-off", *flags]
+    return subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _answers(process: subprocess.Popen, api_url: str, timeout: float, what: str,
+             log_path: Path) -> bool:
+    """Wait until the server at ``api_url`` answers (True) or its process exits (False);
+    ServerFailed if neither happens within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not _healthy(api_url):
+        if process.poll() is not None:
+            return False
+        if time.monotonic() > deadline:
+            raise ServerFailed(f"{what} did not answer within {timeout:.0f} s; see {log_path}")
+        time.sleep(0.25)
+    return True
 
 
 def _free_port() -> int:

@@ -193,7 +193,9 @@ def _die_with_crawl(crawl_pid: int) -> None:
         if pidfd is not None:
             select.select([pidfd], [], [])  # readable once the process has exited
         else:
-            while _alive(crawl_pid):
+            from storage.archive import process_alive  # workers import storage only here
+
+            while process_alive(crawl_pid):
                 time.sleep(_CRAWL_CHECK_SECONDS)
         os._exit(0)
 
@@ -211,16 +213,6 @@ def _release_forkserver() -> None:
         except OSError:
             pass
         server._forkserver_alive_fd = None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _Worker:

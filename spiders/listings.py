@@ -57,11 +57,11 @@ class Listings:
 
     def queue(self, canonical: str) -> bool:
         """Mark the article queued for fetching; False if it was already."""
-        if self.is_queued(canonical):
-            return False
-        self._db.execute("INSERT INTO article (canonical, queued) VALUES (?, 1) "
-                         "ON CONFLICT (canonical) DO UPDATE SET queued = 1", (canonical,))
-        return True
+        # One statement per listed URL (this runs in the reactor's thread): it changes a row
+        # only when the article was not queued yet.
+        return self._db.execute(
+            "INSERT INTO article (canonical, queued) VALUES (?, 1) ON CONFLICT (canonical) "
+            "DO UPDATE SET queued = 1 WHERE queued = 0", (canonical,)).rowcount == 1
 
     def is_queued(self, canonical: str) -> bool:
         row = self._db.execute("SELECT queued FROM article WHERE canonical = ?",

@@ -372,14 +372,14 @@ class ArchivePipeline:
     def _prepare(self, page: FetchedPage, extraction: PageExtraction) -> str | tuple[Record, str]:
         """The record and cleaned text of an extracted page, or the outcome's name when
         there is nothing to store. Done once per page: the boilerplate learner counts it."""
-        # Checked here, not in the workers: the detector's model is loaded once, in this
-        # process, instead of in each worker.
-        article = settle_article_language(extraction.article)
         if extraction.blocked:
             block = extraction.block
             record_error(self.crawler.stats, page.url, f"blocked_{block.kind.value}",
                          block.reason)
             return "blocked"
+        # The language is checked here, not in the workers: the detector's model is loaded
+        # once, in this process, instead of in each worker.
+        article = settle_article_language(extraction.article)
         with self._boilerplate_lock:
             text = self.boilerplate.observe_and_strip(article.text)
         if not text:

@@ -55,11 +55,10 @@ def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Pa
     # Requests waiting to be sent grow with the crawl (a sitemap lists thousands at once,
     # about 1 KB each in memory): with a job directory, Scrapy's scheduler keeps them on
     # disk, in the run's workspace (removed with it when the run is done).
-    settings.set("JOBDIR", str(workspace_root(data_dir, site.name, run_id) / "scheduler"),
-                 priority="cmdline")
+    workspace_dir = workspace_root(data_dir, site.name, run_id)
+    settings.set("JOBDIR", str(workspace_dir / "scheduler"), priority="cmdline")
     # Likewise what discovery listed (spiders.listings), beside it.
-    settings.set("NEWSARCHIVE_LISTINGS_FILE",
-                 str(workspace_root(data_dir, site.name, run_id) / "listings.sqlite"),
+    settings.set("NEWSARCHIVE_LISTINGS_FILE", str(workspace_dir / "listings.sqlite"),
                  priority="cmdline")
     started = datetime.now(timezone.utc)
     process = CrawlerProcess(settings)
@@ -69,7 +68,7 @@ def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Pa
     stats = dict(crawler.stats.get_stats())
     errors = stats.pop(ERROR_LIST_KEY, [])
     finished = datetime.now(timezone.utc)
-    workspace = Workspace(workspace_root(data_dir, site.name, run_id))
+    workspace = Workspace(workspace_dir)
     report = {
         "site": site.name,
         "run_id": run_id,

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 import io
 import json
 import logging
@@ -46,28 +45,18 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-
-class _Lazy:
-    """A module imported on first use. pyarrow maps some 90 MB of shared library into a
-    process: a crawl needs it only once its run is over (``CatalogWriter.add`` writes JSON
-    Lines), after its extraction workers have stopped, so that its peak memory is lower."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __getattr__(self, attribute: str) -> Any:
-        return getattr(importlib.import_module(self._name), attribute)
-
-
-pa = _Lazy("pyarrow")
-ds = _Lazy("pyarrow.dataset")
-pafs = _Lazy("pyarrow.fs")
-pq = _Lazy("pyarrow.parquet")
-
 from storage.backends import Backend
 from storage.errors import ArchiveAccessDenied, ArchiveError, InvalidArchiveURL
 from storage.keys import day_of_meta_key, is_meta_key, validate_run_id, validate_site_name
+from storage.lazy import LazyModule
 from storage.record import Record
+
+# Imported on first use (storage.lazy): ``CatalogWriter.add`` writes JSON Lines, and pyarrow
+# is needed only when a run's catalog is written or read.
+pa = LazyModule("pyarrow")
+ds = LazyModule("pyarrow.dataset")
+pafs = LazyModule("pyarrow.fs")
+pq = LazyModule("pyarrow.parquet")
 
 logger = logging.getLogger(__name__)
 

@@ -16,10 +16,12 @@ import hashlib
 import re
 import unicodedata
 from functools import cache, lru_cache
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import numpy as np
+from storage.lazy import LazyModule
+
+# Imported on first use (storage.lazy): processes that only read the archive, such as the
+# newsarchive command while its crawls run, are spared its 16 MB.
+np = LazyModule("numpy")
 
 NEAR_DUPLICATE_JACCARD = 0.9
 """Texts whose word-shingle sets overlap at least this much are near duplicates."""
@@ -99,7 +101,7 @@ def minhash(items: set[str]) -> np.ndarray:
     Everything here (the item hash, the functions' parameters) is derived from fixed
     constants with hashlib, so signatures never change with a library's version.
     """
-    np, a, b, prime, max_hash = _parameters()
+    a, b, prime, max_hash = _parameters()
     if not items:
         return np.full(_NUM_PERM, max_hash, dtype=np.uint64)
     # Each item's 4-byte digest, read as a little-endian 32-bit number; the digests are
@@ -113,15 +115,12 @@ def minhash(items: set[str]) -> np.ndarray:
 
 
 @cache
-def _parameters() -> tuple:
-    """numpy, the hash functions' parameters ``a`` and ``b``, the prime ``p`` and the
-    largest 32-bit value. numpy is imported on first use: processes that only read the
-    archive (the ``newsarchive`` command while its crawls run) are spared its 16 MB."""
-    import numpy as np
-
+def _parameters() -> tuple[np.ndarray, np.ndarray, np.uint64, np.uint64]:
+    """The hash functions' parameters ``a`` and ``b``, the prime ``p`` and the largest 32-bit
+    value (made on first use, with numpy)."""
     def draw(name: str, i: int, low: int) -> int:
         digest = hashlib.blake2b(f"newsarchive-minhash/{name}/{i}".encode(), digest_size=4).digest()
         return max(low, int.from_bytes(digest, "little"))
     a = np.array([draw("a", i, 1) for i in range(_NUM_PERM)], dtype=np.uint64)
     b = np.array([draw("b", i, 0) for i in range(_NUM_PERM)], dtype=np.uint64)
-    return np, a, b, np.uint64((1 << 61) - 1), np.uint64((1 << 32) - 1)
+    return a, b, np.uint64((1 << 61) - 1), np.uint64((1 << 32) - 1)

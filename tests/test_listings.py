@@ -18,6 +18,10 @@ def test_listings_remember_urls_queueing_and_what_was_reported(tmp_path):
     assert listings.queue("https://a.example/1") is True
     assert listings.queue("https://a.example/1") is False  # fetched once
     assert listings.is_queued("https://a.example/1") and not listings.is_queued("https://a.example/2")
+    # An article fetched first by a followed link (reported, never queued) is queued once.
+    listings.reported("https://a.example/3", 1)
+    assert listings.queue("https://a.example/3") is True
+    assert listings.queue("https://a.example/3") is False
 
     # Told the archive about both URLs: not late. Listed under a third URL afterwards: late.
     listings.reported("https://a.example/1", 2)
