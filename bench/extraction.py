@@ -5,7 +5,7 @@
 Scores per extractor, averaged over pages: text F1 over word 4-gram shingles (precision
 and recall averaged over pages, F1 of those averages), exact title, publication date within
 a day and within two minutes, exact author set, and milliseconds per page. The ground truth
-is the corpus' JSON (see ../shared/corpus/README.md).
+is the corpus' JSON (see tests/data/README.md).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from normalize import extract_article  # noqa: E402
 
-DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "fundus"
+DEFAULT_CORPUS = ROOT / "tests" / "data" / "fundus"
 
 
 @dataclass

@@ -4,7 +4,7 @@ local site of N distinct real news pages.
     .venv/bin/python bench/throughput.py [--pages 2000] [--rounds 2]
         [--designs newsarchive,naive,newsarchive-server,moto]
 
-The site serves N pages made from the corpus (``../shared/corpus/fundus``): copy ``i`` is
+The site serves N pages made from the corpus (``tests/data/fundus``): copy ``i`` is
 corpus page ``i mod 132`` with a suffix unique to the copy appended to every third word of
 its paragraphs and its declared canonical URL removed, so every copy is a new article to the
 archive (its own canonical URL, its own text fingerprint, no near duplicate of another

@@ -31,7 +31,7 @@ AWS_TEST_ENV = {
 
 @pytest.fixture(scope="session")
 def corpus():
-    """Every page of the shared corpus."""
+    """Every page of the corpus (``tests/data/fundus``)."""
     return load_corpus()
 
 

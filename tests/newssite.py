@@ -26,8 +26,9 @@ from types import TracebackType
 from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape
 
-DEFAULT_CORPUS_DIR = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "fundus"
-"""Where the corpus lives when neither an argument nor the environment says otherwise."""
+DEFAULT_CORPUS_DIR = Path(__file__).resolve().parent / "data" / "fundus"
+"""Where the corpus lives when neither an argument nor the environment says otherwise: the
+copy of the Fundus test pages kept in the repository (``tests/data/fundus/README.md``)."""
 
 CORPUS_ENV_VAR = "NEWSARCHIVE_CORPUS"
 """Environment variable overriding the corpus directory."""

@@ -1,5 +1,5 @@
 """The repository's promises: docs, config, CLI and packaging agree with each other and
-with ../shared/ARCHITECTURE.md. (No Docker engine runs here, so the Dockerfile is checked
+with docs/ARCHITECTURE.md, the design the code is built to. (No Docker engine runs here, so the Dockerfile is checked
 by reading it against the tree.)"""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from spiders.config import SiteConfig
 from storage import RECORD_FIELDS, article_keys
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCHITECTURE = ROOT.parent / "shared" / "ARCHITECTURE.md"
+ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
@@ -159,3 +159,19 @@ def test_compose_runs_minio_a_prefect_server_and_serve():
     for service in services.values():
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:"), port
+
+
+def test_the_suite_reads_nothing_beside_the_repository():
+    """A user's clone has nothing beside it: no test, fixture, Makefile rule or CI step may
+    reach outside the repository (as ../shared, or a parent of the repository's root)."""
+    outside = re.compile(r"\.\./shared|[\"']shared[\"']|parents\[[2-9]\]|ROOT\.parent|REPO_ROOT\.parent")
+    this_file = Path(__file__).resolve()  # it names the pattern it looks for
+    files = [*(p for p in sorted((ROOT / "tests").rglob("*.py")) if p != this_file),
+             ROOT / "Makefile", ROOT / ".ci" / "run"]
+    offenders = [f"{path.relative_to(ROOT)}:{n}" for path in files
+                 for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                 if outside.search(line)]
+    assert not offenders, offenders
+    # What the tests read instead: the corpus, its licence and the sample article.
+    for path in ("fundus/index.json", "fundus/LICENSE", "sample-article.txt", "README.md"):
+        assert (ROOT / "tests" / "data" / path).is_file(), path

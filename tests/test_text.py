@@ -18,7 +18,7 @@ from normalize import extract_article
 from normalize.text import MAX_ELEMENTS, drop_boilerplate_lines, extract_body
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = REPO_ROOT.parent / "shared" / "corpus" / "sample-article.txt"
+SAMPLE = REPO_ROOT / "tests" / "data" / "sample-article.txt"
 URL = "https://www.theglobeandmail.com/news/world/syrian-rebels-pull-back-in-aleppo-district/article4468430/"
 
 
@@ -43,7 +43,7 @@ GLOBE_BOILERPLATE = {
     "editor, please forward to",
 }
 GLOBE_TITLE = "Syrian rebels pull back in Aleppo district"
-# The photo caption: a cleaned text may keep it or not (../shared/corpus/README.md).
+# The photo caption: a cleaned text may keep it or not (tests/data/README.md).
 GLOBE_CAPTION = ("Damaged buildings and vehicles are seen after shelling by forces loyal to President "
                  "Bashar al-Assad in Aleppo's district of Bustan Al Qasr, Aug. 7, 2012.")
 GLOBE_STORY_PARAGRAPHS = 20
