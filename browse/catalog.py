@@ -7,8 +7,13 @@ folder. Every answer here is about each article's latest row: the one with the m
 ``versions`` (they are only ever added), then the latest ``fetched_at``.
 
 Only the columns a question needs are read, and ``site``/``date`` filters skip whole
-partitions; search pushes its word filter into the scan, so only matching rows (and the
-small id columns that tell which rows are latest) are kept in memory.
+partitions; search pushes a filter on its longest word into the scan, so only rows that
+have that word (and the small id columns that tell which rows are latest) are kept in
+memory.
+
+A search query is bounded (:data:`MAX_QUERY_WORDS` words, :data:`MAX_QUERY_CHARS`
+characters) and its words are matched in one pass over each text, with one pattern for all
+of them: a query's cost grows with the text searched, not with the text times its words.
 """
 
 from __future__ import annotations
@@ -33,6 +38,19 @@ LISTING_COLUMNS = ("id", "site", "date", "title", "authors", "published", "langu
 
 SNIPPET_CHARS = 160
 """Length of a search result's snippet."""
+
+MAX_QUERY_WORDS = 32
+"""Most words in a search query: each one is a branch of the pattern matched at every
+word of every text searched."""
+
+MAX_QUERY_CHARS = 500
+"""Longest search query, in characters (white space included)."""
+
+
+class QueryTooLong(ValueError):
+    """A search query with more than :data:`MAX_QUERY_WORDS` words or
+    :data:`MAX_QUERY_CHARS` characters: refused, never cut (fewer words would find other
+    articles than the ones asked for)."""
 
 
 @dataclass(frozen=True)
@@ -133,34 +151,89 @@ def day_counts(articles: pa.Table) -> list[DayCount]:
 
 
 def words_of(query: str) -> list[str]:
-    """The words of a search query (split on white space, empty ones dropped)."""
-    return [w for w in query.split() if w]
+    """The words of a search query: split on white space, each kept once (case does not
+    matter), in their order. Raises :class:`QueryTooLong` beyond the bounds."""
+    words = query.split()
+    if len(words) > MAX_QUERY_WORDS or len(query) > MAX_QUERY_CHARS:
+        raise QueryTooLong(f"a search takes at most {MAX_QUERY_WORDS} words and "
+                           f"{MAX_QUERY_CHARS} characters; this one has {len(words)} words "
+                           f"and {len(query)} characters")
+    return list({w.casefold(): w for w in words}.values())
+
+
+class WordMatcher:
+    """Which words of a query a text has, found in one pass over the text with one
+    pattern for all the words.
+
+    A word matches at the start of a word of the text (after a character that is neither
+    a letter nor a digit), case-insensitively: ``elect`` finds ``election``, not
+    ``select``."""
+
+    def __init__(self, words: Sequence[str]) -> None:
+        self.words = tuple(words)
+        # Longest first: where several words match at one place, the longest one is the
+        # branch taken, and the others are its prefixes: _found_with[branch] lists them all.
+        order = sorted(range(len(self.words)), key=lambda n: -len(self.words[n]))
+        branches = "|".join(f"({re.escape(self.words[n])})" for n in order)
+        # Zero-width (a lookahead), so that matches may overlap: in "new-york", the query
+        # "new-york york" finds "york" too.
+        self.pattern = re.compile(rf"(?<![^\W_])(?=(?:{branches}))", re.IGNORECASE)
+        self._found_with = [frozenset(
+            other for other, word in enumerate(self.words)
+            if self.words[n].casefold().startswith(word.casefold())) for n in order]
+
+    def has_every_word(self, text: str) -> bool:
+        """Whether ``text`` has every word (stops at the first place they all are found)."""
+        missing = set(range(len(self.words)))
+        for match in self.pattern.finditer(text):
+            missing -= self._found_with[match.lastindex - 1]
+            if not missing:
+                return True
+        return not missing
+
+    def first(self, text: str) -> int | None:
+        """Where the first word found in ``text`` starts, or None."""
+        match = self.pattern.search(text)
+        return match.start() if match else None
 
 
 def _word_pattern(word: str) -> str:
-    # The word must start a word of the text: "elect" finds "election", not "select".
-    # RE2 (pyarrow's regex engine) takes a backslash before any ASCII punctuation.
+    # The same rule as WordMatcher, for RE2 (pyarrow's regex engine), which takes a
+    # backslash before any ASCII punctuation.
     escaped = "".join(f"\\{c}" if c.isascii() and not c.isalnum() else c for c in word)
     return rf"(?:^|[^\pL\pN]){escaped}"
 
 
-def _matches(column: str, word: str) -> ds.Expression:
-    return pc.match_substring_regex(ds.field(column), pattern=_word_pattern(word),
-                                    ignore_case=True)
+def scan_filter(words: Sequence[str]) -> ds.Expression:
+    """The filter search pushes into the catalog's scan: title or text has the longest of
+    ``words`` (an article with every word has that one). One pattern, whatever the number
+    of words; :class:`WordMatcher` then checks every word in the rows it lets through."""
+    longest = max(words, key=len)
+    return (pc.match_substring_regex(ds.field("title"), pattern=_word_pattern(longest),
+                                     ignore_case=True)
+            | pc.match_substring_regex(ds.field("text"), pattern=_word_pattern(longest),
+                                       ignore_case=True))
 
 
 def search(archive_url: str, query: str, *, site: str | None = None,
            limit: int | None = 20) -> list[SearchHit]:
     """Articles whose latest title or text holds every word of ``query`` (case-insensitive,
-    each word at the start of a word), newest first; at most ``limit`` (None: all)."""
+    each word at the start of a word), newest first; at most ``limit`` (None: all).
+    Raises :class:`QueryTooLong` for a query beyond :data:`MAX_QUERY_WORDS` words or
+    :data:`MAX_QUERY_CHARS` characters."""
     words = words_of(query)
     if not words:
         return []
-    text_filter = _all([_matches("title", w) | _matches("text", w) for w in words])
+    matcher = WordMatcher(words)
     site_filter = catalog_filter(site)
     columns = ["id", "site", "date", "title", "url", "published", "text", *LATEST_KEY_COLUMNS[1:]]
-    hits = latest_rows(read_catalog(archive_url, filter=_all([site_filter, text_filter]),
-                                    columns=columns))
+    candidates = read_catalog(archive_url, filter=_all([site_filter, scan_filter(words)]),
+                              columns=columns)
+    # Title and text in one string, so that each row is one pass of the matcher.
+    keep = [matcher.has_every_word(f"{title or ''}\n{text or ''}")
+            for title, text in zip(candidates["title"].to_pylist(),
+                                   candidates["text"].to_pylist())]
+    hits = latest_rows(candidates.filter(pa.array(keep, pa.bool_())))
     if hits.num_rows == 0:
         return []
     # A row that matches may have been superseded by a later one that does not: keep the
@@ -175,16 +248,15 @@ def search(archive_url: str, query: str, *, site: str | None = None,
     if limit is not None:
         rows = rows[:limit]
     return [SearchHit(id=r["id"], site=r["site"], day=r["date"], title=r["title"], url=r["url"],
-                      published=r["published"], snippet=snippet(r["text"] or "", words))
+                      published=r["published"], snippet=snippet(r["text"] or "", matcher))
             for r in rows]
 
 
-def snippet(text: str, words: Sequence[str], width: int = SNIPPET_CHARS) -> str:
-    """About ``width`` characters of ``text`` around the first of ``words`` found in it,
-    on one line, with ``…`` where it was cut."""
+def snippet(text: str, matcher: WordMatcher, width: int = SNIPPET_CHARS) -> str:
+    """About ``width`` characters of ``text`` around the first word of ``matcher`` found
+    in it, on one line, with ``…`` where it was cut."""
     flat = " ".join(text.split())
-    found = [m.start() for w in words if (m := re.search(re.escape(w), flat, re.IGNORECASE))]
-    at = min(found, default=0)
+    at = matcher.first(flat) or 0
     start = max(0, at - width // 3)
     end = min(len(flat), start + width)
     start = max(0, min(start, end - width))

@@ -6,13 +6,15 @@ the config or ``--archive`` and calls the command registered here with it. This 
 only reads an :class:`storage.Archive`, so browsing never needs Scrapy or Prefect.
 
 On a terminal, tables are drawn with rich; piped, they are plain columns (and ``show``
-prints JSON), so scripts read them without surprises.
+prints JSON), so scripts read them without surprises. Either way, no archived string
+reaches the terminal with a control or bidi character (see :mod:`browse.listing`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import ipaddress
+import re
 import sys
 from datetime import date, timedelta
 
@@ -24,6 +26,8 @@ from browse.listing import (
     percent,
     print_table,
     sparkline,
+    terminal_text,
+    to_json,
 )
 from browse.records import iter_records
 from browse.stats import run_totals
@@ -66,6 +70,24 @@ def port_number(value: str) -> int:
     return number
 
 
+_HOST_NAME = re.compile(r"(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
+
+
+def host_name(value: str) -> str:
+    """An argparse type for a name a ``Host`` header may give: a host name (``*.`` first
+    for any of its subdomains) or an IP address."""
+    bracketed = value.startswith("[") and value.endswith("]")
+    try:
+        ipaddress.ip_address(value[1:-1] if bracketed else value)
+        return value
+    except ValueError:
+        pass
+    if not _HOST_NAME.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"not a host name or IP address (e.g. news.example.org, *.example.org): {value!r}")
+    return value
+
+
 def add_commands(commands, parents: list[argparse.ArgumentParser]) -> None:
     """Add the browsing subcommands to ``commands`` (an argparse subparsers object).
 
@@ -94,7 +116,8 @@ def add_commands(commands, parents: list[argparse.ArgumentParser]) -> None:
 
     find = commands.add_parser("search", parents=parents,
                                help="articles whose title or text has every word (catalog)")
-    find.add_argument("words", nargs="+", metavar="WORDS")
+    find.add_argument("words", nargs="+", metavar="WORDS",
+                      help="words an article must all have")
     find.add_argument("--site", metavar="NAME")
     find.add_argument("--limit", type=positive_int, default=20, metavar="N",
                       help="at most N results, newest first (default 20)")
@@ -117,6 +140,10 @@ def add_commands(commands, parents: list[argparse.ArgumentParser]) -> None:
                      help=f"port to serve on (default {DEFAULT_PORT}; 0: any free port)")
     web.add_argument("--host", default="127.0.0.1",
                      help="address to bind (default 127.0.0.1: this machine only)")
+    web.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                     dest="allowed_hosts", type=host_name,
+                     help="a host name the UI answers to besides the address it is bound to "
+                          "(e.g. the name of a proxy in front of it); repeatable")
     web.set_defaults(browse_func=cmd_browse)
 
 
@@ -131,8 +158,7 @@ def cmd_ls(args, archive: Archive) -> int:
                            language=args.lang)
     if args.json:
         for record in records:
-            sys.stdout.write(json.dumps(record.to_dict(), ensure_ascii=False, sort_keys=True)
-                             + "\n")
+            sys.stdout.write(to_json(record.to_dict(), sort_keys=True) + "\n")
         return 0
     # The archive's date (the article's folder: publication date in UTC, else fetch
     # date), which --since/--until filter on.
@@ -193,22 +219,28 @@ def cmd_cat(args, archive: Archive) -> int:
     if args.raw:
         sys.stdout.buffer.write(archive.read_raw(record))
     else:
-        sys.stdout.write(archive.read_text(record))
+        text = archive.read_text(record)
+        # Piped, the text as archived; on a terminal, without its control characters.
+        sys.stdout.write(terminal_text(text) if is_terminal() else text)
         sys.stdout.write("\n")
     return 0
 
 
 def cmd_search(args, archive: Archive) -> int:
-    from browse.catalog import search
+    from browse.catalog import QueryTooLong, search
 
     query = " ".join(args.words)
-    hits = search(archive.url, query, site=args.site, limit=args.limit)
+    try:
+        hits = search(archive.url, query, site=args.site, limit=args.limit)
+    except QueryTooLong as exc:
+        print(f"newsarchive: search: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         for hit in hits:
-            sys.stdout.write(json.dumps({
+            sys.stdout.write(to_json({
                 "id": hit.id, "site": hit.site, "date": hit.day.isoformat(), "title": hit.title,
                 "url": hit.url, "published": _when(hit.published) or None,
-                "snippet": hit.snippet}, ensure_ascii=False) + "\n")
+                "snippet": hit.snippet}) + "\n")
         return 0
     print_table(["id", "site", "date", "title", "snippet"],
                 [[h.id, h.site, h.day.isoformat(), (h.title or "")[:60], h.snippet]
@@ -229,7 +261,7 @@ def cmd_stats(args, archive: Archive) -> int:
     summaries = [_site_summary(name, per_site.get(name, []), runs.get(name)) for name in sites]
 
     if args.json:
-        print(json.dumps({"sites": summaries}, ensure_ascii=False, indent=1, default=str))
+        print(to_json({"sites": summaries}, indent=1, default=str))
         return 0
     rows = []
     for s in summaries:
@@ -308,4 +340,4 @@ def cmd_browse(args, archive: Archive) -> int:
     if args.host not in LOCAL_HOSTS:
         print(f"newsarchive: warning: serving on {args.host}: anyone who can reach this "
               "address can read the archive", file=sys.stderr)
-    return serve(archive, host=args.host, port=args.port)
+    return serve(archive, host=args.host, port=args.port, allowed_hosts=args.allowed_hosts)

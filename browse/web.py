@@ -13,18 +13,23 @@ Everything shown was written by someone else's web site, so:
 - the original page is served only with ``Content-Security-Policy: sandbox`` (no
   ``allow-scripts``, an opaque origin) and ``default-src 'none'``, so its scripts do not
   run and it fetches nothing, not even images from the live web, and it is shown only in
-  an ``<iframe sandbox>``;
-- the server binds 127.0.0.1 unless told otherwise.
+  an ``<iframe sandbox>``; it is served without its ``<link>`` elements, whose resource
+  hints (``preconnect``, ``dns-prefetch``...) no policy stops (see :mod:`browse.original`);
+- every response, errors included, carries the security headers;
+- the server binds 127.0.0.1 unless told otherwise, and answers only requests whose
+  ``Host`` names it (a page elsewhere cannot reach it through DNS rebinding).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import socket
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -33,12 +38,24 @@ from urllib.parse import urlsplit
 import jinja2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from browse.catalog import DayCount, day_counts, read_articles, search, words_of
+from browse.catalog import (
+    MAX_QUERY_CHARS,
+    MAX_QUERY_WORDS,
+    DayCount,
+    QueryTooLong,
+    day_counts,
+    read_articles,
+    search,
+    words_of,
+)
+from browse.original import page_for_display
 from browse.charts import articles_chart, health_chart
 from storage import Archive, ArchiveError, InvalidKey, ObjectNotFound, Record
 from storage.catalog import archive_date
@@ -61,8 +78,16 @@ COMMON_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
+    # No DNS lookups of the hosts an archived page links to.
+    "X-DNS-Prefetch-Control": "off",
 }
 """Headers of every response."""
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+"""The host names the UI answers to when it is bound to this machine only."""
+
+_WILDCARD_ADDRESSES = ("", "0.0.0.0", "::")
+"""Addresses that bind every interface, loopback included."""
 
 CATALOG_TTL_SECONDS = 30.0
 """How long the catalog's per-day counts are reused before the catalog is read again."""
@@ -71,6 +96,9 @@ SEARCH_LIMIT = 100
 """Most search results shown."""
 
 _CHARSET = re.compile(r"^[A-Za-z0-9._:-]{1,40}$")
+
+_VERSION = re.compile(r"[0-9]+")
+"""A version number in a URL."""
 
 
 class ArchiveView:
@@ -142,11 +170,34 @@ def make_templates() -> jinja2.Environment:
     )
     env.filters["http_url"] = http_url
     env.globals["percent"] = percent
+    env.globals["max_words"] = MAX_QUERY_WORDS
+    env.globals["max_chars"] = MAX_QUERY_CHARS
     return env
 
 
-def create_app(archive: Archive) -> Starlette:
-    """The web UI over ``archive``, as an ASGI application."""
+def allowed_host_names(host: str, extra: Sequence[str] = ()) -> list[str]:
+    """The names a ``Host`` header may give for a server bound to ``host``: the loopback
+    names when it is this machine's (or every address, which includes them), else that
+    address; plus the ``extra`` names (a proxy's, say)."""
+    if host in ("127.0.0.1", "localhost", "::1", *_WILDCARD_ADDRESSES):
+        names = list(LOOPBACK_NAMES)
+    else:
+        names = [host]
+    names += extra
+    # A Host header writes an IPv6 address in brackets.
+    return list(dict.fromkeys(f"[{n}]" if _is_ipv6(n) else n.lower() for n in names))
+
+
+def _is_ipv6(name: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(name), ipaddress.IPv6Address)
+    except ValueError:
+        return False
+
+
+def create_app(archive: Archive, allowed_hosts: Sequence[str] = LOOPBACK_NAMES) -> Starlette:
+    """The web UI over ``archive``, as an ASGI application, answering only requests whose
+    ``Host`` is one of ``allowed_hosts`` (see :func:`allowed_host_names`)."""
     view = ArchiveView(archive)
     templates = make_templates()
 
@@ -205,7 +256,14 @@ def create_app(archive: Archive) -> Starlette:
             raise HTTPException(404, "no such article")
         versions = record.all_versions
         wanted = request.query_params.get("version", "")
-        number = int(wanted) if wanted.isdigit() else len(versions)
+        if not wanted:
+            number = len(versions)
+        elif not _VERSION.fullmatch(wanted):
+            # ASCII digits: str.isdigit() also takes "²", which int() refuses.
+            raise HTTPException(400, "a version is a whole number: 1 for the first")
+        else:
+            # int() refuses thousands of digits; no record has a billion versions.
+            number = int(wanted) if len(wanted) <= 9 else 0
         if not 1 <= number <= len(versions):
             raise HTTPException(404, "no such version")
         version = versions[number - 1]
@@ -229,26 +287,39 @@ def create_app(archive: Archive) -> Starlette:
         except ObjectNotFound:
             raise HTTPException(404, "the raw page is missing") from None
         charset = record.charset if record.charset and _CHARSET.fullmatch(record.charset) else None
-        media_type = f"text/html; charset={charset}" if charset else "text/html"
-        return Response(body, headers={**COMMON_HEADERS, "Content-Security-Policy": ORIGINAL_CSP,
-                                       "Content-Type": media_type})
+        return Response(page_for_display(body, charset),
+                        headers={**COMMON_HEADERS, "Content-Security-Policy": ORIGINAL_CSP,
+                                 "Content-Type": "text/html; charset=utf-8"})
 
     def search_page(request: Request) -> Response:
         query = request.query_params.get("q", "")
         site = request.query_params.get("site") or None
         if site is not None and not SITE_NAME_PATTERN.fullmatch(site):
             site = None
-        hits = search(archive.url, query, site=site, limit=SEARCH_LIMIT) if words_of(query) else []
-        return page(request, "search.html", query=query, site=site, hits=hits,
-                    sites=sorted(view.sites()), limit=SEARCH_LIMIT)
+        try:
+            hits = search(archive.url, query, site=site, limit=SEARCH_LIMIT)
+        except QueryTooLong as exc:
+            # The form keeps what fits, for the user to shorten.
+            return page(request, "search.html", status_code=400, refused=f"Not searched: {exc}.",
+                        searched=False, query=query[:MAX_QUERY_CHARS], site=site, hits=[],
+                        sites=sorted(view.sites()), limit=SEARCH_LIMIT)
+        return page(request, "search.html", query=query, site=site, hits=hits, refused=None,
+                    searched=bool(words_of(query)), sites=sorted(view.sites()),
+                    limit=SEARCH_LIMIT)
 
     async def not_found(request: Request, exc: HTTPException) -> Response:
-        return page(request, "error.html", status_code=exc.status_code, message=exc.detail)
+        return page(request, "error.html", status_code=exc.status_code, message=exc.detail,
+                    title="Not found" if exc.status_code == 404 else "Error")
 
     async def archive_error(request: Request, exc: ArchiveError) -> Response:
         logger.warning("archive error on %s: %s", request.url.path, exc)
-        return page(request, "error.html", status_code=502,
+        return page(request, "error.html", status_code=502, title="Error",
                     message=f"The archive could not be read: {exc}")
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Starlette re-raises the exception once this is sent, and uvicorn logs it.
+        return page(request, "error.html", status_code=500, title="Error",
+                    message="Internal error: this page could not be shown")
 
     routes = [
         Route("/", index),
@@ -259,15 +330,26 @@ def create_app(archive: Archive) -> Starlette:
         Route("/articles/{id}/original", original),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found,
-                                                      ArchiveError: archive_error})
-    app.add_middleware(_DefaultHeaders)
-    return app
+    return _ArchiveUI(
+        routes=routes,
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts),
+                               www_redirect=False)],
+        exception_handlers={HTTPException: not_found, ArchiveError: archive_error,
+                            Exception: server_error})
+
+
+class _ArchiveUI(Starlette):
+    """Starlette, with the security headers added outside its whole middleware stack:
+    its own error responses (an invalid Host, a 500) get them too."""
+
+    def build_middleware_stack(self):
+        return _DefaultHeaders(super().build_middleware_stack())
 
 
 class _DefaultHeaders:
     """Adds the common headers and the UI's CSP to responses that lack them (static
-    files, errors raised before a page is rendered)."""
+    files, Starlette's own error responses); answers 500 itself, with them, if the
+    application fails before it has answered."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -276,23 +358,42 @@ class _DefaultHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = False
 
         async def send_with_headers(message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                for name, value in {**COMMON_HEADERS, "Content-Security-Policy": UI_CSP}.items():
-                    if name.lower().encode() not in present:
-                        headers.append((name.lower().encode(), value.encode()))
-                message = {**message, "headers": headers}
+                started = True
+                message = {**message,
+                           "headers": _with_default_headers(message.get("headers", []))}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            if not started:
+                await send_with_headers({
+                    "type": "http.response.start", "status": 500,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+                await send({"type": "http.response.body", "body": b"Internal Server Error"})
+            raise
 
 
-def serve(archive: Archive, host: str = "127.0.0.1", port: int = 8080) -> int:
+def _with_default_headers(headers) -> list[tuple[bytes, bytes]]:
+    """ASGI ``headers`` plus each of :data:`COMMON_HEADERS` and the UI's CSP they lack."""
+    headers = list(headers)
+    present = {name.lower() for name, _ in headers}
+    for name, value in {**COMMON_HEADERS, "Content-Security-Policy": UI_CSP}.items():
+        if name.lower().encode() not in present:
+            headers.append((name.lower().encode(), value.encode()))
+    return headers
+
+
+def serve(archive: Archive, host: str = "127.0.0.1", port: int = 8080,
+          allowed_hosts: Sequence[str] = ()) -> int:
     """Serve the UI over ``archive`` on ``host:port`` (port 0: any free one) until
-    interrupted; prints the URL first. Returns the exit code."""
+    interrupted, answering requests for ``host`` and ``allowed_hosts`` (see
+    :func:`allowed_host_names`); prints the URL first. Returns the exit code."""
     import uvicorn
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -300,6 +401,9 @@ def serve(archive: Archive, host: str = "127.0.0.1", port: int = 8080) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        # Listening before the URL is printed: a client that reads it may connect at once,
+        # and waits in the backlog while uvicorn starts.
+        sock.listen(128)
     except OSError as exc:
         sock.close()
         print(f"newsarchive: cannot serve on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
@@ -308,7 +412,7 @@ def serve(archive: Archive, host: str = "127.0.0.1", port: int = 8080) -> int:
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     print(f"newsarchive: browsing {archive.url} at http://{shown}:{bound}/ (Ctrl-C stops)",
           flush=True)
-    config = uvicorn.Config(create_app(archive), log_level="warning", access_log=False,
-                            lifespan="off")
+    app = create_app(archive, allowed_hosts=allowed_host_names(host, allowed_hosts))
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     uvicorn.Server(config).run(sockets=[sock])
     return 0

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -502,10 +503,195 @@ def test_search_and_stats_over_a_local_archive(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv", [
     ["search", "x", "--limit", "0"], ["stats", "--since", "2024-02-30"],
-    ["browse", "--port", "70000"], ["search"],
+    ["browse", "--port", "70000"], ["search"], ["browse", "--allowed-host", "*"],
+    ["browse", "--allowed-host", "a*b.example"], ["browse", "--allowed-host", "x/y"],
 ])
 def test_bad_arguments_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+# -- hostile queries and strings -------------------------------------------------------------------
+
+
+def local_archive(tmp_path, articles: list[tuple[str | None, str]]) -> tuple[str, list[Record]]:
+    """A local archive of ``articles`` (title, text) of site ``alpha``, with their catalog
+    rows; returns its path and the records."""
+    from tests.test_cli import store_article
+
+    root = tmp_path / "archive"
+    archive = Archive.open(str(root))
+    when = datetime(2024, 5, 1, 9, 0, tzinfo=timezone.utc)
+    writer = CatalogWriter(archive.backend, tmp_path / "pending", "local-run")
+    stored = []
+    for n, (title, text) in enumerate(articles):
+        record = store_article(archive, site="alpha", url=f"https://alpha.example/news/story-{n}",
+                               title=title, published=when + timedelta(hours=n),
+                               fetched_at=when, text=text, raw=b"<p>x</p>")
+        writer.add(record, text)
+        stored.append(record)
+    writer.close()
+    return str(root), stored
+
+
+def test_search_refuses_queries_beyond_the_bounds(tmp_path, capsys):
+    from browse import catalog
+
+    root, (record,) = local_archive(tmp_path, [
+        ("Harbour reopens", "The harbour reopened after the storm.")])
+    # 7,000 one-letter words: refused with the reason, nothing searched.
+    many = ["abcdefghijklmnopqrstuvwxyz"[n % 26] for n in range(7000)]
+    code, out, err = run(capsys, "search", *many, "--archive", root)
+    assert (code, out) == (2, "")
+    MAX_QUERY_WORDS, MAX_QUERY_CHARS = catalog.MAX_QUERY_WORDS, catalog.MAX_QUERY_CHARS
+    assert err == (f"newsarchive: search: a search takes at most {MAX_QUERY_WORDS} words and "
+                   f"{MAX_QUERY_CHARS} characters; this one has 7000 words and 13999 "
+                   "characters\n")
+    code, _, err = run(capsys, "search", *["harbour"] * (MAX_QUERY_WORDS + 1), "--archive", root)
+    assert code == 2 and "this one has 33 words" in err
+    code, _, err = run(capsys, "search", "h" * (MAX_QUERY_CHARS + 1), "--archive", root)
+    assert code == 2 and "this one has 1 words and 501 characters" in err
+    # The most words allowed: searched.
+    words = ("The harbour reopened after the storm".split() * 6)[:MAX_QUERY_WORDS]
+    code, out, err = run(capsys, "search", *words, "--archive", root, "--json")
+    assert code == 0, err
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [record.id]
+
+
+class CountingPattern:
+    """A compiled pattern that counts its uses and the characters it was given."""
+
+    def __init__(self, pattern) -> None:
+        self.pattern = pattern
+        self.calls: list[tuple[str, int]] = []
+
+    def finditer(self, text: str):
+        self.calls.append(("finditer", len(text)))
+        return self.pattern.finditer(text)
+
+    def search(self, text: str):
+        self.calls.append(("search", len(text)))
+        return self.pattern.search(text)
+
+
+def test_search_matches_every_word_in_one_pass(tmp_path, capsys, monkeypatch):
+    """The work of a search: one regex in the scan, whatever the number of words, then one
+    pattern for all the words, run once over each row the scan lets through."""
+    from browse import catalog
+
+    articles = [
+        ("Harbour reopens", "The harbour reopened after the storm. Ferries run again."),
+        ("Storm damage counted", "Insurers counted the storm damage in the harbour town."),
+        ("Market day", "Farmers sold apples at the harbour market on Saturday."),
+        ("Election called", "The mayor called an election for June."),
+        ("New-York ferries", "Ferries to new-york sail again after the storm."),
+    ]
+    root, stored = local_archive(tmp_path, articles)
+    built: list[catalog.WordMatcher] = []
+
+    class CountedMatcher(catalog.WordMatcher):
+        def __init__(self, words) -> None:
+            super().__init__(words)
+            self.pattern = CountingPattern(self.pattern)
+            built.append(self)
+
+    monkeypatch.setattr(catalog, "WordMatcher", CountedMatcher)
+
+    def search(*words: str) -> tuple[list[str], list[tuple[str, int]]]:
+        built.clear()
+        hits = catalog.search(root, " ".join(words), limit=None)
+        (matcher,) = built  # one matcher, one pattern, per search
+        return [h.id for h in hits], matcher.pattern.calls
+
+    # The scan's filter: one regex for the title and one for the text, however many words.
+    for words in (["harbour"], [f"word{n}" for n in range(catalog.MAX_QUERY_WORDS)]):
+        assert str(catalog.scan_filter(words)).count("match_substring_regex") == 2, words
+
+    # "harbour" (the longest word) is in 3 articles: each goes through the matcher once,
+    # title and text in one string; with 1 word or with 32, the same characters are read.
+    with_harbour = [f"{t}\n{x}" for t, x in articles if "harbour" in f"{t} {x}".lower()]
+    one_word, calls = search("harbour")
+    assert sorted(one_word) == sorted(r.id for r in stored[:3])
+    scans = sorted(n for kind, n in calls if kind == "finditer")
+    assert scans == sorted(len(s) for s in with_harbour)
+    many = ["harbour", "the", "storm", "reopen", "after", "ferri", "run", "again"] * 4
+    assert len(many) == catalog.MAX_QUERY_WORDS and max(many, key=len) == "harbour"
+    hits, calls = search(*many)
+    assert hits == [stored[0].id]
+    assert sorted(n for kind, n in calls if kind == "finditer") == scans
+    # The snippet: one more search, in the one hit's text.
+    assert [kind for kind, _ in calls].count("search") == 1
+
+    # What matches: every word, each at the start of a word, in the title or the text.
+    assert search("ELECT", "mayor")[0] == [stored[3].id]  # "election"
+    assert search("lection")[0] == []
+    assert search("reopens", "ferries")[0] == [stored[0].id]  # one in the title, one in text
+    assert search("new-york", "york")[0] == [stored[4].id]  # "york" inside "new-york"
+    assert search("harbour", "apples", "insurers")[0] == []
+
+
+HOSTILE_STRING = ("Budget \u009b31mred\u009b0m \x1b]0;pwned\x07 \x7f "
+                  "\u202eevil\u202c \u2066isolated\u2069 \u200fmark \u2028line \U000e0041tag")
+"""A title or text with a C1 CSI sequence, an OSC sequence, DEL, bidi overrides and
+isolates, a bidi mark, a line separator and a tag character."""
+
+TERMINAL_UNSAFE = ["\u009b", "\x1b", "\x07", "\x7f", "\u202e", "\u202c", "\u2066", "\u2069",
+                   "\u200f", "\u2028", "\U000e0041"]
+
+
+def assert_terminal_safe(output: str, what: str) -> None:
+    found = [f"U+{ord(c):04X}" for c in TERMINAL_UNSAFE if c in output]
+    assert not found, (what, found)
+
+
+def test_output_never_gives_the_terminal_a_control_character(tmp_path, capsys):
+    root, (record,) = local_archive(tmp_path, [
+        (HOSTILE_STRING, f"Budget text: {HOSTILE_STRING}\nA second line.")])
+    for argv in (["show", record.id, "--json"], ["show", record.id]):  # piped: JSON too
+        code, out, err = run(capsys, *argv, "--archive", root)
+        assert code == 0, err
+        assert_terminal_safe(out, argv)
+        assert "\\u009b31mred" in out and "\\u202eevil" in out and "\\udb40\\udc41tag" in out
+        assert json.loads(out)["title"] == HOSTILE_STRING  # valid JSON, the same string
+    code, out, _ = run(capsys, "ls", "--json", "--archive", root)
+    assert_terminal_safe(out, "ls --json")
+    assert json.loads(out)["title"] == HOSTILE_STRING
+    code, out, _ = run(capsys, "search", "budget", "--json", "--archive", root)
+    assert_terminal_safe(out, "search --json")
+    (hit,) = map(json.loads, out.splitlines())
+    assert hit["title"] == HOSTILE_STRING and "\u202eevil" in hit["snippet"]
+    code, out, _ = run(capsys, "stats", "--json", "--archive", root)
+    assert_terminal_safe(out, "stats --json")
+    # Plain columns: the same characters replaced by spaces.
+    for argv in (["ls"], ["search", "budget"]):
+        code, out, _ = run(capsys, *argv, "--archive", root)
+        assert_terminal_safe(out, argv)
+        assert "Budget  31mred 0m" in out, argv
+    # cat: piped, the text as archived; on a terminal, without them.
+    code, out, _ = run(capsys, "cat", record.id, "--archive", root)
+    assert out == f"Budget text: {HOSTILE_STRING}\nA second line.\n"
+    for argv in (["cat", record.id], ["show", record.id], ["ls"], ["search", "budget"]):
+        _, shown = run_on_terminal(*argv, "--archive", root, env={})
+        # rich styles its tables with escape sequences of its own: take those out first.
+        assert_terminal_safe(re.sub(r"\x1b\[[0-9;]*m", "", shown), ("terminal", argv))
+    assert "A second line." in run_on_terminal("cat", record.id, "--archive", root, env={})[1]
+
+
+def test_json_escapes_every_control_and_format_character():
+    """Every character of the categories JSON output escapes, in Python's Unicode database,
+    is escaped; the JSON reads back to the same string."""
+    import unicodedata
+
+    from browse.listing import to_json
+
+    unsafe = [chr(c) for c in range(0x20, sys.maxunicode + 1)
+              if unicodedata.category(chr(c)) in ("Cc", "Cf", "Cs", "Zl", "Zp")]
+    assert {"\u009b", "\u202e", "\u2066", "\ud800"} <= set(unsafe)
+    # Each between letters: JSON would read two surrogates side by side as one character.
+    value = {"s": "é".join(unsafe) + " 日本"}
+    out = to_json(value)
+    assert "é" in out and "日本" in out  # letters stay as they are
+    assert [c for c in out if c in set(unsafe)] == []
+    assert json.loads(out) == value

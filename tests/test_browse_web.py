@@ -1,13 +1,18 @@
 """``newsarchive browse``, driven in headless Chromium (Debian's ``chromium``, installed here
 when missing) over the DevTools protocol: a user reaches an article from the front page by
 following links, and an archived page whose headline, byline, summary and text carry
-HTML and script payloads makes no request from any of them when its pages are opened.
+HTML and script payloads makes no request from any of them when its pages are opened, nor
+does any resource hint (``<link rel=preconnect>``...) in it open a connection.
 
 The archive is a real crawl of the local news site (a few corpus pages and the hostile one)
 into moto's S3 server; the UI is the real command, ``python -m flows browse --port 0``,
-in a subprocess. A canary HTTP server records every request the payloads would make; a
-control test proves that the same payloads, served without the UI's escaping and
-sandboxing, do reach it.
+in a subprocess. A canary HTTP server records every request the payloads would make, and a
+canary TCP server on another loopback address every connection (a preconnect opens one and
+sends nothing); a control test proves that the same payloads, served without the UI's
+escaping, sandboxing and rewriting, do reach them.
+
+The UI's answers to hostile requests (a long search, a bad version, a forged ``Host``) are
+tested in-process, over a local archive.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import http.client
 import urllib.error
 import urllib.request
 import uuid
@@ -34,11 +40,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import boto3
+import lxml.html
 import pytest
 from websockets.sync.client import connect
 
+from browse.original import page_for_display
+from browse.web import create_app
 from storage import Archive, Record
 from tests.conftest import AWS_TEST_ENV, REPO_ROOT, crawl_site_subprocess, local_site_config
 from tests.newssite import NewsSite
@@ -217,11 +227,55 @@ class Canary:
         self.server.server_close()
 
 
-def hostile_page(canary: str) -> bytes:
+CONNECTION_CANARY_HOST = "127.0.0.7"
+"""The connection canary's address: a loopback address nothing else in the tests uses, named
+by IP, so that a hint to it costs no DNS lookup and shows as a connection."""
+
+
+class ConnectionCanary:
+    """A TCP server that counts the connections it accepts, and answers none: a
+    ``<link rel=preconnect>`` opens a connection and sends no request."""
+
+    def __init__(self, host: str = CONNECTION_CANARY_HOST) -> None:
+        self.connections = 0
+        self.sock = socket.socket()
+        self.sock.bind((host, 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self._stopping = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+    @property
+    def url(self) -> str:
+        host, port = self.sock.getsockname()
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+def hostile_page(canary: str, connect: str) -> bytes:
     """An article page whose every field carries a payload that would request ``canary``:
     an ``<img onerror>`` in the headline, markup in the byline and summary, a ``<script>``
     in the text, and in the page itself scripts, an image, a stylesheet and a CSS
-    background."""
+    background; and resource hints, which no Content-Security-Policy stops: a preconnect
+    and a dns-prefetch to ``connect`` (in any case and order of attributes, ``rel`` a list,
+    one inside ``<svg><style>``, where a parser that is not a browser's sees text), a
+    prefetch, a preload, a prerender and a modulepreload of ``canary``."""
     headline = f"Council budget vote <img src=x onerror=\"fetch('{canary}/headline')\"> ends late"
     text_script = f"<script>fetch('{canary}/text')</script>"
     e = html.escape
@@ -234,6 +288,12 @@ def hostile_page(canary: str) -> bytes:
 <meta name="description" content="{e(f'Summary <img src={canary}/description> of the vote')}">
 <meta property="article:published_time" content="2024-03-05T10:00:00+00:00">
 <link rel="stylesheet" href="{canary}/stylesheet">
+<link rel="preconnect" href="{connect}">
+<LINK HREF="{connect}/hinted" Rel="DNS-Prefetch  preconnect">
+<link href="{canary}/prefetch" rel=prefetch>
+<link as="image" rel="preload" href="{canary}/preload">
+<link rel="prerender" href="{canary}/prerender">
+<link rel="modulepreload" href="{canary}/modulepreload">
 <script>fetch('{canary}/script')</script>
 </head><body><article>
 <h1>{e(headline)}</h1>
@@ -246,6 +306,7 @@ against, after a long night of debate that few of those present will forget soon
 <div style="background-image: url('{canary}/background')">&nbsp;</div>
 <img src="{canary}/image" alt="">
 <script>fetch('{canary}/body-script')</script>
+<svg width="0" height="0"><style><p></p><link rel="preconnect" href="{connect}"></style></svg>
 </article></body></html>""".encode()
 
 
@@ -270,6 +331,8 @@ class Served:
     """The hostile page as archived (read with ``storage``)."""
     canary: Canary
     """The canary server."""
+    connection_canary: ConnectionCanary
+    """The canary of connections (preconnects)."""
     site: NewsSite
     """The local news site (still serving)."""
 
@@ -315,11 +378,12 @@ def served(corpus, moto_endpoint, tmp_path_factory) -> Iterator[Served]:
     client.create_bucket(Bucket=bucket)
     archive_url = f"s3://{bucket}/news"
     canary = Canary()
+    connection_canary = ConnectionCanary()
     site = NewsSite(corpus[:5], feed_size=0).start()
     proc = None
     try:
         hostile_url = site.base_url + HOSTILE_PATH
-        site.add_route(HOSTILE_PATH, hostile_page(canary.url))
+        site.add_route(HOSTILE_PATH, hostile_page(canary.url, connection_canary.url))
         site.add_route("/extra-sitemap.xml", (
             '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
             f"<url><loc>{hostile_url}</loc></url></urlset>").encode(),
@@ -343,12 +407,36 @@ def served(corpus, moto_endpoint, tmp_path_factory) -> Iterator[Served]:
         ui = line.split(" at ", 1)[1].split()[0].rstrip("/")
         assert ui.startswith("http://127.0.0.1:"), line
         yield Served(ui=ui, archive_url=archive_url, records=records, texts=texts,
-                     hostile=hostile, hostile_raw=hostile_raw, canary=canary, site=site)
+                     hostile=hostile, hostile_raw=hostile_raw, canary=canary,
+                     connection_canary=connection_canary, site=site)
     finally:
         if proc is not None:
             stop(proc)
         site.stop()
         canary.stop()
+        connection_canary.stop()
+
+
+LINK_TAG = re.compile(rb"<link[\t\n\f\r />]", re.IGNORECASE)
+"""A ``<link`` tag start, as an HTML tokenizer reads one anywhere."""
+
+
+def link_elements(page: bytes) -> list:
+    """The ``<link>`` elements lxml finds in ``page``."""
+    return lxml.html.document_fromstring(page).xpath("//link")
+
+
+def html_text(page: bytes, encoding: str | None = None) -> list[str]:
+    """The words of the text ``page`` shows (its scripts and styles left out), read in
+    ``encoding``, else the one the page declares."""
+    parser = lxml.html.HTMLParser(encoding=encoding)
+    return " ".join(lxml.html.document_fromstring(page, parser=parser).xpath(
+        "//body//text()[not(ancestor::script) and not(ancestor::style)]")).split()
+
+
+def shown_text(page: bytes) -> list[str]:
+    """:func:`html_text` of a page the UI served (in UTF-8, as its response says)."""
+    return html_text(page, "utf-8")
 
 
 def fetch(url: str) -> tuple[int, dict[str, str], bytes]:
@@ -407,7 +495,8 @@ def test_front_page_leads_to_an_article(served, browser):
 # -- archived payloads -----------------------------------------------------------------------------
 
 PAYLOAD_PATHS = {"/headline", "/text", "/author", "/description", "/script", "/body-script",
-                 "/image", "/stylesheet", "/background"}
+                 "/image", "/stylesheet", "/background", "/prefetch", "/preload", "/prerender",
+                 "/modulepreload"}
 
 
 def test_archived_payloads_trigger_no_request(served, browser):
@@ -423,6 +512,7 @@ def test_archived_payloads_trigger_no_request(served, browser):
         f"{served.ui}/search?q=onerror",
     ]
     served.canary.hits.clear()
+    connections = served.connection_canary.connections
     for url in pages:
         browser.open(url)
         # Nothing the archive holds became an element of the UI...
@@ -431,8 +521,9 @@ def test_archived_payloads_trigger_no_request(served, browser):
                 "document.querySelectorAll('img, script, link:not([rel=stylesheet]),"
                 " iframe:not(.original), object, embed').length") == 0, url
     time.sleep(1.0)
-    # ...and no payload made a request.
+    # ...and no payload made a request, nor a resource hint a connection.
     assert served.canary.hits == []
+    assert served.connection_canary.connections == connections
 
     # The payloads were on the pages, as text.
     browser.open(article)
@@ -445,6 +536,7 @@ def test_archived_payloads_trigger_no_request(served, browser):
     browser.open(f"{served.ui}/search?q=council+budget")
     assert [a for a, _ in links(browser, "a.article")] == [hostile.title]
     assert served.canary.hits == []
+    assert served.connection_canary.connections == connections
 
 
 def test_the_canary_sees_payloads_served_without_protection(served, browser):
@@ -459,6 +551,7 @@ def test_the_canary_sees_payloads_served_without_protection(served, browser):
     served.site.add_route("/control/naive", naive)
     served.site.add_route("/control/raw", served.hostile_raw)
     served.canary.hits.clear()
+    connections = served.connection_canary.connections
     browser.open(served.site.base_url + "/control/naive")
     browser.open(served.site.base_url + "/control/raw")
     time.sleep(1.0)
@@ -466,6 +559,8 @@ def test_the_canary_sees_payloads_served_without_protection(served, browser):
     assert {"/headline", "/text", "/script", "/body-script", "/image", "/stylesheet",
             "/background"} <= hits, hits
     assert hits <= PAYLOAD_PATHS
+    # The page's preconnects opened connections: no request, so only a TCP server sees them.
+    assert served.connection_canary.connections > connections
 
 
 # -- headers and routes ----------------------------------------------------------------------------
@@ -486,7 +581,13 @@ def test_security_headers_and_routes(served):
     assert b"Council budget vote &lt;img src=x onerror=&#34;fetch(" in body
 
     status, headers, body = fetch(f"{served.ui}/articles/{hostile.id}/original")
-    assert status == 200 and body == served.hostile_raw
+    # The page as archived, but for its <link> elements; the stored raw page keeps them.
+    assert status == 200 and body == page_for_display(served.hostile_raw, hostile.charset)
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert link_elements(body) == [] and not LINK_TAG.search(body)
+    assert len(link_elements(served.hostile_raw)) == 7
+    assert b'rel="preconnect"' in served.hostile_raw
+    assert shown_text(body) == html_text(served.hostile_raw, served.hostile.charset)
     csp = [d.strip() for d in headers["content-security-policy"].split(";")]
     assert csp[0] == "sandbox" and "default-src 'none'" in csp
     assert "allow-scripts" not in headers["content-security-policy"]
@@ -557,7 +658,6 @@ def get(url: str) -> tuple[str, dict[str, str], bytes]:
 
 
 def test_the_ui_over_a_local_archive(tmp_path):
-    from browse.web import create_app
     from storage.catalog import CatalogWriter
     from tests.test_cli import store_article
 
@@ -603,3 +703,233 @@ def test_the_ui_over_a_local_archive(tmp_path):
         found = get(f"{ui}/search?q=FERRIES+harb&site=alpha")[0]
         assert found.count('class="article"') == 1 and stored[0].id in found
         assert get(f"{ui}/search?q=ferries+insurers")[0].count('class="article"') == 0
+
+
+# -- hostile requests and pages, in-process --------------------------------------------------------
+
+SECURITY_HEADERS = {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer",
+                    "x-dns-prefetch-control": "off"}
+
+
+def request(ui: str, path: str, *, host: str | None = None,
+            method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    """``method path`` to the UI at ``ui``, with the ``Host`` header ``host`` (by default
+    the one a browser sends for ``ui``)."""
+    address = urlsplit(ui)
+    conn = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    try:
+        conn.putrequest(method, path, skip_host=True)
+        conn.putheader("Host", address.netloc if host is None else host)
+        conn.endheaders()
+        response = conn.getresponse()
+        return (response.status, {k.lower(): v for k, v in response.getheaders()},
+                response.read())
+    finally:
+        conn.close()
+
+
+def assert_security_headers(headers: dict[str, str], what: str) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        assert headers.get(name) == value, (what, name, headers)
+    assert "default-src 'none'" in headers.get("content-security-policy", ""), (what, headers)
+
+
+HINTS_PAGE = b"""<!DOCTYPE html>
+<html><head><meta charset="windows-1252"><title>Hints</title>
+<link rel="preconnect" href="https://publisher.example">
+<LINK HREF="https://cdn.publisher.example" REL="DNS-PREFETCH">
+<link href="https://publisher.example/next" rel="prefetch">
+<link rel="dns-prefetch preconnect" href="//tracker.example">
+<link as="script" href="https://publisher.example/app.js" rel=preload>
+<link rel=prerender href=https://publisher.example/next>
+<LiNk rel=modulepreload href=https://publisher.example/m.js/>
+<link
+ rel="stylesheet" href="https://publisher.example/site.css">
+</head><body><h1>Caf\xe9 prices rise</h1>
+<p>The price of coffee rose again.<link rel=preconnect href=https://in-body.example>Twice.</p>
+<!-- a comment --!><link rel="preconnect" href="https://after-comment.example"> -->
+<noscript><link rel="preconnect" href="https://noscript.example"></noscript>
+<svg><style><p></p><link rel="preconnect" href="https://svg-style.example"></style></svg>
+<template><link rel="preconnect" href="https://template.example"></template>
+<textarea><link rel="preconnect" href="https://textarea.example"></textarea>
+<script>var a = "<link rel=preconnect href=https://script.example>";</script>
+</body></html>"""
+"""A page with resource hints in every spelling, and in places where a parser that is not
+a browser's may see text: after a comment closed by ``--!>``, in ``<noscript>`` (markup
+when scripts are off, as in the sandbox), in ``<svg><style>``, in a ``<template>``."""
+
+
+def test_page_for_display_has_no_link_elements():
+    shown = page_for_display(HINTS_PAGE, "windows-1252")
+    assert link_elements(HINTS_PAGE)  # the page had some...
+    assert link_elements(shown) == []  # ...and has none left, as lxml reads it...
+    assert not LINK_TAG.search(shown)  # ...nor as any HTML tokenizer may
+    text = shown_text(shown)
+    assert "Café" in text and "again.Twice." in text  # decoded; the text after a link kept
+    assert shown.startswith(b"<!DOCTYPE html>\n<html>")
+    # A page without <link> comes out as it went in.
+    plain = b"<html><body><p>Nothing to remove.\nReally.</p></body></html>"
+    assert page_for_display(plain, "utf-8") == plain
+    # Encodings: a byte order mark wins, then the charset it was fetched with, then UTF-8,
+    # then the page's own declaration; the result is UTF-8.
+    assert "Ünïcode" in shown_text(page_for_display(
+        "\ufeff<p>Ünïcode</p>".encode("utf-16-le"), "windows-1252"))
+    assert "Ünïcode" in shown_text(page_for_display("<p>Ünïcode</p>".encode(), None))
+    assert "Ünïcode" in shown_text(page_for_display(
+        '<meta charset="iso-8859-1"><p>Ünïcode</p>'.encode("iso-8859-1"), None))
+    assert "x" in shown_text(page_for_display(
+        b'<?xml version="1.0" encoding="utf-8"?><html><body><p>x</p></body></html>', "utf-8"))
+    assert page_for_display(b"", None) == b"" and page_for_display(b" \n ", "utf-8") == b""
+
+
+def local_archive(tmp_path, articles: list[tuple[str, str, bytes]]) -> tuple[Archive, list]:
+    """A local archive of ``articles`` (title, text, raw page) of site ``alpha``, with their
+    catalog rows."""
+    from storage.catalog import CatalogWriter
+    from tests.test_cli import store_article
+
+    archive = Archive.open(str(tmp_path / "archive"))
+    writer = CatalogWriter(archive.backend, tmp_path / "pending", "local-run")
+    when = datetime(2024, 5, 1, 9, 0, tzinfo=timezone.utc)
+    stored = []
+    for n, (title, text, raw) in enumerate(articles):
+        record = store_article(archive, site="alpha", url=f"https://alpha.example/news/story-{n}",
+                               title=title, published=when, fetched_at=when, text=text, raw=raw,
+                               charset="windows-1252")
+        writer.add(record, text)
+        stored.append(record)
+    writer.close()
+    return archive, stored
+
+
+def test_the_original_is_served_without_link_elements(tmp_path):
+    archive, (record,) = local_archive(tmp_path, [
+        ("Café prices rise", "The price of coffee rose again. Twice.", HINTS_PAGE)])
+    with serving(create_app(archive)) as ui:
+        status, headers, body = request(ui, f"/articles/{record.id}/original")
+    assert status == 200
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert headers["content-security-policy"].startswith("sandbox;")
+    assert link_elements(body) == [] and not LINK_TAG.search(body)
+    assert "Café" in shown_text(body)
+    assert archive.read_raw(record) == HINTS_PAGE  # the stored page is as received
+
+
+def test_a_search_beyond_the_bounds_is_refused(tmp_path):
+    from browse import catalog
+
+    archive, (record,) = local_archive(tmp_path, [
+        ("Harbour reopens", "The harbour reopened after the storm.", b"<p>x</p>")])
+    words = "The harbour reopened after the storm".split()
+    with serving(create_app(archive)) as ui:
+        # 7,000 one-letter words: refused, with the reason, before any catalog is read.
+        query = "+".join("abcdefghijklmnopqrstuvwxyz"[n % 26] for n in range(7000))
+        status, headers, body = request(ui, f"/search?q={query}")
+        page = body.decode()
+        assert status == 400
+        assert_security_headers(headers, "refused search")
+        MAX_QUERY_WORDS, MAX_QUERY_CHARS = catalog.MAX_QUERY_WORDS, catalog.MAX_QUERY_CHARS
+        assert (f"Not searched: a search takes at most {MAX_QUERY_WORDS} words and "
+                f"{MAX_QUERY_CHARS} characters; this one has 7000 words and 13999 "
+                "characters.") in page
+        assert 'class="article"' not in page
+        # The form keeps what fits in a query, for the user to shorten.
+        kept = re.search(r'<input type="search" name="q" value="([^"]*)" aria-label="words">',
+                         page).group(1)
+        assert len(kept) == MAX_QUERY_CHARS and query.replace("+", " ").startswith(kept)
+        # One word more than allowed, or one character more: refused too.
+        status, _, body = request(ui, "/search?q=" + "+".join(["harbour"] * (MAX_QUERY_WORDS + 1)))
+        assert status == 400 and b"this one has 33 words" in body
+        status, _, body = request(ui, "/search?q=" + "h" * (MAX_QUERY_CHARS + 1))
+        assert status == 400 and b"this one has 1 words and 501 characters" in body
+        # As many words as allowed: searched.
+        most = (words * 6)[:MAX_QUERY_WORDS]
+        status, _, body = request(ui, "/search?q=" + "+".join(most))
+        assert status == 200 and body.decode().count('class="article"') == 1
+        assert record.id in body.decode()
+
+
+def test_every_response_carries_the_security_headers(tmp_path):
+    archive, (record,) = local_archive(tmp_path, [
+        ("Harbour reopens", "The harbour reopened after the storm.", b"<p>x</p>")])
+    with serving(create_app(archive)) as ui:
+        # A version that str.isdigit() takes for a number and int() does not: a 400.
+        status, headers, body = request(ui, f"/articles/{record.id}?version=%C2%B2")
+        assert status == 400 and b"a version is a whole number" in body
+        assert_security_headers(headers, "version=²")
+        for path, expected in [
+            (f"/articles/{record.id}?version=abc", 400),
+            (f"/articles/{record.id}/original?version=%C2%B2", 400),
+            (f"/articles/{record.id}?version=" + "1" * 5000, 404),  # int() refuses 5,000 digits
+            (f"/articles/{record.id}?version=99999", 404),
+            (f"/articles/{record.id}?version=1", 200),
+            (f"/articles/{record.id}?version=", 200),
+            ("/nowhere", 404),
+            ("/static/nothing.css", 404),
+            ("/sites/alpha/2024-13-01", 404),
+        ]:
+            status, headers, _ = request(ui, path)
+            assert status == expected, (path, status)
+            assert_security_headers(headers, path)
+        status, headers, _ = request(ui, "/", method="POST")  # Starlette's own 405
+        assert status == 405
+        assert_security_headers(headers, "POST /")
+        status, headers, body = request(ui, "/", host="attacker.example")  # Starlette's 400
+        assert status == 400 and body == b"Invalid host header"
+        assert_security_headers(headers, "forged Host")
+
+        # An index entry that is not JSON (a write cut short): an error the UI does not
+        # expect, a 500, with the headers.
+        (marker,) = (tmp_path / "archive" / "_index" / "urls" / record.id[:2]).iterdir()
+        marker.write_bytes(b'{"meta_key": ')
+        status, headers, body = request(ui, f"/articles/{record.id}")
+        assert status == 500 and b"Internal error" in body
+        assert_security_headers(headers, "500")
+
+
+def test_only_requests_for_the_bound_host_are_answered(tmp_path):
+    archive = Archive.open(str(tmp_path / "archive"))
+    with serving(create_app(archive)) as ui:
+        port = urlsplit(ui).port
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", "LOCALHOST"):
+            assert request(ui, "/", host=host)[0] == 200, host
+        # DNS rebinding: a page of attacker.example, its name now resolving to 127.0.0.1.
+        for host in ("attacker.example", f"attacker.example:{port}", "127.0.0.1.example",
+                     "[::2]", "localhost.", ""):
+            status, headers, body = request(ui, "/", host=host)
+            assert status == 400 and b"archive" not in body, host
+
+    from browse.web import allowed_host_names
+
+    assert allowed_host_names("127.0.0.1") == ["127.0.0.1", "localhost", "[::1]"]
+    assert allowed_host_names("::1") == ["127.0.0.1", "localhost", "[::1]"]
+    assert allowed_host_names("0.0.0.0", ["News.Internal"]) == [
+        "127.0.0.1", "localhost", "[::1]", "news.internal"]
+    assert allowed_host_names("192.0.2.10") == ["192.0.2.10"]
+    assert allowed_host_names("2001:db8::1", ["news.example"]) == ["[2001:db8::1]",
+                                                                   "news.example"]
+
+
+def test_browse_on_another_address_answers_for_it_and_the_allowed_names(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSARCHIVE_")}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    archive = str(tmp_path / "archive")
+    Archive.open(archive)
+    proc, line = start_browse(["--archive", archive, "--host", "127.0.0.2", "--port", "0",
+                               "--allowed-host", "news.internal",
+                               "--allowed-host", "*.proxy.example"], env)
+    try:
+        ui = line.split(" at ", 1)[1].split()[0].rstrip("/")
+        assert ui.startswith("http://127.0.0.2:"), line
+        port = urlsplit(ui).port
+        for host in (f"127.0.0.2:{port}", "news.internal", "news.internal:443",
+                     "a.proxy.example"):
+            assert request(ui, "/", host=host)[0] == 200, host
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "attacker.example",
+                     "proxy.example.attacker.example"):
+            status, headers, _ = request(ui, "/", host=host)
+            assert status == 400, host
+            assert_security_headers(headers, host)
+    finally:
+        err = stop(proc)
+    assert "warning: serving on 127.0.0.2" in err
