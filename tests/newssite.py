@@ -17,7 +17,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +43,10 @@ HTML_TYPE = "text/html; charset=utf-8"
 XML_TYPE = "application/xml; charset=utf-8"
 RSS_TYPE = "application/rss+xml; charset=utf-8"
 TEXT_TYPE = "text/plain; charset=utf-8"
+
+HOLD_LIMIT_SECONDS = 300
+"""Longest a held page request waits (see :meth:`NewsSite.hold_pages`): a test that forgets
+to release its pages must not leave the site's threads waiting forever."""
 
 NOT_FOUND_BODY = (
     b"<!doctype html><html><head><title>404 Not Found</title></head>"
@@ -158,6 +162,12 @@ class LoggedRequest:
     headers: dict[str, str]
     """The request headers (names as sent; a repeated header keeps its last value)."""
 
+    answered_at: float | None = None
+    """When the site began answering (before the first byte of its response went out), from
+    :func:`time.monotonic`; None while unanswered. A client that waits for a response before
+    sending its next request sends that request after this time: comparing an arrival with
+    it tells what the client did, however slow the machine."""
+
 
 @dataclass(frozen=True)
 class _Response:
@@ -166,16 +176,19 @@ class _Response:
     status: int
     body: bytes
     headers: dict[str, str]
+    gate: threading.Event | None = None
+    """Set: the response waits until the event is set (at most ``HOLD_LIMIT_SECONDS``)."""
 
 
-def _make_response(status: int, body: bytes, headers: dict[str, str] | None) -> _Response:
+def _make_response(status: int, body: bytes, headers: dict[str, str] | None,
+                   gate: threading.Event | None = None) -> _Response:
     """A route's response; Content-Type defaults to HTML."""
     merged = {"Content-Type": HTML_TYPE}
     if headers:
         if any(k.lower() == "content-type" for k in headers):
             merged = {}
         merged.update(headers)
-    return _Response(status, bytes(body), merged)
+    return _Response(status, bytes(body), merged, gate)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -194,8 +207,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _respond(self, send_body: bool) -> None:
         site = self.server.site
-        site._record(self.path, dict(self.headers.items()))
+        logged = site._record(self.path, dict(self.headers.items()))
         response = site._route(self.path)
+        if response.gate is not None:
+            response.gate.wait(HOLD_LIMIT_SECONDS)
+        site._answered(logged)
         self.send_response(response.status)
         headers = {k.lower(): (k, v) for k, v in response.headers.items()}
         headers.pop("content-length", None)
@@ -253,6 +269,11 @@ class NewsSite:
         self._sequences: dict[str, list[_Response]] = {}
         # Decompressing per request would cost the server CPU a benchmark should get.
         self._html_cache: dict[str, bytes] = {}
+        # Set while corpus pages are served at once; cleared by hold_pages().
+        self._pages_open = threading.Event()
+        self._pages_open.set()
+        # Held page requests still answered (hold_pages' ``after``).
+        self._pages_let_through = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -352,15 +373,18 @@ class NewsSite:
         body: bytes,
         status: int = 200,
         headers: dict[str, str] | None = None,
+        wait_for: threading.Event | None = None,
     ) -> None:
         """Serve ``body`` at ``path``, ahead of the built-in routes.
 
         ``path`` matches the request path with the query ignored, unless ``path``
         itself has a query, in which case it matches that exact target.
         Content-Type defaults to HTML; Content-Length is always computed.
+        With ``wait_for``, each request waits until the event is set (at most
+        ``HOLD_LIMIT_SECONDS``): a page that is late for as long as the test wants.
         """
         with self._lock:
-            self._routes[path] = _make_response(status, body, headers)
+            self._routes[path] = _make_response(status, body, headers, wait_for)
 
     def add_responses(
         self,
@@ -399,14 +423,39 @@ class NewsSite:
             self._requests.clear()
             self._log.clear()
 
+    def hold_pages(self, after: int = 0) -> None:
+        """Make requests for corpus pages wait (up to ``HOLD_LIMIT_SECONDS``) until
+        :meth:`release_pages`: a crawl is then certainly in progress while the test acts.
+        The next ``after`` requests for corpus pages are answered first (requests already
+        waiting stay held): a crawl then stops after that many pages, however fast."""
+        with self._lock:
+            self._pages_let_through = after
+        self._pages_open.clear()
+
+    def release_pages(self) -> None:
+        """Answer the held requests for corpus pages, and serve the next ones at once."""
+        self._pages_open.set()
+
     def article_requests(self) -> list[str]:
         """The received targets whose path is a corpus page path."""
         return [t for t in self.requests if self.page_for_path(t) is not None]
 
-    def _record(self, target: str, headers: dict[str, str] | None = None) -> None:
-        with self._lock:
+    def _record(self, target: str, headers: dict[str, str] | None = None) -> LoggedRequest:
+        with self._lock:  # stamped under the lock: the log is in arrival order
+            logged = LoggedRequest(time.monotonic(), target, dict(headers or {}))
             self._requests.append(target)
-            self._log.append(LoggedRequest(time.monotonic(), target, dict(headers or {})))
+            self._log.append(logged)
+        return logged
+
+    def _answered(self, logged: LoggedRequest) -> None:
+        """Stamp ``logged`` with the time its answer begins (see ``answered_at``)."""
+        answered = replace(logged, answered_at=time.monotonic())
+        with self._lock:
+            # Searched from the end: the request is among the latest ones.
+            for index in range(len(self._log) - 1, -1, -1):
+                if self._log[index] is logged:
+                    self._log[index] = answered
+                    return
 
     # -- routing -------------------------------------------------------------------
 
@@ -433,6 +482,13 @@ class NewsSite:
             return _Response(200, self.rss().encode(), {"Content-Type": RSS_TYPE})
         page = self.page_for_path(path)
         if page is not None:
+            if not self._pages_open.is_set():
+                with self._lock:
+                    let_through = self._pages_let_through > 0
+                    if let_through:
+                        self._pages_let_through -= 1
+                if not let_through:
+                    self._pages_open.wait(HOLD_LIMIT_SECONDS)
             headers = {
                 "Content-Type": HTML_TYPE,
                 "Last-Modified": format_datetime(

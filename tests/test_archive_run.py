@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 
@@ -20,7 +21,7 @@ from normalize import canonicalize_url
 from storage import Archive
 from storage.catalog import read_catalog
 from tests.conftest import REPO_ROOT, crawl_site_subprocess, local_site_config
-from tests.newssite import NewsSite
+from tests.newssite import HOLD_LIMIT_SECONDS, NewsSite
 from tests.tcpproxy import TcpProxy
 
 
@@ -153,14 +154,31 @@ def _wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def test_an_s3_outage_mid_crawl_loses_nothing(corpus, s3_archive, moto_endpoint, tmp_path):
+@pytest.mark.parametrize("archive_back", ["during-the-crawl", "after-the-crawl"])
+def test_an_s3_outage_mid_crawl_loses_nothing(corpus, s3_archive, moto_endpoint, tmp_path,
+                                              archive_back):
+    """The archive goes away once the first pages are stored. Back while the crawl still
+    runs, it takes what waited in the crawl's spool from the crawl itself; back only after
+    the crawl ended, from the next crawl. Either way every page is archived once."""
     host, port = moto_endpoint.removeprefix("http://").split(":")
     proxy = TcpProxy(host, int(port)).start()
     env = {**os.environ, **s3_archive.env, "AWS_ENDPOINT_URL": proxy.url,
            "AWS_MAX_ATTEMPTS": "2", "PYTHONPATH": str(REPO_ROOT)}
+    spool = tmp_path / "data" / "pending" / "localnews" / "run-1" / "spool"
+    crawl_may_end = threading.Event()
     with NewsSite(corpus[:30], feed_size=0) as site:
-        # Slow enough that the outage falls in the middle of the crawl.
-        entry = local_site_config(site, feeds=[], download_delay=0.3, concurrent_requests=2)
+        # The site answers five pages, then holds the rest until the archive is away; and the
+        # crawl cannot end before the test lets it: a sitemap it reads (that lists nothing) is
+        # answered only then.
+        site.hold_pages(after=5)
+        site.add_route("/last-sitemap.xml", (
+            '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            "</urlset>").encode(), headers={"Content-Type": "application/xml"},
+            wait_for=crawl_may_end)
+        entry = local_site_config(site, feeds=[], concurrent_requests=2,
+                                  sitemaps=[f"{site.base_url}/robots.txt",
+                                            f"{site.base_url}/last-sitemap.xml"],
+                                  download_timeout=HOLD_LIMIT_SECONDS)
         stats_file = tmp_path / "data" / "crawls" / "run-1.json"
         from spiders.config import SiteConfig
         crawl = subprocess.Popen(
@@ -170,21 +188,31 @@ def test_an_s3_outage_mid_crawl_loses_nothing(corpus, s3_archive, moto_endpoint,
              "--data-dir", str(tmp_path / "data"), "--user-agent", "t", "--log-level", "WARNING"],
             cwd=REPO_ROOT, env=env)
         try:
-            _wait_for(lambda: len(records(s3_archive)) >= 5, 120, "the first articles")
+            _wait_for(lambda: len(records(s3_archive)) == 5, 120, "the first articles")
             proxy.cut()
-            time.sleep(20)
-            proxy.restore()
+            site.release_pages()  # the other 25 are fetched while the archive is away
+            if archive_back == "during-the-crawl":
+                _wait_for(lambda: any(spool.glob("*.json")), 120, "a page kept in the spool")
+                proxy.restore()
+            crawl_may_end.set()
             assert crawl.wait(timeout=300) == 0
         finally:
+            site.release_pages()
+            crawl_may_end.set()
             crawl.kill()
             proxy.stop()
         report = json.loads(stats_file.read_text())
         stats = report["stats"]
         assert stats.get("newsarchive/archive/spooled", 0) > 0  # the outage was felt
-        if stats.get("newsarchive/spool/left"):
-            # The crawl ended before the archive came back: the next crawl stores the rest.
-            crawl_site_subprocess(entry, s3_archive.url, {**env, "AWS_ENDPOINT_URL": moto_endpoint},
-                                  tmp_path / "data", "run-2")
+        if archive_back == "during-the-crawl":
+            assert stats.get("newsarchive/spool/left", 0) == 0  # the crawl stored them
+            assert stats.get("newsarchive/spool/flushed", 0) > 0
+        else:
+            assert stats["newsarchive/spool/left"] > 0  # the crawl ended with them waiting
+            again = crawl_site_subprocess(entry, s3_archive.url,
+                                          {**env, "AWS_ENDPOINT_URL": moto_endpoint},
+                                          tmp_path / "data", "run-2")
+            assert again["stats"]["newsarchive/recovered_runs"] == 1
         assert_archived_once_and_whole(s3_archive, site)
     assert not list((tmp_path / "data" / "pending").rglob("*.json"))
 
@@ -192,7 +220,10 @@ def test_an_s3_outage_mid_crawl_loses_nothing(corpus, s3_archive, moto_endpoint,
 def test_a_crawl_killed_half_way_is_completed_by_the_next(corpus, s3_archive, tmp_path):
     env = {**os.environ, **s3_archive.env, "PYTHONPATH": str(REPO_ROOT)}
     with NewsSite(corpus[:40], feed_size=0) as site:
-        entry = local_site_config(site, feeds=[], download_delay=0.1, concurrent_requests=2)
+        # Ten pages, then the site holds the rest: the crawl is killed half way, however fast.
+        site.hold_pages(after=10)
+        entry = local_site_config(site, feeds=[], concurrent_requests=2,
+                                  download_timeout=HOLD_LIMIT_SECONDS)
         from spiders.config import SiteConfig
         crawl = subprocess.Popen(
             [sys.executable, "-m", "spiders.run", "--site-json",
@@ -201,14 +232,15 @@ def test_a_crawl_killed_half_way_is_completed_by_the_next(corpus, s3_archive, tm
              "--data-dir", str(tmp_path / "data"), "--user-agent", "t", "--log-level", "WARNING"],
             cwd=REPO_ROOT, env=env)
         try:
-            _wait_for(lambda: len(records(s3_archive)) >= 10, 120, "ten articles")
+            _wait_for(lambda: len(records(s3_archive)) == 10, 120, "ten articles")
         finally:
             crawl.send_signal(signal.SIGKILL)
             crawl.wait(timeout=30)
+            site.release_pages()
         # No torn record: every record that exists has its raw page and text.
         listing = s3_archive.listing()
         partial = records(s3_archive)
-        assert 10 <= len(partial) < 40
+        assert len(partial) == 10
         for record in partial:
             assert record["raw_key"] in listing and record["text_key"] in listing
 
