@@ -14,8 +14,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
 from flows.launch import claim, new_run_id, site_crawl_command, spider_command, stats_file_of
-from spiders.config import Config, Settings, SiteConfig, load_config
+from spiders.config import Config, ConfigError, Settings, SiteConfig, load_config
 from spiders.stats import crawl_counts
+from storage import InvalidArchiveURL, check_archive_url
 
 __all__ = ["CrawlCrashed", "SiteResult", "crawl", "crawl_configured", "crawl_site",
            "load_sites", "new_run_id", "run_site_crawl", "spider_command", "summarize",
@@ -113,7 +114,14 @@ def load_sites(config: str | None, names: list[str] | None, archive: str | None,
     for a missing or invalid config or an unknown site."""
     loaded = load_config(Path(config) if config else settings.config)
     sites = [loaded.site(name) for name in names] if names else list(loaded.sites)
-    return loaded, sites, archive or settings.archive_url or loaded.archive.url
+    archive_url = archive or settings.archive_url or loaded.archive.url
+    try:
+        # A run started by hand in Prefect passes its own ``archive``: checked here as the
+        # command line's is, before it reaches a crawl's argv or a log.
+        check_archive_url(archive_url)
+    except InvalidArchiveURL as exc:
+        raise ConfigError(f"archive: {exc}") from None
+    return loaded, sites, archive_url
 
 
 @flow(name="crawl", log_prints=False)

@@ -6,6 +6,7 @@ from normalize.article import (
     Article,
     decode_html,
     extract_article,
+    is_article_page,
     settle_article_language,
 )
 from normalize.softblock import PageKind, SoftBlock, classify_page
@@ -22,5 +23,6 @@ __all__ = [
     "classify_page",
     "decode_html",
     "extract_article",
+    "is_article_page",
     "settle_article_language",
 ]

@@ -14,11 +14,13 @@ import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+import lxml.etree
+import lxml.html
 import trafilatura
 from lxml.html import HtmlElement
 from trafilatura.utils import load_html
 
-from normalize.metadata import complete_with, meta_tags, read_metadata
+from normalize.metadata import complete_with, declares_article, meta_tags, read_metadata
 from normalize.text import extract_body
 
 logger = logging.getLogger(__name__)
@@ -186,6 +188,17 @@ def decode_html(body: bytes) -> str:
         return body.decode("utf-8")
     except UnicodeDecodeError:
         return body.decode("windows-1252", errors="replace")
+
+
+def is_article_page(html: str) -> bool:
+    """Whether the page says it is an article (``og:type`` article, or a JSON-LD article
+    object); safe and linear on any input."""
+    try:
+        # lxml's own parser, not trafilatura's loader, which turns short documents away.
+        tree = lxml.html.document_fromstring(html) if html.strip() else None
+    except (lxml.etree.ParserError, ValueError):
+        return False
+    return tree is not None and declares_article(tree)
 
 
 def _parse(html: str) -> HtmlElement | None:

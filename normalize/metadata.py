@@ -19,12 +19,15 @@ from typing import Any
 
 from lxml.html import HtmlElement
 
-_ARTICLE_TYPES = {
+ARTICLE_TYPES = frozenset({
     "Article", "NewsArticle", "ReportageNewsArticle", "AnalysisNewsArticle", "BlogPosting",
     "LiveBlogPosting", "OpinionNewsArticle", "ReviewNewsArticle", "BackgroundNewsArticle",
     "AskPublicNewsArticle", "SatiricalArticle", "ScholarlyArticle", "TechArticle", "Report",
-    "SocialMediaPosting", "VideoObject",
-}
+})
+"""schema.org types of an article: a page whose JSON-LD declares one is an article."""
+# Objects that are not articles but carry an article's metadata when a page has no article
+# object (a video page's title, date and authors).
+_METADATA_TYPES = ARTICLE_TYPES | {"SocialMediaPosting", "VideoObject"}
 # Separators between a headline and the site's name in <title> and og:title.
 _TITLE_SEPARATORS = (" | ", " - ", " – ", " — ", " · ", " :: ", " » ", " / ", ": ", "：", "ㅣ", "|", " -")
 _BYLINE_PREFIX = re.compile(r"^\s*(by|von|par|por|di|door|av|af|przez|от)\s+", re.IGNORECASE)
@@ -231,20 +234,36 @@ def meta_tags(tree: HtmlElement) -> dict[str, list[str]]:
     return props
 
 
-def _json_ld_article(tree: HtmlElement) -> dict[str, Any]:
-    """The page's schema.org article object (the one with the longest body or a headline)."""
-    best: dict[str, Any] = {}
+def declares_article(tree: HtmlElement) -> bool:
+    """Whether a page says it is an article: ``og:type`` article, or a JSON-LD object of
+    one of :data:`ARTICLE_TYPES`. Linear in the page's size, whatever its markup (it reads
+    a parsed tree, never the markup with a regular expression)."""
+    if any(t.lower().startswith("article") for t in meta_tags(tree).get("og:type", ())):
+        return True
+    return any(ARTICLE_TYPES.intersection(t for t in _as_list(node.get("@type"))
+                                          if isinstance(t, str))
+               for node in _json_ld_nodes(tree))
+
+
+def _json_ld_nodes(tree: HtmlElement) -> Iterator[dict[str, Any]]:
+    """Every object of the page's JSON-LD scripts (``@graph`` and lists walked)."""
     for script in tree.xpath("//script[@type='application/ld+json']"):
         try:
             data = json.loads(script.text_content() or "", strict=False)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested thousands deep
             continue
-        for node in _walk_ld(data):
-            types = node.get("@type")
-            types = set(types) if isinstance(types, list) else {types}
-            if types & _ARTICLE_TYPES and (node.get("headline") or node.get("datePublished")):
-                if not best or (node.get("articleBody") and not best.get("articleBody")):
-                    best = node
+        yield from _walk_ld(data)
+
+
+def _json_ld_article(tree: HtmlElement) -> dict[str, Any]:
+    """The page's schema.org article object (the one with the longest body or a headline)."""
+    best: dict[str, Any] = {}
+    for node in _json_ld_nodes(tree):
+        types = node.get("@type")
+        types = set(types) if isinstance(types, list) else {types}
+        if types & _METADATA_TYPES and (node.get("headline") or node.get("datePublished")):
+            if not best or (node.get("articleBody") and not best.get("articleBody")):
+                best = node
     return best
 
 

@@ -149,22 +149,6 @@ def parse_date(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-_ARTICLE_TYPES = re.compile(
-    r'"@type"\s*:\s*(?:\[[^\]]*?)?"(?:NewsArticle|ReportageNewsArticle|AnalysisNewsArticle|'
-    r'OpinionNewsArticle|ReviewNewsArticle|BackgroundNewsArticle|Article|BlogPosting|'
-    r'LiveBlogPosting)"')
-
-
-def looks_like_article(head: str) -> bool:
-    """Whether a page's markup says it is an article: ``og:type`` article, or a JSON-LD
-    ``@type`` of NewsArticle, Article, BlogPosting and kin. ``head`` is the start of the
-    page (its head), read as text."""
-    if re.search(r'<meta[^>]+property=["\']og:type["\'][^>]+content=["\']article["\']', head, re.I) \
-            or re.search(r'<meta[^>]+content=["\']article["\'][^>]+property=["\']og:type["\']', head, re.I):
-        return True
-    return bool(_ARTICLE_TYPES.search(head))
-
-
 def _str(value) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 

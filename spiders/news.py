@@ -10,7 +10,6 @@ record's ``aliases``. The look-ups talk to the archive and so run in threads, of
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,9 +30,10 @@ from twisted.internet.defer import DeferredSemaphore
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 
-from normalize import canonicalize_url
-from spiders.config import SiteConfig
-from spiders.discovery import Entry, iter_links, looks_like_article, parse_feed, parse_sitemap
+from normalize import canonicalize_url, is_article_page
+from spiders.config import SiteConfig, compile_user_pattern
+from spiders.discovery import Entry, iter_links, parse_feed, parse_sitemap
+from spiders.download import HeadersTooLarge
 from spiders.items import FetchedPage
 from spiders.listings import Listings
 from spiders.middlewares import RequestRefused
@@ -94,7 +94,8 @@ class NewsSpider(scrapy.Spider):
         self.entries = entries
         self.allowed_domains = list(site.allowed_domains)
         self.archive = Archive.open(archive_url)
-        self._article_pattern = re.compile(site.article_pattern) if site.article_pattern else None
+        self._article_pattern = compile_user_pattern(site.article_pattern) \
+            if site.article_pattern else None
         self._seen_sitemaps: set[str] = set()
         self._fronts_seen: set[str] = {canonicalize_url(u) for u in site.start_urls}
         self._fronts_left = site.max_link_pages
@@ -214,13 +215,15 @@ class NewsSpider(scrapy.Spider):
         reached that way which says it is an article (og:type, JSON-LD) is one."""
         if not isinstance(response, scrapy.http.TextResponse):
             return
-        if depth > 0 and looks_like_article(response.text[:_HEAD_CHARS]):
+        # Parsed in a thread: however large or hostile the page, the reactor goes on.
+        is_article, links = await maybe_deferred_to_future(
+            deferToThread(_read_front, response, depth > 0))
+        if is_article:
             self.crawler.stats.inc_value("newsarchive/discovered/link")
             for item in self.parse_article(response, via="link", date_hint=None,
                                            canonical=canonicalize_url(response.url)):
                 yield item
             return
-        links = list(iter_links(response.css("a::attr(href)").getall(), response.url))
         entries = [Entry(url) for url in links if self._looks_like_article(url)]
         async for request in self._discovered(entries, "link"):
             yield request
@@ -420,6 +423,14 @@ class NewsSpider(scrapy.Spider):
             record_error(self.crawler.stats, url, kind, reason)
 
 
+def _read_front(response: scrapy.http.TextResponse, reached_by_link: bool) -> tuple[bool, list[str]]:
+    """Whether a page reached by following links says it is an article, else the links of
+    the front: (True, []) or (False, links)."""
+    if reached_by_link and is_article_page(response.text[:_HEAD_CHARS]):
+        return True, []
+    return False, list(iter_links(response.css("a::attr(href)").getall(), response.url))
+
+
 def looks_binary(body: bytes) -> bool:
     """Whether a body is binary data rather than markup: in its first 64 KB, more than
     5% control bytes (other than whitespace), or invalid as UTF-8 and as any 8-bit text
@@ -442,6 +453,9 @@ def fetch_error_kind(error: BaseException) -> tuple[str, str]:
     from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
 
     message = str(error) or error.__class__.__name__
+    headers_too_large = _cause(error, HeadersTooLarge)
+    if headers_too_large is not None:
+        return "too_large", str(headers_too_large)
     if isinstance(error, (net.TimeoutError, DeferTimeout)) or "Timeout" in type(error).__name__:
         return "timeout", f"no complete answer within the download timeout: {message}"
     # Scrapy >= 2.19 wraps Twisted's errors in its own: judge by name, whichever it is.
@@ -460,6 +474,23 @@ def fetch_error_kind(error: BaseException) -> tuple[str, str]:
         reasons = "; ".join(str(r.value) for r in getattr(error, "reasons", []) or [])
         return "connection", reasons or message
     return "fetch", repr(error)
+
+
+def _cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The ``kind`` error behind ``error``: itself, a cause or context, or one of the
+    reasons Twisted collects in ``ResponseFailed`` (Scrapy wraps those in its own errors)."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kind):
+            return current
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        pending.extend(getattr(r, "value", r) for r in getattr(current, "reasons", None) or ())
+    return None
 
 
 # Request headers never archived: credentials (Scrapy adds Proxy-Authorization for a

@@ -147,7 +147,11 @@ class ArchivePipeline:
         # Workers start in the background: the first pages arrive after robots.txt and the
         # sitemaps, by which time they are ready.
         self.pool = ExtractionPool(self.extraction_workers, site.extract_timeout)
-        self.workspace = Workspace.create(self.data_dir, self.site, self.run_id)
+        # Claimed by the crawl's entry point (spiders.run) before Scrapy wrote in it; a
+        # crawl started another way claims its own.
+        claimed = self.crawler.settings.get("NEWSARCHIVE_WORKSPACE")
+        self.workspace = Workspace(Path(claimed)) if claimed else \
+            Workspace.create(self.data_dir, self.site, self.run_id)
         self.warc = WarcWriter(self.archive.backend, self.workspace.warc_dir, self.site,
                                self.run_id)
         self.catalog = CatalogWriter(self.archive.backend, self.workspace.catalog_dir,
@@ -256,10 +260,7 @@ class ArchivePipeline:
                     return self._store(page, *prepared, deflated)
                 except ArchiveUnavailable as exc:
                     if pause is None:
-                        self.workspace.spool(page)
-                        logger.warning("archive unreachable, %s kept in the spool: %s",
-                                       page.url, exc)
-                        return "spooled"
+                        return self._spool(page, exc)
                     logger.info("archive unreachable (attempt %d), retrying in %ss: %s",
                                 attempt + 1, pause, exc)
                     time.sleep(pause)
@@ -275,6 +276,30 @@ class ArchivePipeline:
             return "failed"
         finally:
             self._add_cpu("store", time.thread_time() - started)
+
+    def _spool(self, page: FetchedPage, why: ArchiveUnavailable) -> str:
+        """Keep a page the archive cannot take in the workspace. If the workspace cannot
+        keep it either (its disk is full too), the crawl stops: every page fetched from then
+        on would be lost, and a page never fetched is fetched by the next crawl."""
+        try:
+            self.workspace.spool(page)
+        except OSError as exc:
+            record_error(self.crawler.stats, page.url, "storage",
+                         f"archive unavailable ({why}) and the page cannot be kept in "
+                         f"{self.workspace.spool_dir}: {exc}; the crawl stops")
+            self._stop_crawl("archive_unavailable")
+            return "failed"
+        logger.warning("archive unavailable, %s kept in the spool: %s", page.url, why)
+        return "spooled"
+
+    def _stop_crawl(self, reason: str) -> None:
+        """Ask the engine, from a storage thread, to close the spider with ``reason``."""
+        from scrapy.utils.defer import deferred_from_coro
+        from twisted.internet import reactor
+
+        engine = self.crawler.engine
+        reactor.callFromThread(
+            lambda: deferred_from_coro(engine.close_spider_async(reason=reason)))
 
     def _write_warc(self, page: FetchedPage,
                     deflated: DeflatedBody) -> tuple[str, int, int] | None:
@@ -334,23 +359,27 @@ class ArchivePipeline:
 
     def _recover_abandoned(self) -> None:
         stats = self.crawler.stats
+        # Each abandoned workspace is held (its lock) while it is worked on: a crawl of the
+        # same site starting meanwhile skips it.
         for workspace in Workspace.abandoned(self.data_dir, self.site):
-            if workspace.root == self.workspace.root:
-                continue
-            logger.info("finishing the work of run %s, which ended early", workspace.run_id)
-            left = self._flush(workspace)
             try:
-                warc_recover(self.archive.backend, workspace.warc_dir, is_alive=_never_alive)
-                catalog_recover(self.archive.backend, workspace.catalog_dir, is_alive=_never_alive)
-                manifest = workspace.kept_manifest()
-                if manifest is not None:
-                    self.archive.put_run_manifest(manifest)
-                    workspace.forget_manifest()
-            except ArchiveError as exc:
-                logger.warning("cannot finish run %s yet: %s", workspace.run_id, exc)
-                continue
-            if left == 0 and workspace.remove_if_done():
-                stats.inc_value("newsarchive/recovered_runs")
+                logger.info("finishing the work of run %s, which ended early", workspace.run_id)
+                left = self._flush(workspace)
+                try:
+                    warc_recover(self.archive.backend, workspace.warc_dir, is_alive=_never_alive)
+                    catalog_recover(self.archive.backend, workspace.catalog_dir,
+                                    is_alive=_never_alive)
+                    manifest = workspace.kept_manifest()
+                    if manifest is not None:
+                        self.archive.put_run_manifest(manifest)
+                        workspace.forget_manifest()
+                except ArchiveError as exc:
+                    logger.warning("cannot finish run %s yet: %s", workspace.run_id, exc)
+                    continue
+                if left == 0 and workspace.remove_if_done():
+                    stats.inc_value("newsarchive/recovered_runs")
+            finally:
+                workspace.release()
 
     # -- one page --------------------------------------------------------------------------
 

@@ -145,7 +145,8 @@ class GuardedResolver(CachingThreadedResolver):
         settings = crawler.settings
         cache_size = settings.getint("DNSCACHE_SIZE") if settings.getbool("DNSCACHE_ENABLED") else 0
         return cls(reactor, cache_size, settings.getfloat("DNS_TIMEOUT"),
-                   settings.getlist(ALLOW_SETTING))
+                   [*settings.getlist(ALLOW_SETTING),
+                    *(proxy_hosts() if settings.getbool("HTTPPROXY_ENABLED") else ())])
 
     def getHostByName(self, name: str, timeout=()):  # noqa: N802 (Twisted's interface)
         resolved = super().getHostByName(name, timeout)
@@ -157,6 +158,24 @@ class GuardedResolver(CachingThreadedResolver):
         if why is not None:
             raise PrivateAddressError(why)
         return address
+
+
+def proxy_hosts() -> list[str]:
+    """The hosts of the proxies the environment configures (``http_proxy`` and kin, as
+    Scrapy's ``HttpProxyMiddleware`` reads them): the operator's own, often on a private
+    address, so the crawl may connect to them. What is sent through them is checked by
+    ``spiders.download.ProxyTargetMiddleware``."""
+    from urllib.request import getproxies
+
+    hosts = []
+    for url in getproxies().values():
+        try:
+            host = urlsplit(url if "://" in url else f"http://{url}").hostname
+        except ValueError:
+            continue
+        if host:
+            hosts.append(host)
+    return hosts
 
 
 class PrivateAddressMiddleware:

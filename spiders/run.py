@@ -46,19 +46,23 @@ def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Pa
     from spiders.news import NewsSpider
     from spiders.settings import crawl_settings
     from spiders.stats import ERROR_LIST_KEY, crawl_counts, errors_by_kind
-    from spiders.workspace import Workspace, workspace_root
+    from spiders.workspace import Workspace
 
+    # The run's workspace is claimed before anything is written in it (Scrapy's job
+    # directory, discovery's listings): from now until this process ends, no other crawl
+    # takes it for a dead one's.
+    workspace = Workspace.create(data_dir, site.name, run_id)
     # trafilatura warns about every page it discards; our stats record those outcomes.
     logging.getLogger("trafilatura").setLevel(logging.ERROR)
     settings = crawl_settings(site, archive_url=archive_url, run_id=run_id,
                               user_agent=user_agent, log_level=log_level, data_dir=str(data_dir))
+    settings.set("NEWSARCHIVE_WORKSPACE", str(workspace.root), priority="cmdline")
     # Requests waiting to be sent grow with the crawl (a sitemap lists thousands at once,
     # about 1 KB each in memory): with a job directory, Scrapy's scheduler keeps them on
     # disk, in the run's workspace (removed with it when the run is done).
-    workspace_dir = workspace_root(data_dir, site.name, run_id)
-    settings.set("JOBDIR", str(workspace_dir / "scheduler"), priority="cmdline")
+    settings.set("JOBDIR", str(workspace.root / "scheduler"), priority="cmdline")
     # Likewise what discovery listed (spiders.listings), beside it.
-    settings.set("NEWSARCHIVE_LISTINGS_FILE", str(workspace_dir / "listings.sqlite"),
+    settings.set("NEWSARCHIVE_LISTINGS_FILE", str(workspace.root / "listings.sqlite"),
                  priority="cmdline")
     started = datetime.now(timezone.utc)
     process = CrawlerProcess(settings)
@@ -68,7 +72,6 @@ def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Pa
     stats = dict(crawler.stats.get_stats())
     errors = stats.pop(ERROR_LIST_KEY, [])
     finished = datetime.now(timezone.utc)
-    workspace = Workspace(workspace_dir)
     report = {
         "site": site.name,
         "run_id": run_id,
@@ -93,11 +96,25 @@ def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Pa
         "errors_truncated": sum(errors_by_kind(stats).values()) > len(errors),
     })
     workspace.remove_if_done()
-    stats_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = stats_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, default=_jsonable, indent=1), encoding="utf-8")
-    tmp.replace(stats_file)
+    _write_stats_file(stats_file, report)
     return report
+
+
+class StatsFileUnwritable(RuntimeError):
+    """The crawl's stats file cannot be written (its disk is full): the caller, which judges
+    the crawl by that file, will see a crash; this says why."""
+
+
+def _write_stats_file(stats_file: Path, report: dict) -> None:
+    tmp = stats_file.with_suffix(".tmp")
+    try:
+        stats_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(report, default=_jsonable, indent=1), encoding="utf-8")
+        tmp.replace(stats_file)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StatsFileUnwritable(f"cannot write the crawl's stats file {stats_file}: "
+                                  f"{exc.strerror or exc}") from None
 
 
 def plan_backfill(site: SiteConfig, *, archive_url: str, window: Window, plan_file: Path,
@@ -161,9 +178,12 @@ def _store_manifest(archive_url: str, workspace: Workspace, manifest: dict) -> s
         return Archive.open(archive_url).put_run_manifest(manifest)
     except ArchiveError as exc:
         logger.warning("archive unreachable, run manifest kept in %s: %s", workspace.root, exc)
-        workspace.root.mkdir(parents=True, exist_ok=True)
+    try:
         workspace.keep_manifest(manifest)
-        return None
+    except OSError as exc:  # the data directory's disk is full too
+        logger.error("the run manifest is lost: neither the archive nor %s can take it: %s",
+                     workspace.root, exc)
+    return None
 
 
 # glibc's malloc, tuned for a crawl (the names are glibc's own; mallopt(3)). Eight storage
@@ -224,9 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.run_id and args.stats_file):
         parser.error("a crawl needs --run-id and --stats-file")
     entries = read_entries(args.entries_file) if args.entries_file else None
-    run_crawl(site, archive_url=args.archive, run_id=args.run_id, stats_file=args.stats_file,
-              user_agent=args.user_agent, log_level=args.log_level, data_dir=args.data_dir,
-              entries=entries, partition=args.partition)
+    try:
+        run_crawl(site, archive_url=args.archive, run_id=args.run_id,
+                  stats_file=args.stats_file, user_agent=args.user_agent,
+                  log_level=args.log_level, data_dir=args.data_dir, entries=entries,
+                  partition=args.partition)
+    except StatsFileUnwritable as exc:
+        print(f"newsarchive crawl: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

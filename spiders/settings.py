@@ -12,6 +12,9 @@ SPIDER_MODULES = ["spiders.news"]
 ROBOTSTXT_OBEY = True
 COOKIES_ENABLED = False
 TELNETCONSOLE_ENABLED = False
+# Scrapy >= 2.19 serves a remote-control endpoint (code execution in the crawl, behind a
+# token written to disk) in every crawl: a crawl of untrusted sites needs no such door.
+REMOTE_CONTROL_ENABLED = False
 DOWNLOAD_TIMEOUT = 30
 # Articles are far smaller; a larger body is junk or hostile and is not worth the memory.
 DOWNLOAD_MAXSIZE = 20 * 1024 * 1024
@@ -41,12 +44,19 @@ DOWNLOADER_MIDDLEWARES = {
     # every page whole to find out that it has no meta refresh.
     "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware": None,
     "spiders.middlewares.HeadMetaRefreshMiddleware": 580,
+    # After HttpProxyMiddleware (750): a request through a proxy is checked and sent to the
+    # address that was checked, never to whatever the proxy resolves (spiders.download).
+    "spiders.download.ProxyTargetMiddleware": 760,
 }
 # Every connection resolves its host here, and is refused the same addresses.
 TWISTED_DNS_RESOLVER = "spiders.reach.GuardedResolver"
 # http(s) only: nothing a page links to or redirects to can read a local file (file://) or
 # reach another store (s3://, ftp://); data: URLs are not fetched either.
-DOWNLOAD_HANDLERS = {"file": None, "data": None, "s3": None, "ftp": None}
+DOWNLOAD_HANDLERS = {"file": None, "data": None, "s3": None, "ftp": None,
+                     # Scrapy's own, with response headers bounded and proxied requests
+                     # pinned to their checked address.
+                     "http": "spiders.download.GuardedHTTP11DownloadHandler",
+                     "https": "spiders.download.GuardedHTTP11DownloadHandler"}
 # Credentials in the environment are scrubbed from every log record of the crawl.
 EXTENSIONS = {"spiders.redact.RedactSecretsExtension": 0}
 ITEM_PIPELINES = {"spiders.pipelines.ArchivePipeline": 300}

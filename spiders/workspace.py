@@ -1,15 +1,30 @@
 """A crawl's local workspace: what it fetched but has not yet put in the archive.
 
 ``<data_dir>/pending/<site>/<run_id>/`` holds the run's WARC files until they are uploaded,
-its catalog rows until they become Parquet, its manifest until it is stored, and pages that
-could not be stored while the archive was unreachable (the spool). A run that ends well
-leaves nothing behind; a run that dies (SIGKILL, a lost machine) leaves its workspace to the
-next crawl of the same site on this machine, which finishes its work. ``owner.json`` says
-which process owns a workspace, so a live crawl's workspace is never taken over.
+its catalog rows until they become Parquet, its manifest until it is stored, pages that
+could not be stored while the archive was unreachable (the spool), and Scrapy's job
+directory and discovery's listings. A run that ends well leaves nothing behind; a run that
+dies (SIGKILL, a lost machine, a container recreated under another host name) leaves its
+workspace to the next crawl of the same site with the same data directory, which finishes
+its work.
+
+Ownership is a lock, not a name: the owning process holds an exclusive ``flock`` on the
+workspace's ``owner.lock`` for as long as it lives, and the kernel drops it when the process
+dies, however it dies. So a live crawl's workspace is never taken over, whatever the host
+name says (``owner.json`` only tells a person whose it was), and a dead crawl's workspace is
+recovered whatever host name the next crawl runs under. A workspace appears under its name
+with its lock already held (it is made under a hidden name and renamed into place), so a
+crawl that is still setting up is never mistaken for a dead one, and the crawl that
+recovers a workspace holds its lock meanwhile, so two crawls never recover the same one.
+
+A data directory belongs to one machine: ``flock`` is reliable on local file systems, not
+across machines on a network file system. Machines share the archive, never a data
+directory.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -22,28 +37,54 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from spiders.items import FetchedPage
-from storage.archive import process_alive
 from storage.keys import validate_run_id, validate_site_name
 
 logger = logging.getLogger(__name__)
 
 _OWNER = "owner.json"
+_LOCK = "owner.lock"
 _MANIFEST = "manifest.json"
+_CLAIMING = ".claiming-"
+
+
+class WorkspaceBusy(RuntimeError):
+    """The workspace belongs to a process that is still running."""
 
 
 class Workspace:
-    """The local workspace of one run of one site."""
+    """The local workspace of one run of one site. A workspace from :meth:`create` or
+    :meth:`abandoned` is held (its lock) until :meth:`release`, or until the process ends."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.spool_dir = root / "spool"
         self.warc_dir = root / "warc"
         self.catalog_dir = root / "catalog"
+        self._lock_fd: int | None = None
 
     @classmethod
     def create(cls, data_dir: Path, site: str, run_id: str) -> Workspace:
-        """The workspace of this process's run, owned by this process."""
-        workspace = cls(_site_dir(data_dir, site) / validate_run_id(run_id))
+        """Claim the workspace of this process's run, before anything is written in it.
+        A workspace of the same run left by a dead process (a retried crawl) is taken over;
+        WorkspaceBusy if a live process holds it."""
+        workspace = cls(workspace_root(data_dir, site, run_id))
+        workspace.root.parent.mkdir(parents=True, exist_ok=True)
+        if not workspace.root.exists():
+            # Made whole under a hidden name, its lock held, then renamed into place: no
+            # other crawl ever sees it unowned.
+            staging = workspace.root.with_name(f"{_CLAIMING}{run_id}-{uuid.uuid4().hex[:8]}")
+            staging.mkdir()
+            held = cls(staging)
+            held._lock()
+            try:
+                os.rename(staging, workspace.root)
+            except OSError:  # made meanwhile by a crawl of the same run id: as below
+                held.release()
+                shutil.rmtree(staging, ignore_errors=True)
+            else:
+                workspace._lock_fd, held._lock_fd = held._lock_fd, None
+        if workspace._lock_fd is None and not workspace._try_lock():
+            raise WorkspaceBusy(f"{workspace.root} belongs to a crawl that is still running")
         for directory in (workspace.spool_dir, workspace.warc_dir, workspace.catalog_dir):
             directory.mkdir(parents=True, exist_ok=True)
         owner = {"run_id": run_id, "site": site, "host": socket.gethostname(),
@@ -52,27 +93,57 @@ class Workspace:
         return workspace
 
     @classmethod
-    def abandoned(cls, data_dir: Path, site: str) -> list[Workspace]:
-        """Workspaces of this site whose owning process no longer runs on this machine."""
+    def abandoned(cls, data_dir: Path, site: str) -> Iterator[Workspace]:
+        """Workspaces of this site whose owner is gone, each held while the caller works on
+        it (the caller releases it, or removes it when done)."""
         directory = _site_dir(data_dir, site)
         if not directory.is_dir():
-            return []
-        return [cls(path) for path in sorted(directory.iterdir())
-                if path.is_dir() and not cls(path).owner_alive()]
+            return
+        for path in sorted(directory.iterdir()):
+            if not path.is_dir():
+                continue
+            workspace = cls(path)
+            if not workspace._try_lock():
+                continue  # its owner runs, or another crawl is recovering it
+            if path.name.startswith(_CLAIMING):
+                # A claim whose maker died before renaming it: nothing was written in it.
+                shutil.rmtree(path, ignore_errors=True)
+                workspace.release()
+                continue
+            yield workspace
 
     @property
     def run_id(self) -> str:
         return self.root.name
 
-    def owner_alive(self) -> bool:
-        """Whether the process that owns this workspace still runs."""
+    def _lock(self) -> None:
+        if not self._try_lock():
+            raise WorkspaceBusy(f"{self.root} is held by another process")
+
+    def _try_lock(self) -> bool:
+        """Take the workspace's lock if no live process holds it; True if taken."""
+        if self._lock_fd is not None:
+            return True
         try:
-            owner = json.loads((self.root / _OWNER).read_text())
-        except (OSError, ValueError):
-            return False  # never finished being created: nobody owns it
-        if owner.get("host") != socket.gethostname():
-            return True  # a shared data directory: not ours to judge
-        return owner.get("pid") == os.getpid() or process_alive(int(owner.get("pid", 0)))
+            fd = os.open(self.root / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:
+            return False  # removed meanwhile by the crawl that recovered it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        if not self.root.is_dir():  # removed between our open and our lock
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        return True
+
+    def release(self) -> None:
+        """Let the workspace go (another crawl may recover it)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     # -- the spool --------------------------------------------------------------------
 
@@ -80,10 +151,15 @@ class Workspace:
         """Keep a fetched page until the archive takes it. The body is written before the
         description that names it, so a crash leaves no description without its body."""
         name = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
-        _write_atomic(self.spool_dir / f"{name}.body", page.body)
+        body = self.spool_dir / f"{name}.body"
+        _write_atomic(body, page.body)
         description = {f.name: getattr(page, f.name) for f in fields(page) if f.name != "body"}
-        _write_atomic(self.spool_dir / f"{name}.json",
-                      json.dumps(description, default=_jsonable).encode())
+        try:
+            _write_atomic(self.spool_dir / f"{name}.json",
+                          json.dumps(description, default=_jsonable).encode())
+        except BaseException:
+            body.unlink(missing_ok=True)  # no body without its description either
+            raise
         return self.spool_dir / f"{name}.json"
 
     def spooled(self) -> Iterator[tuple[Path, FetchedPage]]:
@@ -140,10 +216,12 @@ class Workspace:
         return not waiting and not (self.root / _MANIFEST).exists()
 
     def remove_if_done(self) -> bool:
-        """Delete the workspace if nothing in it waits any more; True if it was deleted."""
+        """Delete the workspace if nothing in it waits any more; True if it was deleted.
+        The lock goes with it."""
         if not self.is_empty():
             return False
         shutil.rmtree(self.root, ignore_errors=True)
+        self.release()
         return True
 
 
@@ -157,12 +235,17 @@ def _site_dir(data_dir: Path, site: str) -> Path:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all; a failed write (a full disk) leaves no file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _jsonable(value):

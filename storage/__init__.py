@@ -4,7 +4,7 @@ Imports nothing else of ours, so ``browse`` and analysis scripts can use it alon
 """
 
 from storage.archive import Archive, StoreOutcome, StoreResult
-from storage.backends import Backend, LocalBackend, S3Backend, open_backend
+from storage.backends import Backend, LocalBackend, S3Backend, check_archive_url, open_backend
 from storage.errors import (
     ArchiveAccessDenied,
     ArchiveError,
@@ -35,6 +35,7 @@ __all__ = [
     "StoreOutcome",
     "StoreResult",
     "article_id",
+    "check_archive_url",
     "article_keys",
     "open_backend",
     "validate_site_name",

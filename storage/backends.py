@@ -12,6 +12,7 @@ parts are retried one by one and sent in parallel.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import io
@@ -104,18 +105,46 @@ def check_key(key: str) -> str:
 
 def open_backend(url: str) -> Backend:
     """A backend for ``url``: ``s3://bucket[/prefix]`` or a local directory path (``file://`` ok)."""
-    if not url:
-        raise InvalidArchiveURL("empty archive URL")
-    parts = urlsplit(url)
+    parts = check_archive_url(url)
     if parts.scheme == "s3":
         return S3Backend(parts.netloc, parts.path)
     if parts.scheme == "file":
         return LocalBackend(Path(parts.path))
-    if parts.scheme and len(parts.scheme) > 1:
-        raise InvalidArchiveURL(
-            f"unsupported archive URL {url!r}: use a directory path or s3://bucket/prefix"
-        )
     return LocalBackend(Path(url))
+
+
+def check_archive_url(url: str):
+    """``url`` split (``urllib.parse.SplitResult``) if it can name an archive: a directory
+    path, ``file://`` or ``s3://bucket[/prefix]``; InvalidArchiveURL otherwise. An archive URL
+    travels into logs, run manifests, Prefect's database, process lists and the web UI, so
+    one that carries credentials (``s3://KEY:SECRET@bucket``) is refused, and the message
+    never repeats it: S3 credentials come from boto3's own chain (``AWS_*``)."""
+    if not url:
+        raise InvalidArchiveURL("empty archive URL")
+    parts = urlsplit(url)
+    if parts.scheme and len(parts.scheme) > 1 and "@" in parts.netloc:
+        raise InvalidArchiveURL(
+            f"the {parts.scheme}:// archive URL carries credentials (user:secret@); remove "
+            f"them and give S3 credentials as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    if parts.scheme in ("s3", "file"):
+        return parts
+    if parts.scheme and len(parts.scheme) > 1:
+        raise InvalidArchiveURL(  # no credentials in it (above): it can be repeated
+            f"unsupported archive URL {url!r}: use a directory path or s3://bucket/prefix")
+    return parts
+
+
+# A local archive that cannot take more bytes now but may later (space freed, quota raised,
+# the file system remounted read-write) is unavailable, not broken: pages wait in the
+# crawl's spool instead of being dropped.
+_UNAVAILABLE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def _write_error(what: str, exc: OSError) -> ArchiveError:
+    """The archive error for a local write that failed with ``exc``."""
+    if exc.errno in _UNAVAILABLE_ERRNOS:
+        return ArchiveUnavailable(f"{what}: {exc.strerror or exc}")
+    return ArchiveError(f"{what}: {exc}")
 
 
 _MAX_CHECKED_DIRS = 10_000
@@ -176,23 +205,37 @@ class LocalBackend:
             self._remember(directory)
         tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
         try:
-            tmp.write_bytes(data)
-        except FileNotFoundError:
-            # Removed since it was made (by hand, or by another program): check and make again.
-            self._checked_dirs.discard(directory)
-            self._path(str(path.relative_to(self.root)))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(data)
+            try:
+                tmp.write_bytes(data)
+            except FileNotFoundError:
+                # Removed since it was made (by hand, or by another program): check and
+                # make again.
+                self._checked_dirs.discard(directory)
+                self._path(str(path.relative_to(self.root)))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp.write_bytes(data)
+        except BaseException:
+            _remove_quietly(tmp)  # half a file (a full disk) must not stay behind
+            raise
         return tmp
+
+    def _replace_with(self, path: Path, data: bytes) -> None:
+        """Write ``data`` under a temporary name and rename it to ``path``: rename is
+        atomic, so a reader (or a crash) never sees half an object. Raises OSError, having
+        removed the temporary file."""
+        tmp = self._write_temp(path, data)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            _remove_quietly(tmp)
+            raise
 
     def put(self, key, data, *, content_type=None, content_encoding=None) -> None:
         path = self._path(key)
         try:
-            tmp = self._write_temp(path, data)
-            # rename is atomic: a reader (or a crash) never sees half an object.
-            os.replace(tmp, path)
+            self._replace_with(path, data)
         except OSError as exc:
-            raise ArchiveError(f"cannot write {path}: {exc}") from exc
+            raise _write_error(f"cannot write {path}", exc) from exc
 
     def put_file(self, key, path, *, content_type=None) -> None:
         target = self._path(key)
@@ -204,18 +247,15 @@ class LocalBackend:
             # reader (or a crash mid-copy) never sees a partial file under the key.
             os.replace(tmp, target)
         except OSError as exc:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass  # the directory itself is unusable: there is no temp file to remove
-            raise ArchiveError(f"cannot copy {path} to {target}: {exc}") from exc
+            _remove_quietly(tmp)
+            raise _write_error(f"cannot copy {path} to {target}", exc) from exc
 
     def put_if_absent(self, key, data, *, content_type=None) -> bool:
         path = self._path(key)
         try:
             tmp = self._write_temp(path, data)
         except OSError as exc:
-            raise ArchiveError(f"cannot write {path}: {exc}") from exc
+            raise _write_error(f"cannot write {path}", exc) from exc
         try:
             # link(2) is the O_CREAT|O_EXCL of a complete file: it fails if the name exists,
             # and the winner's content is in place the moment the name appears.
@@ -229,11 +269,15 @@ class LocalBackend:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
                 return False
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+            except OSError as exc:
+                _remove_quietly(path)  # a claim must be whole or absent
+                raise _write_error(f"cannot write {path}", exc) from exc
             return True
         finally:
-            tmp.unlink(missing_ok=True)
+            _remove_quietly(tmp)
 
     def get_tagged(self, key: str) -> tuple[bytes, str]:
         data = self.get(key)
@@ -255,10 +299,10 @@ class LocalBackend:
                     return False
                 if hashlib.md5(current, usedforsecurity=False).hexdigest() != tag:
                     return False
-                os.replace(self._write_temp(path, data), path)
+                self._replace_with(path, data)
                 return True
         except OSError as exc:
-            raise ArchiveError(f"cannot write {path}: {exc}") from exc
+            raise _write_error(f"cannot write {path}", exc) from exc
 
     def get(self, key: str) -> bytes:
         path = self._path(key)
@@ -467,6 +511,13 @@ class _ConditionFailed(Exception):
     """Internal: a conditional write lost the race (412, or 409 while another write is in flight)."""
 
 
+# Error codes of refused credentials: wrong, expired (temporary credentials expire within
+# hours, and S3 says so with a 400), or a clock too far off to sign with.
+_REFUSED_CODES = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                            "ExpiredToken", "InvalidToken", "TokenRefreshRequired",
+                            "RequestTimeTooSkewed"})
+
+
 class _translated:
     """Context manager mapping botocore exceptions onto ``storage.errors``."""
 
@@ -504,7 +555,7 @@ class _translated:
                 raise _ConditionFailed(code) from exc
             if code in ("NoSuchKey", "404", "NotFound") or status == 404 and code != "NoSuchBucket":
                 raise ObjectNotFound(self.key) from exc
-            if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch") or status == 403:
+            if code in _REFUSED_CODES or status == 403:
                 raise ArchiveAccessDenied(f"S3 refused access ({code})") from exc
             if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
                 raise ArchiveUnavailable(f"S3 error {code} (HTTP {status})") from exc
@@ -516,3 +567,12 @@ class _translated:
         if isinstance(exc, BotoCoreError):
             raise ArchiveError(f"S3 client error: {exc}") from exc
         return False
+
+
+def _remove_quietly(path: Path) -> None:
+    """Remove a temporary file if it is there; a directory that has become unusable has
+    none to remove."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass

@@ -24,5 +24,8 @@ class ArchiveUnavailable(ArchiveError):
     """The storage could not be reached or answered with a server error; worth retrying later."""
 
 
-class ArchiveAccessDenied(ArchiveError):
-    """The storage refused the credentials or the operation; retrying will not help."""
+class ArchiveAccessDenied(ArchiveUnavailable):
+    """The storage refused the credentials or the operation (HTTP 403: expired or wrong
+    credentials, a missing permission). Retrying at once will not help, but the archive
+    takes the pages once an operator mends the credentials: a crawl keeps them meanwhile,
+    like any page the archive cannot take now."""

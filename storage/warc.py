@@ -482,8 +482,8 @@ def _create_exclusive(path: Path, data: bytes) -> bool:
     """Create ``path`` with ``data`` unless it exists: written under a temporary name and
     hard-linked into place, so the name never shows a partial file."""
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    tmp.write_bytes(data)
     try:
+        tmp.write_bytes(data)
         os.link(tmp, path)
         return True
     except FileExistsError:

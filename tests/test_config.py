@@ -313,3 +313,52 @@ def test_limit_defaults():
     assert (site.max_redirects, site.max_sitemap_depth) == (5, 5)
     assert site.max_sitemap_bytes == 50 * 2 ** 20
     assert site.max_page_bytes == 20 * 2 ** 20 and site.allow_private_hosts == ()
+
+
+# -- config holes (issue 17, point 4.10) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("schedule", ["0 0 31 2 *", "0 0 30 feb *", "0 0 31 apr,jun,sep,nov *"])
+def test_a_schedule_that_never_fires_is_refused(tmp_path, schedule):
+    """Every field is in range, yet no date matches: `serve` would register a site that is
+    never crawled, and say nothing."""
+    message = _error(_write(tmp_path, [_site(schedule=schedule)]))
+    assert message.startswith("sites.0.schedule: ") and "never fires" in message, message
+
+
+@pytest.mark.parametrize("delay", [float("inf"), float("nan"), 601, 1e300])
+def test_an_endless_download_delay_is_refused(tmp_path, delay):
+    """`download_delay = inf` was accepted, and the crawl never ended."""
+    path = tmp_path / "sites.toml"
+    value = {float("inf"): "inf", 601: "601"}.get(delay, repr(delay))
+    value = "nan" if delay != delay else value
+    path.write_text('[[sites]]\nname = "x"\nallowed_domains = ["example.com"]\n'
+                    f'feeds = ["https://example.com/rss.xml"]\ndownload_delay = {value}\n')
+    message = _error(path)
+    assert message.startswith("sites.0.download_delay: "), message
+
+
+@pytest.mark.parametrize(("pattern", "says"), [
+    (r"(\w+)/\1", "backreferences"), (r"/news/(?=\d)", "look-arounds"), ("(", "missing )"),
+])
+def test_an_article_pattern_re2_cannot_run_is_refused_in_one_line(tmp_path, pattern, says,
+                                                                   capfd):
+    message = _error(_write(tmp_path, [_site(article_pattern=pattern)]))
+    assert message.startswith("sites.0.article_pattern: ") and says in message, message
+    assert not capfd.readouterr().err  # RE2 would print its own error too
+
+
+def test_a_catastrophic_article_pattern_matches_in_linear_time():
+    """`(a+)+$` against a long URL: exponential in Python's re (it would not return in this
+    test's lifetime), linear in RE2. The bound is work, not a clock: the match must end."""
+    from spiders.config import compile_user_pattern
+
+    pattern = compile_user_pattern(r"^https://x/(a+)+$")
+    assert pattern.search("https://x/" + "a" * 50_000 + "!") is None
+    assert pattern.search("https://x/" + "a" * 50_000)
+
+
+def test_an_archive_url_with_credentials_is_refused_without_repeating_them(tmp_path):
+    message = _error(_write(tmp_path, [_site()], archive_url="s3://AKIAEXAMPLE:s3cr3t@bucket/p"))
+    assert message.startswith("archive.url: ") and "credentials" in message, message
+    assert "s3cr3t" not in message and "AKIAEXAMPLE" not in message

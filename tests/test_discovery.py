@@ -7,7 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from spiders.discovery import looks_like_article, parse_date, parse_feed, parse_sitemap
+from normalize import is_article_page
+from spiders.discovery import parse_date, parse_feed, parse_sitemap
 
 BASE = "https://news.example/"
 
@@ -117,13 +118,30 @@ def test_parse_date():
     assert parse_date("") is None and parse_date(None) is None
 
 
-def test_looks_like_article():
-    assert looks_like_article('<meta property="og:type" content="article">')
-    assert looks_like_article("<meta content='article' property='og:type'/>")
-    assert looks_like_article('<script type="application/ld+json">{"@type": "NewsArticle"}</script>')
-    assert looks_like_article('{"@type": ["ReportageNewsArticle"]}')
-    assert not looks_like_article('<meta property="og:type" content="website">')
-    assert not looks_like_article('{"@type": "CollectionPage"}')
+def test_is_article_page():
+    assert is_article_page('<meta property="og:type" content="article">')
+    assert is_article_page("<meta content='article' property='og:type'/>")
+    assert is_article_page('<script type="application/ld+json">{"@type": "NewsArticle"}</script>')
+    assert is_article_page('<script type="application/ld+json">'
+                           '{"@type": ["WebPage", "ReportageNewsArticle"]}</script>')
+    assert is_article_page('<script type="application/ld+json">'
+                           '{"@graph": [{"@type": "WebSite"}, {"@type": "BlogPosting"}]}</script>')
+    assert not is_article_page('<meta property="og:type" content="website">')
+    assert not is_article_page('<script type="application/ld+json">{"@type": "CollectionPage"}'
+                               '</script>')
+    assert not is_article_page('<p>{"@type": "NewsArticle"} is how a page says it</p>')
+
+
+@pytest.mark.parametrize("hostile", [
+    "<html><head>" + "<meta property='og:type' " * 8000,
+    "<html><head><script type='application/ld+json'>" + '{"@type": [' * 20000,
+    "<html><head>" + "<meta " * 50000 + "content='article'",
+])
+def test_is_article_page_is_linear_on_hostile_heads(hostile):
+    """The heads that made the old regular expressions cubic (8,000 unclosed og:type tags
+    took hours): parsed once, they are answered at once. Bounded by work, not by a clock:
+    the function must return at all."""
+    assert is_article_page(hostile) is False
 
 
 def _slug_shaped(path: str) -> bool:
@@ -141,7 +159,7 @@ def test_link_following_to_a_bounded_depth(corpus, tmp_path, depth):
 
     shaped = [p for p in corpus if _slug_shaped(p.path) and not p.query][:2]
     plain = [p for p in corpus if not _slug_shaped(p.path) and not p.query
-             and looks_like_article(p.html.decode("utf-8", "replace")[:200_000])][:1]
+             and is_article_page(p.html.decode("utf-8", "replace")[:200_000])][:1]
     assert len(shaped) == 2 and len(plain) == 1
     with NewsSite(shaped + plain, feed_size=0) as site:
         def page(*links: str) -> bytes:
