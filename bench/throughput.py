@@ -167,7 +167,8 @@ def build_templates(corpus_dir: Path | None = None) -> tuple[list[Template], lis
     and the pages left out, with why."""
     import logging
 
-    from normalize import choose_canonical_url, extract_article
+    from normalize import extract_article
+    from storage import choose_canonical_url
     from storage.dedup import NEAR_DUPLICATE_JACCARD, jaccard, shingles, text_fingerprint
     from tests.newssite import load_corpus
 

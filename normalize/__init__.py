@@ -10,7 +10,6 @@ from normalize.article import (
     settle_article_language,
 )
 from normalize.softblock import PageKind, SoftBlock, classify_page
-from normalize.urls import canonicalize_url, choose_canonical_url
 
 __all__ = [
     "EXTRACTOR_NAME",
@@ -18,8 +17,6 @@ __all__ = [
     "Article",
     "PageKind",
     "SoftBlock",
-    "canonicalize_url",
-    "choose_canonical_url",
     "classify_page",
     "decode_html",
     "extract_article",

@@ -30,7 +30,7 @@ from twisted.internet.defer import DeferredSemaphore
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 
-from normalize import canonicalize_url, is_article_page
+from normalize import is_article_page
 from spiders.config import SiteConfig, compile_user_pattern
 from spiders.discovery import Entry, iter_links, parse_feed, parse_sitemap
 from spiders.download import HeadersTooLarge
@@ -38,7 +38,7 @@ from spiders.items import FetchedPage
 from spiders.listings import Listings
 from spiders.middlewares import RequestRefused
 from spiders.stats import record_error
-from storage import Archive, ArchiveError
+from storage import Archive, ArchiveError, canonicalize_url
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,6 @@ import resource
 import threading
 import time
 from concurrent.futures import Future
-from datetime import timezone
 from pathlib import Path
 
 from scrapy.exceptions import DropItem
@@ -33,14 +32,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from normalize.boilerplate import SiteBoilerplate
-from normalize import (
-    EXTRACTOR_NAME,
-    Article,
-    EXTRACTOR_VERSION,
-    canonicalize_url,
-    choose_canonical_url,
-    settle_article_language,
-)
+from normalize import EXTRACTOR_NAME, EXTRACTOR_VERSION, Article, settle_article_language
 from spiders.extraction_pool import (
     SOFT_BLOCK_CHECK_WORDS,
     ExtractionFailed,
@@ -59,6 +51,8 @@ from storage import (
     Record,
     StoreOutcome,
     article_id,
+    canonicalize_url,
+    choose_canonical_url,
 )
 from storage.catalog import CatalogWriter
 from storage.catalog import recover_pending as catalog_recover
@@ -417,8 +411,6 @@ class ArchivePipeline:
             return "no_text"
         canonical = choose_canonical_url(page.url, article.canonical_url)
         aid = article_id(canonical)
-        when = article.published or page.fetched_at
-        keys = self.archive.keys_for(page.site, when.astimezone(timezone.utc).date(), aid)
         seen_at = {page.request_url, page.url, *page.discovered_urls}
         record = Record(
             id=aid,
@@ -431,9 +423,7 @@ class ArchivePipeline:
             http_status=page.status,
             content_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
             extractor=EXTRACTOR,
-            raw_key=self.archive.locate(keys.raw),
-            text_key=self.archive.locate(keys.text),
-            meta_key=self.archive.locate(keys.meta),
+            raw_key="", text_key="", meta_key="",  # the archive places it (Archive.store)
             charset=page.encoding,
             paywalled=extraction.paywalled,
             warc_key=page.warc[0] if page.warc else None,

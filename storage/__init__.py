@@ -15,6 +15,7 @@ from storage.errors import (
 )
 from storage.keys import ArticleKeys, article_id, article_keys, validate_site_name
 from storage.record import RECORD_FIELDS, SCHEMA_VERSION, Extractor, Record
+from storage.urls import canonicalize_url, choose_canonical_url
 
 __all__ = [
     "RECORD_FIELDS",
@@ -36,7 +37,9 @@ __all__ = [
     "StoreResult",
     "article_id",
     "check_archive_url",
+    "choose_canonical_url",
     "article_keys",
+    "canonicalize_url",
     "open_backend",
     "validate_site_name",
 ]

@@ -29,11 +29,7 @@ import gzip
 import hashlib
 import json
 import logging
-import os
-import socket
-import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 
@@ -47,25 +43,25 @@ from storage.dedup import (
     shingles,
     text_fingerprint,
 )
-from storage.errors import ArchiveError, InvalidKey, ObjectNotFound
+from storage.errors import InvalidKey, ObjectNotFound
+from storage.index import DedupIndex, KeyLocks, compare_and_swap, is_stale, lease
 from storage.keys import (
     URL_INDEX_ROOT,
     ArticleKeys,
     article_keys,
-    content_index_key,
     day_of_meta_key,
     is_meta_key,
+    keys_of_meta,
     meta_key_prefixes,
-    lsh_bucket_key,
     RUNS_ROOT,
     run_manifest_key,
     site_state_key,
-    url_index_key,
     validate_article_id,
     validate_site_name,
     version_keys,
 )
 from storage.record import RECORD_FIELDS, Record, Version
+from storage.urls import canonicalize_url
 
 logger = logging.getLogger(__name__)
 
@@ -73,16 +69,8 @@ _MARKER_KEYS = ("raw_key", "text_key", "meta_key")
 # A claim older than this without its meta.json belongs to a writer that died. Writing one
 # article takes well under a second; storage retries stretch that to tens of seconds.
 CLAIM_STALE_AFTER = timedelta(minutes=2)
-# Compare-and-swap attempts on one meta.json before giving up: each retry means another
-# writer changed the record in between, which takes many writers on one article.
-_UPDATE_ATTEMPTS = 20
 # Near-duplicate candidates checked per page, most shared LSH buckets first.
 _MAX_CANDIDATES = 10
-# Articles kept per LSH bucket. Only texts that share a whole band of their signature meet
-# in a bucket; one that fills up holds near-copies of one text, and its first entries are
-# the originals a newcomer is compared with.
-_MAX_BUCKET_ENTRIES = 50
-_HOST = socket.gethostname()
 
 
 class StoreOutcome(enum.Enum):
@@ -113,43 +101,14 @@ class StoreResult:
     """True when this writer finished an article whose earlier writer had claimed it and stopped."""
 
 
-class _KeyLocks:
-    """In-process locks by name, so that this process's threads never race each other on
-    one article or one text; other processes are kept apart by the archive's markers."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[str, list] = {}
-
-    @contextmanager
-    def hold(self, *names: str) -> Iterator[None]:
-        # Always taken in the caller's fixed order (text, then URL): no lock cycles.
-        taken = []
-        try:
-            for name in names:
-                with self._guard:
-                    entry = self._locks.setdefault(name, [threading.Lock(), 0])
-                    entry[1] += 1
-                entry[0].acquire()
-                taken.append(name)
-            yield
-        finally:
-            for name in reversed(taken):
-                with self._guard:
-                    entry = self._locks[name]
-                    entry[0].release()
-                    entry[1] -= 1
-                    if not entry[1]:
-                        del self._locks[name]
-
-
 class Archive:
     """An archive over one backend. Thread-safe as far as its backend is (both of ours are)."""
 
     def __init__(self, backend: Backend, claim_stale_after: timedelta = CLAIM_STALE_AFTER) -> None:
         self.backend = backend
         self.claim_stale_after = claim_stale_after
-        self._locks = _KeyLocks()
+        self.index = DedupIndex(backend)
+        self._locks = KeyLocks()
 
     @classmethod
     def open(cls, url: str) -> Archive:
@@ -171,9 +130,22 @@ class Archive:
         """The key as recorded in ``meta.json`` (from the bucket's root)."""
         return self.backend.locate(key)
 
+    def place(self, record: Record) -> Record:
+        """``record`` with the keys of its place in the archive: under its site and the UTC
+        day of its publication (of its fetch when it has no date), named by its id."""
+        when = record.published or record.fetched_at
+        keys = article_keys(record.site, when.astimezone(timezone.utc).date(), record.id)
+        placed = (self.locate(keys.raw), self.locate(keys.text), self.locate(keys.meta))
+        given = (record.raw_key, record.text_key, record.meta_key)
+        if any(given) and given != placed:
+            # Only the archive names places: a record that names others is a bug upstream,
+            # or an attempt to write somewhere else.
+            raise InvalidKey(f"record {record.id} names keys that are not its place: {given}")
+        return replace(record, raw_key=placed[0], text_key=placed[1], meta_key=placed[2])
+
     def lookup(self, url: str) -> Record | None:
         """The complete record that ``url`` (a canonical URL or a marked alias) leads to."""
-        marker = self._read_marker(url)
+        marker = self.index.read_marker(url)
         return self._complete_record(marker["meta_key"]) if marker else None
 
     def is_archived(self, canonical_url: str) -> bool:
@@ -193,8 +165,8 @@ class Archive:
     ) -> StoreResult:
         """Archive one fetched article: new, a new version, or a duplicate of one we have.
 
-        ``record`` carries located keys (see :meth:`locate`) and the URLs the page was
-        seen at in ``aliases``; ``raw_body`` is the response body exactly as received,
+        ``record`` carries the URLs the page was seen at in ``aliases``; its keys are chosen
+        here (:meth:`place`), whatever it says; ``raw_body`` is the response body exactly as received,
         stored gzip-compressed (or the body compressed already, when the caller compressed
         it for its WARC record too). ``seen_urls`` are other (canonicalised) URLs that led to this
         page: each gets an index marker pointing at the article, so a later crawl that finds
@@ -202,7 +174,8 @@ class Archive:
         again to look for an update; finding none is then recorded in ``checked_at``.
         """
         fingerprint = text_fingerprint(text)
-        record = replace(record, text_fingerprint=fingerprint, charset=record.charset or charset)
+        record = replace(self.place(record), text_fingerprint=fingerprint,
+                         charset=record.charset or charset)
         seen_urls = set(seen_urls) | {record.canonical_url}
         with self._locks.hold(f"text:{fingerprint}", f"url:{record.canonical_url}"):
             existing = self.lookup(record.canonical_url)
@@ -213,7 +186,7 @@ class Archive:
             if original is not None:
                 logger.debug("same text as %s: %s", original.id, record.url)
                 updated = self._add_urls(original, record.urls | {record.url})
-                self._mark_urls(_marker(updated, run_id), seen_urls)
+                self.index.mark_urls(_marker(updated, run_id), seen_urls)
                 return StoreResult(StoreOutcome.ALIASED, updated)
             return self._store_new(record, raw_body, charset, text, seen_urls, refetch, run_id)
 
@@ -229,9 +202,8 @@ class Archive:
         with self._locks.hold(f"text:{updated.text_fingerprint}", f"url:{record.canonical_url}"):
             text_key = record.text_key
             if content_sha256 != record.content_sha256:
-                prefix = self.backend.relative(record.meta_key).removesuffix("meta.json")
-                keys = version_keys(ArticleKeys(prefix, prefix + "raw.html.gz", prefix + "text.txt",
-                                                prefix + "meta.json"), content_sha256)
+                keys = version_keys(keys_of_meta(self.backend.relative(record.meta_key)),
+                                    content_sha256)
                 self.backend.put(keys.text, text.encode("utf-8"),
                                  content_type="text/plain; charset=utf-8")
                 text_key = self.locate(keys.text)
@@ -259,18 +231,14 @@ class Archive:
     def _store_new(self, record: Record, raw_body: bytes | DeflatedBody, charset: str, text: str,
                    seen_urls: set[str], refetch: bool, run_id: str) -> StoreResult:
         marker = _marker(record, run_id)
-        claimed = self.backend.put_if_absent(
-            url_index_key(record.canonical_url), json.dumps(marker).encode(),
-            content_type="application/json",
-        )
         completed_claim = False
-        if not claimed:
-            existing = self._read_marker(record.canonical_url) or marker
+        if not self.index.claim_url(marker):
+            existing = self.index.read_marker(record.canonical_url) or marker
             complete = self._complete_record(existing["meta_key"])
             if complete is not None:  # another machine finished it since we looked
                 return self._store_again(complete, record, raw_body, charset, text, seen_urls,
                                          refetch, run_id)
-            if existing.get("run_id") != run_id and not _is_stale(existing, self.claim_stale_after):
+            if existing.get("run_id") != run_id and not is_stale(existing, self.claim_stale_after):
                 # Another writer is between its claim and its meta.json: leave it the work.
                 # Should it die, its article has no meta.json, so a later crawl fetches it
                 # again and, the claim then being stale, completes it.
@@ -285,7 +253,7 @@ class Archive:
                          near_duplicate_of=self._join_buckets(record, text))
         rel = self.backend.relative
         self._put_objects(rel(record.raw_key), rel(record.text_key), raw_body, charset, text)
-        self._mark_urls(marker | {k: getattr(record, k) for k in _MARKER_KEYS}, seen_urls)
+        self.index.mark_urls(marker | {k: getattr(record, k) for k in _MARKER_KEYS}, seen_urls)
         self.backend.put(
             rel(record.meta_key), record.to_json(), content_type="application/json; charset=utf-8"
         )
@@ -295,7 +263,7 @@ class Archive:
                      charset: str, text: str, seen_urls: set[str], refetch: bool,
                      run_id: str) -> StoreResult:
         """The article is archived: the same text is a duplicate, other text a new version."""
-        self._mark_urls(_marker(existing, run_id), seen_urls)
+        self.index.mark_urls(_marker(existing, run_id), seen_urls)
         if _same_text(existing, record):
             def seen(current: Record) -> Record | None:
                 urls = _new_urls(current, record)
@@ -305,9 +273,8 @@ class Archive:
                                checked_at=record.fetched_at if refetch else current.checked_at)
             return StoreResult(StoreOutcome.DUPLICATE, self._update(existing, seen))
 
-        prefix = self.backend.relative(existing.meta_key).removesuffix("meta.json")
-        keys = version_keys(ArticleKeys(prefix, prefix + "raw.html.gz", prefix + "text.txt",
-                                        prefix + "meta.json"), record.content_sha256)
+        keys = version_keys(keys_of_meta(self.backend.relative(existing.meta_key)),
+                            record.content_sha256)
         version = replace(Version.of(record), raw_key=self.locate(keys.raw),
                           text_key=self.locate(keys.text))
         self._put_objects(keys.raw, keys.text, raw_body, charset, text)
@@ -356,27 +323,9 @@ class Archive:
         # versions are only ever added), so skip the read-and-compare round trip.
         if change(record) is None:
             return record
-        key = self.backend.relative(record.meta_key)
-        for _ in range(_UPDATE_ATTEMPTS):
-            data, tag = self.backend.get_tagged(key)
-            current = Record.from_json(data)
-            changed = change(current)
-            if changed is None:
-                return current
-            if self.backend.put_if_match(key, changed.to_json(), tag,
-                                         content_type="application/json; charset=utf-8"):
-                return changed
-        raise ArchiveError(f"{record.meta_key} kept changing under us; gave up after "
-                           f"{_UPDATE_ATTEMPTS} attempts")
-
-    def _mark_urls(self, marker: dict, seen_urls: Iterable[str]) -> None:
-        # Create-if-absent: a URL already marked keeps its first owner, and a re-run that
-        # finds every marker in place writes nothing.
-        for url in sorted(set(seen_urls) - {marker["canonical_url"]}):
-            alias = {**marker, "alias": url}
-            self.backend.put_if_absent(
-                url_index_key(url), json.dumps(alias).encode(), content_type="application/json"
-            )
+        return compare_and_swap(self.backend, self.backend.relative(record.meta_key), change,
+                                decode=Record.from_json, encode=Record.to_json,
+                                content_type="application/json; charset=utf-8")
 
     # -- the content index ---------------------------------------------------------------
 
@@ -385,29 +334,9 @@ class Archive:
         article owns it already: then return that article."""
         if not dedupable(text):
             return None
-        key = content_index_key(record.text_fingerprint)
-        claim = json.dumps({**_member(record), **_lease()}).encode()
-        for _ in range(_UPDATE_ATTEMPTS):
-            if self.backend.put_if_absent(key, claim, content_type="application/json"):
-                return None
-            try:
-                data, tag = self.backend.get_tagged(key)
-            except ObjectNotFound:
-                continue
-            owner = json.loads(data)
-            if owner["id"] == record.id:
-                return None
-            complete = self._complete_record(owner["meta_key"])
-            if complete is not None:
-                return complete
-            if not _is_stale(owner, self.claim_stale_after):
-                # Its writer may still finish it: archive this page in its own right rather
-                # than wait; the two then share the text without knowing it.
-                return None
-            # The owner's writer died before its meta.json: the text is ours now.
-            if self.backend.put_if_match(key, claim, tag, content_type="application/json"):
-                return None
-        raise ArchiveError(f"{key} kept changing under us; gave up after {_UPDATE_ATTEMPTS} attempts")
+        return self.index.claim_text(record.text_fingerprint, _member(record),
+                                     lambda owner: self._complete_record(owner["meta_key"]),
+                                     self.claim_stale_after)
 
     def _join_buckets(self, record: Record, text: str) -> str | None:
         """Add ``record`` to the LSH buckets of its text and return the id of the archived
@@ -424,7 +353,7 @@ class Archive:
         hits: dict[str, dict] = {}
         shared: dict[str, int] = {}
         for band, bucket in lsh_bands(text):
-            for other in self._join_bucket(lsh_bucket_key(band, bucket), member):
+            for other in self.index.join_bucket(band, bucket, member):
                 if other.get("id") != record.id:
                     hits.setdefault(other.get("id"), other)
                     shared[other.get("id")] = shared.get(other.get("id"), 0) + 1
@@ -445,24 +374,6 @@ class Archive:
             if similarity >= NEAR_DUPLICATE_JACCARD:
                 matches.append((similarity, original.near_duplicate_of or original.id))
         return min(matches, key=lambda m: (-m[0], m[1]))[1] if matches else None
-
-    def _join_bucket(self, key: str, member: dict) -> list[dict]:
-        """Add ``member`` to one LSH bucket; returns the members that were there before."""
-        for _ in range(_UPDATE_ATTEMPTS):
-            if self.backend.put_if_absent(key, json.dumps([member]).encode(),
-                                          content_type="application/json"):
-                return []
-            try:
-                data, tag = self.backend.get_tagged(key)
-            except ObjectNotFound:
-                continue
-            members = [m for m in json.loads(data) if isinstance(m, dict)]
-            if any(m.get("id") == member["id"] for m in members) or len(members) >= _MAX_BUCKET_ENTRIES:
-                return members
-            if self.backend.put_if_match(key, json.dumps([*members, member]).encode(), tag,
-                                         content_type="application/json"):
-                return members
-        raise ArchiveError(f"{key} kept changing under us; gave up after {_UPDATE_ATTEMPTS} attempts")
 
     def _complete_record(self, meta_key: str) -> Record | None:
         try:
@@ -513,12 +424,6 @@ class Archive:
         self.backend.put(key, data, content_type="application/json; charset=utf-8")
         return True
 
-    def _read_marker(self, canonical_url: str) -> dict | None:
-        try:
-            return json.loads(self.backend.get(url_index_key(canonical_url)))
-        except ObjectNotFound:
-            return None
-
     # -- reading -----------------------------------------------------------------------
 
     def iter_meta_keys(
@@ -559,16 +464,12 @@ class Archive:
         return None
 
     def record_by_url(self, url: str) -> Record | None:
-        """The record whose canonical URL, fetched URL or alias is ``url``."""
-        marker = self._read_marker(url)
-        if marker is not None:
-            try:
-                return Record.from_json(self.backend.get(self.backend.relative(marker["meta_key"])))
-            except ObjectNotFound:
-                return None
-        for record in self.iter_records():
-            if url in (record.url, record.canonical_url) or url in record.aliases:
-                return record
+        """The record whose canonical URL, fetched URL or alias is ``url``: one look-up in the
+        URL index (every URL an article was archived under is marked there), never a scan."""
+        for candidate in dict.fromkeys((url, canonicalize_url(url))):
+            marker = self.index.read_marker(candidate)
+            if marker is not None:
+                return self._complete_record(marker["meta_key"])
         return None
 
     def find(self, id_or_url: str) -> Record | None:
@@ -587,25 +488,6 @@ class Archive:
         return gzip.decompress(self.backend.get(self.backend.relative(record.raw_key)))
 
 
-def _is_stale(marker: dict, after: timedelta) -> bool:
-    """Whether a claim's writer is gone: its process on this machine no longer runs, or the
-    claim is older than ``after`` (an unreadable time counts as stale)."""
-    if marker.get("host") == _HOST and isinstance(marker.get("pid"), int):
-        if marker["pid"] == os.getpid():
-            # Our own process: a claim left by an attempt that failed half-way (storage
-            # went away); the thread locks keep us from racing ourselves.
-            return True
-        if not process_alive(marker["pid"]):
-            return True  # a crawl killed on this machine: no need to wait out the lease
-    try:
-        claimed_at = datetime.fromisoformat(marker.get("claimed_at", ""))
-    except (TypeError, ValueError):
-        return True
-    if claimed_at.tzinfo is None:
-        claimed_at = claimed_at.replace(tzinfo=timezone.utc)
-    return datetime.now(timezone.utc) - claimed_at >= after
-
-
 def _marker(record: Record, run_id: str) -> dict:
     """The URL index marker that names ``record``'s objects."""
     return {
@@ -615,25 +497,8 @@ def _marker(record: Record, run_id: str) -> dict:
         "text_key": record.text_key,
         "meta_key": record.meta_key,
         "run_id": run_id,
-        **_lease(),
+        **lease(),
     }
-
-
-def _lease() -> dict:
-    """Who claims, and when: see :func:`_is_stale`."""
-    return {"claimed_at": datetime.now(timezone.utc).isoformat(), "host": _HOST,
-            "pid": os.getpid()}
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, under another user
-    return True
 
 
 def _member(record: Record) -> dict:

@@ -98,6 +98,15 @@ def article_keys(site: str, day: date, article_id_: str) -> ArticleKeys:
     )
 
 
+def keys_of_meta(meta_key: str) -> ArticleKeys:
+    """The keys of the article whose record is at ``meta_key`` (archive-relative)."""
+    if not is_meta_key(meta_key):
+        raise InvalidKey(f"not the key of an article's record: {meta_key!r}")
+    prefix = meta_key[: -len("meta.json")]
+    return ArticleKeys(prefix=prefix, raw=prefix + "raw.html.gz", text=prefix + "text.txt",
+                       meta=meta_key)
+
+
 def url_index_key(canonical_url: str) -> str:
     """Key of the dedup marker claimed by the first writer of a canonical URL.
 

@@ -17,8 +17,7 @@ from collections import Counter
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-from normalize import canonicalize_url
-from storage import Archive
+from storage import Archive, canonicalize_url
 from storage.catalog import read_catalog
 from tests.conftest import REPO_ROOT, crawl_site_subprocess, local_site_config
 from tests.newssite import HOLD_LIMIT_SECONDS, NewsSite

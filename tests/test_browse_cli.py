@@ -24,8 +24,7 @@ import pytest
 
 from browse.records import iter_records
 from flows.cli import main
-from normalize import canonicalize_url
-from storage import Archive, Record, S3Backend, StoreOutcome
+from storage import Archive, Record, S3Backend, StoreOutcome, canonicalize_url
 from storage.catalog import CatalogWriter, archive_date
 from storage.keys import date_prefixes, meta_key_prefixes
 from tests.conftest import AWS_TEST_ENV, REPO_ROOT, crawl_site_subprocess, local_site_config

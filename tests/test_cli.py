@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from flows.cli import main
-from normalize import canonicalize_url
-from storage import Archive, Extractor, Record, StoreOutcome, article_id
+from storage import Archive, Extractor, Record, StoreOutcome, article_id, canonicalize_url
 from tests.conftest import REPO_ROOT, write_sites_file
 
 # The record contract of ARCHITECTURE.md.

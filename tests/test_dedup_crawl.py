@@ -17,8 +17,7 @@ from xml.sax.saxutils import escape
 
 import pytest
 
-from normalize import canonicalize_url
-from storage import Archive
+from storage import Archive, canonicalize_url
 from storage.dedup import NEAR_DUPLICATE_JACCARD, jaccard, shingles
 from tests.conftest import REPO_ROOT, crawl_site_subprocess, local_site_config
 from tests.newssite import SITEMAP_NS, XML_TYPE, CorpusPage, NewsSite, load_corpus

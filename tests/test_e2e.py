@@ -12,7 +12,7 @@ from pathlib import Path
 import lxml.html
 import pytest
 
-from normalize import canonicalize_url
+from storage import canonicalize_url
 from tests.conftest import local_site_config, write_sites_file
 from tests.newssite import NewsSite
 

@@ -13,8 +13,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from normalize import Article, canonicalize_url, choose_canonical_url, extract_article
+from normalize import Article, extract_article
 from normalize.article import MAX_HTML_CHARS
+from storage import canonicalize_url, choose_canonical_url
 from tests.newssite import load_corpus
 
 # -- hostile and odd input -----------------------------------------------------------------

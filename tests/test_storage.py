@@ -38,6 +38,7 @@ from storage import (
     StoreOutcome,
     article_id,
     article_keys,
+    canonicalize_url,
     open_backend,
     validate_site_name,
 )
@@ -711,8 +712,10 @@ def populated(archive):
     texts = {name: f"Text of {name} \u2013 \u00fcnicode." for name in records}
     for name, record in records.items():
         record = replace(record, content_sha256=sha256(texts[name]))
+        # As a crawl stores a page: every URL it was seen at, canonicalised, is marked.
         result = store(archive, record, raw=f"<html>{name}</html>".encode(), text=texts[name],
-                       charset="utf-8")
+                       charset="utf-8",
+                       seen_urls={canonicalize_url(u) for u in (record.url, *record.aliases)})
         assert result.outcome is StoreOutcome.WRITTEN
         records[name] = result.record
     # An article whose writer died after the raw object: listed nowhere.
@@ -764,7 +767,8 @@ def test_record_lookups(archive, populated):
         archive.record_by_id("../../etc")
 
     assert archive.record_by_url(a2.canonical_url) == a2
-    # No index marker for these (stored without seen_urls): found by scanning records.
+    # Found through the URL index, under the canonical form of the URL asked for (the AMP
+    # copy has no marker of its own: its canonical form is the article's).
     assert not archive.backend.exists(url_index_key("https://a.example/amp/2"))
     assert archive.record_by_url("https://a.example/amp/2") == a2
     assert archive.record_by_url("https://a.example/2?from=rss") == a2

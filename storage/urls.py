@@ -1,4 +1,7 @@
-"""URL canonicalisation: one article, one canonical URL, whatever link led to it."""
+"""URL canonicalisation: one article, one canonical URL, whatever link led to it.
+
+Part of the archive's identity rules: an article's id and its URL markers derive from its
+canonical URL (``storage.keys``), so writers and readers alike canonicalise here."""
 
 from __future__ import annotations
 
