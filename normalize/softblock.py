@@ -521,7 +521,8 @@ _SUBSCRIBER_PROMPTS = re.compile("|".join((
     r"already a subscriber\??\s*(?:log|sign) in", r"(?:for )?subscribers only",
     r"unlock full access", r"sie sind bereits abonnent",
     r"bereits abonnent\??\s*(?:hier )?(?:anmelden|einloggen)",
-    r"déjà abonné\s*\??\s*(?:se connecter|connectez)", r"ya soy suscriptor",
+    # Possessive: the two runs of spaces around the "?" would split a long run every way.
+    r"déjà abonné\s*+\??\s*+(?:se connecter|connectez)", r"ya soy suscriptor",
 )))
 _PAYWALL_TOKEN = re.compile(
     r"paywall|pay-wall|regwall|reg-wall|registration-wall|^tp-(?:modal|backdrop|container-inner)$"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import lxml.etree
@@ -31,9 +32,13 @@ from lxml.html import HtmlElement
 
 from normalize.metadata import meta_tags
 
-# Shortest embedded HTML string worth treating as an article body in the second look.
+# Shortest embedded HTML string worth treating as an article body in the second look, in
+# characters, an escape sequence (\") counting as one.
 _MIN_EMBEDDED_BODY = 400
-_JSON_STRING = re.compile(r'"((?:[^"\\]|\\.){%d,})"' % _MIN_EMBEDDED_BODY, re.S)
+# What follows the opening quote of a JSON string, up to its closing quote (see
+# _json_strings). Possessive: a string without an end is read once, not backtracked over.
+_JSON_STRING_REST = re.compile(r'[^"\\]*+(?:\\.[^"\\]*+)*+"', re.DOTALL)
+_JSON_ESCAPE = re.compile(r"\\.", re.DOTALL)
 
 # trafilatura's fallbacks (jusText, readability) compare text blocks with each other: an
 # article followed by 10,000 short blocks takes seconds, 20,000 close to a minute. Above
@@ -154,7 +159,9 @@ _BOILERPLATE_SHORT_LINE = re.compile("|".join((
     r"^newsletters?\s*[:：]",
 )), re.I)
 # Contact prompts ("Got a story? Email us at ...") stand at the start or the end of a text.
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+# Tried only where a run of address characters starts, ``(?<!...)``: from each character of
+# a long run, the pattern would read the rest of the run again (quadratic).
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+\.[\w.-]+")
 _EDGE_LINES = 3
 # A byline among the first lines ("By Jane Doe", "Von Nina Magoley").
 _BYLINE = re.compile(r"^(?:by|von|par|por|di|door|av|af|przez|от)\s+\S", re.I)
@@ -170,11 +177,18 @@ _BODY_FILTER_MIN_WORDS = 8
 
 _SPACE = re.compile(r"\s+")
 _WORDS = re.compile(r"\w+")
-_EDGE_PUNCTUATION = re.compile(r"^[\W_]+|[\W_]+$")
+# Punctuation at the start and at the end of a line. The trailing run is tried only where a
+# run starts, ``(?<![\W_])``: tried from each character of a long run inside the line, it
+# read the rest of the run again (a line of 40,000 "!" between two letters took 13 s).
+_EDGE_PUNCTUATION = re.compile(r"^[\W_]+|(?<![\W_])[\W_]++$")
 _DESCRIPTION_META = ("og:description", "description", "twitter:description")
 _TITLE_META = ("og:title", "twitter:title")
 # How much may stand before the description in the standfirst ("Berlin. ", "PARIS (AP) — ").
 _DATELINE_MAX = 40
+# Descriptions looked for in the page, each a search of the whole body: a page states one
+# (in two or three tags), and one that repeats the tag thousands of times is not a page
+# whose standfirst matters.
+_MAX_DESCRIPTIONS = 5
 # Elements that can carry a standfirst.
 _TEXT_BLOCKS = {"p", "div", "h2", "h3", "section", "header", "li", "td"}
 
@@ -415,8 +429,10 @@ def _drop_header_lines(text: str, headlines: set[str]) -> str:
     head = []
     for line in lines[:_HEADER_LINES]:
         squashed = _squash(line)
+        # The lengths first: a page may state thousands of headlines (og:title), and a line
+        # may be long; searching each line for each would take their product.
         if squashed in headlines or any(
-            len(h) >= 20 and h in squashed and len(squashed) <= len(h) + 80 for h in headlines
+            len(h) >= 20 and len(squashed) <= len(h) + 80 and h in squashed for h in headlines
         ):
             continue
         if len(line.strip()) <= _BYLINE_MAX and _BYLINE.match(line.strip()):
@@ -429,11 +445,12 @@ def _standfirst(tree: HtmlElement, tags: dict[str, list[str]]) -> str | None:
     """The lead paragraph under the headline, found as the visible element whose text is the
     page's description (or starts with it, when the description is cut short)."""
     descriptions: list[str] = []
-    for name in _DESCRIPTION_META:
-        for value in tags.get(name, ()):
-            description = _SPACE.sub(" ", value).strip()
-            if len(description) >= 40 and description not in descriptions:
-                descriptions.append(description)
+    for value in (value for name in _DESCRIPTION_META for value in tags.get(name, ())):
+        description = _SPACE.sub(" ", value).strip()
+        if len(description) >= 40 and description not in descriptions:
+            descriptions.append(description)
+            if len(descriptions) == _MAX_DESCRIPTIONS:
+                break
     body = tree.find("body")
     if body is None:
         return None
@@ -497,9 +514,9 @@ def _second_look(scripts: list[str], article_body: str | None) -> str:
     for source in scripts:
         if "\\u003cp" not in source and "<p" not in source:
             continue
-        for match in _JSON_STRING.finditer(source):
+        for content in _json_strings(source):
             try:
-                fragment = json.loads(f'"{match.group(1)}"')
+                fragment = json.loads(f'"{content}"')
             except ValueError:
                 continue
             if "<p" in fragment and len(fragment) > len(best):
@@ -511,3 +528,26 @@ def _second_look(scripts: list[str], article_body: str | None) -> str:
         include_comments=False, include_tables=True, deduplicate=False,
     )
     return (getattr(doc, "text", None) or "").strip()
+
+
+def _json_strings(source: str) -> Iterator[str]:
+    """The contents of the double-quoted strings of a script (escapes not decoded) that hold
+    at least ``_MIN_EMBEDDED_BODY`` characters, an escape sequence counting as one: the
+    strings a pattern searched for them finds. Linear: a string is read from its own opening
+    quote only, where that pattern, tried at every quote, read it again to its end from each
+    escaped quote inside it (quadratic)."""
+    start = source.find('"')
+    while start >= 0:
+        rest = _JSON_STRING_REST.match(source, start + 1)
+        if rest is None:
+            return  # no closing quote: every quote after this one is escaped, inside it
+        end = rest.end() - 1
+        content = source[start + 1:end]
+        if len(content) >= _MIN_EMBEDDED_BODY and len(content) - sum(
+                1 for _ in _JSON_ESCAPE.finditer(content)) >= _MIN_EMBEDDED_BODY:
+            yield content
+            start = source.find('"', end + 1)
+        else:
+            # The quotes inside a string that is too short start nothing longer; its closing
+            # quote may open the next one.
+            start = end

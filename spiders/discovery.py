@@ -8,7 +8,6 @@ limits on tree size: a sitemap is untrusted input (an entity bomb must stay a st
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
