@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterable
+from itertools import islice
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -44,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 # How much of a page is searched for og:type / JSON-LD when deciding it is an article.
 _HEAD_CHARS = 200_000
+# Links read from one front: a section front has hundreds; a page with a million is not a
+# front, and following it would cost the crawl its turn at everything else.
+MAX_FRONT_LINKS = 5_000
 # Parallel archive look-ups when checking a sitemap's URLs before fetching them.
 _LOOKUP_THREADS = 8
 # Entries of a sitemap looked up in the archive and turned into requests at a time.
@@ -141,11 +145,14 @@ class NewsSpider(scrapy.Spider):
                 for request in self._sitemap_request(url, depth + 1):
                     yield request
             return
-        body = self._sitemap_body(response)
+        # Decompressed and parsed in a thread: a sitemap may be 50 MB (max_sitemap_bytes),
+        # seconds of work the reactor must not wait for.
+        body = await maybe_deferred_to_future(deferToThread(self._sitemap_body, response))
         if body is None:
             return
         try:
-            kind, entries = parse_sitemap(body, response.url)
+            kind, entries = await maybe_deferred_to_future(
+                deferToThread(parse_sitemap, body, response.url))
         except (lxml.etree.XMLSyntaxError, ValueError) as exc:
             record_error(self.crawler.stats, response.url, "bad_sitemap", str(exc) or "empty")
             return
@@ -202,7 +209,8 @@ class NewsSpider(scrapy.Spider):
         """An RSS 2.0, Atom or JSON Feed."""
         content_type = response.headers.get(b"Content-Type", b"").decode("latin-1")
         try:
-            entries = parse_feed(response.body, response.url, content_type)
+            entries = await maybe_deferred_to_future(
+                deferToThread(parse_feed, response.body, response.url, content_type))
         except (lxml.etree.XMLSyntaxError, ValueError) as exc:
             record_error(self.crawler.stats, response.url, "bad_feed", str(exc) or "empty")
             return
@@ -216,26 +224,29 @@ class NewsSpider(scrapy.Spider):
         if not isinstance(response, scrapy.http.TextResponse):
             return
         # Parsed in a thread: however large or hostile the page, the reactor goes on.
-        is_article, links = await maybe_deferred_to_future(
+        is_article, links, capped = await maybe_deferred_to_future(
             deferToThread(_read_front, response, depth > 0))
+        if capped:
+            record_error(self.crawler.stats, response.url, "too_many_links",
+                         f"a front with more than {MAX_FRONT_LINKS} links: the first "
+                         f"{MAX_FRONT_LINKS} were read")
         if is_article:
             self.crawler.stats.inc_value("newsarchive/discovered/link")
             for item in self.parse_article(response, via="link", date_hint=None,
                                            canonical=canonicalize_url(response.url)):
                 yield item
             return
-        entries = [Entry(url) for url in links if self._looks_like_article(url)]
+        entries = [Entry(url) for url, _ in links if self._looks_like_article(url)]
         async for request in self._discovered(entries, "link"):
             yield request
         # Fronts go follow_depth - 1 levels below the start URLs; their article links are
         # one more.
         if depth + 2 > self.site.follow_depth:
             return
-        for url in links:
+        for url, canonical in links:
             if self._fronts_left <= 0:
                 self.crawler.stats.inc_value("newsarchive/discovered/fronts_capped")
                 return
-            canonical = canonicalize_url(url)
             if canonical in self._fronts_seen or self._listings.is_queued(canonical) \
                     or not self._wanted(url, article=False):
                 continue
@@ -278,7 +289,11 @@ class NewsSpider(scrapy.Spider):
         """Requests for the entries that are wanted, new in this crawl and not yet archived."""
         stats = self.crawler.stats
         fresh: dict[str, tuple[str, datetime | None]] = {}
-        for entry in entries:
+        # In a thread, a chunk at a time: a sitemap's hundred thousand URLs take seconds to
+        # canonicalise, and the reactor gets a turn between chunks.
+        canonicals = await maybe_deferred_to_future(
+            deferToThread(lambda: [canonicalize_url(e.url) for e in entries]))
+        for entry, canonical in zip(entries, canonicals):
             url, hint = entry.url, entry.date_hint
             stats.inc_value(f"newsarchive/discovered/{via}")
             if not self._wanted(url):
@@ -290,7 +305,6 @@ class NewsSpider(scrapy.Spider):
                     stats.inc_value("newsarchive/discovered/" + (
                         "undated" if day is None else "out_of_range"))
                     continue
-            canonical = canonicalize_url(url)
             self._listings.add(canonical, url)
             if self.plan is not None:
                 self._plan_entry(canonical, entry)
@@ -423,12 +437,17 @@ class NewsSpider(scrapy.Spider):
             record_error(self.crawler.stats, url, kind, reason)
 
 
-def _read_front(response: scrapy.http.TextResponse, reached_by_link: bool) -> tuple[bool, list[str]]:
-    """Whether a page reached by following links says it is an article, else the links of
-    the front: (True, []) or (False, links)."""
+def _read_front(response: scrapy.http.TextResponse,
+                reached_by_link: bool) -> tuple[bool, list[tuple[str, str]], bool]:
+    """Whether a page reached by following links says it is an article; else the links of
+    the front (at most MAX_FRONT_LINKS), each with its canonical form, and whether there
+    were more. Runs in a thread."""
     if reached_by_link and is_article_page(response.text[:_HEAD_CHARS]):
-        return True, []
-    return False, list(iter_links(response.css("a::attr(href)").getall(), response.url))
+        return True, [], False
+    links = list(islice(iter_links(response.css("a::attr(href)").getall(), response.url),
+                        MAX_FRONT_LINKS + 1))
+    return False, [(url, canonicalize_url(url)) for url in links[:MAX_FRONT_LINKS]], \
+        len(links) > MAX_FRONT_LINKS
 
 
 def looks_binary(body: bytes) -> bool:

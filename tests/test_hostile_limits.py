@@ -349,3 +349,24 @@ def test_an_archive_url_with_credentials_is_refused_in_one_line(tmp_path, monkey
     assert len(lines) == 1 and "credentials" in lines[0], err
     assert "wJalrXUtnFEMIsecret" not in err and "AKIAEXAMPLEKEY" not in err
     assert not (tmp_path / "data").exists()  # nothing was started or written
+
+
+def test_a_front_with_too_many_links_is_read_only_in_part(corpus, tmp_path):
+    """A "front" of 6,000 links is not a section front: the first 5,000 are read (in a
+    thread, with their canonical forms), the rest are not, and that is recorded."""
+    from spiders.news import MAX_FRONT_LINKS
+
+    article = next(p for p in corpus if not p.query)
+    with NewsSite([article], feed_size=0) as site:
+        links = "".join(f'<a href="/not-an-article/{i}">{i}</a>' for i in range(6_000))
+        site.add_route("/front", f'<html><body><a href="{article.path}">story</a>{links}'
+                                 f"</body></html>".encode(), headers=HTML)
+        entry = local_site_config(site, sitemaps=[], feeds=[], article_pattern=article.path,
+                                  start_urls=[f"{site.base_url}/front"])
+        report = crawl_site_subprocess(entry, str(tmp_path / "archive"), _env(),
+                                       tmp_path / "data", "run-many-links")
+        expected, front = {site.url_for(article)}, f"{site.base_url}/front"
+    capped = errors_of(report, "too_many_links")
+    assert [e["url"] for e in capped] == [front]
+    assert str(MAX_FRONT_LINKS) in capped[0]["reason"]
+    assert archived_urls(tmp_path / "archive") == expected
