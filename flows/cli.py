@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
              "until Ctrl-C")
     serve.add_argument("--limit", type=int, metavar="N",
                        help="most flow runs at once in this process (default: no limit)")
+    serve.add_argument("--grace", type=float, default=60.0, metavar="SECONDS",
+                       help="on SIGTERM, how long runs in progress get to finish before they "
+                            "are stopped (default: 60); Ctrl-C stops them at once")
     serve.set_defaults(func=cmd_serve)
 
     deploy = commands.add_parser(
@@ -120,7 +123,7 @@ def _prepare_prefect() -> None:
 
 
 def _prefect_unavailable(exc: Exception) -> int:
-    logger.debug("Prefect failed", exc_info=True)
+    logger.debug("Prefect failed", exc_info=exc)
     print(f"newsarchive: Prefect is not available: {exc}", file=sys.stderr)
     return 1
 
@@ -238,36 +241,57 @@ def _deployments(args, settings: Settings):
 
 
 def cmd_serve(args, settings: Settings) -> int:
+    from flows.shutdown import Shutdown
+
+    # Ctrl-C stops the runs in progress at once; SIGTERM (docker stop, service managers)
+    # lets them finish for --grace seconds first, and a second signal stops them at once.
+    # Either way the handlers only note the request: serve stops in order, and no
+    # KeyboardInterrupt lands in the middle of Prefect.
+    shutdown = Shutdown(grace=args.grace)
+
+    def on_signal(signum, _frame) -> None:
+        shutdown.request("Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name,
+                         now=signum == signal.SIGINT or shutdown.requested.is_set())
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     deployments = _deployments(args, settings)
-    from flows.deployments import serve
-    from flows.server import ServerFailed, local_server
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    # `docker stop` and service managers send SIGTERM: stop as cleanly as on Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    from flows.deployments import PrefectUnavailable, serve
+    from flows.server import ServerFailed, StartAborted, local_server, stop_leftover_server
+
     own_server = not os.environ.get("PREFECT_API_URL")
     try:
-        server = (local_server(settings.data_dir.resolve() / "prefect", settings.prefect_port)
-                  if own_server else nullcontext(os.environ["PREFECT_API_URL"]))
+        if own_server:
+            home = settings.data_dir.resolve() / "prefect"
+            leftover = stop_leftover_server(home)
+            if leftover:
+                _say(f"the Prefect server a killed serve left running (pid {leftover}) was "
+                     f"stopped")
+            server = local_server(home, settings.prefect_port, aborted=shutdown.requested.is_set)
+        else:
+            server = nullcontext(os.environ["PREFECT_API_URL"])
         with server as api_url:
             # Prefect read its settings when it was imported; the flow-run processes that
             # serve starts read them from the environment.
             os.environ["PREFECT_API_URL"] = api_url
-            names = ", ".join(f"{d.flow_name}/{d.name}" for d in deployments)
-            print(f"newsarchive: serving {names} on {api_url}; Ctrl-C stops", file=sys.stderr,
-                  flush=True)
             with temporary_settings(updates={PREFECT_API_URL: api_url}):
-                try:
-                    serve(deployments, limit=args.limit)
-                except KeyboardInterrupt:
-                    pass
+                serve(deployments, shutdown, _say, limit=args.limit)
+    except StartAborted:
+        pass
     except ServerFailed as exc:
         print(f"newsarchive: {exc}", file=sys.stderr)
         return 1
-    except RuntimeError as exc:
+    except (PrefectUnavailable, RuntimeError) as exc:
         return _prefect_unavailable(exc)
-    print("newsarchive: stopped", file=sys.stderr)
+    _say("stopped")
     return 0
+
+
+def _say(line: str) -> None:
+    """One line of ``serve`` on its console."""
+    print(f"newsarchive: {line}", file=sys.stderr, flush=True)
 
 
 def cmd_deploy(args, settings: Settings) -> int:
@@ -275,11 +299,11 @@ def cmd_deploy(args, settings: Settings) -> int:
         raise ConfigError("deploy needs a Prefect server: set PREFECT_API_URL "
                           "(workers on other machines must reach it too)")
     deployments = _deployments(args, settings)
-    from flows.deployments import deploy
+    from flows.deployments import PrefectUnavailable, deploy
 
     try:
         names = deploy(deployments, args.pool)
-    except (RuntimeError, ValueError) as exc:
+    except (PrefectUnavailable, RuntimeError, ValueError) as exc:
         return _prefect_unavailable(exc)
     print(format_table(["deployment", "pool"], [[name, args.pool] for name in names]))
     print(f"Start workers with: prefect worker start --pool {args.pool}", file=sys.stderr)

@@ -3,7 +3,9 @@
 Schedules need a long-lived Prefect server. When ``PREFECT_API_URL`` names none, ``serve``
 starts ``prefect server start`` on 127.0.0.1 with its SQLite database under the data
 directory and analytics off, waits until it answers, and stops it when ``serve`` stops
-(:func:`local_server`).
+(:func:`local_server`). Its pid is kept beside the database, so that a ``serve`` started
+after one that was killed stops the server the killed one left running
+(:func:`stop_leftover_server`) rather than find its port taken.
 
 A one-off ``crawl`` gets a temporary server instead (:class:`TemporaryServer`), the same as
 the one Prefect's client starts by itself when no API is set (the API alone, no UI, no
@@ -28,11 +30,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from storage.index import process_alive
+
 logger = logging.getLogger(__name__)
+
+
+PID_FILE = "server.pid"
+"""File under the server's home holding the pid of the server :func:`local_server` runs,
+and that of the command that runs it."""
 
 
 class ServerFailed(RuntimeError):
     """The local Prefect server did not start."""
+
+
+class StartAborted(Exception):
+    """The command was asked to stop while its Prefect server was starting."""
 
 
 def server_environment(home: Path, port: int) -> dict[str, str]:
@@ -50,10 +63,32 @@ def server_environment(home: Path, port: int) -> dict[str, str]:
     }
 
 
+def stop_leftover_server(home: Path, grace: float = 20.0) -> int | None:
+    """Stop the Prefect server that a ``serve`` killed earlier left running with its state
+    under ``home`` (both pids are in :data:`PID_FILE`); its pid, or None if there was none.
+    A server whose ``serve`` still runs is left alone."""
+    pid_file = home / PID_FILE
+    try:
+        pid, owner = (int(p) for p in pid_file.read_text().split())
+    except (FileNotFoundError, ValueError):
+        return None
+    if process_alive(owner):
+        return None
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    leftover = process_alive(pid) and (not cmdline.exists() or b"server" in cmdline.read_bytes())
+    if leftover:
+        logger.info("stopping the Prefect server left running by a killed serve (pid %d)", pid)
+        stop_process_group(pid, grace)
+    pid_file.unlink(missing_ok=True)
+    return pid if leftover else None
+
+
 @contextmanager
-def local_server(home: Path, port: int, startup_timeout: float = 120.0) -> Iterator[str]:
+def local_server(home: Path, port: int, startup_timeout: float = 120.0,
+                 aborted=lambda: False) -> Iterator[str]:
     """Run ``prefect server start`` on 127.0.0.1:``port`` until the block ends; yields the
-    API URL. ServerFailed if it does not answer within ``startup_timeout`` seconds."""
+    API URL. ServerFailed if it does not answer within ``startup_timeout`` seconds;
+    StartAborted if ``aborted()`` turns true while it starts."""
     api_url = f"http://127.0.0.1:{port}/api"
     if _healthy(api_url):
         raise ServerFailed(f"something already listens on 127.0.0.1:{port}; set PREFECT_API_URL "
@@ -64,14 +99,18 @@ def local_server(home: Path, port: int, startup_timeout: float = 120.0) -> Itera
     logger.info("starting a Prefect server on 127.0.0.1:%d (state in %s, log in %s)",
                 port, home, log_path)
     process = _launch(port, server_environment(home, port), log)
+    pid_file = home / PID_FILE
+    pid_file.write_text(f"{process.pid} {os.getpid()}\n")
     try:
-        if not _answers(process, api_url, startup_timeout, "the Prefect server", log_path):
+        if not _answers(process, api_url, startup_timeout, "the Prefect server", log_path,
+                        aborted):
             raise ServerFailed(f"the Prefect server exited with status {process.returncode}; "
                                f"see {log_path}")
         logger.info("Prefect server ready: %s (UI at http://127.0.0.1:%d)", api_url, port)
         yield api_url
     finally:
         _stop(process)
+        pid_file.unlink(missing_ok=True)
         log.close()
 
 
@@ -140,13 +179,16 @@ def _launch(port: int, environment: dict[str, str], log, *flags: str) -> subproc
 
 
 def _answers(process: subprocess.Popen, api_url: str, timeout: float, what: str,
-             log_path: Path) -> bool:
+             log_path: Path, aborted=lambda: False) -> bool:
     """Wait until the server at ``api_url`` answers (True) or its process exits (False);
-    ServerFailed if neither happens within ``timeout`` seconds."""
+    ServerFailed if neither happens within ``timeout`` seconds, StartAborted if
+    ``aborted()`` turns true meanwhile."""
     deadline = time.monotonic() + timeout
     while not _healthy(api_url):
         if process.poll() is not None:
             return False
+        if aborted():
+            raise StartAborted(f"stopped while {what} was starting")
         if time.monotonic() > deadline:
             raise ServerFailed(f"{what} did not answer within {timeout:.0f} s; see {log_path}")
         time.sleep(0.25)
@@ -177,3 +219,29 @@ def _stop(process: subprocess.Popen, grace: float = 20.0) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def stop_process_group(pgid: int, grace: float) -> None:
+    """SIGTERM the process group ``pgid`` (not necessarily of our children); SIGKILL it if
+    it still runs ``grace`` seconds later."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not process_group_alive(pgid):
+                return
+            time.sleep(0.2)
+
+
+def process_group_alive(pgid: int) -> bool:
+    """Whether any process of the process group ``pgid`` runs on this machine."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
