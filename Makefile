@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME ?= $(CURDIR)/.newsarchive/prefect
 
-.PHONY: install test run lock clean
+.PHONY: install lint test run lock clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -34,8 +34,12 @@ $(VENV)/.installed: requirements-dev.lock pyproject.toml | $(UV)
 ## install: create .venv with the project and its dev tools, from the lock files
 install: $(VENV)/.installed
 
-## test: run the test suite
-test: install
+## lint: check the code with ruff (rules in pyproject.toml)
+lint: install
+	$(VENV)/bin/ruff check --quiet .
+
+## test: lint, then run the test suite
+test: lint
 	@mkdir -p "$(PREFECT_HOME)"  # before two workers race to create it
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 

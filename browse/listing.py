@@ -147,6 +147,7 @@ def bar(value: float, top: float, width: int = 30) -> str:
     return BAR_CHAR * max(1, round(value / top * width))
 
 
-def percent(part: int, whole: int) -> str:
-    """``part`` of ``whole`` as ``12.5%``, or ``-`` when there is no whole."""
-    return f"{100 * part / whole:.1f}%" if whole else "-"
+def percent(part: int, whole: int, decimals: int = 1) -> str:
+    """``part`` of ``whole`` as a percentage with ``decimals`` decimals (``12.5%``; the web
+    UI's tables show whole ones, ``12%``), or ``-`` when there is no whole."""
+    return f"{100 * part / whole:.{decimals}f}%" if whole else "-"

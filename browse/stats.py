@@ -9,19 +9,10 @@ failures, bad sitemaps or feeds...).
 
 from __future__ import annotations
 
-import json
-import logging
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
-from storage import Archive, ObjectNotFound, validate_site_name
-from storage.keys import RUNS_ROOT, date_prefixes
-
-logger = logging.getLogger(__name__)
-
-_PARALLEL_READS = 8
+from storage import Archive
 
 
 @dataclass(frozen=True)
@@ -49,56 +40,23 @@ class RunTotals:
         return self.archived + self.versions + self.duplicates + self.errors
 
 
-def manifest_keys(archive: Archive, site: str | None = None, since: date | None = None,
-                  until: date | None = None) -> Iterator[str]:
-    """Keys of the run manifests (of ``site``) of runs started within [since, until]."""
-    if site is not None:
-        root = f"{RUNS_ROOT}/{validate_site_name(site)}/"
-        prefixes = ([root + p for p in date_prefixes(since, until)]
-                    if since is not None and until is not None else [root])
-    else:
-        prefixes = [f"{RUNS_ROOT}/"]
-    for prefix in prefixes:
-        for key in archive.backend.iter_keys(prefix):
-            parts = key.split("/")
-            if len(parts) != 6 or not key.endswith(".json"):
-                continue
-            try:
-                day = date(int(parts[2]), int(parts[3]), int(parts[4]))
-            except ValueError:
-                continue  # not a manifest of ours
-            if (since and day < since) or (until and day > until):
-                continue
-            yield key
-
-
 def run_totals(archive: Archive, site: str | None = None, since: date | None = None,
                until: date | None = None) -> dict[str, RunTotals]:
     """Per site, the run manifests of runs started within [since, until], added up."""
-    def read(key: str) -> dict | None:
-        try:
-            return json.loads(archive.backend.get(key))
-        except ObjectNotFound:
-            return None
-        except ValueError as exc:
-            logger.warning("run manifest %s is not JSON: %s", key, exc)
-            return None
-
     totals: dict[str, dict] = {}
-    with ThreadPoolExecutor(_PARALLEL_READS, thread_name_prefix="browse-runs") as pool:
-        for manifest in pool.map(read, list(manifest_keys(archive, site, since, until))):
-            if not isinstance(manifest, dict) or not isinstance(manifest.get("site"), str):
-                continue
-            counts = manifest.get("counts") or {}
-            entry = totals.setdefault(manifest["site"], {
-                "runs": 0, "archived": 0, "versions": 0, "duplicates": 0, "errors": 0,
-                "errors_by_kind": {}})
-            entry["runs"] += 1
-            for name in ("archived", "versions", "duplicates", "errors"):
-                entry[name] += _count(counts.get(name))
-            for kind, number in (manifest.get("errors_by_kind") or {}).items():
-                by_kind = entry["errors_by_kind"]
-                by_kind[kind] = by_kind.get(kind, 0) + _count(number)
+    for manifest in archive.iter_run_manifests(site, since, until):
+        if not isinstance(manifest.get("site"), str):
+            continue
+        counts = manifest.get("counts") or {}
+        entry = totals.setdefault(manifest["site"], {
+            "runs": 0, "archived": 0, "versions": 0, "duplicates": 0, "errors": 0,
+            "errors_by_kind": {}})
+        entry["runs"] += 1
+        for name in ("archived", "versions", "duplicates", "errors"):
+            entry[name] += _count(counts.get(name))
+        for kind, number in (manifest.get("errors_by_kind") or {}).items():
+            by_kind = entry["errors_by_kind"]
+            by_kind[kind] = by_kind.get(kind, 0) + _count(number)
     return {name: RunTotals(site=name, **entry) for name, entry in sorted(totals.items())}
 
 

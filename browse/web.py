@@ -22,6 +22,7 @@ Everything shown was written by someone else's web site, so:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import re
@@ -55,8 +56,9 @@ from browse.catalog import (
     search,
     words_of,
 )
-from browse.original import page_for_display
 from browse.charts import articles_chart, health_chart
+from browse.listing import percent
+from browse.original import page_for_display
 from storage import Archive, ArchiveError, InvalidKey, ObjectNotFound, Record
 from storage.catalog import archive_date
 from storage.keys import SITE_NAME_PATTERN
@@ -154,11 +156,6 @@ def http_url(value: str | None) -> str | None:
     return value if scheme in ("http", "https") else None
 
 
-def percent(part: int, whole: int) -> str:
-    """``part`` of ``whole`` as a whole percentage, or ``-``."""
-    return f"{round(100 * part / whole)}%" if whole else "-"
-
-
 def make_templates() -> jinja2.Environment:
     """The UI's templates, with autoescaping on for every one of them."""
     env = jinja2.Environment(
@@ -169,7 +166,7 @@ def make_templates() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["http_url"] = http_url
-    env.globals["percent"] = percent
+    env.globals["percent"] = functools.partial(percent, decimals=0)
     env.globals["max_words"] = MAX_QUERY_WORDS
     env.globals["max_chars"] = MAX_QUERY_CHARS
     return env

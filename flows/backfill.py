@@ -29,10 +29,15 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.crawl import (
-    CrawlCrashed, SiteResult, _artifact_key, load_sites, new_run_id, run_site_crawl,
+    SiteResult,
+    _artifact_key,
+    crawl_site,
+    load_sites,
+    new_run_id,
     spider_command,
 )
-from spiders.config import ConfigError, Settings, SiteConfig
+from flows.settings import Settings
+from spiders.interface import ConfigError, SiteConfig
 from storage import Archive
 
 Reprocess = Literal["none", "failed", "all"]
@@ -161,10 +166,11 @@ def should_run(previous: str | None, reprocess: Reprocess) -> bool:
 
 @flow(name="backfill-day", flow_run_name="{site}-{day}", log_prints=False)
 def backfill_day(site: str, day: date, articles: list[dict], config: str | None = None,
-                 archive: str | None = None) -> SiteResult:
+                 archive: str | None = None, settings: Settings | None = None) -> SiteResult:
     """Fetch and archive one day's planned articles of ``site``, then record the partition
-    as finished (``ok`` or ``failed``) in the archive."""
-    settings = Settings()
+    as finished (``ok`` or ``failed``) in the archive. ``settings``: the backfill's (built
+    from the environment when this runs alone)."""
+    settings = settings or Settings()
     _, (site_config,), archive_url = load_sites(config, [site], archive, settings)
     run_id = new_run_id()
     workdir = Path(tempfile.mkdtemp(prefix="newsarchive-backfill-"))
@@ -175,14 +181,10 @@ def backfill_day(site: str, day: date, articles: list[dict], config: str | None 
         for a in articles for url in (a.get("listed_as") or [a["url"]])
     ]), encoding="utf-8")
     try:
-        try:
-            result = run_site_crawl(site_config, archive_url, run_id, settings,
-                                    entries_file=entries_file, partition=day.isoformat())
-        except CrawlCrashed as exc:
-            # Crawl again: whatever the first attempt archived is skipped this time.
-            get_run_logger().warning("%s; crawling the partition again", exc)
-            result = run_site_crawl(site_config, archive_url, run_id, settings,
-                                    entries_file=entries_file, partition=day.isoformat())
+        # The crawl task, retried once if it crashes (whatever the first attempt archived
+        # is skipped then), as every site's crawl is.
+        result = crawl_site(site_config, archive_url, run_id, settings,
+                            entries_file=entries_file, partition=day.isoformat())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     Archive.open(archive_url).write_site_state(site, partition_state_name(day), {
@@ -199,12 +201,13 @@ def backfill_day(site: str, day: date, articles: list[dict], config: str | None 
 @flow(name="backfill", log_prints=False)
 def backfill(site: str, since: date, until: date, config: str | None = None,
              archive: str | None = None, reprocess: Reprocess = "none",
-             dry_run: bool = False) -> BackfillReport:
+             dry_run: bool = False, settings: Settings | None = None) -> BackfillReport:
     """Archive what ``site`` published from ``since`` to ``until`` (UTC days, both included):
     plan, then one child flow run per day with articles, newest first. Finished partitions
-    are skipped unless ``reprocess`` is ``failed`` or ``all``; ``dry_run`` plans only."""
+    are skipped unless ``reprocess`` is ``failed`` or ``all``; ``dry_run`` plans only.
+    ``settings``: the command's (built from the environment when Prefect starts the run)."""
     logger = get_run_logger()
-    settings = Settings()
+    settings = settings or Settings()
     _, (site_config,), archive_url = load_sites(config, [site], archive, settings)
     plan = make_plan(site_config, archive_url, since, until, settings)
     logger.info("plan for %s, %s to %s: %d articles on %d days (%d out of range, %d undated)",
@@ -220,7 +223,8 @@ def backfill(site: str, since: date, until: date, config: str | None = None,
             results.append(PartitionResult(day, len(articles), status))
             continue
         try:
-            outcome = backfill_day(site, day, articles, config=config, archive=archive_url)
+            outcome = backfill_day(site, day, articles, config=config, archive=archive_url,
+                                   settings=settings)
             results.append(PartitionResult(day, len(articles), "ok" if outcome.ok else "failed",
                                            outcome.counts, "" if outcome.ok else outcome.reason))
         except Exception as exc:  # a partition's crash must not stop the others

@@ -17,10 +17,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from browse.cli import add_commands as add_browse_commands, iso_date as _date
+from browse.cli import add_commands as add_browse_commands
+from browse.cli import iso_date as _date
 from browse.listing import format_table
 from flows import launch
-from spiders.config import Config, ConfigError, Settings, load_config
+from flows.settings import Settings
+from spiders.interface import Config, ConfigError, load_config
 from storage import Archive, ArchiveError, InvalidArchiveURL
 
 logger = logging.getLogger("newsarchive")
@@ -160,7 +162,7 @@ def cmd_crawl(args, settings: Settings) -> int:
 
         try:
             results = crawl(sites=args.site or None, config=str(path), archive=archive_url,
-                            run_id=run_id)
+                            run_id=run_id, settings=settings)
         except RuntimeError as exc:  # Prefect reports an unreachable or unstartable API so
             return _prefect_unavailable(exc)
     finally:
@@ -183,7 +185,14 @@ def cmd_backfill(args, settings: Settings) -> int:
     path, config, archive_url = _checked_config(args, settings)
     site = config.site(args.site)
     _prepare_prefect()
-    from flows.backfill import PlanFailed, backfill, check_range, make_plan, partition_status, should_run
+    from flows.backfill import (
+        PlanFailed,
+        backfill,
+        check_range,
+        make_plan,
+        partition_status,
+        should_run,
+    )
 
     check_range(args.since, args.until)
     if args.dry_run:
@@ -207,7 +216,7 @@ def cmd_backfill(args, settings: Settings) -> int:
         return 0
     try:
         report = backfill(site=site.name, since=args.since, until=args.until, config=str(path),
-                          archive=archive_url, reprocess=args.reprocess)
+                          archive=archive_url, reprocess=args.reprocess, settings=settings)
     except PlanFailed as exc:
         print(f"newsarchive: {exc}", file=sys.stderr)
         return 1
@@ -311,7 +320,7 @@ def cmd_deploy(args, settings: Settings) -> int:
 
 
 def cmd_reprocess(args, settings: Settings) -> int:
-    from flows.reprocess import reprocess
+    from spiders.interface import reprocess
 
     archive = _open_archive(args, settings)
 

@@ -14,8 +14,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
 from flows.launch import claim, new_run_id, site_crawl_command, spider_command, stats_file_of
-from spiders.config import Config, ConfigError, Settings, SiteConfig, load_config
-from spiders.stats import crawl_counts
+from flows.settings import Settings
+from spiders.interface import Config, ConfigError, SiteConfig, crawl_counts, load_config
 from storage import InvalidArchiveURL, check_archive_url
 
 __all__ = ["CrawlCrashed", "SiteResult", "crawl", "crawl_configured", "crawl_site",
@@ -99,12 +99,27 @@ def run_site_crawl(site: SiteConfig, archive_url: str, run_id: str, settings: Se
     return result
 
 
-@task(name="crawl-site", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE,
-      task_run_name="crawl-{site.name}")
-def crawl_site(site: SiteConfig, archive_url: str, run_id: str, settings: Settings) -> SiteResult:
+def _crawl_crashed(task, task_run, state) -> bool:
+    """Retry only a crawl that crashed (no stats file): a crawl that ran and found errors
+    would find them again, and a config error stays one."""
+    try:
+        state.result()
+    except CrawlCrashed:
+        return True
+    except Exception:  # noqa: BLE001 - any other failure: not worth a second crawl
+        return False
+    return False
+
+
+@task(name="crawl-site", retries=1, retry_delay_seconds=5, retry_condition_fn=_crawl_crashed,
+      cache_policy=NO_CACHE, task_run_name="crawl-{site.name}")
+def crawl_site(site: SiteConfig, archive_url: str, run_id: str, settings: Settings, *,
+               entries_file: Path | None = None, partition: str | None = None) -> SiteResult:
     """Crawl one site in a subprocess and read back its stats file (retried once if the
-    subprocess crashes)."""
-    return run_site_crawl(site, archive_url, run_id, settings)
+    subprocess crashes); with ``entries_file``, a backfill partition (see
+    :func:`run_site_crawl`)."""
+    return run_site_crawl(site, archive_url, run_id, settings, entries_file=entries_file,
+                          partition=partition)
 
 
 def load_sites(config: str | None, names: list[str] | None, archive: str | None,
@@ -126,15 +141,16 @@ def load_sites(config: str | None, names: list[str] | None, archive: str | None,
 
 @flow(name="crawl", log_prints=False)
 def crawl(sites: list[str] | None = None, config: str | None = None,
-          archive: str | None = None, run_id: str | None = None) -> list[SiteResult]:
+          archive: str | None = None, run_id: str | None = None,
+          settings: Settings | None = None) -> list[SiteResult]:
     """Crawl the named sites of the sites file once (all of them when none is named), up to
     ``NEWSARCHIVE_MAX_PARALLEL_SITES`` at a time, each in its own Scrapy subprocess.
 
     This is the flow behind ``newsarchive crawl`` and behind each site's deployment.
     ``run_id`` names the run (a new one by default): ``newsarchive crawl`` gives the one its
-    crawls started ahead belong to (see :mod:`flows.launch`).
+    crawls started ahead belong to (see :mod:`flows.launch`), and its ``settings``.
     """
-    settings = Settings()
+    settings = settings or Settings()  # the command's, or (a scheduled run) the environment's
     _, chosen, archive_url = load_sites(config, sites, archive, settings)
     return crawl_configured(chosen, archive_url, settings, run_id)
 

@@ -45,7 +45,7 @@ from flows import reclaim
 from flows.backfill import backfill
 from flows.crawl import crawl
 from flows.shutdown import Shutdown
-from spiders.config import Config
+from spiders.interface import Config
 
 logger = logging.getLogger(__name__)
 

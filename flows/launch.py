@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import sys
 import threading
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from spiders.config import Settings, SiteConfig
+from flows.settings import Settings
+from spiders.interface import SiteConfig, crawl_command
 
 logger = logging.getLogger(__name__)
 
@@ -39,15 +39,9 @@ def new_run_id() -> str:
 
 
 def spider_command(site: SiteConfig, archive_url: str, settings: Settings, *args: str) -> list[str]:
-    """The command line of a crawl subprocess (``python -m spiders.run``) for ``site``."""
-    return [
-        sys.executable, "-m", "spiders.run",
-        "--site-json", site.model_dump_json(),
-        "--archive", archive_url,
-        "--user-agent", settings.user_agent,
-        "--log-level", settings.log_level,
-        *args,
-    ]
+    """The command line of a crawl subprocess for ``site``, with this process's settings."""
+    return crawl_command(site, archive_url, user_agent=settings.user_agent,
+                         log_level=settings.log_level, options=args)
 
 
 def stats_file_of(site: SiteConfig, run_id: str, settings: Settings) -> Path:

@@ -9,6 +9,7 @@ from normalize.article import (
     is_article_page,
     settle_article_language,
 )
+from normalize.metadata import PageMetadata
 from normalize.softblock import PageKind, SoftBlock, classify_page
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "EXTRACTOR_VERSION",
     "Article",
     "PageKind",
+    "PageMetadata",
     "SoftBlock",
     "classify_page",
     "decode_html",

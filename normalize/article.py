@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import threading
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import lxml.etree
 import lxml.html
 import trafilatura
 from lxml.html import HtmlElement
 from trafilatura.utils import load_html
+from w3lib.encoding import html_to_unicode, read_bom, resolve_encoding, to_unicode
 
-from normalize.metadata import complete_with, declares_article, meta_tags, read_metadata
+from normalize.metadata import (
+    PageMetadata,
+    complete_with,
+    declares_article,
+    meta_tags,
+    read_metadata,
+)
 from normalize.text import extract_body
 
 logger = logging.getLogger(__name__)
@@ -37,48 +43,18 @@ MAX_HTML_CHARS = 5_000_000
 _MIN_TEXT_FOR_DETECTION = 200
 _DETECTION_CONFIDENCE = 0.95
 
-# The head of the body where a ``<meta charset>`` is looked for.
-_CHARSET_WINDOW = 4096
-# A <meta> tag, from its name to its end (or the window's): found one at a time, each byte
-# once. One pattern tried from every "<meta" re-read the rest of the head from each of them,
-# and backtracked over each run of spaces: 4 KB of them took 11 s.
-_META_TAG = re.compile(rb"<meta[^>]*", re.IGNORECASE)
-# Inside one tag: the last ``charset=`` that has a value. The possessive quantifiers never
-# give back spaces, which nothing else here could take.
-_TAG_CHARSET = re.compile(rb"""[^>]+charset\s*+=\s*+["']?+\s*+([a-zA-Z0-9_.:-]+)""",
-                          re.IGNORECASE)
+# What a body that is not UTF-8 and declares nothing is read as, like browsers in the West.
+_FALLBACK_ENCODING = resolve_encoding("windows-1252")
 
 
 @dataclass(frozen=True)
-class Article:
-    """What extraction found on one page; every field may be empty."""
+class Article(PageMetadata):
+    """What extraction found on one page: the article's text and the page's metadata (the
+    fields of :class:`~normalize.metadata.PageMetadata`, defined there once, with
+    ``language`` checked against the text). Every field may be empty."""
 
     text: str = ""
     """The article body, one paragraph per line; no navigation, ads or comments."""
-    title: str | None = None
-    """The headline, without the site's name."""
-    authors: tuple[str, ...] = ()
-    """Author names in page order."""
-    published: datetime | None = None
-    """Publication time with the publisher's offset (UTC when the page gives none)."""
-    modified: datetime | None = None
-    """Last modification time, timezone-aware."""
-    language: str | None = None
-    """ISO 639-1 code: the declared language, unless the text clearly says otherwise."""
-    canonical_url: str | None = None
-    """The URL the page declares as canonical (``rel=canonical``, else ``og:url``), as written."""
-    description: str | None = None
-    """The page's summary."""
-    section: str | None = None
-    """Section of the site the article belongs to."""
-    tags: tuple[str, ...] = ()
-    """Keywords and tags the page declares."""
-    image_url: str | None = None
-    """The lead image."""
-    site_name: str | None = None
-    """The publication's name."""
-    sources: dict[str, str] = field(default_factory=dict, compare=False)
-    """Where each metadata field came from (field name → source, e.g. ``json-ld``)."""
 
 
 def extract_article(html: str | bytes, url: str | None = None, *,
@@ -122,31 +98,21 @@ def _extract(html: str | bytes, url: str | None) -> Article:
     if tree is None:
         return Article()
     tags = meta_tags(tree)  # read once, for the metadata and the text alike
-    meta = read_metadata(tree, tags)  # before extract_body prunes the tree
+    meta, article_body = read_metadata(tree, tags)  # before extract_body prunes the tree
     # trafilatura's metadata is the cascade's last resort and a third of the extraction's
     # cost: asked for only when the cascade found no title, date or author (3 corpus pages
     # in 132), the fields it has been seen to supply.
     gaps = not (meta.title and meta.published and meta.authors)
-    text, doc = extract_body(tree, url, meta.article_body, tags, with_metadata=gaps)
+    text, doc = extract_body(tree, url, article_body, tags, with_metadata=gaps)
     meta = complete_with(meta, doc)
-    sources = dict(meta.sources)
-    if meta.declared_language is not None:
-        sources["language"] = "declared"
-    return Article(
-        text=text,
-        title=meta.title,
-        authors=meta.authors,
-        published=meta.published,
-        modified=meta.modified,
-        language=meta.declared_language,
-        canonical_url=meta.canonical_url,
-        description=meta.description,
-        section=meta.section,
-        tags=meta.tags,
-        image_url=meta.image_url,
-        site_name=meta.site_name,
-        sources=sources,
-    )
+    if meta.language is not None:
+        meta = replace(meta, sources={**meta.sources, "language": "declared"})
+    return Article(text=text, **_fields_of(meta))
+
+
+def _fields_of(meta: PageMetadata) -> dict[str, Any]:
+    """The metadata's fields by name, as they are (no copies, unlike ``asdict``)."""
+    return {f.name: getattr(meta, f.name) for f in fields(PageMetadata)}
 
 
 def settle_language(declared: str | None, text: str) -> tuple[str | None, str]:
@@ -182,31 +148,23 @@ def _load_identifier():
 
 
 def decode_html(body: bytes) -> str:
-    """Decode an HTML body: BOM, then the declared ``<meta charset>``, then UTF-8, then
-    windows-1252 (which maps every byte, so decoding always succeeds)."""
-    for bom, codec in ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
-        if body.startswith(bom):
-            return body[len(bom):].decode(codec, errors="replace")
-    declared = _declared_charset(body[:_CHARSET_WINDOW])
-    if declared:
-        try:
-            return body.decode(declared.group(1).decode("ascii"), errors="replace")
-        except LookupError:
-            pass
+    """Decode an HTML body as a browser reads it: by its byte order mark; else as UTF-8 when
+    the bytes are valid UTF-8, whatever the page declares (templates declare GB2312 or
+    ISO-8859-15 over UTF-8 text, which the declaration would garble); else by the
+    ``<meta>`` or XML declaration in its first 4 KB (labels as browsers read them: latin-1
+    is windows-1252); else as windows-1252, which maps every byte, so decoding always
+    succeeds. Bytes that the encoding cannot read become U+FFFD."""
+    encoding, bom = read_bom(body)
+    if encoding is not None and bom is not None:
+        return to_unicode(body[len(bom):], encoding)
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
-        return body.decode("windows-1252", errors="replace")
-
-
-def _declared_charset(head: bytes) -> re.Match | None:
-    """The first ``<meta>`` tag of ``head`` that declares a charset (its group 1), or None."""
-    for tag in _META_TAG.finditer(head):
-        # After "<meta": the tag's attributes need at least one byte before "charset".
-        declared = _TAG_CHARSET.match(head, tag.start() + len(b"<meta"), tag.end())
-        if declared:
-            return declared
-    return None
+        pass
+    # w3lib's order from here: the declaration (its scan reads a bounded head, each byte
+    # once), then the default. Not from the start: it reads a declaration before valid
+    # UTF-8.
+    return html_to_unicode(None, body, default_encoding=_FALLBACK_ENCODING)[1]
 
 
 def is_article_page(html: str) -> bool:

@@ -10,14 +10,16 @@ source, so a record can say where its date came from.
 from __future__ import annotations
 
 import html
-import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from lxml.html import HtmlElement
+
+from normalize import jsonld
 
 ARTICLE_TYPES = frozenset({
     "Article", "NewsArticle", "ReportageNewsArticle", "AnalysisNewsArticle", "BlogPosting",
@@ -58,40 +60,50 @@ _AUTHOR_META = ("author", "article:author", "dc.creator", "dcterms.creator", "sa
 
 @dataclass(frozen=True)
 class PageMetadata:
-    """What the cascade found; ``sources`` says, per field, which place it came from."""
+    """What a page says about its article: the one definition of the metadata fields, which
+    :class:`normalize.Article` extends with the text. Every field may be empty."""
 
     title: str | None = None
-    """Headline without the site name."""
+    """The headline, without the site's name."""
     authors: tuple[str, ...] = ()
-    """Author names (people, or the organisation when no person is named)."""
+    """Author names in page order (people, or the organisation when no person is named)."""
     published: datetime | None = None
-    """Publication time, timezone-aware."""
+    """Publication time with the publisher's offset (UTC when the page gives none)."""
     modified: datetime | None = None
     """Last modification time, timezone-aware."""
-    declared_language: str | None = None
-    """ISO 639-1 code the page declares (``<html lang>``, ``inLanguage``, ``og:locale``)."""
+    language: str | None = None
+    """ISO 639-1 code. As the cascade reads it, the language the page declares (``<html
+    lang>``, ``inLanguage``, ``content-language``, ``og:locale``); in an ``Article``, that
+    declaration checked against the text (``normalize.settle_article_language``)."""
     canonical_url: str | None = None
-    """``rel=canonical``, else ``og:url``, as written."""
+    """The URL the page declares as canonical (``rel=canonical``, else ``og:url``), as written."""
     description: str | None = None
-    """Summary: JSON-LD ``description``, ``og:description`` or ``<meta name=description>``."""
+    """The page's summary (JSON-LD ``description``, ``og:description``, ``<meta
+    name=description>``)."""
     section: str | None = None
-    """Section of the site (``articleSection``, ``article:section``)."""
+    """Section of the site the article belongs to (``articleSection``, ``article:section``)."""
     tags: tuple[str, ...] = ()
-    """Keywords and tags."""
+    """Keywords and tags the page declares."""
     image_url: str | None = None
-    """Lead image."""
+    """The lead image."""
     site_name: str | None = None
     """The publication's name."""
-    article_body: str | None = None
-    """JSON-LD ``articleBody``, when the page ships one."""
-    sources: dict[str, str] = field(default_factory=dict)
-    """Field name → where it came from (``json-ld``, ``opengraph``, ``meta``, ``microdata``,
-    ``time-element``, ``byline``, ``h1``, ``title-element``, ``trafilatura``)."""
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+    """Where each field came from: field name → ``json-ld``, ``opengraph``, ``meta``,
+    ``microdata``, ``time-element``, ``byline``, ``h1``, ``title-element`` or
+    ``trafilatura``. Besides the fields: ``declared_language`` says where the declared
+    language was read (``html-lang``, ``json-ld``, ``meta``, ``opengraph``), ``language``
+    how an ``Article``'s language was settled (``declared``, ``detected``,
+    ``declared+detected``), and ``article_body`` that the page ships a JSON-LD
+    ``articleBody``."""
 
 
-def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None) -> PageMetadata:
-    """Read the cascade's sources from an unpruned tree (before text extraction); ``tags``
-    are the page's :func:`meta_tags`, when the caller has them already."""
+def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None
+                  ) -> tuple[PageMetadata, str | None]:
+    """Read the cascade's sources from an unpruned tree (before text extraction): the
+    page's metadata, and the JSON-LD ``articleBody`` when the page ships one (for the text
+    extraction to compare with). ``tags`` are the page's :func:`meta_tags`, when the caller
+    has them already."""
     props = meta_tags(tree) if tags is None else tags
     ld = _json_ld_article(tree)
     found: dict[str, Any] = {}
@@ -173,7 +185,11 @@ def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None) -
     take("site_name", "opengraph", _first(site_names))
     body = ld.get("articleBody")
     take("article_body", "json-ld", body.strip() if isinstance(body, str) else None)
-    return PageMetadata(**found, sources=sources)
+    # Taken under their own names, so that ``sources`` says where each was found; the
+    # declared language is the metadata's ``language``, the body is not metadata.
+    article_body = found.pop("article_body", None)
+    found["language"] = found.pop("declared_language", None)
+    return PageMetadata(**found, sources=sources), article_body
 
 
 def complete_with(meta: PageMetadata, doc: Any) -> PageMetadata:
@@ -198,13 +214,18 @@ def complete_with(meta: PageMetadata, doc: Any) -> PageMetadata:
             sources[name] = "trafilatura"
     if not updates:
         return meta
-    return PageMetadata(**{**{f: getattr(meta, f) for f in meta.__dataclass_fields__},
-                           **updates, "sources": sources})
+    return replace(meta, **updates, sources=sources)
+
+
+# The zones an RFC 822 date may end in: an offset, or a name the RFC defines.
+_RFC822_ZONE = re.compile(r"(?:[+-]\d{4}|\b(?:GMT|UTC?|Z|[ECMP][SD]T))$", re.IGNORECASE)
 
 
 def parse_datetime(value: Any) -> datetime | None:
-    """ISO 8601 (and common near-misses) → aware datetime; a date alone is midnight UTC,
-    and a time without offset is taken as UTC. None when unparseable."""
+    """ISO 8601 and W3C datetimes (and common near-misses), or RFC 822 dates as feeds and
+    HTTP write them → aware datetime; a date alone is midnight UTC, and a time without
+    offset is taken as UTC. None when unparseable, or outside 1990-2100. The one date
+    parser: page metadata, sitemaps and JSON feeds all go through it."""
     if not isinstance(value, str) or not value.strip():
         return None
     text = value.strip()
@@ -214,7 +235,15 @@ def parse_datetime(value: Any) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        return None
+        # "Fri, 03 May 2024 16:19:08 +0200", ending in a zone RFC 822 defines: Python's
+        # parser reads any other ("CEST", or asctime's year in that place) as UTC, a
+        # guess that is worse than the next source's date.
+        if not _RFC822_ZONE.search(value.strip()):
+            return None
+        try:  # it insists on a time, so prose stays out
+            parsed = parsedate_to_datetime(value.strip())
+        except (TypeError, ValueError, IndexError):
+            return None
     if not 1990 <= parsed.year <= 2100:  # epoch zeros and typos are not publication dates
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
@@ -256,12 +285,8 @@ def declares_article(tree: HtmlElement) -> bool:
 
 def _json_ld_nodes(tree: HtmlElement) -> Iterator[dict[str, Any]]:
     """Every object of the page's JSON-LD scripts (``@graph`` and lists walked)."""
-    for script in tree.xpath("//script[@type='application/ld+json']"):
-        try:
-            data = json.loads(script.text_content() or "", strict=False)
-        except (ValueError, RecursionError):  # RecursionError: nested thousands deep
-            continue
-        yield from _walk_ld(data)
+    for script in jsonld.scripts(tree):
+        yield from jsonld.objects(jsonld.parse(script))
 
 
 def _json_ld_article(tree: HtmlElement) -> dict[str, Any]:
@@ -274,19 +299,6 @@ def _json_ld_article(tree: HtmlElement) -> dict[str, Any]:
             if not best or (node.get("articleBody") and not best.get("articleBody")):
                 best = node
     return best
-
-
-def _walk_ld(data: Any, depth: int = 0) -> Iterator[dict[str, Any]]:
-    if depth > 5:
-        return
-    if isinstance(data, list):
-        for item in data:
-            yield from _walk_ld(item, depth + 1)
-    elif isinstance(data, dict):
-        yield data
-        for key in ("@graph", "mainEntity", "itemListElement"):
-            if key in data:
-                yield from _walk_ld(data[key], depth + 1)
 
 
 def _ld_authors(value: Any) -> list[str]:

@@ -26,7 +26,6 @@ visible text are searched.
 from __future__ import annotations
 
 import enum
-import json
 import logging
 import re
 from collections.abc import Iterable, Iterator
@@ -37,6 +36,7 @@ from typing import Any
 from lxml.html import HtmlElement
 from trafilatura.utils import load_html
 
+from normalize import jsonld
 from normalize.article import decode_html
 
 logger = logging.getLogger(__name__)
@@ -50,10 +50,14 @@ MAX_SCAN_CHARS = 3_000_000
 MAX_ELEMENTS = 20_000
 # Visible text of the page kept for phrase searches.
 MAX_PAGE_TEXT_CHARS = 200_000
-# JSON-LD blocks read, and the largest one parsed.
+# JSON-LD blocks read (among the first scripts of the page), and the largest one parsed;
+# objects and lists walked in one, how deep, and the items of a list.
+_MAX_SCRIPTS = 2_000
 _MAX_JSONLD_BLOCKS = 50
 _MAX_JSONLD_CHARS = 2_000_000
 _MAX_JSON_NODES = 50_000
+_MAX_JSON_DEPTH = 20
+_MAX_JSON_ITEMS = 1_000
 # Words are counted up to here: enough for every threshold below.
 _MAX_COUNTED_WORDS = 100_000
 _MAX_TEXT_CHARS = 2_000_000
@@ -90,7 +94,7 @@ TEASER_MAX_WORDS = 150
 TEASER_MAX_SHARE = 0.4
 
 
-class PageKind(str, enum.Enum):
+class PageKind(str, enum.Enum):  # noqa: UP042 - str() of a member must stay "PageKind.X"
     """What a fetched page is."""
 
     ARTICLE = "article"
@@ -231,11 +235,8 @@ def _read_page(html: str) -> _Page | None:
     page.pieces = pieces
     page.visible = _SPACE.sub(" ", " ".join(pieces)).strip().lower()[:MAX_PAGE_TEXT_CHARS]
     page.visible_words = count_words(page.visible)
-    for script in islice(tree.iter("script"), 2_000):
-        if len(page.jsonld) >= _MAX_JSONLD_BLOCKS:
-            break
-        if "ld+json" in (script.get("type") or "").lower() and script.text:
-            page.jsonld.append(script.text[:_MAX_JSONLD_CHARS])
+    page.jsonld = [text[:_MAX_JSONLD_CHARS] for text in islice(
+        jsonld.scripts(tree, max_scripts=_MAX_SCRIPTS), _MAX_JSONLD_BLOCKS)]
     return page
 
 
@@ -554,9 +555,8 @@ def _declared(page: _Page) -> _Declared:
     counts: list[int] = []
     selectors: list[str] = []
     for block in page.jsonld:
-        try:
-            data = json.loads(block, strict=False)
-        except ValueError:
+        data = jsonld.parse(block)
+        if data is None:
             # Broken JSON-LD still says what it says.
             frees += [m.group(1) for m in islice(_LOOSE_FREE.finditer(block.lower()), 20)]
             continue
@@ -595,18 +595,10 @@ def _flag(value: Any) -> str:
 
 def _walk(data: Any) -> Iterator[tuple[str, Any, dict]]:
     """(key, value, its object) for every key of every JSON object, bounded in nodes and depth."""
-    stack: list[tuple[Any, int]] = [(data, 0)]
-    seen = 0
-    while stack and seen < _MAX_JSON_NODES:
-        node, depth = stack.pop()
-        seen += 1
-        if isinstance(node, dict):
-            for key, value in node.items():
-                yield key, value, node
-                if isinstance(value, (dict, list)) and depth < 20:
-                    stack.append((value, depth + 1))
-        elif isinstance(node, list) and depth < 20:
-            stack.extend((item, depth + 1) for item in reversed(node[:1_000]))
+    for node in jsonld.objects(data, into=None, max_depth=_MAX_JSON_DEPTH,
+                               max_nodes=_MAX_JSON_NODES, max_items=_MAX_JSON_ITEMS):
+        for key, value in node.items():
+            yield key, value, node
 
 
 def _paywall(page: _Page, text: str, words: int) -> SoftBlock | None:

@@ -1,8 +1,8 @@
-"""The settings object and the sites file: one place where configuration is read and checked.
+"""The sites file (``sites.toml``): the archive and each site, read and checked in one place.
 
-``Settings`` comes from the environment (``NEWSARCHIVE_`` prefix); the sites file
-(``sites.toml``) declares the archive and each site. S3 endpoint and credentials are not
-ours to read: boto3 takes them from the standard ``AWS_*`` variables.
+The process's own settings (``NEWSARCHIVE_*`` variables) are :mod:`flows.settings`. S3
+endpoint and credentials are not ours to read: boto3 takes them from the standard
+``AWS_*`` variables.
 """
 
 from __future__ import annotations
@@ -14,45 +14,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storage import InvalidArchiveURL, check_archive_url
 from storage.keys import validate_site_name
 
-DEFAULT_USER_AGENT = "newsarchive/0.1 (+https://github.com/newsarchive/newsarchive; news archiving bot)"
-
 
 class ConfigError(Exception):
     """The sites file is missing, unreadable or invalid; the message is one line for the user."""
-
-
-class Settings(BaseSettings):
-    """Process-wide settings, from ``NEWSARCHIVE_*`` environment variables."""
-
-    model_config = SettingsConfigDict(env_prefix="NEWSARCHIVE_", extra="ignore")
-
-    config: Path = Field(Path("sites.toml"), description="Path of the sites file.")
-    archive_url: str | None = Field(
-        None, description="Archive URL overriding the sites file's [archive] url."
-    )
-
-    @field_validator("archive_url")
-    @classmethod
-    def _archive_url_checks(cls, value: str | None) -> str | None:
-        return value if value is None else _archive_url(value)
-    data_dir: Path = Field(
-        Path(".newsarchive"),
-        description="Local working directory: crawl stats files and logs.",
-    )
-    user_agent: str = Field(
-        DEFAULT_USER_AGENT, description="User-Agent of every request; name the bot and a contact URL."
-    )
-    log_level: str = Field("INFO", description="Log level of the crawl subprocesses.")
-    max_parallel_sites: int = Field(2, ge=1, description="Sites crawled at the same time.")
-    prefect_port: int = Field(
-        4200, ge=1, le=65535,
-        description="Port of the Prefect server `serve` starts on 127.0.0.1 when PREFECT_API_URL is unset.",
-    )
 
 
 class ArchiveConfig(BaseModel):
@@ -235,6 +203,13 @@ def check_cron(expression: str) -> None:
     """ValueError, naming the field, unless ``expression`` is a standard five-field cron
     schedule: minute, hour, day of month, month (1-12 or jan-dec), day of week (0-7 or
     sun-sat); each a list of ``*``, values or ranges, with an optional ``/step``."""
+    # The message layer, not the authority: :func:`check_schedule_fires` asks the cron
+    # library of Prefect's scheduler, which decides what ``serve`` can run. This check is
+    # kept beside it because that library says neither which field is wrong nor why (all
+    # it says is "[61 * * * *] is not acceptable, out of range"), and accepts more than
+    # the standard schedule a user should write here ("5-1" wraps round, "L" is the last
+    # day); and because a crawl subprocess validates its site with it, without importing
+    # Prefect (most of a second). What this accepts, Prefect accepts: tests/test_config.py.
     fields = expression.split()
     if len(fields) != 5:
         raise ValueError("a cron schedule has five fields, e.g. '*/30 * * * *'")
@@ -329,8 +304,8 @@ def check_schedule_fires(expression: str) -> None:
     what loads here is exactly what ``serve`` can schedule."""
     from datetime import datetime, timezone
 
-    from prefect.client.schemas.schedules import CronSchedule
     from prefect._vendor.croniter import croniter  # what Prefect's scheduler computes with
+    from prefect.client.schemas.schedules import CronSchedule
 
     try:
         CronSchedule(cron=expression)

@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from normalize import Article, PageKind, SoftBlock, classify_page, extract_article
+from normalize import Article, PageKind, SoftBlock, classify_page, decode_html, extract_article
 
 logger = logging.getLogger(__name__)
 
@@ -118,12 +118,13 @@ class PageExtraction:
         return self.block is not None and self.block.kind is PageKind.PAYWALLED
 
 
-def extract_page(body: bytes, encoding: str, url: str, status: int) -> PageExtraction:
-    """Decode, extract and (for short or non-200 pages) check one page: everything that
-    parses its HTML, in one place, on one decoded copy."""
+def extract_page(body: bytes, encoding: str | None, url: str, status: int) -> PageExtraction:
+    """Decode (with ``encoding``, else by sniffing the body), extract and (for short or
+    non-200 pages) check one page: everything that parses its HTML, in one place, on one
+    decoded copy."""
     started = time.process_time()
-    html = body.decode(encoding, errors="replace")
-    # The language is settled in the crawl process (ArchivePipeline): the detector's model
+    html = body.decode(encoding, errors="replace") if encoding else decode_html(body)
+    # The language is settled in the crawl process (spiders.page.settle): the detector's model
     # would take 75 MB in every worker.
     article = extract_article(html, url, detect_language=False)
     block = None
@@ -193,7 +194,7 @@ def _die_with_crawl(crawl_pid: int) -> None:
         if pidfd is not None:
             select.select([pidfd], [], [])  # readable once the process has exited
         else:
-            from storage.archive import process_alive  # workers import storage only here
+            from storage.index import process_alive  # workers import storage only here
 
             while process_alive(crawl_pid):
                 time.sleep(_CRAWL_CHECK_SECONDS)
@@ -202,17 +203,53 @@ def _die_with_crawl(crawl_pid: int) -> None:
     threading.Thread(target=watch, daemon=True, name="newsarchive-crawl-watch").start()
 
 
+# -- multiprocessing's private forkserver state ------------------------------------------
+#
+# multiprocessing has no public way to stop its forkserver, and every process forked from it
+# inherits the write end of its "alive" pipe, which keeps it running for as long as any of
+# them holds it. Stopping it (60 MB or more, idle for the whole crawl) takes two private
+# members of ``multiprocessing.forkserver``'s ForkServer: ``_stop()`` in the crawl, and
+# ``_forkserver_alive_fd`` in each worker, which closes its copy. Both have been there since
+# Python 3.8 (3.11 runs here); Python 3.14 reworks the forkserver (it becomes the default
+# start method on Linux, and connections to it are authenticated), and any release may
+# rename them. Only _private_forkserver() looks them up, so that the two sides cannot
+# disagree: the crawl stopping it while a worker still holds the pipe would block in
+# ``waitpid`` until that worker ends. A Python without them makes it return None: the
+# forkserver then stays up, nothing else changes, and tests/test_forkserver.py fails to say so.
+
+
+def _private_forkserver():
+    """multiprocessing's ForkServer, when it has the private ``_stop`` and
+    ``_forkserver_alive_fd`` that stopping it takes; None on a Python where it has not."""
+    server = getattr(multiprocessing.forkserver, "_forkserver", None)
+    if not callable(getattr(server, "_stop", None)) or not hasattr(server, "_forkserver_alive_fd"):
+        return None
+    return server
+
+
 def _release_forkserver() -> None:
     """Close this worker's copy of the forkserver's "alive" pipe: the forkserver runs until
     every process holding it is gone, and a worker starts no processes of its own."""
-    server = getattr(multiprocessing.forkserver, "_forkserver", None)
-    fd = getattr(server, "_forkserver_alive_fd", None)
+    server = _private_forkserver()
+    fd = server._forkserver_alive_fd if server is not None else None
     if fd is not None:
         try:
             os.close(fd)
         except OSError:
             pass
         server._forkserver_alive_fd = None
+
+
+def _stop_forkserver() -> None:
+    """Stop multiprocessing's forkserver, once every worker has released it (the next
+    worker start starts it again)."""
+    server = _private_forkserver()
+    if server is None:
+        return
+    try:
+        server._stop()
+    except OSError as exc:
+        logger.debug("could not stop the forkserver: %s", exc)
 
 
 class _Worker:
@@ -465,19 +502,6 @@ class ExtractionPool:
         with self._lock:
             self._workers.pop(slot, None)
             self._replaced += 1
-
-
-def _stop_forkserver() -> None:
-    """Stop multiprocessing's forkserver (the next worker start starts it again). Its
-    ``_stop`` is private, but has been there since Python 3.8 for this very use (tests that
-    need a fresh forkserver); without it the forkserver simply stays up."""
-    stop = getattr(getattr(multiprocessing.forkserver, "_forkserver", None), "_stop", None)
-    if stop is None:
-        return
-    try:
-        stop()
-    except OSError as exc:
-        logger.debug("could not stop the forkserver: %s", exc)
 
 
 def _exit_reason(code: int | None) -> str:

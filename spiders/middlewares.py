@@ -33,7 +33,6 @@ import logging
 import math
 from collections.abc import Iterable
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
@@ -43,6 +42,7 @@ from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.utils.response import response_status_message
 from w3lib.url import safe_url_string
 
+from normalize.metadata import parse_datetime
 from spiders.stats import record_error
 
 if TYPE_CHECKING:
@@ -68,7 +68,12 @@ class RedirectRefused(RequestRefused):
 
 def host_allowed(host: str, allowed_domains: Iterable[str]) -> bool:
     """Whether ``host`` is one of ``allowed_domains`` or a subdomain of one (no domains:
-    everything is allowed, as with Scrapy's ``OffsiteMiddleware``)."""
+    everything is allowed, as with Scrapy's ``OffsiteMiddleware``). The one such check:
+    discovery's (which URLs to fetch) and the redirect guards' (where a redirect may go).
+
+    Not Scrapy's ``url_is_from_any_domain``: it compares a URL's whole network location,
+    port and user info included, so ``http://127.0.0.1:8080/`` is not from ``127.0.0.1``
+    there. This compares the host, as Scrapy's ``OffsiteMiddleware`` does."""
     domains = [d.lower().strip(".") for d in allowed_domains if d]
     if not domains:
         return True
@@ -179,12 +184,9 @@ def parse_retry_after(value: bytes | str | None, now: datetime | None = None) ->
         pass
     else:
         return seconds if math.isfinite(seconds) and seconds >= 0 else None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    when = parse_datetime(value)  # an HTTP-date is an RFC 822 date
+    if when is None:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
     now = now or datetime.now(timezone.utc)
     return max(0.0, (when - now).total_seconds())
 

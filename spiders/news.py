@@ -10,8 +10,7 @@ record's ``aliases``. The look-ups talk to the archive and so run in threads, of
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
-from itertools import islice
+from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -21,23 +20,34 @@ from urllib.parse import urlsplit
 
 import lxml.etree
 import scrapy
-from scrapy.exceptions import IgnoreRequest
+from scrapy.exceptions import (
+    CannotResolveHostError,
+    DownloadCancelledError,
+    DownloadConnectionRefusedError,
+    DownloadFailedError,
+    DownloadTimeoutError,
+    IgnoreRequest,
+    ResponseDataLossError,
+)
 from scrapy.http import Response
 from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.gz import gunzip, gzip_magic_number
 from scrapy.utils.sitemap import sitemap_urls_from_robots
-from twisted.internet.defer import DeferredSemaphore
+from twisted.internet import error as net
+from twisted.internet.defer import CancelledError, DeferredSemaphore
+from twisted.internet.defer import TimeoutError as DeferTimeoutError
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
+from twisted.web.client import ResponseFailed
 
 from normalize import is_article_page
 from spiders.config import SiteConfig, compile_user_pattern
-from spiders.discovery import Entry, iter_links, parse_feed, parse_sitemap
+from spiders.discovery import Entry, page_links, parse_feed, parse_sitemap
 from spiders.download import HeadersTooLarge
 from spiders.items import FetchedPage
 from spiders.listings import Listings
-from spiders.middlewares import RequestRefused
+from spiders.middlewares import RequestRefused, host_allowed
 from spiders.stats import record_error
 from storage import Archive, ArchiveError, canonicalize_url
 
@@ -97,7 +107,8 @@ class NewsSpider(scrapy.Spider):
         self.plan = plan
         self.entries = entries
         self.allowed_domains = list(site.allowed_domains)
-        self.archive = Archive.open(archive_url)
+        self._archive_url = archive_url
+        self._archive: Archive | None = None
         self._article_pattern = compile_user_pattern(site.article_pattern) \
             if site.article_pattern else None
         self._seen_sitemaps: set[str] = set()
@@ -108,6 +119,17 @@ class NewsSpider(scrapy.Spider):
         # aliases of a skipped one); on disk, in the run's workspace.
         self._listings = Listings(Path(listings_file) if listings_file else None)
         self._discovery_slot = DeferredSemaphore(1)
+
+    @property
+    def archive(self) -> Archive:
+        """The crawl's one archive (the ArchiveRun extension's, which the pipelines store
+        through), for the look-ups before fetching."""
+        if self._archive is None:
+            from spiders.archiving import ArchiveRun
+
+            run = self.crawler.get_extension(ArchiveRun)
+            self._archive = run.archive if run is not None else Archive.open(self._archive_url)
+        return self._archive
 
     @classmethod
     def from_crawler(cls, crawler, *args: Any, **kwargs: Any) -> NewsSpider:
@@ -266,8 +288,7 @@ class NewsSpider(scrapy.Spider):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             return False
-        host = (parts.hostname or "").lower()
-        if not any(host == d or host.endswith("." + d) for d in self.allowed_domains):
+        if not host_allowed(parts.hostname or "", self.allowed_domains):
             return False
         return not article or not self._article_pattern or bool(self._article_pattern.search(url))
 
@@ -444,10 +465,8 @@ def _read_front(response: scrapy.http.TextResponse,
     were more. Runs in a thread."""
     if reached_by_link and is_article_page(response.text[:_HEAD_CHARS]):
         return True, [], False
-    links = list(islice(iter_links(response.css("a::attr(href)").getall(), response.url),
-                        MAX_FRONT_LINKS + 1))
-    return False, [(url, canonicalize_url(url)) for url in links[:MAX_FRONT_LINKS]], \
-        len(links) > MAX_FRONT_LINKS
+    links, more = page_links(response, MAX_FRONT_LINKS)
+    return False, [(url, canonicalize_url(url)) for url in links], more
 
 
 def looks_binary(body: bytes) -> bool:
@@ -466,38 +485,48 @@ _CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 12, 13))
 
 
 def fetch_error_kind(error: BaseException) -> tuple[str, str]:
-    """A failed download as an error kind and a one-line reason a person can act on."""
-    from twisted.internet import error as net
-    from twisted.internet.defer import CancelledError, TimeoutError as DeferTimeout
-    from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
-
+    """A failed download as an error kind and a one-line reason a person can act on, judged
+    by the error's type: Scrapy's own (since 2.19 its download handlers wrap Twisted's, the
+    original kept as ``__cause__``) or Twisted's (those Scrapy lets through)."""
     message = str(error) or error.__class__.__name__
     headers_too_large = _cause(error, HeadersTooLarge)
     if headers_too_large is not None:
         return "too_large", str(headers_too_large)
-    if isinstance(error, (net.TimeoutError, DeferTimeout)) or "Timeout" in type(error).__name__:
+    if isinstance(error, _TIMEOUTS):
         return "timeout", f"no complete answer within the download timeout: {message}"
-    # Scrapy >= 2.19 wraps Twisted's errors in its own: judge by name, whichever it is.
-    if isinstance(error, net.DNSLookupError) or type(error).__name__ == "CannotResolveHostError":
+    if isinstance(error, (CannotResolveHostError, net.DNSLookupError)):
         return "dns", f"host not found: {message}"
-    if isinstance(error, (net.ConnectionRefusedError, net.ConnectError)) \
-            or type(error).__name__ == "DownloadConnectionRefusedError":
+    if isinstance(error, (DownloadConnectionRefusedError, net.ConnectError)):
         return "connection", message
-    if "max size" in message.lower() or "maxsize" in message.lower() or "larger than" in message.lower():
-        return "too_large", message
-    if isinstance(error, IgnoreRequest) and "redirect" in message.lower():
-        return "too_many_redirects", message
-    if isinstance(error, CancelledError):
-        return "too_large", f"download cancelled (over the size limit): {message}"
-    if isinstance(error, (ResponseFailed, ResponseNeverReceived)):
-        reasons = "; ".join(str(r.value) for r in getattr(error, "reasons", []) or [])
+    if isinstance(error, (DownloadCancelledError, CancelledError)):
+        # Scrapy cancels a download for its size: announced over DOWNLOAD_MAXSIZE (its
+        # message says so), or past it as it arrives (no message). One cancelled for taking
+        # too long is raised as a DownloadTimeoutError, above.
+        return "too_large", str(error) or "download cancelled (over the size limit)"
+    if isinstance(error, IgnoreRequest):
+        # Scrapy refuses these with a bare IgnoreRequest: a body that decompresses past the
+        # size limit is raised from its decompression error (which has ``max_size``); a
+        # redirect loop is told by the message alone.
+        if any(hasattr(cause, "max_size") for cause in _causes(error)):
+            return "too_large", message
+        if "redirect" in message.lower():
+            return "too_many_redirects", message
+    if isinstance(error, ResponseDataLossError):
+        return "connection", "the connection closed before the whole body came (data loss)"
+    if isinstance(error, (DownloadFailedError, ResponseFailed)):
+        failed = _cause(error, ResponseFailed)
+        reasons = "; ".join(str(r.value) for r in getattr(failed, "reasons", None) or ())
         return "connection", reasons or message
     return "fetch", repr(error)
 
 
-def _cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
-    """The ``kind`` error behind ``error``: itself, a cause or context, or one of the
-    reasons Twisted collects in ``ResponseFailed`` (Scrapy wraps those in its own errors)."""
+# Download timeouts: Scrapy's, Twisted's (the connection's, a Deferred's) and the OS's.
+_TIMEOUTS = (DownloadTimeoutError, net.TimeoutError, DeferTimeoutError, TimeoutError)
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """``error``, then the errors behind it: causes and contexts, and the reasons Twisted
+    collects in ``ResponseFailed`` (Scrapy wraps those in its own errors)."""
     seen: set[int] = set()
     pending: list[BaseException] = [error]
     while pending:
@@ -505,11 +534,14 @@ def _cause(error: BaseException, kind: type[BaseException]) -> BaseException | N
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, kind):
-            return current
+        yield current
         pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
         pending.extend(getattr(r, "value", r) for r in getattr(current, "reasons", None) or ())
-    return None
+
+
+def _cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The ``kind`` error behind ``error`` (or ``error`` itself), or None."""
+    return next((e for e in _causes(error) if isinstance(e, kind)), None)
 
 
 # Request headers never archived: credentials (Scrapy adds Proxy-Authorization for a

@@ -14,7 +14,11 @@ import json
 import logging
 import multiprocessing.util
 import os
+import select
+import signal
 import sys
+import threading
+import time
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,6 +72,7 @@ def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Pa
     process = CrawlerProcess(settings)
     crawler = process.create_crawler(NewsSpider)
     process.crawl(crawler, site=site, archive_url=archive_url, entries=entries)
+    _stop_when_orphaned()
     process.start()
     stats = dict(crawler.stats.get_stats())
     errors = stats.pop(ERROR_LIST_KEY, [])
@@ -106,15 +111,37 @@ class StatsFileUnwritable(RuntimeError):
 
 
 def _write_stats_file(stats_file: Path, report: dict) -> None:
-    tmp = stats_file.with_suffix(".tmp")
+    from storage.localfiles import write_atomic
+
     try:
         stats_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(report, default=_jsonable, indent=1), encoding="utf-8")
-        tmp.replace(stats_file)
+        write_atomic(stats_file, json.dumps(report, default=_jsonable, indent=1).encode("utf-8"))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise StatsFileUnwritable(f"cannot write the crawl's stats file {stats_file}: "
                                   f"{exc.strerror or exc}") from None
+
+
+def _stop_when_orphaned() -> None:
+    """Stop the crawl gracefully (what it fetched is stored, or kept in its workspace) if
+    the process that started it dies: a flow run killed with its worker, say. Otherwise the
+    crawl would go on for nobody, its run already recorded as crashed."""
+    parent = os.getppid()
+    try:
+        pidfd = os.pidfd_open(parent)
+    except (AttributeError, OSError):  # no pidfds (not Linux, or before 5.3): poll
+        pidfd = None
+
+    def watch() -> None:
+        if pidfd is not None:
+            select.select([pidfd], [], [])  # readable once the parent has exited
+        else:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+        logger.warning("the process that started this crawl is gone: stopping")
+        # As a SIGTERM: Scrapy's own graceful shutdown, the path a stopped crawl takes.
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True, name="newsarchive-parent-watch").start()
 
 
 def plan_backfill(site: SiteConfig, *, archive_url: str, window: Window, plan_file: Path,
@@ -153,9 +180,9 @@ def plan_backfill(site: SiteConfig, *, archive_url: str, window: Window, plan_fi
         "errors": stats.get(ERROR_LIST_KEY, []),
     }
     plan_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = plan_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, default=_jsonable, indent=1), encoding="utf-8")
-    tmp.replace(plan_file)
+    from storage.localfiles import write_atomic
+
+    write_atomic(plan_file, json.dumps(report, default=_jsonable, indent=1).encode("utf-8"))
     return report
 
 

@@ -58,8 +58,13 @@ DOWNLOAD_HANDLERS = {"file": None, "data": None, "s3": None, "ftp": None,
                      "http": "spiders.download.GuardedHTTP11DownloadHandler",
                      "https": "spiders.download.GuardedHTTP11DownloadHandler"}
 # Credentials in the environment are scrubbed from every log record of the crawl.
-EXTENSIONS = {"spiders.redact.RedactSecretsExtension": 0}
-ITEM_PIPELINES = {"spiders.pipelines.ArchivePipeline": 300}
+EXTENSIONS = {"spiders.redact.RedactSecretsExtension": 0,
+              # The crawl's archive side: its Archive, workspace, workers and threads.
+              "spiders.archiving.ArchiveRun": 100}
+# A page's path: extraction starts, the WARC record is written meanwhile, then it is stored.
+ITEM_PIPELINES = {"spiders.pipelines.ExtractPipeline": 100,
+                  "spiders.pipelines.WarcPipeline": 200,
+                  "spiders.pipelines.StorePipeline": 300}
 LOG_LEVEL = "INFO"
 LOGSTATS_INTERVAL = 30.0
 # The reactor's own threads: DNS look-ups and the spider's archive look-ups. Extraction runs

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from spiders.items import FetchedPage
 from storage.keys import validate_run_id, validate_site_name
+from storage.localfiles import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -235,17 +236,8 @@ def _site_dir(data_dir: Path, site: str) -> Path:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all; a failed write (a full disk) leaves no file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # A crawl's own state: on disk before it counts (fsync), whole or not at all.
+    write_atomic(path, data, fsync=True)
 
 
 def _jsonable(value):

@@ -30,8 +30,9 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 from storage.backends import Backend, open_backend
 from storage.compress import DeflatedBody
@@ -50,17 +51,17 @@ from storage.keys import (
     ArticleKeys,
     article_keys,
     day_of_meta_key,
+    day_of_run_manifest_key,
     is_meta_key,
     keys_of_meta,
     meta_key_prefixes,
-    RUNS_ROOT,
     run_manifest_key,
+    run_manifest_prefixes,
     site_state_key,
     validate_article_id,
-    validate_site_name,
     version_keys,
 )
-from storage.record import RECORD_FIELDS, Record, Version
+from storage.record import RECORD_FIELDS, Record, Version, as_utc
 from storage.urls import canonicalize_url
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ _MARKER_KEYS = ("raw_key", "text_key", "meta_key")
 CLAIM_STALE_AFTER = timedelta(minutes=2)
 # Near-duplicate candidates checked per page, most shared LSH buckets first.
 _MAX_CANDIDATES = 10
+# Run manifests read at once by iter_run_manifests.
+_PARALLEL_MANIFEST_READS = 8
 
 
 class StoreOutcome(enum.Enum):
@@ -134,7 +137,7 @@ class Archive:
         """``record`` with the keys of its place in the archive: under its site and the UTC
         day of its publication (of its fetch when it has no date), named by its id."""
         when = record.published or record.fetched_at
-        keys = article_keys(record.site, when.astimezone(timezone.utc).date(), record.id)
+        keys = article_keys(record.site, as_utc(when).date(), record.id)
         placed = (self.locate(keys.raw), self.locate(keys.text), self.locate(keys.meta))
         given = (record.raw_key, record.text_key, record.meta_key)
         if any(given) and given != placed:
@@ -391,22 +394,55 @@ class Archive:
     def put_run_manifest(self, manifest: dict) -> str:
         """Store a run's manifest (``site``, ``run_id``, ``started_at`` required); returns
         its located key. The same manifest stored twice is one object."""
-        started = datetime.fromisoformat(manifest["started_at"]).astimezone(timezone.utc)
+        started = as_utc(datetime.fromisoformat(manifest["started_at"]))
         key = run_manifest_key(manifest["site"], started.date(), manifest["run_id"])
         self.backend.put(key, json.dumps(manifest, ensure_ascii=False, sort_keys=True,
                                          indent=1).encode("utf-8"),
                          content_type="application/json; charset=utf-8")
         return self.locate(key)
 
-    def iter_run_manifests(self, site: str | None = None) -> Iterator[dict]:
-        """Every stored run manifest (of ``site``), oldest first within a site."""
-        prefix = f"{RUNS_ROOT}/{validate_site_name(site)}/" if site else f"{RUNS_ROOT}/"
-        for key in self.backend.iter_keys(prefix):
-            if key.endswith(".json"):
-                try:
-                    yield json.loads(self.backend.get(key))
-                except ObjectNotFound:
+    def run_manifest_keys(self, site: str | None = None, since: date | None = None,
+                          until: date | None = None) -> Iterator[str]:
+        """Keys of the run manifests (of ``site``) of runs started within [since, until]
+        (UTC days, both included)."""
+        # As for records: one site and a closed range list only the date folders covering it.
+        for prefix in run_manifest_prefixes(site, since, until):
+            for key in self.backend.iter_keys(prefix):
+                day = day_of_run_manifest_key(key)
+                if day is None or (since and day < since) or (until and day > until):
                     continue
+                yield key
+
+    def iter_run_manifests(self, site: str | None = None, since: date | None = None,
+                           until: date | None = None) -> Iterator[dict]:
+        """Every stored run manifest (of ``site``, of runs started within [since, until]),
+        oldest first within a site. A manifest removed since it was listed, or that
+        is not a JSON object, is skipped (the latter with a warning)."""
+        keys = list(self.run_manifest_keys(site, since, until))
+        if not keys:
+            return
+        # One GET per run: read a few at a time, or a long history costs a round trip each.
+        pool = ThreadPoolExecutor(min(_PARALLEL_MANIFEST_READS, len(keys)),
+                                  thread_name_prefix="archive-runs")
+        try:
+            for manifest in pool.map(self._read_run_manifest, keys):
+                if manifest is not None:
+                    yield manifest
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+    def _read_run_manifest(self, key: str) -> dict | None:
+        try:
+            manifest = json.loads(self.backend.get(key))
+        except ObjectNotFound:
+            return None
+        except ValueError as exc:
+            logger.warning("run manifest %s is not JSON: %s", key, exc)
+            return None
+        if not isinstance(manifest, dict):
+            logger.warning("run manifest %s is not a JSON object", key)
+            return None
+        return manifest
 
     def write_site_state(self, site: str, name: str, state: dict) -> bool:
         """Store a site's learned state unless it is unchanged; True if written.

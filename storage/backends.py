@@ -19,11 +19,10 @@ import io
 import logging
 import os
 import re
-import shutil
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from storage.errors import (
@@ -34,8 +33,11 @@ from storage.errors import (
     InvalidKey,
     ObjectNotFound,
 )
+from storage.localfiles import copy_atomic, create_exclusive, write_atomic
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Backend(Protocol):
@@ -105,12 +107,39 @@ def check_key(key: str) -> str:
 
 def open_backend(url: str) -> Backend:
     """A backend for ``url``: ``s3://bucket[/prefix]`` or a local directory path (``file://`` ok)."""
+    location = archive_location(url)
+    if location.bucket is not None:
+        return S3Backend(location.bucket, location.prefix)
+    return LocalBackend(location.directory)
+
+
+@dataclass(frozen=True)
+class ArchiveLocation:
+    """Where an archive URL points: an S3 bucket and prefix, or a local directory."""
+
+    bucket: str | None
+    """The S3 bucket, or None for a local archive."""
+    prefix: str = ""
+    """The key prefix in the bucket, without a slash at either end (``""``: its root)."""
+    directory: Path | None = None
+    """The local archive's directory as given (not yet resolved), or None for S3."""
+
+
+def archive_location(url: str) -> ArchiveLocation:
+    """What an archive URL means (the one place that says so): ``s3://bucket[/prefix]``, or
+    a directory path (``file://`` ok). InvalidArchiveURL for what
+    :func:`check_archive_url` refuses and for an ``s3://`` URL without a bucket; InvalidKey
+    for a prefix that could escape its place (``a/../b``)."""
     parts = check_archive_url(url)
     if parts.scheme == "s3":
-        return S3Backend(parts.netloc, parts.path)
-    if parts.scheme == "file":
-        return LocalBackend(Path(parts.path))
-    return LocalBackend(Path(url))
+        if not parts.netloc:
+            raise InvalidArchiveURL("s3 archive URL needs a bucket: s3://bucket/prefix")
+        prefix = parts.path.strip("/")
+        if prefix:
+            check_key(prefix)
+        return ArchiveLocation(bucket=parts.netloc, prefix=prefix)
+    return ArchiveLocation(bucket=None,
+                           directory=Path(parts.path if parts.scheme == "file" else url))
 
 
 def check_archive_url(url: str):
@@ -197,38 +226,29 @@ class LocalBackend:
             return False
         return True
 
-    def _write_temp(self, path: Path, data: bytes) -> Path:
+    def _in_its_directory(self, path: Path, write: Callable[[], T]) -> T:
+        """Make ``path``'s directory, then ``write`` (a write beside ``path``, see
+        :mod:`storage.localfiles`); raises its OSError."""
         directory = str(path.parent)
         if directory not in self._checked_dirs:
             path.parent.mkdir(parents=True, exist_ok=True)
             # _path checked where it leads before it existed; made now, it is a directory.
             self._remember(directory)
-        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
         try:
-            try:
-                tmp.write_bytes(data)
-            except FileNotFoundError:
-                # Removed since it was made (by hand, or by another program): check and
-                # make again.
-                self._checked_dirs.discard(directory)
-                self._path(str(path.relative_to(self.root)))
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp.write_bytes(data)
-        except BaseException:
-            _remove_quietly(tmp)  # half a file (a full disk) must not stay behind
-            raise
-        return tmp
+            return write()
+        except FileNotFoundError:
+            # Removed since it was made (by hand, or by another program): check and make
+            # again.
+            self._checked_dirs.discard(directory)
+            self._path(str(path.relative_to(self.root)))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return write()
 
     def _replace_with(self, path: Path, data: bytes) -> None:
-        """Write ``data`` under a temporary name and rename it to ``path``: rename is
-        atomic, so a reader (or a crash) never sees half an object. Raises OSError, having
-        removed the temporary file."""
-        tmp = self._write_temp(path, data)
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            _remove_quietly(tmp)
-            raise
+        """Replace ``path`` with ``data`` atomically (:func:`storage.localfiles.write_atomic`):
+        a reader (or a crash) never sees half an object. Raises OSError, having removed the
+        temporary file."""
+        self._in_its_directory(path, lambda: write_atomic(path, data))
 
     def put(self, key, data, *, content_type=None, content_encoding=None) -> None:
         path = self._path(key)
@@ -239,45 +259,18 @@ class LocalBackend:
 
     def put_file(self, key, path, *, content_type=None) -> None:
         target = self._path(key)
-        tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, tmp)
-            # As in put: the copy is made under a temporary name and renamed into place, so a
-            # reader (or a crash mid-copy) never sees a partial file under the key.
-            os.replace(tmp, target)
+            # As in put: a reader (or a crash mid-copy) never sees a partial file under the key.
+            self._in_its_directory(target, lambda: copy_atomic(path, target))
         except OSError as exc:
-            _remove_quietly(tmp)
             raise _write_error(f"cannot copy {path} to {target}", exc) from exc
 
     def put_if_absent(self, key, data, *, content_type=None) -> bool:
         path = self._path(key)
         try:
-            tmp = self._write_temp(path, data)
+            return self._in_its_directory(path, lambda: create_exclusive(path, data))
         except OSError as exc:
             raise _write_error(f"cannot write {path}", exc) from exc
-        try:
-            # link(2) is the O_CREAT|O_EXCL of a complete file: it fails if the name exists,
-            # and the winner's content is in place the moment the name appears.
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            return False
-        except OSError:
-            # File systems without hard links: fall back to O_EXCL and write in place.
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                return False
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-            except OSError as exc:
-                _remove_quietly(path)  # a claim must be whole or absent
-                raise _write_error(f"cannot write {path}", exc) from exc
-            return True
-        finally:
-            _remove_quietly(tmp)
 
     def get_tagged(self, key: str) -> tuple[bytes, str]:
         data = self.get(key)
@@ -534,8 +527,10 @@ class _translated:
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
-            ConnectionError as BotoConnectionError,
             NoCredentialsError,
+        )
+        from botocore.exceptions import (
+            ConnectionError as BotoConnectionError,
         )
 
         if isinstance(exc, S3UploadFailedError):
@@ -567,12 +562,3 @@ class _translated:
         if isinstance(exc, BotoCoreError):
             raise ArchiveError(f"S3 client error: {exc}") from exc
         return False
-
-
-def _remove_quietly(path: Path) -> None:
-    """Remove a temporary file if it is there; a directory that has become unusable has
-    none to remove."""
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass

@@ -23,8 +23,9 @@ A record archived again by a later run (a new version, a new alias) gets a row i
 run's file too: the catalog is append-only, and the latest state of an article is its row
 with the greatest ``fetched_at``/``checked_at``.
 
-Columns follow :class:`storage.record.Record`, mapped by annotation type, so a field added
-to the record later gets a column without a change here (see :func:`catalog_schema`).
+The columns are :class:`storage.record.Record`'s fields, written out with their Arrow types
+in :func:`catalog_schema`: a field added to the record needs its column added there (a test
+says so when it is missing).
 """
 
 from __future__ import annotations
@@ -36,20 +37,18 @@ import json
 import logging
 import os
 import threading
-import types
-import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from storage.backends import Backend
-from storage.errors import ArchiveAccessDenied, ArchiveError, InvalidArchiveURL
+from storage.backends import Backend, archive_location
+from storage.errors import ArchiveAccessDenied, ArchiveError
 from storage.keys import day_of_meta_key, is_meta_key, validate_run_id, validate_site_name
 from storage.lazy import LazyModule
-from storage.record import Record
+from storage.record import Record, as_utc
 
 # Imported on first use (storage.lazy): ``CatalogWriter.add`` writes JSON Lines, and pyarrow
 # is needed only when a run's catalog is written or read.
@@ -87,18 +86,143 @@ _PENDING_PREFIX = "catalog-"
 _PENDING_SUFFIX = ".jsonl"
 
 
-# -- schema: record fields -> Arrow columns ---------------------------------------------------
+# -- schema: the columns, written out ------------------------------------------------------
+
+
+@functools.cache
+def catalog_schema() -> pa.Schema:
+    """The catalog as :func:`read_catalog` returns it: a contract analysts' queries depend
+    on, so it is written out here column by column, and ``tests/test_catalog.py`` fails when
+    :class:`~storage.record.Record` gains or loses a field that it does not follow.
+
+    Every field of the record (``extra`` aside) in declaration order, the times
+    (``published``, ``modified``, ``fetched_at``, ``checked_at``) as instants in UTC, with
+    the publisher's UTC offset of ``published`` and ``modified`` beside them (null when the
+    time is null or had none); then ``text`` (the cleaned text), ``extra_json`` (fields this
+    version does not know, as a JSON object) and the ``date`` partition (``site`` is the
+    other partition column: both are in the path, not in the files). Every column is
+    nullable. A column renamed or retyped would no longer read from the files already
+    written, nor answer analysts' queries: add columns, never change one.
+    """
+    timestamp = pa.timestamp("us", tz="UTC")
+    strings = pa.list_(pa.string())
+    return pa.schema([
+        ("id", pa.string()),
+        ("site", pa.string()),
+        ("url", pa.string()),
+        ("canonical_url", pa.string()),
+        ("title", pa.string()),
+        ("authors", strings),
+        ("published", timestamp),
+        ("published_offset_minutes", pa.int16()),
+        ("modified", timestamp),
+        ("modified_offset_minutes", pa.int16()),
+        ("language", pa.string()),
+        ("fetched_at", timestamp),
+        ("http_status", pa.int64()),
+        ("content_sha256", pa.string()),
+        ("extractor", pa.struct([("name", pa.string()), ("version", pa.string())])),
+        ("raw_key", pa.string()),
+        ("text_key", pa.string()),
+        ("meta_key", pa.string()),
+        ("aliases", strings),
+        ("near_duplicate_of", pa.string()),
+        ("text_fingerprint", pa.string()),
+        ("versions", pa.list_(pa.struct([
+            ("fetched_at", timestamp),
+            ("content_sha256", pa.string()),
+            ("raw_key", pa.string()),
+            ("text_key", pa.string()),
+            ("url", pa.string()),
+            ("extractor", pa.string()),
+            ("warc_key", pa.string()),
+            ("warc_offset", pa.int64()),
+        ]))),
+        ("checked_at", timestamp),
+        ("charset", pa.string()),
+        ("paywalled", pa.bool_()),
+        ("warc_key", pa.string()),
+        ("warc_offset", pa.int64()),
+        ("description", pa.string()),
+        ("section", pa.string()),
+        ("tags", strings),
+        ("image_url", pa.string()),
+        ("metadata_sources", pa.map_(pa.string(), pa.string())),
+        ("schema_version", pa.int64()),
+        (TEXT_COLUMN, pa.string()),
+        (EXTRA_COLUMN, pa.string()),
+        ("date", pa.date32()),
+    ])
+
+
+OFFSET_COLUMNS = {f"{name}_offset_minutes": name for name in OFFSET_FIELDS}
+"""Each offset column and the record field whose offset it keeps."""
+
+
+@functools.cache
+def _file_schema() -> pa.Schema:
+    """Schema of the Parquet files: :func:`catalog_schema` without the partition columns."""
+    return pa.schema([f for f in catalog_schema() if f.name not in PARTITION_COLUMNS])
 
 
 @dataclass(frozen=True)
 class _Column:
-    """One catalog column: its Arrow type and how to turn a record's value into it."""
+    """One column of a file that is filled from a record field."""
 
     name: str
-    type: pa.DataType
+    """The column's name."""
+    source: str
+    """The record field the value comes from (an offset column's: its time)."""
     convert: Callable[[Any], Any]
-    source: str = ""
-    """The record field the value comes from, when not ``name`` (an offset column's time)."""
+    """Turns the field's value into the column's."""
+
+
+@functools.cache
+def _record_columns() -> tuple[_Column, ...]:
+    """The file's columns filled from the record (all but ``text`` and ``extra_json``)."""
+    out = []
+    for f in _file_schema():
+        if f.name in (TEXT_COLUMN, EXTRA_COLUMN):
+            continue
+        if f.name in OFFSET_COLUMNS:
+            out.append(_Column(f.name, OFFSET_COLUMNS[f.name], _offset_minutes))
+        else:
+            out.append(_Column(f.name, f.name, _column_converter(f.type)))
+    return tuple(out)
+
+
+def _column_converter(arrow_type: pa.DataType) -> Callable[[Any], Any]:
+    """How a record's value (a Python value of the field's type) becomes a value of a
+    column of ``arrow_type``; None stays None. Times become UTC (naive ones taken as UTC),
+    tuples lists, a mapping key-value pairs, a dataclass (or dict) a struct."""
+    types_ = pa.types
+    if types_.is_string(arrow_type):
+        return _nullable(str)
+    if types_.is_boolean(arrow_type):
+        return _nullable(bool)
+    if types_.is_integer(arrow_type):
+        return _nullable(int)
+    if types_.is_floating(arrow_type):
+        return _nullable(float)
+    if types_.is_timestamp(arrow_type):
+        return _nullable(_to_utc)
+    if types_.is_date(arrow_type):
+        return _nullable(_to_date)
+    if types_.is_map(arrow_type):
+        return _nullable(lambda v: [(str(k), None if x is None else str(x))
+                                    for k, x in v.items()])
+    if types_.is_list(arrow_type):
+        item_convert = _column_converter(arrow_type.value_type)
+        return _nullable(lambda v: [item_convert(x) for x in v])
+    if types_.is_struct(arrow_type):
+        children = [(f.name, _column_converter(f.type)) for f in arrow_type]
+
+        def convert_struct(value: Any) -> dict[str, Any]:
+            get = value.get if isinstance(value, dict) else lambda n: getattr(value, n, None)
+            return {name: convert(get(name)) for name, convert in children}
+
+        return _nullable(convert_struct)
+    raise TypeError(f"no conversion to a catalog column of type {arrow_type}")
 
 
 def _nullable(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -106,11 +230,13 @@ def _nullable(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def _to_utc(value: datetime | str) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:  # a naive time is taken as UTC, as the archive's dates are
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+    return as_utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
+
+
+def _to_date(value: date | str) -> date:
+    if isinstance(value, datetime):
+        return as_utc(value).date()
+    return date.fromisoformat(value) if isinstance(value, str) else value
 
 
 def _offset_minutes(value: datetime | str | None) -> int | None:
@@ -122,13 +248,8 @@ def _offset_minutes(value: datetime | str | None) -> int | None:
     return None if offset is None else int(offset.total_seconds() // 60)
 
 
-def _to_date(value: date | str) -> date:
-    if isinstance(value, datetime):
-        return _to_utc(value).date()
-    return date.fromisoformat(value) if isinstance(value, str) else value
-
-
 def _to_json(value: Any) -> str:
+    """``value`` as the JSON text of a string column (``extra_json``)."""
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=_json_default)
 
 
@@ -140,106 +261,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (tuple, set, frozenset)):
         return list(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def _json_mapping() -> tuple[pa.DataType, Callable[[Any], Any]]:
-    return pa.string(), _nullable(_to_json)
-
-
-def _mapping(hint: Any) -> tuple[pa.DataType, Callable[[Any], Any]]:
-    """Arrow type and converter for a field annotation; anything unforeseen becomes JSON text.
-
-    ``X | None`` maps like ``X`` (every column is nullable); str -> string, bool -> bool,
-    int -> int64, float -> float64, datetime -> timestamp[us, UTC], date -> date32,
-    ``tuple[X, ...]``/``list[X]`` -> list<X>, ``dict[str, str]`` -> map<string, string>,
-    a dataclass -> struct of its fields; other dicts, unions and types -> JSON string.
-    """
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        rest = [a for a in args if a is not type(None)]
-        return _mapping(rest[0]) if len(rest) == 1 else _json_mapping()
-    if hint is str:
-        return pa.string(), _nullable(str)
-    if hint is bool:
-        return pa.bool_(), _nullable(bool)
-    if hint is int:
-        return pa.int64(), _nullable(int)
-    if hint is float:
-        return pa.float64(), _nullable(float)
-    if hint is datetime:
-        return pa.timestamp("us", tz="UTC"), _nullable(_to_utc)
-    if hint is date:
-        return pa.date32(), _nullable(_to_date)
-    if origin in (tuple, list, set, frozenset):
-        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
-            return _json_mapping()  # a fixed-shape tuple: no natural column type
-        item_type, item_convert = _mapping(args[0] if args else Any)
-        return pa.list_(item_type), _nullable(lambda v: [item_convert(x) for x in v])
-    if origin is dict and args == (str, str):
-        return (pa.map_(pa.string(), pa.string()),
-                _nullable(lambda v: [(str(k), None if x is None else str(x))
-                                     for k, x in v.items()]))
-    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        children = _columns_of(hint)
-        struct = pa.struct([pa.field(c.name, c.type) for c in children])
-
-        def convert_struct(value: Any) -> dict[str, Any]:
-            get = value.get if isinstance(value, dict) else lambda n: getattr(value, n, None)
-            return {c.name: c.convert(get(c.name)) for c in children}
-
-        return struct, _nullable(convert_struct)
-    return _json_mapping()
-
-
-def _columns_of(cls: type) -> list[_Column]:
-    """Columns of a dataclass's fields, in declaration order (``Record.extra`` excluded)."""
-    try:
-        hints = typing.get_type_hints(cls)
-    except Exception:  # an annotation that cannot be resolved here: such fields become JSON
-        logger.warning("cannot resolve the annotations of %s; unresolved fields stored as JSON",
-                       cls.__name__)
-        hints = {f.name: f.type for f in dataclasses.fields(cls) if not isinstance(f.type, str)}
-    out = []
-    for f in dataclasses.fields(cls):
-        if cls is Record and f.name == "extra":
-            continue
-        arrow_type, convert = _mapping(hints.get(f.name, Any))
-        out.append(_Column(f.name, arrow_type, convert))
-        if cls is Record and f.name in OFFSET_FIELDS:
-            out.append(_Column(f"{f.name}_offset_minutes", pa.int16(), _offset_minutes,
-                               source=f.name))
-    return out
-
-
-@functools.cache
-def _record_columns() -> tuple[_Column, ...]:
-    """The record's columns stored inside each Parquet file (partition columns aside)."""
-    return tuple(c for c in _columns_of(Record) if c.name not in PARTITION_COLUMNS)
-
-
-def _file_schema() -> pa.Schema:
-    """Schema of the Parquet files: :func:`catalog_schema` without the partition columns."""
-    schema = catalog_schema()
-    return pa.schema([f for f in schema if f.name not in PARTITION_COLUMNS])
-
-
-def catalog_schema() -> pa.Schema:
-    """The catalog as :func:`read_catalog` returns it.
-
-    Every field of :class:`~storage.record.Record` (``extra`` aside) in declaration order,
-    typed by annotation: strings; ``authors``, ``aliases``, ``tags`` list<string>;
-    ``published``, ``modified``, ``fetched_at``, ``checked_at`` timestamp[us, UTC], with
-    ``published_offset_minutes`` and ``modified_offset_minutes`` (int16, the publisher's
-    UTC offset; null when the time is null or had none); integers int64; ``extractor``
-    struct<name, version>; ``metadata_sources`` map<string, string>; ``versions``
-    list<struct> of :class:`~storage.record.Version`'s fields. Then ``text`` (the cleaned
-    text), ``extra_json`` (unknown fields as a JSON object) and the ``date`` partition
-    (date32; ``site`` is the other partition column, in the path too).
-    """
-    fields = [pa.field(c.name, c.type) for c in _columns_of(Record)]
-    fields += [pa.field(TEXT_COLUMN, pa.string()), pa.field(EXTRA_COLUMN, pa.string()),
-               pa.field("date", pa.date32())]
-    return pa.schema(fields)
 
 
 def catalog_key(site: str, day: date, run_id: str) -> str:
@@ -265,7 +286,7 @@ def archive_date(record: Record, backend: Backend | None = None) -> date:
                 return day_of_meta_key(key)
         except (ArchiveError, ValueError):
             pass
-    return _to_utc(record.published or record.fetched_at).date()
+    return as_utc(record.published or record.fetched_at).date()
 
 
 # -- writing -------------------------------------------------------------------------------
@@ -354,8 +375,7 @@ class CatalogWriter:
             text = data.pop(TEXT_COLUMN, None)
             record = Record.from_dict(data)
             group = (validate_site_name(record.site), archive_date(record, self.backend))
-            row = {c.name: c.convert(getattr(record, c.source or c.name))
-                   for c in _record_columns()}
+            row = {c.name: c.convert(getattr(record, c.source)) for c in _record_columns()}
             row[TEXT_COLUMN] = None if text is None else str(text)
             row[EXTRA_COLUMN] = _to_json(record.extra) if record.extra else None
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -441,35 +461,38 @@ def read_catalog(archive_url: str, *, filter: ds.Expression | None = None,
         )
         return dataset.to_table(filter=filter, columns=None if columns is None else list(columns))
     except (pa.ArrowException, OSError, KeyError) as exc:
-        message = f"cannot read the catalog of {archive_url}: {exc}"
-        if any(s in str(exc) for s in ("ACCESS_DENIED", "AccessDenied", "HTTP status 403")):
-            raise ArchiveAccessDenied(message) from exc
-        raise ArchiveError(message) from exc
+        raise _read_error(archive_url, exc) from exc
+
+
+# pyarrow raises every S3 error as a plain OSError, with no errno and no subclass that would
+# tell a refusal from a lost connection; the AWS error type is only in its message ("AWS
+# Error ACCESS_DENIED during HeadObject operation", or "HTTP status 403" for an error the SDK
+# has no type for). So a refusal is read from the message, only there: local file errors
+# are OSErrors with their errno, a damaged file ArrowInvalid, an unknown column a KeyError.
+_S3_REFUSALS = ("ACCESS_DENIED", "AccessDenied", "HTTP status 403")
+
+
+def _read_error(archive_url: str, exc: BaseException) -> ArchiveError:
+    """The archive error for a failed read of the catalog (pyarrow's ``exc``)."""
+    message = f"cannot read the catalog of {archive_url}: {exc}"
+    s3_error = isinstance(exc, OSError) and exc.errno is None
+    if s3_error and any(s in str(exc) for s in _S3_REFUSALS):
+        return ArchiveAccessDenied(message)
+    return ArchiveError(message)
 
 
 def _catalog_location(archive_url: str):
-    """The pyarrow file system and catalog path of an archive URL (rules of
-    :func:`storage.backends.open_backend`)."""
-    if not archive_url:
-        raise InvalidArchiveURL("empty archive URL")
-    parts = urlsplit(archive_url)
-    if parts.scheme == "s3":
-        if not parts.netloc:
-            raise InvalidArchiveURL("s3 archive URL needs a bucket: s3://bucket/prefix")
-        prefix = parts.path.strip("/")
-        root = "/".join(p for p in (parts.netloc, prefix, CATALOG_ROOT) if p)
+    """The pyarrow file system and catalog path of an archive URL (its meaning is
+    :func:`storage.backends.archive_location`'s, as for every backend)."""
+    location = archive_location(archive_url)
+    if location.bucket is not None:
+        root = "/".join(p for p in (location.bucket, location.prefix, CATALOG_ROOT) if p)
         try:
             return s3_filesystem(), root
         except (pa.ArrowException, OSError) as exc:
             raise ArchiveError(f"cannot open S3 for {archive_url}: {exc}") from exc
-    if parts.scheme == "file":
-        directory = Path(parts.path)
-    elif parts.scheme and len(parts.scheme) > 1:
-        raise InvalidArchiveURL(
-            f"unsupported archive URL {archive_url!r}: use a directory path or s3://bucket/prefix")
-    else:
-        directory = Path(archive_url)
-    return pafs.LocalFileSystem(), str(directory.expanduser().resolve() / CATALOG_ROOT)
+    return (pafs.LocalFileSystem(),
+            str(location.directory.expanduser().resolve() / CATALOG_ROOT))
 
 
 def s3_filesystem():

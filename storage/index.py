@@ -29,6 +29,7 @@ from typing import TypeVar
 from storage.backends import Backend
 from storage.errors import ArchiveError, ObjectNotFound
 from storage.keys import content_index_key, lsh_bucket_key, url_index_key
+from storage.record import as_utc
 
 T = TypeVar("T")
 
@@ -94,11 +95,9 @@ def is_stale(claim: dict, after: timedelta) -> bool:
         if not process_alive(claim["pid"]):
             return True  # a crawl killed on this machine: no need to wait out the lease
     try:
-        claimed_at = datetime.fromisoformat(claim.get("claimed_at", ""))
+        claimed_at = as_utc(datetime.fromisoformat(claim.get("claimed_at", "")))
     except (TypeError, ValueError):
         return True
-    if claimed_at.tzinfo is None:
-        claimed_at = claimed_at.replace(tzinfo=timezone.utc)
     return datetime.now(timezone.utc) - claimed_at >= after
 
 

@@ -197,6 +197,24 @@ def run_manifest_key(site: str, day: date, run_id: str) -> str:
             f"{validate_run_id(run_id)}.json")
 
 
+def day_of_run_manifest_key(key: str) -> date | None:
+    """The date folder of a run manifest's key (see :func:`run_manifest_key`), or None for
+    a key that is not one (a stray object under ``runs/``)."""
+    parts = key.split("/")
+    if len(parts) != 6 or parts[0] != RUNS_ROOT or not parts[-1].endswith(".json"):
+        return None
+    try:
+        return date(int(parts[2]), int(parts[3]), int(parts[4]))
+    except ValueError:
+        return None
+
+
+def run_manifest_prefixes(site: str | None, since: date | None, until: date | None) -> list[str]:
+    """The key prefixes to list for the manifests of ``site``'s runs started within
+    [since, until]."""
+    return _dated_prefixes(RUNS_ROOT, site, since, until)
+
+
 def date_prefixes(since: date, until: date) -> list[str]:
     """The fewest ``YYYY/``, ``YYYY/MM/`` and ``YYYY/MM/DD/`` folders that hold exactly the
     days from ``since`` to ``until`` (inclusive)."""
@@ -219,9 +237,17 @@ def date_prefixes(since: date, until: date) -> list[str]:
 
 def meta_key_prefixes(site: str | None, since: date | None, until: date | None) -> list[str]:
     """The key prefixes to list for the records of ``site`` dated within [since, until]."""
+    return _dated_prefixes(ARTICLES_ROOT, site, since, until)
+
+
+def _dated_prefixes(top: str, site: str | None, since: date | None,
+                    until: date | None) -> list[str]:
+    """The prefixes to list under ``<top>/<site>/<YYYY>/<MM>/<DD>/`` for the days from
+    ``since`` to ``until``: the fewest date folders for one site and a closed range, else
+    the site's folder, or ``top``'s."""
     if site is None:
-        return [f"{ARTICLES_ROOT}/"]
-    root = f"{ARTICLES_ROOT}/{validate_site_name(site)}/"
+        return [f"{top}/"]
+    root = f"{top}/{validate_site_name(site)}/"
     if since is None or until is None:
         # An open range has no last folder we could name without listing the site.
         return [root]

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 SCHEMA_VERSION = 1
 
 _DATETIME_FIELDS = ("published", "modified", "fetched_at", "checked_at")
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` as an aware datetime in UTC. The archive's convention: a naive time is
+    UTC (every time it writes is aware; a naive one can only come from outside, e.g. a
+    hand-written ``meta.json``), never the machine's local time, so that the same record
+    lands in the same date folder and catalog partition on every machine."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
 
 
 @dataclass(frozen=True)

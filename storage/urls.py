@@ -5,9 +5,12 @@ canonical URL (``storage.keys``), so writers and readers alike canonicalise here
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import re
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
+from publicsuffixlist import PublicSuffixList
 from w3lib.url import canonicalize_url as _w3lib_canonicalize
 
 # Query parameters that only say where a reader came from; dropping them never changes
@@ -68,29 +71,57 @@ def _fold_amp_path(path: str) -> str:
 
 def _port_ok(parts) -> bool:
     try:
-        parts.port
+        parts.port  # noqa: B018 - reading it raises ValueError for a malformed port
     except ValueError:
         return False
     return True
 
 
-def _site_host(url: str) -> str:
-    host = (urlsplit(url).hostname or "").lower()
-    for prefix in ("www.", "amp.", "m."):
-        if host.startswith(prefix):
-            host = host[len(prefix):]
-    return host
+def same_site(url: str, other: str) -> bool:
+    """Whether two URLs are on one site: one registrable domain (a public suffix and the
+    label before it: ``edition.cnn.com`` and ``www.cnn.com``, not ``example.co.uk`` and
+    ``other.co.uk``), by the Public Suffix List, its private part included (each
+    ``*.blogspot.com`` blog its own site). IP addresses, and names under no registrable
+    domain (``localhost``), compare exactly. Ports and schemes do not count."""
+    site = _site(url)
+    return site is not None and site == _site(other)
+
+
+def _site(url: str) -> str | ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The registrable domain of ``url``'s host (IDNA-encoded), its address, or None."""
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".")
+    except ValueError:
+        return None
+    if not host:
+        return None
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    try:
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:  # not a name IDNA can spell (a label over 63 characters, ...)
+        pass
+    return _public_suffixes().privatesuffix(host) or host
+
+
+@functools.cache
+def _public_suffixes() -> PublicSuffixList:
+    # The list bundled with the package: nothing fetched, nothing cached on disk. Parsed
+    # once per process, on first use (30 ms).
+    return PublicSuffixList()
 
 
 def choose_canonical_url(fetched_url: str, declared: str | None) -> str:
     """The canonical URL of a page fetched at ``fetched_url`` that declares ``declared``
     (``rel=canonical`` or ``og:url``). The declaration is trusted only when it stays on
-    the same site, so a page cannot claim another site's article."""
+    the same site (:func:`same_site`), so a page cannot claim another site's article."""
     if declared:
         try:
             absolute = urljoin(fetched_url, declared.strip())
         except ValueError:
             absolute = ""
-        if absolute and _site_host(absolute) == _site_host(fetched_url):
+        if absolute and same_site(absolute, fetched_url):
             return canonicalize_url(absolute)
     return canonicalize_url(fetched_url)

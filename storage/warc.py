@@ -47,6 +47,8 @@ from storage.backends import Backend, check_key
 from storage.compress import DeflatedBody
 from storage.errors import ArchiveError
 from storage.keys import WARC_ROOT, validate_run_id, validate_site_name, warc_key
+from storage.localfiles import create_exclusive
+from storage.record import as_utc
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +128,7 @@ class WarcWriter:
         self._roll_bytes = roll_bytes
         # Every file of a run goes under the day the run started, so a run's files stay
         # together however long it lasts.
-        self._day = _as_utc(started or datetime.now(timezone.utc)).date()
+        self._day = _utc(started or datetime.now(timezone.utc)).date()
         try:
             self._pending_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -258,7 +260,7 @@ class WarcWriter:
             try:
                 # The sidecar claims the name (two sites' writers of one run may share the
                 # directory) and comes before the file, so a file is never without its key.
-                if not _create_exclusive(sidecar, sidecar_data):
+                if not create_exclusive(sidecar, sidecar_data):
                     continue
             except OSError as exc:
                 raise ArchiveError(
@@ -478,20 +480,6 @@ def _discard(path: Path, sidecar: Path) -> None:
         logger.warning("cannot remove %s: %s", path, exc)
 
 
-def _create_exclusive(path: Path, data: bytes) -> bool:
-    """Create ``path`` with ``data`` unless it exists: written under a temporary name and
-    hard-linked into place, so the name never shows a partial file."""
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    try:
-        tmp.write_bytes(data)
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 # -- records ------------------------------------------------------------------------------
 
 
@@ -641,15 +629,15 @@ def _clean_value(value: str) -> str:
 
 def _warc_date(moment: datetime) -> str:
     """ISO 8601 in UTC with microseconds, as WARC/1.1 allows."""
-    return _as_utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _as_utc(moment: datetime) -> datetime:
+def _utc(moment: datetime) -> datetime:
+    """:func:`storage.record.as_utc`, with anything but a datetime refused as the writer's
+    other errors are (an ArchiveError), before it could reach a WARC header."""
     if not isinstance(moment, datetime):
         raise ArchiveError(f"expected a datetime, not {moment!r}")
-    if moment.tzinfo is None:  # the archive's convention: naive means UTC
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    return as_utc(moment)
 
 
 def _record_id() -> str:

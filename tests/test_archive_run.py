@@ -171,8 +171,8 @@ def test_an_s3_outage_mid_crawl_loses_nothing(corpus, s3_archive, moto_endpoint,
         # answered only then.
         site.hold_pages(after=5)
         site.add_route("/last-sitemap.xml", (
-            '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
-            "</urlset>").encode(), headers={"Content-Type": "application/xml"},
+            b'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            b"</urlset>"), headers={"Content-Type": "application/xml"},
             wait_for=crawl_may_end)
         entry = local_site_config(site, feeds=[], concurrent_requests=2,
                                   sitemaps=[f"{site.base_url}/robots.txt",

@@ -442,6 +442,39 @@ def test_stats_counts_articles_per_day_and_rates_from_the_manifests(crawled, cap
     assert one_day["runs"] == 0  # no run started that day
 
 
+def test_stats_of_a_range_lists_only_its_run_folders(crawled, moto_endpoint):
+    """stats reads the run manifests through storage's one reader: one site and a closed
+    range list only the date folders of runs/ that cover it, and read only manifests."""
+    from browse.stats import run_totals
+
+    recording = _RecordingClient(moto_endpoint)
+    archive = Archive(S3Backend(crawled.bucket, PREFIX, client=recording.client))
+    for manifest in crawled.manifests:
+        day = datetime.fromisoformat(manifest["started_at"]).astimezone(timezone.utc).date()
+        recording.listed.clear()
+        recording.got.clear()
+        totals = run_totals(archive, site=SITE, since=day, until=day)
+        assert {c["Prefix"] for c in recording.listed} == {
+            f"{PREFIX}/runs/{SITE}/{day:%Y/%m/%d}/"}
+        started = [m for m in crawled.manifests
+                   if datetime.fromisoformat(m["started_at"]).astimezone(timezone.utc).date()
+                   == day]
+        assert totals[SITE].runs == len(started) == len(recording.got)
+        assert all(key.startswith(f"{PREFIX}/runs/") for key in recording.got)
+
+
+def test_percent_is_one_function_for_the_terminal_and_the_web():
+    from browse.listing import percent
+
+    assert percent(1, 8) == "12.5%" and percent(0, 3) == "0.0%" and percent(5, 0) == "-"
+    assert percent(1, 8, decimals=0) == "12%" and percent(2, 3, decimals=0) == "67%"
+    assert percent(1, 200, decimals=0) == "0%"
+    from browse.web import make_templates
+
+    web_percent = make_templates().globals["percent"]  # the web UI's tables: whole ones
+    assert web_percent(1, 8) == "12%" and web_percent(5, 0) == "-"
+
+
 def test_stats_prints_a_table_and_charts(crawled, capsys):
     code, out, err = run(capsys, "stats", "--archive", crawled.url, "--days", "5")
     assert code == 0, err

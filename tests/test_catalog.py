@@ -7,9 +7,13 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 import threading
+import types
+import typing
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -20,9 +24,11 @@ import pytest
 from storage import Archive, ArchiveError, InvalidArchiveURL, LocalBackend, Record, S3Backend
 from storage.catalog import (
     CATALOG_ROOT,
+    OFFSET_FIELDS,
     PARQUET_CONTENT_TYPE,
     CatalogWriter,
-    _columns_of,
+    _column_converter,
+    _to_json,
     catalog_schema,
     read_catalog,
     recover_pending,
@@ -231,6 +237,109 @@ def test_unknown_fields_go_to_extra_json(tmp_path):
     assert_row_matches({**row, "extra_json": None}, record, text)
 
 
+# -- the schema: written out in storage/catalog.py, checked against the record here -------------
+#
+# What the catalog would be if it were derived from Record's annotations (as it was until the
+# schema was written out): the reference the written-out schema is held to, so that a field
+# the record gains or loses, or a type it changes, fails here until the catalog follows.
+
+
+@dataclasses.dataclass(frozen=True)
+class ReflectedColumn:
+    name: str
+    type: pa.DataType
+    convert: Any
+
+
+def _as_json() -> tuple[pa.DataType, Any]:
+    return pa.string(), lambda v: None if v is None else _to_json(v)
+
+
+def _reflected_type(hint: Any) -> tuple[pa.DataType, Any]:
+    """Arrow type and converter for a field annotation; anything unforeseen becomes JSON text.
+
+    ``X | None`` maps like ``X`` (every column is nullable); str -> string, bool -> bool,
+    int -> int64, float -> float64, datetime -> timestamp[us, UTC], date -> date32,
+    ``tuple[X, ...]``/``list[X]`` -> list<X>, ``dict[str, str]`` -> map<string, string>,
+    a dataclass -> struct of its fields; other dicts, unions and types -> JSON string.
+    Plain values convert as the catalog converts them (storage.catalog._column_converter).
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        return _reflected_type(rest[0]) if len(rest) == 1 else _as_json()
+    plain = {str: pa.string(), bool: pa.bool_(), int: pa.int64(), float: pa.float64(),
+             datetime: pa.timestamp("us", tz="UTC"), date: pa.date32()}
+    if hint in plain:
+        return plain[hint], _column_converter(plain[hint])
+    if origin is dict and args == (str, str):
+        arrow_type = pa.map_(pa.string(), pa.string())
+        return arrow_type, _column_converter(arrow_type)
+    if origin in (tuple, list, set, frozenset):
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            return _as_json()  # a fixed-shape tuple: no natural column type
+        item_type, item_convert = _reflected_type(args[0] if args else Any)
+        return pa.list_(item_type), lambda v: None if v is None else [item_convert(x) for x in v]
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        children = reflected_columns(hint)
+
+        def convert_struct(value: Any) -> dict[str, Any] | None:
+            if value is None:
+                return None
+            get = value.get if isinstance(value, dict) else lambda n: getattr(value, n, None)
+            return {c.name: c.convert(get(c.name)) for c in children}
+
+        return pa.struct([pa.field(c.name, c.type) for c in children]), convert_struct
+    return _as_json()
+
+
+def reflected_columns(cls: type) -> list[ReflectedColumn]:
+    """Columns of a dataclass's fields by annotation, in declaration order; for Record,
+    ``extra`` left out and the offset column after each time that keeps one."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if cls is Record and f.name == "extra":
+            continue
+        arrow_type, convert = _reflected_type(hints[f.name])
+        out.append(ReflectedColumn(f.name, arrow_type, convert))
+        if cls is Record and f.name in OFFSET_FIELDS:
+            out.append(ReflectedColumn(f"{f.name}_offset_minutes", pa.int16(), None))
+    return out
+
+
+def test_catalog_schema_follows_the_record():
+    """The written-out schema names every record field with the Arrow type of its
+    annotation, in the record's order, then ``text``, ``extra_json`` and ``date``: a field
+    added to (or dropped from) Record, or a changed type, fails here until the catalog
+    follows. (The same reflection built the schema before it was written out, so Parquet
+    files written then have exactly these columns and stay readable.)"""
+    expected = pa.schema([pa.field(c.name, c.type) for c in reflected_columns(Record)]
+                         + [pa.field("text", pa.string()), pa.field("extra_json", pa.string()),
+                            pa.field("date", pa.date32())])
+    schema = catalog_schema()
+    assert schema.names == expected.names, (
+        f"not in the catalog: {set(expected.names) - set(schema.names)}, "
+        f"not in the record: {set(schema.names) - set(expected.names)}")
+    for field in expected:
+        assert schema.field(field.name).type == field.type, field.name
+    assert schema.equals(expected, check_metadata=True)
+    assert all(f.nullable for f in schema)
+
+
+def test_readme_documents_every_catalog_column():
+    """The README's "Archive layout" (its catalog paragraph) and "Record fields" name every
+    column of the catalog, and every field of a version."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    documented = readme[readme.index("## Archive layout"):readme.index("## Extraction")]
+    named = set(re.findall(r"`([a-z_0-9]+)`", documented))
+    schema = catalog_schema()
+    missing = [name for name in schema.names if name not in named]
+    assert not missing, f"README does not document catalog column(s) {missing}"
+    versions = schema.field("versions").type.value_type
+    assert not [f.name for f in versions if f.name not in named]
+
+
 @dataclasses.dataclass
 class Inner:
     a: int
@@ -262,7 +371,7 @@ def test_field_types_are_mapped_by_annotation():
     """Fields the record gains later get a column of their annotation's type, and anything
     without a natural column type becomes JSON text rather than an error."""
 
-    columns = {c.name: c for c in _columns_of(Future)}
+    columns = {c.name: c for c in reflected_columns(Future)}
     types = {name: c.type for name, c in columns.items()}
     assert types == {
         "s": pa.string(), "n": pa.int64(), "f": pa.float64(), "flag": pa.bool_(),
@@ -413,3 +522,85 @@ def test_documented_pyarrow_query_against_s3(s3_archive, tmp_path):
     assert dataset.schema.names.count("site") == 1
     assert dataset.schema.field("date").type == pa.string()
     assert dataset.to_table().num_rows == 6
+
+
+# -- reading: what an archive URL means, and errors by kind ----------------------------------
+
+
+def test_read_catalog_takes_the_archive_url_as_every_backend_does(monkeypatch):
+    """read_catalog reads an archive URL by storage's one definition of one: credentials in
+    it are refused without being repeated, as open_backend refuses them, and so is a prefix
+    that could escape its place."""
+    from storage import InvalidKey
+    from tests.test_storage import closed_port
+
+    # Were the URL used, pyarrow would find nobody there, at once.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with pytest.raises(InvalidArchiveURL) as info:
+        read_catalog("s3://AKIAEXAMPLE:very-secret@bucket/news")
+    assert "very-secret" not in str(info.value)
+    with pytest.raises(InvalidKey):
+        read_catalog("s3://bucket/news/../other")
+    with pytest.raises(InvalidArchiveURL):
+        read_catalog("s3:///news")
+
+
+class _RefusingS3:
+    """An HTTP server on 127.0.0.1 that answers every request as S3 does when it refuses
+    the credentials (403 AccessDenied)."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _refuse(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied'
+                        b"</Code><Message>Access Denied</Message></Error>")
+                self.send_response(403)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", "0" if self.command == "HEAD"
+                                 else str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_HEAD = do_PUT = do_POST = _refuse
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> typing.Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_read_catalog_errors_by_kind(monkeypatch, tmp_path):
+    """S3 refusing the credentials is ArchiveAccessDenied (pyarrow says so only in its
+    message, the one place read); a damaged file is an ArchiveError."""
+    from storage import ArchiveAccessDenied
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-access-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret-key")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with _RefusingS3() as s3:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", s3.url)
+        with pytest.raises(ArchiveAccessDenied, match="cannot read the catalog"):
+            read_catalog("s3://bucket/news")
+    backend = LocalBackend(tmp_path / "archive")
+    backend.put(f"{CATALOG_ROOT}/site=alpha/date=2024-05-18/broken.parquet", b"not parquet")
+    with pytest.raises(ArchiveError) as info:
+        read_catalog(str(backend.root))
+    assert not isinstance(info.value, ArchiveAccessDenied)

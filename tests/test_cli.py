@@ -45,7 +45,7 @@ def _clean_env(monkeypatch, tmp_path):
 def store_article(archive: Archive, *, site: str, url: str, title: str | None,
                   published: datetime | None, fetched_at: datetime, text: str,
                   raw: bytes, charset: str = "utf-8") -> Record:
-    """Archive one article the way the archive pipeline does (spiders/pipelines.py)."""
+    """Archive one article the way a crawl does (spiders/page.py, spiders/archiving.py)."""
     canonical = canonicalize_url(url)
     aid = article_id(canonical)
     when = published or fetched_at

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from spiders.config import Config, ConfigError, Settings, SiteConfig, load_config
+from flows.settings import Settings
+from spiders.config import Config, ConfigError, SiteConfig, load_config
 from tests.conftest import write_sites_file
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "sites.toml"

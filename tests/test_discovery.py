@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from normalize import is_article_page
-from spiders.discovery import parse_date, parse_feed, parse_sitemap
+from normalize.metadata import parse_datetime as parse_date  # discovery reads dates with it
+from spiders.discovery import parse_feed, parse_sitemap
 
 BASE = "https://news.example/"
 

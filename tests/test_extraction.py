@@ -4,13 +4,14 @@ run, as bench/extraction.py does), the metadata cascade on small pages, and lang
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
 import pytest
 
 from bench.extraction import DEFAULT_CORPUS, ours, plain_trafilatura, score
-from normalize import extract_article
+from normalize import Article, extract_article
 from normalize.article import settle_language
-from normalize.metadata import parse_datetime
+from normalize.metadata import PageMetadata, parse_datetime
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +145,21 @@ def test_language_is_the_declaration_checked_against_the_text():
     assert settle_language(None, GERMAN) == ("de", "detected")
     assert settle_language("de", "Kurz.") == ("de", "declared")  # too little text to overrule
     assert settle_language(None, "") == (None, "declared")
+
+
+def test_an_article_is_the_page_metadata_and_the_text():
+    """One definition of the metadata fields (PageMetadata), which Article extends with the
+    text: nothing copied field by field, and the contract's fields all there."""
+    assert issubclass(Article, PageMetadata)
+    assert {f.name for f in fields(Article)} == {f.name for f in fields(PageMetadata)} | {"text"}
+    assert {f.name for f in fields(Article)} >= {
+        "text", "title", "authors", "published", "modified", "language", "canonical_url",
+        "description", "section", "tags", "image_url", "site_name", "sources"}
+    page = PAGE.format(lang="en", title_tag="Budget | Daily", h1="<h1>Budget</h1>", body=BODY,
+                       head='<meta property="og:site_name" content="Daily">')
+    article = extract_article(page)
+    assert (article.title, article.site_name, article.language) == ("Budget", "Daily", "en")
+    assert article.sources["declared_language"] == "html-lang"
 
 
 def test_every_corpus_page_has_a_language_and_says_where_its_fields_came_from(corpus):

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from normalize import Article, extract_article
+from normalize import Article, decode_html, extract_article
 from normalize.article import MAX_HTML_CHARS
 from storage import canonicalize_url, choose_canonical_url
 from tests.newssite import load_corpus
@@ -123,6 +123,34 @@ def test_utf8_bom_page():
         assert "Grüße 3 aus München: Die Straßenbahn fährt" in article.text
         assert "\ufeff" not in article.text and "\ufffd" not in article.text
         assert article.title == "Grüße"
+
+
+@pytest.mark.parametrize("declared", ["gb2312", "iso-8859-15", "windows-1252", "shift_jis"])
+def test_valid_utf8_is_utf8_whatever_the_page_declares(declared):
+    """Pages whose bytes are UTF-8 but whose template declares another charset: read by the
+    declaration they came out garbled (issue 21, point 1); a browser reads them as UTF-8."""
+    page = (f'<html><head><meta charset="{declared}"><title>Grüße aus Köln</title></head>'
+            "<body><p>Die Straßenbahn fährt wieder pünktlich — 3 € günstiger.</p></body></html>")
+    assert decode_html(page.encode("utf-8")) == page
+
+
+def test_a_declared_latin1_is_read_as_windows_1252():
+    """Browsers read a page labelled ISO-8859-1 (or ASCII) as windows-1252: its bytes
+    0x80-0x9F are curly quotes and the euro sign, not control characters."""
+    page = ('<html><head><meta http-equiv="Content-Type" content="text/html; '
+            'charset=iso-8859-1"></head>'
+            "<body><p>\u201cCafé\u201d costs 3 \u20ac.</p></body></html>")
+    assert decode_html(page.encode("windows-1252")) == page
+
+
+def test_a_declared_charset_reads_bytes_that_are_not_utf8():
+    page = '<html><head><meta charset="koi8-r"></head><body><p>Привет, мир</p></body></html>'
+    assert decode_html(page.encode("koi8-r")) == page
+
+
+def test_a_page_that_is_not_utf8_and_declares_nothing_is_windows_1252():
+    page = "<html><body><p>Caf\xe9 \u20ac</p></body></html>"
+    assert decode_html(page.encode("windows-1252")) == page
 
 
 def test_extraction_is_deterministic(corpus_articles):
@@ -372,6 +400,35 @@ def test_foreign_or_missing_canonical_falls_back_to_the_fetched_url(declared):
     assert choose_canonical_url(FETCHED, declared) == "https://www.example.com/news/story-1?id=7"
 
 
+@pytest.mark.parametrize(("fetched", "declared"), [
+    # One registrable domain (public suffix + one label): one site, whatever the subdomain.
+    ("https://edition.cnn.com/2024/05/01/world/story", "https://www.cnn.com/2024/05/01/world/story"),
+    ("https://www.bbc.co.uk/news/world-1", "https://news.bbc.co.uk/news/world-1"),
+    ("https://m.example.com/a", "https://example.com/b"),
+    ("https://bücher.de/a", "https://www.xn--bcher-kva.de/b"),  # one name, two spellings
+    ("http://127.0.0.1:8000/a", "http://127.0.0.1:9000/b"),  # an address: the same one
+])
+def test_a_canonical_on_the_same_registrable_domain_is_trusted(fetched, declared):
+    assert choose_canonical_url(fetched, declared) == canonicalize_url(declared)
+
+
+@pytest.mark.parametrize(("fetched", "declared"), [
+    # Under a public suffix of two labels, the next label is the owner.
+    ("https://example.co.uk/a", "https://other.co.uk/a"),
+    ("https://example.co.uk/a", "https://co.uk/a"),
+    # Private suffixes of the list count: each blog its own site.
+    ("https://alice.blogspot.com/a", "https://bob.blogspot.com/a"),
+    # Addresses compare exactly: no "registrable part" of an IP address.
+    ("http://127.0.0.1/a", "http://10.0.0.1/a"),
+    ("http://192.168.1.5/a", "http://10.168.1.5/a"),
+    ("http://[::1]/a", "http://[::2]/a"),
+    # A name that is not under any registrable domain compares exactly too.
+    ("http://localhost/a", "http://otherhost/a"),
+])
+def test_a_canonical_on_another_registrable_domain_is_refused(fetched, declared):
+    assert choose_canonical_url(fetched, declared) == canonicalize_url(fetched)
+
+
 @pytest.mark.parametrize("amp_url, plain", [
     ("https://amp.example.com/world/story", "https://example.com/world/story"),
     ("https://www.example.com/news/story-123/amp/", "https://www.example.com/news/story-123"),
@@ -393,3 +450,15 @@ def test_amp_variants_fold_into_the_article(amp_url, plain):
 ])
 def test_words_that_merely_contain_amp_are_kept(url):
     assert canonicalize_url(url) == url
+
+
+def test_a_date_in_a_zone_rfc_822_does_not_define_is_not_guessed():
+    """Python's RFC 822 parser reads an unknown zone ("CEST") as UTC: two hours off for a
+    German page, which then loses to no better source. Such a date is no date here, and the
+    next source in the cascade (a <time> element) gives it."""
+    from normalize.metadata import parse_datetime
+
+    assert parse_datetime("Fri Apr 28 19:20:36 CEST 2023") is None
+    assert parse_datetime("Fri, 28 Apr 2023 19:20:36 CEST") is None
+    assert parse_datetime("Fri, 28 Apr 2023 19:20:36 +0200").utcoffset().total_seconds() == 7200
+    assert parse_datetime("Fri, 28 Apr 2023 17:20:36 GMT").utcoffset().total_seconds() == 0

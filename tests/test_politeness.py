@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from spiders.config import DEFAULT_USER_AGENT, Settings, SiteConfig
+from flows.settings import DEFAULT_USER_AGENT, Settings
+from spiders.config import SiteConfig
 from spiders.middlewares import parse_retry_after
 from spiders.settings import crawl_settings
 from tests.conftest import REPO_ROOT, crawl_site_subprocess, local_site_config

@@ -337,3 +337,45 @@ def test_when_the_workspace_cannot_keep_pages_either_the_crawl_stops_and_the_nex
         crawl_site_subprocess(entry, archive, _env(), data, "run-room")
     _assert_archived_once(archive, urls)
     assert _temporary_files(small_disk) == []
+
+
+def test_a_crawl_whose_parent_dies_stops_and_keeps_what_it_fetched(corpus, tmp_path):
+    """The process that started a crawl (a flow run) is killed, as when its worker dies:
+    the crawl does not go on for nobody. It stops gracefully, writes its stats file, and
+    the next crawl archives every page."""
+    archive = str(tmp_path / "archive")
+    data = tmp_path / "data"
+    with NewsSite(corpus[:12], feed_size=0) as site:
+        # A short download timeout: the held requests end soon after the crawl stops.
+        entry = local_site_config(site, feeds=[], concurrent_requests=2, download_timeout=5)
+        urls = {site.url_for(p) for p in site.pages}
+        site.hold_pages(after=3)  # the crawl is certainly under way when its parent dies
+        command = [sys.executable, "-m", "spiders.run", "--site-json",
+                   SiteConfig.model_validate(entry).model_dump_json(), "--archive", archive,
+                   "--run-id", "run-orphan", "--stats-file",
+                   str(data / "crawls" / "run-orphan.json"), "--data-dir", str(data),
+                   "--user-agent", "t", "--log-level", "WARNING"]
+        parent = subprocess.Popen(
+            [sys.executable, "-c", "import subprocess, sys, time; "
+             f"p = subprocess.Popen({command!r}, cwd={str(REPO_ROOT)!r}); "
+             "print(p.pid, flush=True); time.sleep(3600)"],
+            env=_env(), stdout=subprocess.PIPE, text=True)
+        crawl_pid = int(parent.stdout.readline())
+        try:
+            _wait_for(lambda: len(site.article_requests()) > 3, "the crawl to wait on a page")
+            parent.kill()
+            parent.wait(timeout=30)
+            # The orphan notices and stops by itself (a hang guard, not a time bound).
+            _wait_for(lambda: not Path(f"/proc/{crawl_pid}").exists()
+                      or Path(f"/proc/{crawl_pid}/stat").read_text().split()[2] == "Z",
+                      "the orphaned crawl to stop")
+        finally:
+            site.release_pages()
+            if Path(f"/proc/{crawl_pid}").exists():
+                os.kill(crawl_pid, signal.SIGKILL)
+        # It stopped (as on SIGTERM: Scrapy's graceful shutdown), not died, and not finished
+        # on its own as it would have, each held page timing out.
+        report = json.loads((data / "crawls" / "run-orphan.json").read_text())
+        assert report["finish_reason"] == "shutdown", report["finish_reason"]
+        crawl_site_subprocess(entry, archive, _env(), data, "run-after-orphan")
+    _assert_archived_once(archive, urls)

@@ -82,6 +82,22 @@ def test_archive_layout_matches_the_contract(architecture):
         assert line in architecture and line in README
 
 
+def test_run_manifest_keys_follow_the_documented_layout(architecture):
+    """``runs/`` keys are what the README's "Archive layout" and ARCHITECTURE.md's contract
+    say they are: the layout line of each, read from the text, filled in, is the key the
+    code makes."""
+    from storage.keys import run_manifest_key
+
+    for text, heading in ((README, "## Archive layout"),
+                          (architecture, "## Contract: the archive")):
+        layout = re.search(r"```\n(.*?)```", text[text.index(heading):], re.S).group(1)
+        (documented,) = re.findall(r"^(runs/\S+)", layout, re.M)
+        assert documented == "runs/<site>/<YYYY>/<MM>/<DD>/<run_id>.json"
+        filled = (documented.replace("<site>", "lemonde").replace("<YYYY>", "2024")
+                  .replace("<MM>", "05").replace("<DD>", "07").replace("<run_id>", "run-1"))
+        assert run_manifest_key("lemonde", date(2024, 5, 7), "run-1") == filled
+
+
 def test_example_sites_file_names_the_globe_and_mail():
     sites = tomllib.loads((ROOT / "sites.toml").read_text(encoding="utf-8"))["sites"]
     assert any("theglobeandmail.com" in s["allowed_domains"] for s in sites)
@@ -133,7 +149,7 @@ def test_dockerfile_installs_the_locked_project_as_non_root():
 def test_ci_runs_make_test():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     makefile = (ROOT / "Makefile").read_text()
-    for target in ("install:", "test: install", "run: install"):
+    for target in ("install:", "lint: install", "test: lint", "run: install"):
         assert target in makefile
 
 
@@ -153,6 +169,9 @@ def test_compose_runs_minio_a_prefect_server_and_serve():
     assert env["NEWSARCHIVE_ARCHIVE_URL"].startswith("s3://news/")
     assert "mc mb --ignore-existing local/news" in services["create-bucket"]["command"][0]
     assert set(serve["depends_on"]) == {"create-bucket", "prefect-server"}
+    # docker stop's SIGKILL must not come before serve's SIGTERM grace (60 s) is over.
+    grace = serve["stop_grace_period"]
+    assert grace.endswith("s") and int(grace[:-1]) > 60, grace
     # Every service built from this repo runs the image's non-root user; none runs privileged.
     assert not any(s.get("privileged") or s.get("user") in ("root", "0") for s in services.values())
     # Ports are published on loopback only.

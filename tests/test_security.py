@@ -311,7 +311,7 @@ def test_settings_objects_hold_no_credentials(monkeypatch, tmp_path):
     """Credentials stay with boto3's chain: no settings object, ours or Scrapy's, holds or
     prints them, and what a crawl subprocess is given on its command line has none."""
     from flows.crawl import spider_command
-    from spiders.config import Settings
+    from flows.settings import Settings
     from spiders.settings import crawl_settings
 
     secret, key_id = "wJalrSETTINGSsecret0123/x", "AKIASETTINGS0123"

@@ -7,6 +7,7 @@ mocks boto3 or HTTP.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
@@ -91,7 +92,7 @@ def make_record(
     text: str = TEXT,
     title: str | None = "A headline",
 ) -> Record:
-    """A record as the archive pipeline builds one (spiders/pipelines.py archive_page)."""
+    """A record as a crawl builds one (spiders/page.py page_record)."""
     aid = article_id(canonical_url)
     when = published or fetched_at
     keys = archive.keys_for(site, when.astimezone(timezone.utc).date(), aid)
@@ -243,7 +244,7 @@ def test_put_if_absent_race_has_one_winner(backend):
         results: dict[int, bool] = {}
         errors: list[BaseException] = []
 
-        def claim(i: int) -> None:
+        def claim(i: int, barrier=barrier, results=results, errors=errors, key=key) -> None:
             try:
                 barrier.wait(timeout=10)
                 results[i] = backend.put_if_absent(key, f"writer-{i}".encode() * 50)
@@ -981,3 +982,209 @@ def test_local_backend_writes_again_after_its_folders_were_removed(tmp_path):
     backend.put("articles/site/2025/01/02/abc/text.txt", b"two")
     assert backend.get("articles/site/2025/01/02/abc/text.txt") == b"two"
     assert backend.put_if_absent("articles/site/2025/01/02/abc/meta.json", b"{}")
+
+
+# -- one helper per concept: times, local writes, run manifests, archive URLs ---------------
+
+
+@pytest.fixture
+def machine_zone():
+    """Run the test with the machine's local time zone at UTC+14 (the day a naive time
+    would wrongly be read in is then another day), and put it back afterwards."""
+    import time
+
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Pacific/Kiritimati"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+def test_as_utc_takes_a_naive_time_as_utc_whatever_the_machine_zone(machine_zone):
+    from storage.record import as_utc
+
+    assert as_utc(datetime(2024, 5, 17, 5, 0)) == datetime(2024, 5, 17, 5, 0,
+                                                           tzinfo=timezone.utc)
+    eastern = datetime(2024, 5, 17, 23, 0, tzinfo=timezone(timedelta(hours=-4)))
+    assert as_utc(eastern) == datetime(2024, 5, 18, 3, 0, tzinfo=timezone.utc)
+    assert as_utc(eastern).tzinfo is timezone.utc
+
+
+def test_a_naive_time_places_records_and_manifests_on_its_utc_day(tmp_path, machine_zone):
+    """The archive's convention (naive means UTC) holds for the article's folder and the run
+    manifest's as it does for the catalog's date partition, whatever the machine's zone."""
+    from storage.catalog import archive_date
+
+    archive = Archive(LocalBackend(tmp_path / "archive"))
+    naive = datetime(2024, 5, 17, 5, 0)  # 05-16 in the machine's zone, 05-17 in UTC
+    record = replace(make_record(archive, "https://example.com/news/naive"),
+                     raw_key="", text_key="", meta_key="", published=naive)
+    placed = archive.place(record)
+    assert placed.meta_key.startswith("articles/example/2024/05/17/")
+    assert archive_date(placed) == archive_date(replace(placed, meta_key="")) == date(2024, 5, 17)
+    key = archive.put_run_manifest({"site": "example", "run_id": "run-naive",
+                                    "started_at": naive.isoformat()})
+    assert key == "runs/example/2024/05/17/run-naive.json"
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 64 KiB file system (tmpfs): a larger write fails with ENOSPC half-way."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root (CI runs as root)")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_write_atomic_replaces_whole_or_not_at_all(tmp_path):
+    from storage.localfiles import copy_atomic, create_exclusive, write_atomic
+
+    target = tmp_path / "state.json"
+    write_atomic(target, b"one")
+    write_atomic(target, b"two", fsync=True)
+    assert target.read_bytes() == b"two"
+    assert not create_exclusive(target, b"three")  # there already: left as it is
+    assert target.read_bytes() == b"two"
+    assert create_exclusive(tmp_path / "claim.json", b"{}")
+    (tmp_path / "claim.json").unlink()
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"x" * 300_000)
+    copy_atomic(source, tmp_path / "copy.bin")
+    assert (tmp_path / "copy.bin").read_bytes() == source.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.bin", "source.bin",
+                                                          "state.json"]
+    with pytest.raises(OSError):
+        write_atomic(tmp_path / "no-such-dir" / "x", b"data")
+    with pytest.raises(OSError):  # a directory in the way: the rename fails
+        (tmp_path / "dir").mkdir()
+        (tmp_path / "dir" / "inside").write_bytes(b"")
+        write_atomic(tmp_path / "dir", b"data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.bin", "dir", "source.bin",
+                                                          "state.json"]
+
+
+def test_write_atomic_on_a_full_disk_keeps_the_old_file_and_no_temporary_one(small_fs,
+                                                                             tmp_path):
+    from storage.localfiles import copy_atomic, create_exclusive, write_atomic
+
+    target = small_fs / "state.json"
+    write_atomic(target, b"old")
+    for fsync in (False, True):
+        with pytest.raises(OSError) as info:
+            write_atomic(target, b"x" * 1_000_000, fsync=fsync)
+        assert info.value.errno == errno.ENOSPC
+    with pytest.raises(OSError):
+        create_exclusive(small_fs / "claim.json", b"x" * 1_000_000)
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"y" * 1_000_000)
+    with pytest.raises(OSError):
+        copy_atomic(big, small_fs / "copy.bin")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in small_fs.iterdir()] == ["state.json"]
+
+
+def test_local_backend_on_a_full_disk_is_unavailable_and_leaves_no_temporary_file(small_fs,
+                                                                                  tmp_path):
+    backend = LocalBackend(small_fs / "archive")
+    backend.put("articles/a/meta.json", b"{}")
+    big = b"z" * 1_000_000
+    with pytest.raises(ArchiveUnavailable):
+        backend.put("articles/a/raw.html.gz", big)
+    with pytest.raises(ArchiveUnavailable):
+        backend.put_if_absent("_index/urls/ab/claim.json", big)
+    (tmp_path / "big").write_bytes(big)
+    with pytest.raises(ArchiveUnavailable):
+        backend.put_file("catalog/x.parquet", tmp_path / "big")
+    with pytest.raises(ArchiveUnavailable):
+        backend.put_if_match("articles/a/meta.json", big, backend.get_tagged(
+            "articles/a/meta.json")[1])
+    assert backend.get("articles/a/meta.json") == b"{}"
+    files = sorted(str(p.relative_to(small_fs)) for p in small_fs.rglob("*") if p.is_file())
+    assert files == ["archive/.newsarchive.lock", "archive/articles/a/meta.json"]
+
+
+class _ListingBackend(LocalBackend):
+    """A local backend that records the prefixes it is asked to list."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.listed: list[str] = []
+
+    def iter_keys(self, prefix: str = ""):
+        self.listed.append(prefix)
+        return super().iter_keys(prefix)
+
+
+def test_run_manifests_by_site_and_date_list_only_their_folders(tmp_path):
+    backend = _ListingBackend(tmp_path / "archive")
+    archive = Archive(backend)
+    started = {"r1": "2024-01-31T23:00:00-05:00",  # 2024-02-01 in UTC
+               "r2": "2024-02-01T10:00:00+00:00", "r3": "2024-02-03T10:00:00+00:00",
+               "r4": "2024-03-01T00:00:00+00:00"}
+    for run_id, at in started.items():
+        archive.put_run_manifest({"site": "alpha", "run_id": run_id, "started_at": at})
+    archive.put_run_manifest({"site": "beta", "run_id": "b1",
+                              "started_at": "2024-02-01T10:00:00+00:00"})
+    # Not manifests: a stray file, and one that is not JSON (skipped with a warning).
+    backend.put("runs/alpha/2024/02/01/notes.txt", b"x")
+    backend.put("runs/alpha/2024/02/02/broken.json", b"{not json")
+    backend.put("runs/alpha/README.json", b"{}")
+
+    def runs(*args) -> list[str]:
+        backend.listed.clear()
+        return [m["run_id"] for m in archive.iter_run_manifests(*args)]
+
+    assert runs("alpha") == ["r1", "r2", "r3", "r4"]
+    assert backend.listed == ["runs/alpha/"]
+    assert runs("alpha", date(2024, 2, 1), date(2024, 2, 2)) == ["r1", "r2"]
+    assert backend.listed == ["runs/alpha/2024/02/01/", "runs/alpha/2024/02/02/"]
+    assert runs("alpha", date(2024, 2, 1), date(2024, 2, 29)) == ["r1", "r2", "r3"]
+    assert backend.listed == ["runs/alpha/2024/02/"]
+    assert runs("alpha", date(2024, 2, 2)) == ["r3", "r4"]
+    assert runs("alpha", None, date(2024, 2, 1)) == ["r1", "r2"]
+    assert sorted(runs(None, date(2024, 2, 1), date(2024, 2, 1))) == ["b1", "r1", "r2"]
+    assert backend.listed == ["runs/"]
+    assert runs("alpha", date(2024, 3, 2), date(2024, 3, 1)) == []
+    assert sorted(runs()) == ["b1", "r1", "r2", "r3", "r4"]
+    with pytest.raises(InvalidKey):
+        runs("../x")
+
+
+@pytest.mark.parametrize(
+    ("url", "bucket", "prefix", "directory"),
+    [
+        ("s3://bucket/a/b/", "bucket", "a/b", None),
+        ("s3://bucket", "bucket", "", None),
+        ("/srv/archive", None, "", Path("/srv/archive")),
+        ("file:///srv/archive", None, "", Path("/srv/archive")),
+        ("./archive", None, "", Path("archive")),
+    ],
+)
+def test_archive_location_is_what_an_archive_url_means(url, bucket, prefix, directory):
+    from storage.backends import archive_location
+
+    location = archive_location(url)
+    assert (location.bucket, location.prefix, location.directory) == (bucket, prefix, directory)
+
+
+@pytest.mark.parametrize("url", ["s3://", "s3:///prefix", "ftp://x/y", "",
+                                 "s3://AKIAEXAMPLE:very-secret@bucket/news"])
+def test_archive_location_refuses(url):
+    from storage.backends import archive_location
+
+    with pytest.raises(InvalidArchiveURL) as info:
+        archive_location(url)
+    assert "very-secret" not in str(info.value)
+    with pytest.raises(InvalidKey):
+        archive_location("s3://bucket/a/../b")

@@ -2,9 +2,11 @@
 extractor, without fetching anything.
 
 Each record whose extraction changes gets a new version naming the extractor that made it
-(see :meth:`storage.Archive.add_extraction`); its raw page stays where it is. The site's
-learnt boilerplate is stripped as a crawl would. Updated records go to the catalog as a
-run of their own.
+(see :meth:`storage.Archive.add_extraction`); its raw page stays where it is. A page takes
+the path a crawled page takes (:mod:`spiders.page`): the same extraction and soft-block check
+(:func:`spiders.extraction_pool.extract_page`), and the site's learnt boilerplate stripped
+(not learnt from: a reprocess sees no new pages). Updated records go to the catalog as a run
+of their own. No Scrapy: nothing is fetched.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from normalize import extract_article
 from normalize.boilerplate import SiteBoilerplate
-from spiders.pipelines import BOILERPLATE_STATE, EXTRACTOR, article_fields
+from spiders.extraction_pool import extract_page
+from spiders.page import BOILERPLATE_STATE, EXTRACTOR, Problem, article_fields, settle
 from storage import Archive, ArchiveError, Record, StoreOutcome
 from storage.catalog import CatalogWriter
 
@@ -63,9 +65,9 @@ def reprocess(archive: Archive, *, site: str | None = None, since: date | None =
             except ArchiveError as exc:
                 report.errors.append({"id": record.id, "url": record.url, "reason": str(exc)})
                 continue
-            if outcome is None:
+            if isinstance(outcome, Problem):
                 report.errors.append({"id": record.id, "url": record.url,
-                                      "reason": "extraction found no article text"})
+                                      "reason": outcome.reason})
             elif outcome is StoreOutcome.VERSION:
                 report.rewritten += 1
                 catalog.add(stored, text)
@@ -79,12 +81,13 @@ def reprocess(archive: Archive, *, site: str | None = None, since: date | None =
 
 def _reprocess_one(archive: Archive, record: Record, boilerplate: SiteBoilerplate):
     raw = archive.read_raw(record)
-    # The charset the crawl decoded with, when the record says; else let the extractor sniff.
-    html: str | bytes = raw.decode(record.charset, errors="replace") if _known(record.charset) else raw
-    article = extract_article(html, record.url)
-    text = boilerplate.strip(article.text)
-    if not text:
-        return None, record, ""
+    # The charset the crawl decoded with, when the record says; else the extractor sniffs.
+    extraction = extract_page(raw, record.charset if _known(record.charset) else None,
+                              record.url, record.http_status)
+    settled = settle(extraction, boilerplate, learn=False)
+    if isinstance(settled, Problem):
+        return settled, record, ""
+    article, text = settled
     updated = replace(record, **article_fields(article), extractor=EXTRACTOR)
     result = archive.add_extraction(record, updated, text)
     return result.outcome, result.record, text
