@@ -1,7 +1,10 @@
 """Chart geometry for the web UI: the numbers the templates turn into inline SVG.
 
 Charts are drawn on the server, as SVG shapes with presentation attributes, so the UI
-needs no script and its Content-Security-Policy can forbid every script.
+needs no script and its Content-Security-Policy can forbid every script. Hand-written
+rather than a charting library: those draw with JavaScript in the browser (which the CSP
+forbids) or emit SVG with inline styles and scripts of their own, and two bar charts over
+at most 90 days are a page of arithmetic.
 """
 
 from __future__ import annotations

@@ -5,6 +5,12 @@ Order, first source that has a field wins: schema.org JSON-LD (NewsArticle and i
 other ``<meta>`` conventions, microdata, ``<time datetime>``, byline markup; trafilatura's
 own metadata (which uses htmldate for dates) is the last resort. Each field remembers its
 source, so a record can say where its date came from.
+
+Hand-written rather than trafilatura's or extruct's metadata alone: trafilatura's fixed
+order of sources and its date guessing lost to this cascade on the Fundus pages (exact
+titles 0.864 against 0.659, dates within two minutes 0.955 against 0.038: README
+"Extraction"), and extruct parses every syntax of the page whatever is asked, where the
+cascade stops at the first source that has a field.
 """
 
 from __future__ import annotations
