@@ -161,6 +161,9 @@ def crawl_configured(sites: list[SiteConfig], archive_url: str, settings: Settin
     publish the run's summary artifact, and return one result per site, in order."""
     logger = get_run_logger()
     run_id = run_id or new_run_id()
+    # A bounded loop of our own rather than a task runner sized to the limit: Prefect fixes a
+    # flow's task runner where the flow is defined, and the limit is a setting read at run
+    # time (NEWSARCHIVE_MAX_PARALLEL_SITES).
     waiting = list(sites)
     running: dict = {}
     done: dict[str, SiteResult] = {}

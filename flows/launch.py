@@ -29,6 +29,11 @@ logger = logging.getLogger(__name__)
 # spooled) before it is killed.
 _STOP_GRACE_SECONDS = 60
 
+# The crawls started ahead, by (run id, site), until their task adopts them. Module state, on
+# purpose: the flow runs in this very process (``newsarchive crawl`` calls it), and Prefect's
+# parameters cannot carry a process. The gain it buys was measured (README, Throughput:
+# about ten seconds of a short crawl's wall time); its cost is this one locked table, which
+# only start_ahead, claim and stop_unclaimed touch.
 _lock = threading.Lock()
 _started: dict[tuple[str, str], subprocess.Popen] = {}
 
