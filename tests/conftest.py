@@ -116,7 +116,7 @@ def prefect_api_url(tmp_path_factory) -> Iterator[str]:
     from prefect.settings import get_current_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=300):
         yield str(get_current_settings().api.url)
 
 

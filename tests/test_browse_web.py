@@ -18,6 +18,7 @@ tested in-process, over a local archive.
 from __future__ import annotations
 
 import html
+import http.client
 import itertools
 import json
 import os
@@ -30,7 +31,6 @@ import sys
 import tempfile
 import threading
 import time
-import http.client
 import urllib.error
 import urllib.request
 import uuid
@@ -55,8 +55,9 @@ from tests.newssite import NewsSite
 
 SITE = "localnews"
 HOSTILE_PATH = "/news/council-budget-vote-ends-late-story"
-# How long a page gets, after its load event, for a payload's request to leave.
-SETTLE_SECONDS = 0.3
+HANG_GUARD_SECONDS = 60
+"""Longest the test waits for Chromium or a canary to show what it waits for: reached only
+when something hangs (or the awaited requests never come, in the control test)."""
 
 
 # -- Chromium -------------------------------------------------------------------------------------
@@ -111,24 +112,32 @@ class DevTools:
                 return message["result"]
             self._events.append(message)
 
-    def wait_for(self, event: str, timeout: float = 30) -> dict:
+    def wait_for(self, event: str, timeout: float = HANG_GUARD_SECONDS, **params) -> dict:
+        """The first event ``event`` (not yet waited for) whose params include ``params``;
+        the events before it stay for later waits."""
         deadline = time.monotonic() + timeout
         while True:
             for n, message in enumerate(self._events):
-                if message.get("method") == event:
-                    del self._events[: n + 1]
+                if message.get("method") == event and params.items() <= \
+                        message.get("params", {}).items():
+                    del self._events[n]
                     return message
             self._events.append(json.loads(self.ws.recv(
                 timeout=max(0.1, deadline - time.monotonic()))))
 
     def open(self, url: str) -> None:
-        """Navigate to ``url``, wait for its load event (frames included), then a moment
-        more for anything a script would send."""
+        """Navigate to ``url`` and wait until Chromium says the page is done: its load event
+        (its frames loaded, with every image, stylesheet and script they hold) and then its
+        network idle (no request in flight for 0.5 s, counted from the last answer: what the
+        page's scripts and error handlers sent while it loaded has been answered, however
+        slowly the machine runs them). The browser's own events, not a pause of ours: what
+        the page requested has reached its server when this returns."""
         self._events.clear()
         result = self.call("Page.navigate", url=url)
         assert not result.get("errorText"), (url, result)
         self.wait_for("Page.loadEventFired")
-        time.sleep(SETTLE_SECONDS)
+        self.wait_for("Page.lifecycleEvent", name="networkIdle", frameId=result["frameId"],
+                      loaderId=result["loaderId"])
 
     def evaluate(self, expression: str):
         """Evaluate ``expression`` in the page (as the test, not as the page) and return its
@@ -179,6 +188,7 @@ def browser(chromium_binary) -> Iterator[DevTools]:
         page = next(t for t in targets if t["type"] == "page")
         tools = DevTools(page["webSocketDebuggerUrl"], int(port))
         tools.call("Page.enable")
+        tools.call("Page.setLifecycleEventsEnabled", enabled=True)  # networkIdle, for open()
         tools.call("DOM.enable")
         yield tools
         tools.close()
@@ -190,6 +200,16 @@ def browser(chromium_binary) -> Iterator[DevTools]:
             proc.kill()
             proc.wait()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_until(condition, timeout: float = HANG_GUARD_SECONDS) -> bool:
+    """Whether ``condition()`` came true within ``timeout`` seconds (checked every 50 ms)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 # -- the canary ---------------------------------------------------------------------------------
@@ -238,6 +258,10 @@ class ConnectionCanary:
 
     def __init__(self, host: str = CONNECTION_CANARY_HOST) -> None:
         self.connections = 0
+        self._lock = threading.Lock()
+        # Local addresses of the test's own connections (see count()), and the events set
+        # once they are accepted.
+        self._markers: dict[tuple[str, int], threading.Event] = {}
         self.sock = socket.socket()
         self.sock.bind((host, 0))
         self.sock.listen(16)
@@ -249,13 +273,33 @@ class ConnectionCanary:
     def _accept(self) -> None:
         while not self._stopping.is_set():
             try:
-                conn, _ = self.sock.accept()
+                conn, peer = self.sock.accept()
             except TimeoutError:
                 continue
             except OSError:
                 return
-            self.connections += 1
+            with self._lock:
+                marker = self._markers.pop(peer[:2], None)
+                if marker is None:
+                    self.connections += 1
+            if marker is not None:
+                marker.set()
             conn.close()
+
+    def count(self) -> int:
+        """The connections others opened, counting every one opened before this call: the
+        test opens one too and waits until the canary has accepted it. Connections are
+        accepted in the order they were made, so none made earlier is still uncounted,
+        however late this thread got to run."""
+        accepted = threading.Event()
+        with socket.socket() as marker:
+            marker.bind((CONNECTION_CANARY_HOST, 0))
+            with self._lock:
+                self._markers[marker.getsockname()[:2]] = accepted
+            marker.connect(self.sock.getsockname())
+            assert accepted.wait(HANG_GUARD_SECONDS), "the connection canary accepts nothing"
+        with self._lock:
+            return self.connections
 
     @property
     def url(self) -> str:
@@ -512,18 +556,17 @@ def test_archived_payloads_trigger_no_request(served, browser):
         f"{served.ui}/search?q=onerror",
     ]
     served.canary.hits.clear()
-    connections = served.connection_canary.connections
+    connections = served.connection_canary.count()
     for url in pages:
-        browser.open(url)
+        browser.open(url)  # loaded, and its network idle: what it sent has been answered
         # Nothing the archive holds became an element of the UI...
         if "/original" not in url:
             assert browser.evaluate(
                 "document.querySelectorAll('img, script, link:not([rel=stylesheet]),"
                 " iframe:not(.original), object, embed').length") == 0, url
-    time.sleep(1.0)
     # ...and no payload made a request, nor a resource hint a connection.
     assert served.canary.hits == []
-    assert served.connection_canary.connections == connections
+    assert served.connection_canary.count() == connections
 
     # The payloads were on the pages, as text.
     browser.open(article)
@@ -536,7 +579,7 @@ def test_archived_payloads_trigger_no_request(served, browser):
     browser.open(f"{served.ui}/search?q=council+budget")
     assert [a for a, _ in links(browser, "a.article")] == [hostile.title]
     assert served.canary.hits == []
-    assert served.connection_canary.connections == connections
+    assert served.connection_canary.count() == connections
 
 
 def test_the_canary_sees_payloads_served_without_protection(served, browser):
@@ -551,16 +594,16 @@ def test_the_canary_sees_payloads_served_without_protection(served, browser):
     served.site.add_route("/control/naive", naive)
     served.site.add_route("/control/raw", served.hostile_raw)
     served.canary.hits.clear()
-    connections = served.connection_canary.connections
+    connections = served.connection_canary.count()
     browser.open(served.site.base_url + "/control/naive")
     browser.open(served.site.base_url + "/control/raw")
-    time.sleep(1.0)
-    hits = set(served.canary.hits)
-    assert {"/headline", "/text", "/script", "/body-script", "/image", "/stylesheet",
-            "/background"} <= hits, hits
-    assert hits <= PAYLOAD_PATHS
+    expected = {"/headline", "/text", "/script", "/body-script", "/image", "/stylesheet",
+                "/background"}
+    # Waited for, not slept on: the requests reach the canary when the machine lets them.
+    assert wait_until(lambda: expected <= set(served.canary.hits)), served.canary.hits
+    assert set(served.canary.hits) <= PAYLOAD_PATHS
     # The page's preconnects opened connections: no request, so only a TCP server sees them.
-    assert served.connection_canary.connections > connections
+    assert wait_until(lambda: served.connection_canary.connections > connections)
 
 
 # -- headers and routes ----------------------------------------------------------------------------

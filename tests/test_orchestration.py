@@ -19,14 +19,20 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowFilter, \
-    FlowFilterName, FlowRunFilter, FlowRunFilterDeploymentId
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterName,
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
+)
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.backfill import should_run
 from storage import Archive
 from tests.conftest import REPO_ROOT, local_site_config, write_sites_file
-from tests.newssite import NewsSite
+from tests.newssite import HOLD_LIMIT_SECONDS, NewsSite
 
 SINCE, UNTIL = date(2025, 11, 6), date(2025, 11, 21)
 
@@ -217,12 +223,22 @@ def _dockerfile_healthcheck() -> str:
 
 def test_two_workers_of_a_process_pool_crawl_two_sites_at_once(corpus, run_cli, prefect_api_url,
                                                               s3_archive, tmp_path):
+    """Each worker takes one run at a time (``--limit 1``): while the first run is in its
+    worker, the second can only go to the other. The sites hold their pages until both
+    crawls have asked for one, so the first run is still running when the second is taken,
+    however slowly either worker starts its run."""
     pool = f"pool-{uuid.uuid4().hex[:8]}"
     pages_a, pages_b = corpus[10:22], corpus[22:34]
     with NewsSite(pages_a, feed_size=0) as site_a, NewsSite(pages_b, feed_size=0) as site_b:
+        sites = (site_a, site_b)
+        for site in sites:
+            site.hold_pages()
+        # A held page must not time out while the other run is still being started.
         config = write_sites_file(tmp_path / "sites.toml", s3_archive.url, [
-            local_site_config(site_a, name="pooled-a", feeds=[]),
-            local_site_config(site_b, name="pooled-b", feeds=[]),
+            local_site_config(site_a, name="pooled-a", feeds=[],
+                              download_timeout=HOLD_LIMIT_SECONDS),
+            local_site_config(site_b, name="pooled-b", feeds=[],
+                              download_timeout=HOLD_LIMIT_SECONDS),
         ])
         env = {**s3_archive.env, "NEWSARCHIVE_DATA_DIR": str(tmp_path / "data")}
         deployed = run_cli("deploy", "--pool", pool, "--config", str(config), env=env)
@@ -242,29 +258,38 @@ def test_two_workers_of_a_process_pool_crawl_two_sites_at_once(corpus, run_cli, 
                     deployment_filter=DeploymentFilter(name=DeploymentFilterName(
                         any_=["crawl-pooled-a", "crawl-pooled-b"])))}
                 assert all(d.work_pool_name == pool for d in deployments.values())
-                # Both workers polling before the runs exist: otherwise the first to start may
-                # take both runs, one after the other, before the second has even started.
-                wait_for(lambda: len({w.name for w in client.read_workers_for_work_pool(pool)})
-                         == 2 or None, 120, "both workers to poll the pool")
                 runs = [client.create_flow_run_from_deployment(d.id) for d in deployments.values()]
+                # Both crawls running, each waiting for a page: the two runs are at once.
+                wait_for(lambda: all(site.article_requests() for site in sites), 300,
+                         "both crawls to ask for a page")
+                for site in sites:
+                    site.release_pages()
                 finals = [wait_for(lambda r=r: _finished(client, r.id), 300, "a pooled run")
                           for r in runs]
                 for final in finals:
                     assert final.state.is_completed(), final.state
-                # Each worker takes one run at a time: the two ran at once, in two workers.
+                # The two ran at once, in two workers.
                 a, b = finals
                 assert a.start_time < b.end_time and b.start_time < a.end_time, \
                     (a.start_time, a.end_time, b.start_time, b.end_time)
-                logs = [(tmp_path / f"worker{n}.log").read_text() for n in (1, 2)]
                 # A flow run's own output (its "View at .../flow-run/<id>") lands in the log
-                # of the worker that started it; both workers may offer to take a run.
-                ran = [[f"flow-run/{f.id}" in log for f in finals] for log in logs]
+                # of the worker that started it; both workers may offer to take a run. The
+                # worker streams that output into its log when it gets to it, maybe after the
+                # run has ended: waited for.
+                def logs() -> list[str]:
+                    return [(tmp_path / f"worker{n}.log").read_text() for n in (1, 2)]
+
+                wait_for(lambda: all(any(f"flow-run/{f.id}" in log for log in logs())
+                                     for f in finals), 120, "each run's output in a worker log")
+                ran = [[f"flow-run/{f.id}" in log for f in finals] for log in logs()]
                 assert sorted(ran) == [[False, True], [True, False]], ran
                 # Both runs came from these deployments, nothing else ran on them.
                 assert len(client.read_flow_runs(flow_run_filter=FlowRunFilter(
                     deployment_id=FlowRunFilterDeploymentId(
                         any_=[d.id for d in deployments.values()])))) == 2
         finally:
+            for site in sites:
+                site.release_pages()
             for worker in workers:
                 worker.send_signal(signal.SIGINT)
             for worker in workers:
