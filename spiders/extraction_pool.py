@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 from normalize import Article, PageKind, SoftBlock, classify_page, decode_html, extract_article
+from spiders.processes import when_gone
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +53,6 @@ _STOP_GRACE_SECONDS = 2.0
 # A page whose worker died (the OOM killer, a native crash, a signal from outside) is tried
 # once more on a fresh worker; a page that kills two workers is an error.
 _ATTEMPTS_PER_PAGE = 2
-# How often a worker on a system without pidfds checks that the crawl still runs.
-_CRAWL_CHECK_SECONDS = 1.0
 # A page with an article, so that warming up runs every step of extraction (the lines
 # differ: repeated ones would be dropped as boilerplate).
 _WARM_UP_HTML = (
@@ -183,24 +182,7 @@ def _die_with_crawl(crawl_pid: int) -> None:
     """Exit the moment the crawl process dies, even in the middle of a page. Not the
     kernel's PR_SET_PDEATHSIG: a worker's parent is the forkserver, which is stopped while
     the workers run."""
-    try:
-        pidfd = os.pidfd_open(crawl_pid)
-    except ProcessLookupError:
-        os._exit(0)  # the crawl died before this worker started
-    except (AttributeError, OSError):  # no pidfds (not Linux, or before 5.3): poll
-        pidfd = None
-
-    def watch() -> None:
-        if pidfd is not None:
-            select.select([pidfd], [], [])  # readable once the process has exited
-        else:
-            from storage.index import process_alive  # workers import storage only here
-
-            while process_alive(crawl_pid):
-                time.sleep(_CRAWL_CHECK_SECONDS)
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True, name="newsarchive-crawl-watch").start()
+    when_gone(crawl_pid, lambda: os._exit(0), name="newsarchive-crawl-watch")
 
 
 # -- multiprocessing's private forkserver state ------------------------------------------

@@ -14,11 +14,8 @@ import json
 import logging
 import multiprocessing.util
 import os
-import select
 import signal
 import sys
-import threading
-import time
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -125,23 +122,14 @@ def _stop_when_orphaned() -> None:
     """Stop the crawl gracefully (what it fetched is stored, or kept in its workspace) if
     the process that started it dies: a flow run killed with its worker, say. Otherwise the
     crawl would go on for nobody, its run already recorded as crashed."""
-    parent = os.getppid()
-    try:
-        pidfd = os.pidfd_open(parent)
-    except (AttributeError, OSError):  # no pidfds (not Linux, or before 5.3): poll
-        pidfd = None
+    from spiders.processes import when_gone
 
-    def watch() -> None:
-        if pidfd is not None:
-            select.select([pidfd], [], [])  # readable once the parent has exited
-        else:
-            while os.getppid() == parent:
-                time.sleep(1.0)
+    def stop() -> None:
         logger.warning("the process that started this crawl is gone: stopping")
         # As a SIGTERM: Scrapy's own graceful shutdown, the path a stopped crawl takes.
         os.kill(os.getpid(), signal.SIGTERM)
 
-    threading.Thread(target=watch, daemon=True, name="newsarchive-parent-watch").start()
+    when_gone(os.getppid(), stop, name="newsarchive-parent-watch")
 
 
 def plan_backfill(site: SiteConfig, *, archive_url: str, window: Window, plan_file: Path,
