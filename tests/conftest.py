@@ -29,6 +29,21 @@ AWS_TEST_ENV = {
 }
 
 
+# The files that take longest (minutes of cron ticks, Prefect servers, whole crawls), run
+# first: pytest-xdist hands whole files to its workers in collection order, and a long file
+# taken up last would keep one worker busy long after the others are done.
+SLOWEST_FIRST = ("test_signals.py", "test_orchestration.py", "test_concurrency.py",
+                 "test_e2e.py", "test_recovery.py", "test_archive_run.py", "test_throughput.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return SLOWEST_FIRST.index(name) if name in SLOWEST_FIRST else len(SLOWEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file's tests keep their order
+
+
 @pytest.fixture(scope="session")
 def corpus():
     """Every page of the corpus (``tests/data/fundus``)."""

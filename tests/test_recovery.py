@@ -346,10 +346,11 @@ def test_a_crawl_whose_parent_dies_stops_and_keeps_what_it_fetched(corpus, tmp_p
     archive = str(tmp_path / "archive")
     data = tmp_path / "data"
     with NewsSite(corpus[:12], feed_size=0) as site:
-        # Held requests time out after 20 s: the stopping crawl waits for the two in flight,
-        # while on its own it would not finish before the nine held pages had each timed
-        # out three times (minutes), so "shutdown" can only mean it was stopped.
-        entry = local_site_config(site, feeds=[], concurrent_requests=2, download_timeout=20)
+        # One request at a time, held ones timing out after 5 s: the stopping crawl waits for
+        # the one in flight (15 s at most, with its retries), where on its own it would not
+        # finish before the nine held pages had each timed out three times (over two
+        # minutes), so "shutdown" can only mean it was stopped.
+        entry = local_site_config(site, feeds=[], concurrent_requests=1, download_timeout=5)
         urls = {site.url_for(p) for p in site.pages}
         site.hold_pages(after=3)  # the crawl is certainly under way when its parent dies
         command = [sys.executable, "-m", "spiders.run", "--site-json",
