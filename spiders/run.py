@@ -16,6 +16,7 @@ import multiprocessing.util
 import os
 import signal
 import sys
+import threading
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,8 +71,11 @@ def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Pa
     crawler = process.create_crawler(NewsSpider)
     process.crawl(crawler, site=site, archive_url=archive_url, entries=entries)
     _stop_when_orphaned()
+    _stop_if_asked_early()
     process.start()
     stats = dict(crawler.stats.get_stats())
+    if stats.get("finish_reason") is None and _STOP_ASKED_EARLY.is_set():
+        stats["finish_reason"] = "shutdown"  # stopped before its engine even opened
     errors = stats.pop(ERROR_LIST_KEY, [])
     finished = datetime.now(timezone.utc)
     report = {
@@ -118,6 +122,28 @@ def _write_stats_file(stats_file: Path, report: dict) -> None:
                                   f"{exc.strerror or exc}") from None
 
 
+# A SIGTERM that came while the crawl was starting, before Scrapy handles the signal itself.
+_STOP_ASKED_EARLY = threading.Event()
+
+
+def _note_early_stop(signum, frame) -> None:
+    _STOP_ASKED_EARLY.set()
+
+
+def _stop_if_asked_early() -> None:
+    """Once the reactor runs (Scrapy's own SIGTERM handler installed), stop gracefully if
+    a SIGTERM came before: the crawl then writes its stats file like any stopped crawl,
+    instead of dying unrecorded by the signal's default action."""
+    from twisted.internet import reactor
+
+    def check() -> None:
+        if _STOP_ASKED_EARLY.is_set():
+            logger.warning("asked to stop while starting: stopping")
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    reactor.callWhenRunning(check)
+
+
 def _stop_when_orphaned() -> None:
     """Stop the crawl gracefully (what it fetched is stored, or kept in its workspace) if
     the process that started it dies: a flow run killed with its worker, say. Otherwise the
@@ -150,6 +176,7 @@ def plan_backfill(site: SiteConfig, *, archive_url: str, window: Window, plan_fi
     crawler = process.create_crawler(NewsSpider)
     plan: dict[str, dict] = {}
     process.crawl(crawler, site=site, archive_url=archive_url, window=window, plan=plan)
+    _stop_if_asked_early()
     process.start()
     stats = dict(crawler.stats.get_stats())
     report = {
@@ -227,6 +254,8 @@ def tune_malloc() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # First of all: a SIGTERM from now on is noted, not fatal (see _stop_if_asked_early).
+    signal.signal(signal.SIGTERM, _note_early_stop)
     tune_malloc()
     parser = argparse.ArgumentParser(prog="python -m spiders.run", description=__doc__)
     parser.add_argument("--site-json", required=True, help="the site's config as JSON")

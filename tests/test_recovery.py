@@ -382,3 +382,31 @@ def test_a_crawl_whose_parent_dies_stops_and_keeps_what_it_fetched(corpus, tmp_p
         assert report["finish_reason"] == "shutdown", report["finish_reason"]
         crawl_site_subprocess(entry, archive, _env(), data, "run-after-orphan")
     _assert_archived_once(archive, urls)
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (its SigCgt mask, from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
+def test_a_crawl_told_to_stop_while_it_starts_stops_and_says_so(corpus, tmp_path):
+    """SIGTERM to a crawl that is still starting (importing Scrapy, claiming its workspace),
+    as `newsarchive crawl` sends when Prefect cannot be reached: the crawl stops gracefully
+    and writes its stats file, instead of dying unrecorded by the signal's default action."""
+    data = tmp_path / "data"
+    with NewsSite(corpus[:2], feed_size=0) as site:
+        entry = local_site_config(site, feeds=[])
+        crawl = _start_crawl(entry, str(tmp_path / "archive"), data, "run-early", _env())
+        try:
+            # The signal comes once the crawl notes it, and before Scrapy runs.
+            _wait_for(lambda: crawl.poll() is not None or _catches(crawl.pid, signal.SIGTERM),
+                      "the crawl to handle SIGTERM")
+            crawl.send_signal(signal.SIGTERM)
+            assert crawl.wait(timeout=120) == 0
+        finally:
+            crawl.kill()
+    report = json.loads((data / "crawls" / "run-early.json").read_text())
+    assert report["finish_reason"] == "shutdown", report["finish_reason"]
