@@ -2,7 +2,8 @@
 local site of N distinct real news pages.
 
     .venv/bin/python bench/throughput.py [--pages 2000] [--rounds 2]
-        [--designs newsarchive,naive,newsarchive-server,moto]
+        [--designs newsarchive,naive,newsarchive-server,moto,crawl,baseline]
+        [--baseline-tree PATH]
 
 The site serves N pages made from the corpus (``tests/data/fundus``): copy ``i`` is
 corpus page ``i mod 132`` with a suffix unique to the copy appended to every third word of
@@ -27,6 +28,9 @@ Designs, one after the other against the same site, each into a fresh local dire
 - ``moto``: as ``newsarchive-server``, into a bucket of moto's S3 server (a subprocess; its
   own CPU is shown apart, as it competes for the same cores).
 - ``crawl``: the crawl subprocess alone (``python -m spiders.run``), without Prefect.
+- ``baseline``: as ``newsarchive``, with another checkout's code and virtualenv
+  (``--baseline-tree PATH``, e.g. the commit before a change): before and after in the same
+  rounds, so that the machine's drift hits both alike.
 
 ``--rounds N`` runs the designs N times in turn, every other round in reverse order. A shared
 machine's speed drifts by a quarter or more over minutes; each round's ratios compare runs
@@ -556,14 +560,14 @@ def _sites_toml(path: Path, archive_url: str, base_url: str) -> None:
 
 
 def run_newsarchive(design: str, work: Path, base_url: str, archive_url: str, env: dict,
-                    exclude: set[int]) -> Measurement:
+                    exclude: set[int], bin_dir: Path = VENV_BIN) -> Measurement:
     run_dir = work / design
     data_dir = run_dir / "data"
     run_dir.mkdir(parents=True)
     config = run_dir / "sites.toml"
     _sites_toml(config, archive_url, base_url)
     env = {**env, "NEWSARCHIVE_DATA_DIR": str(data_dir), "NEWSARCHIVE_LOG_LEVEL": "WARNING"}
-    result = measure(design, [str(VENV_BIN / "newsarchive"), "crawl", "--config", str(config)],
+    result = measure(design, [str(bin_dir / "newsarchive"), "crawl", "--config", str(config)],
                      env, run_dir, exclude, run_dir / "crawl.log")
     stats_files = sorted((data_dir / "crawls").glob("*.json"))
     return _read_crawl_stats(result, stats_files[-1] if stats_files else None, run_dir)
@@ -685,7 +689,10 @@ def _process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-DESIGNS = ("newsarchive", "naive", "newsarchive-server", "moto", "crawl")
+DESIGNS = ("newsarchive", "naive", "newsarchive-server", "moto", "crawl", "baseline")
+# --baseline-tree: another checkout of newsarchive (with its own .venv), run as the
+# ``baseline`` design: the code before a change, against the code after it, in the same rounds.
+BASELINE_TREE: Path | None = None
 
 
 def run_design(design: str, work: Path, base_url: str, env: dict, exclude: set[int],
@@ -698,6 +705,12 @@ def run_design(design: str, work: Path, base_url: str, env: dict, exclude: set[i
                                exclude)
     if design == "naive":
         return run_naive_design(work, base_url, env, exclude)
+    if design == "baseline":
+        if BASELINE_TREE is None:
+            raise SystemExit("the baseline design needs --baseline-tree")
+        return run_newsarchive(design, work, base_url, str(work / design / "archive"),
+                               {**env, "PYTHONPATH": str(BASELINE_TREE)}, exclude,
+                               BASELINE_TREE / ".venv" / "bin")
     if design == "crawl":
         return run_crawl_subprocess(work, base_url, env, exclude)
     if design in ("newsarchive-server", "moto") and "prefect" not in servers:
@@ -749,7 +762,12 @@ def main() -> None:
                         "followed each other")
     parser.add_argument("--workdir", type=Path, help="where the archives go (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the archives")
+    parser.add_argument("--baseline-tree", type=Path,
+                        help="a checkout of newsarchive with its own .venv, run as the "
+                        "'baseline' design (e.g. the code before a change)")
     args = parser.parse_args()
+    global BASELINE_TREE
+    BASELINE_TREE = args.baseline_tree.resolve() if args.baseline_tree else None
     designs = [d.strip() for d in args.designs.split(",") if d.strip()]
     unknown = sorted(set(designs) - set(DESIGNS))
     if unknown or len(set(designs)) < len(designs):
