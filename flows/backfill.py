@@ -1,4 +1,4 @@
-"""Backfills: archive what a site published in a date range, one day partition at a time.
+"""Backfills: archive what a site published in a date range, recorded by day partition.
 
 A backfill first makes a plan: one crawl subprocess reads the site's robots.txt, sitemaps
 and feeds (skipping sitemaps of an index whose ``lastmod`` is before the range) and lists
@@ -6,12 +6,16 @@ the articles they date inside the range, by ``news:publication_date``, a feed's 
 date, or else ``lastmod``; it fetches no article and writes nothing. Undated articles and
 section fronts cannot be placed in a range and are left out (and counted).
 
-Each day of the plan is then a partition, run newest first as a child flow run
-(``backfill-day``): a crawl subprocess fetches exactly that day's articles, skipping those
-already archived, as any crawl does. A finished partition is recorded in the archive
-(``_index/sites/<site>/backfill-<YYYY-MM-DD>.json``), so a backfill started again, here or on
-another machine, skips it: the backfill resumes where it stopped and a repeat writes nothing.
-``reprocess="failed"`` runs the partitions that failed again, ``"all"`` every partition.
+Each day of the plan is then a partition. The partitions to run are grouped, newest first,
+into batches of whole days (at most ``MAX_BATCH_ARTICLES`` articles, unless one day has more),
+each a child flow run (``backfill-days``, named ``<site>-<first day>..<last day>``) whose one
+crawl subprocess fetches all the batch's articles, skipping those already archived, as any
+crawl does, and counts what it did per day. Each day is then recorded in the archive
+(``_index/sites/<site>/backfill-<YYYY-MM-DD>.json``): ``failed`` if the crawl failed as a
+whole or one of the day's articles had an error, else ``ok``; so a backfill started again,
+here or on another machine, skips it: the backfill resumes where it stopped and a repeat
+writes nothing. ``reprocess="failed"`` runs the partitions that failed again, ``"all"``
+every partition.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -42,6 +47,14 @@ from storage import Archive
 
 Reprocess = Literal["none", "failed", "all"]
 MAX_BACKFILL_DAYS = 3660
+# Articles a batch of days fetches in one crawl subprocess (a day with more is a batch of its
+# own: days are never split). A crawl's start-up costs 7-10 s, paid here once per 500
+# articles: a few percent of their fetching at a polite pace, and a year of 2 articles a day
+# is two batches. A batch still ends every few minutes, so the Prefect UI shows progress and
+# a crash makes little to redo (what it archived is skipped next time). And its articles'
+# errors stay well under the 1,000 a crawl records (spiders.stats.MAX_RECORDED_ERRORS), so
+# each is told to its day.
+MAX_BATCH_ARTICLES = 500
 
 
 class PlanFailed(RuntimeError):
@@ -86,7 +99,9 @@ class PartitionResult:
     """``ok`` or ``failed`` (run now), ``done`` or ``failed earlier`` (skipped: finished
     in an earlier backfill)."""
     counts: dict[str, int] = field(default_factory=dict)
-    """The crawl's counts (see :class:`flows.crawl.SiteResult`); empty when skipped."""
+    """What its batch's crawl did to the day's articles: fetched, archived, versions,
+    duplicates, errors (see :attr:`flows.crawl.SiteResult.partitions`); empty when skipped
+    or when the crawl crashed."""
     reason: str = ""
     """Why the partition failed, if it did."""
 
@@ -98,7 +113,7 @@ class BackfillReport:
     site: str
     """Site name."""
     run_id: str
-    """The backfill's run id (each partition's crawl has its own)."""
+    """The backfill's run id (each batch's crawl has its own)."""
     plan: Plan
     """The plan the partitions came from."""
     partitions: list[PartitionResult]
@@ -164,38 +179,105 @@ def should_run(previous: str | None, reprocess: Reprocess) -> bool:
     return previous is None or reprocess == "all" or (reprocess == "failed" and previous != "ok")
 
 
-@flow(name="backfill-day", flow_run_name="{site}-{day}", log_prints=False)
-def backfill_day(site: str, day: date, articles: list[dict], config: str | None = None,
-                 archive: str | None = None, settings: Settings | None = None) -> SiteResult:
-    """Fetch and archive one day's planned articles of ``site``, then record the partition
-    as finished (``ok`` or ``failed``) in the archive. ``settings``: the backfill's (built
-    from the environment when this runs alone)."""
-    settings = settings or Settings()
-    _, (site_config,), archive_url = load_sites(config, [site], archive, settings)
-    run_id = new_run_id()
-    workdir = Path(tempfile.mkdtemp(prefix="newsarchive-backfill-"))
-    entries_file = workdir / "entries.json"
-    # Every URL the article was listed under, so the record learns its aliases.
-    entries_file.write_text(json.dumps([
-        {"url": url, "published": a["published"], "date_hint": a["date_hint"]}
-        for a in articles for url in (a.get("listed_as") or [a["url"]])
-    ]), encoding="utf-8")
-    try:
-        # The crawl task, retried once if it crashes (whatever the first attempt archived
-        # is skipped then), as every site's crawl is.
-        result = crawl_site(site_config, archive_url, run_id, settings,
-                            entries_file=entries_file, partition=day.isoformat())
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    Archive.open(archive_url).write_site_state(site, partition_state_name(day), {
-        "status": "ok" if result.ok else "failed",
-        "reason": "" if result.ok else result.reason,
+def batches(days: dict[date, list[dict]], limit: int | None = None) -> list[dict[date, list[dict]]]:
+    """``days`` (newest first, as a plan lists them) grouped in that order into batches of
+    whole days with at most ``limit`` articles (``MAX_BATCH_ARTICLES`` by default) each; a
+    day with more is a batch alone."""
+    limit = limit or MAX_BATCH_ARTICLES
+    grouped: list[dict[date, list[dict]]] = []
+    size = 0
+    for day, articles in days.items():
+        if not grouped or size + len(articles) > limit:
+            grouped.append({})
+            size = 0
+        grouped[-1][day] = articles
+        size += len(articles)
+    return grouped
+
+
+def batch_label(days: Iterable[date]) -> str:
+    """The days of a batch as its run manifest and flow run name give them: ``YYYY-MM-DD``,
+    or ``<first>..<last>``."""
+    days = list(days)
+    first, last = min(days), max(days)
+    return first.isoformat() if first == last else f"{first.isoformat()}..{last.isoformat()}"
+
+
+def entries_of(days: dict[date, list[dict]]) -> list[dict]:
+    """The crawl's entries file: every URL each article was listed under (so its record
+    learns its aliases), with the article's dates and its day partition."""
+    return [{"url": url, "published": a["published"], "date_hint": a["date_hint"],
+             "partition": day.isoformat()}
+            for day, articles in days.items() for a in articles
+            for url in (a.get("listed_as") or [a["url"]])]
+
+
+def day_result(day: date, planned: int, crawl: SiteResult) -> PartitionResult:
+    """What a batch's crawl did to one of its days: ``failed`` if the crawl failed as a
+    whole, or one of the day's articles had an error (or errors went unrecorded, so that
+    none can be ruled out); else ``ok``."""
+    partition = day.isoformat()
+    counts = crawl.partitions.get(partition, {})
+    if not crawl.ok:
+        return PartitionResult(day, planned, "failed", counts, crawl.reason)
+    unrecorded = crawl.counts.get("errors", 0) - len(crawl.errors)
+    if unrecorded > 0:
+        return PartitionResult(day, planned, "failed", counts,
+                               f"the batch's crawl had {unrecorded} errors more than it "
+                               f"recorded: whose they were is unknown")
+    errors = [e for e in crawl.errors if e.get("partition") == partition]
+    if errors:
+        first, more = errors[0], len(errors) - 1
+        return PartitionResult(day, planned, "failed", counts,
+                               f"{first['kind']} at {first['url']}: {first['reason']}"
+                               + (f" (and {more} more errors)" if more else ""))
+    return PartitionResult(day, planned, "ok", counts)
+
+
+def record_partition(archive: Archive, site: str, result: PartitionResult, run_id: str) -> None:
+    """Record a partition as finished in the archive (what resuming a backfill reads)."""
+    archive.write_site_state(site, partition_state_name(result.day), {
+        "status": result.status,
+        "reason": result.reason,
         "run_id": run_id,
-        "planned": len(articles),
+        "planned": result.planned,
         "counts": result.counts,
         "finished_at": datetime.now(timezone.utc).isoformat(),
     })
-    return result
+
+
+@flow(name="backfill-days", log_prints=False)
+def backfill_days(site: str, days: dict[date, list[dict]], config: str | None = None,
+                  archive: str | None = None,
+                  settings: Settings | None = None) -> list[PartitionResult]:
+    """Fetch and archive the planned articles of several days of ``site`` (day -> articles)
+    in one crawl subprocess, then record each day's partition as finished (``ok`` or
+    ``failed``, see :func:`day_result`) in the archive; returns them in ``days``' order.
+    ``settings``: the backfill's (built from the environment when this runs alone)."""
+    settings = settings or Settings()
+    _, (site_config,), archive_url = load_sites(config, [site], archive, settings)
+    run_id = new_run_id()
+    archive_ = Archive.open(archive_url)
+    workdir = Path(tempfile.mkdtemp(prefix="newsarchive-backfill-"))
+    entries_file = workdir / "entries.json"
+    entries_file.write_text(json.dumps(entries_of(days)), encoding="utf-8")
+    try:
+        # The crawl task, retried once if it crashes (whatever the first attempt archived
+        # is skipped then), as every site's crawl is.
+        crawl = crawl_site(site_config, archive_url, run_id, settings,
+                           entries_file=entries_file, partition=batch_label(days))
+    except Exception as exc:
+        # Crashed twice, or could not start: each day says so, then so does this run.
+        for day, articles in days.items():
+            record_partition(archive_, site, PartitionResult(day, len(articles), "failed",
+                                                             reason=str(exc)), run_id)
+        raise
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    results = [day_result(day, len(articles), crawl) for day, articles in days.items()]
+    for result in results:
+        record_partition(archive_, site, result, run_id)
+    return results
 
 
 @flow(name="backfill", log_prints=False)
@@ -203,9 +285,10 @@ def backfill(site: str, since: date, until: date, config: str | None = None,
              archive: str | None = None, reprocess: Reprocess = "none",
              dry_run: bool = False, settings: Settings | None = None) -> BackfillReport:
     """Archive what ``site`` published from ``since`` to ``until`` (UTC days, both included):
-    plan, then one child flow run per day with articles, newest first. Finished partitions
-    are skipped unless ``reprocess`` is ``failed`` or ``all``; ``dry_run`` plans only.
-    ``settings``: the command's (built from the environment when Prefect starts the run)."""
+    plan, then the days with articles in batches (see :func:`batches`), newest first, one
+    child flow run each. Finished partitions are skipped unless ``reprocess`` is ``failed``
+    or ``all``; ``dry_run`` plans only. ``settings``: the command's (built from the
+    environment when Prefect starts the run)."""
     logger = get_run_logger()
     settings = settings or Settings()
     _, (site_config,), archive_url = load_sites(config, [site], archive, settings)
@@ -214,24 +297,31 @@ def backfill(site: str, since: date, until: date, config: str | None = None,
                 site, since, until, plan.total, len(plan.days), plan.out_of_range, plan.undated)
     run_id = new_run_id()
     archive_ = Archive.open(archive_url)
-    results = []
-    for number, (day, articles) in enumerate(plan.days.items(), start=1):
+    results: dict[date, PartitionResult] = {}
+    to_run: dict[date, list[dict]] = {}
+    for day, articles in plan.days.items():
         previous = partition_status(archive_, site, day)
         if dry_run or not should_run(previous, reprocess):
             status = "to do" if should_run(previous, reprocess) else (
                 "done" if previous == "ok" else "failed earlier")
-            results.append(PartitionResult(day, len(articles), status))
-            continue
+            results[day] = PartitionResult(day, len(articles), status)
+        else:
+            to_run[day] = articles
+    grouped = batches(to_run)
+    for number, batch in enumerate(grouped, start=1):
+        run_batch = backfill_days.with_options(flow_run_name=f"{site}-{batch_label(batch)}")
         try:
-            outcome = backfill_day(site, day, articles, config=config, archive=archive_url,
-                                   settings=settings)
-            results.append(PartitionResult(day, len(articles), "ok" if outcome.ok else "failed",
-                                           outcome.counts, "" if outcome.ok else outcome.reason))
-        except Exception as exc:  # a partition's crash must not stop the others
-            results.append(PartitionResult(day, len(articles), "failed", reason=str(exc)))
-        logger.info("partition %s: %s (%d of %d days)", day, results[-1].status, number,
-                    len(plan.days))
-    report = BackfillReport(site=site, run_id=run_id, plan=plan, partitions=results)
+            outcomes = run_batch(site, batch, config=config, archive=archive_url,
+                                 settings=settings)
+        except Exception as exc:  # a batch's crash must not stop the others
+            outcomes = [PartitionResult(day, len(articles), "failed", reason=str(exc))
+                        for day, articles in batch.items()]
+        results.update((outcome.day, outcome) for outcome in outcomes)
+        failed = sum(outcome.status == "failed" for outcome in outcomes)
+        logger.info("days %s: %d ok, %d failed (batch %d of %d)", batch_label(batch),
+                    len(outcomes) - failed, failed, number, len(grouped))
+    report = BackfillReport(site=site, run_id=run_id, plan=plan,
+                            partitions=[results[day] for day in plan.days])
     if not dry_run:
         create_markdown_artifact(markdown=report_markdown(report),
                                  key=f"backfill-{_artifact_key(site + '-' + run_id)}",

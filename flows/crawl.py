@@ -48,6 +48,10 @@ class SiteResult:
     """The recorded errors (url, kind, reason), as many as the crawl kept."""
     stats_file: str = ""
     """Path of the crawl's stats file."""
+    partitions: dict[str, dict[str, int]] = field(default_factory=dict)
+    """A backfill batch's counts per day partition (``YYYY-MM-DD`` -> fetched, archived,
+    versions, duplicates, errors); each of ``errors`` then names its day (``partition``)
+    when one of the day's articles had it. Empty for other crawls."""
 
 
 def summarize(report: dict) -> SiteResult:
@@ -67,14 +71,17 @@ def summarize(report: dict) -> SiteResult:
     elif unreachable:
         reason = "no sitemap, feed or front page could be read"
     return SiteResult(site=report.get("site", "?"), run_id=report.get("run_id", ""), ok=ok,
-                      reason=reason, counts=counts, errors=report.get("errors", []))
+                      reason=reason, counts=counts, errors=report.get("errors", []),
+                      partitions=report.get("partitions") or {})
 
 
 def run_site_crawl(site: SiteConfig, archive_url: str, run_id: str, settings: Settings, *,
-                   entries_file: Path | None = None, partition: str | None = None) -> SiteResult:
+                   entries_file: Path | None = None, partition: str | None = None,
+                   full: bool = False) -> SiteResult:
     """Crawl one site in a subprocess and read back its stats file; CrawlCrashed if the
     subprocess left none. With ``entries_file``, fetch exactly those articles (a backfill
-    partition named ``partition``) instead of discovering."""
+    batch, its days named by ``partition``) instead of discovering; ``full``: read every
+    sitemap and feed in full."""
     logger = get_run_logger()
     stats_file = stats_file_of(site, run_id, settings)
     process = claim(run_id, site.name) if entries_file is None else None
@@ -83,7 +90,7 @@ def run_site_crawl(site: SiteConfig, archive_url: str, run_id: str, settings: Se
                     site.name, archive_url, process.pid)
     else:
         stats_file.unlink(missing_ok=True)
-        extra = []
+        extra = ["--full"] if full else []
         if entries_file is not None:
             extra = ["--entries-file", str(entries_file), "--partition", partition or ""]
         logger.info("crawling %s into %s", site.name, archive_url)
@@ -114,12 +121,13 @@ def _crawl_crashed(task, task_run, state) -> bool:
 @task(name="crawl-site", retries=1, retry_delay_seconds=5, retry_condition_fn=_crawl_crashed,
       cache_policy=NO_CACHE, task_run_name="crawl-{site.name}")
 def crawl_site(site: SiteConfig, archive_url: str, run_id: str, settings: Settings, *,
-               entries_file: Path | None = None, partition: str | None = None) -> SiteResult:
+               entries_file: Path | None = None, partition: str | None = None,
+               full: bool = False) -> SiteResult:
     """Crawl one site in a subprocess and read back its stats file (retried once if the
-    subprocess crashes); with ``entries_file``, a backfill partition (see
+    subprocess crashes); with ``entries_file``, a backfill batch (see
     :func:`run_site_crawl`)."""
     return run_site_crawl(site, archive_url, run_id, settings, entries_file=entries_file,
-                          partition=partition)
+                          partition=partition, full=full)
 
 
 def load_sites(config: str | None, names: list[str] | None, archive: str | None,
@@ -142,21 +150,23 @@ def load_sites(config: str | None, names: list[str] | None, archive: str | None,
 @flow(name="crawl", log_prints=False)
 def crawl(sites: list[str] | None = None, config: str | None = None,
           archive: str | None = None, run_id: str | None = None,
-          settings: Settings | None = None) -> list[SiteResult]:
+          settings: Settings | None = None, full: bool = False) -> list[SiteResult]:
     """Crawl the named sites of the sites file once (all of them when none is named), up to
     ``NEWSARCHIVE_MAX_PARALLEL_SITES`` at a time, each in its own Scrapy subprocess.
 
     This is the flow behind ``newsarchive crawl`` and behind each site's deployment.
     ``run_id`` names the run (a new one by default): ``newsarchive crawl`` gives the one its
     crawls started ahead belong to (see :mod:`flows.launch`), and its ``settings``.
+    ``full`` reads every sitemap and feed in full, whatever the sites' discovery state (see
+    the README's "How a crawl decides what to fetch").
     """
     settings = settings or Settings()  # the command's, or (a scheduled run) the environment's
     _, chosen, archive_url = load_sites(config, sites, archive, settings)
-    return crawl_configured(chosen, archive_url, settings, run_id)
+    return crawl_configured(chosen, archive_url, settings, run_id, full)
 
 
 def crawl_configured(sites: list[SiteConfig], archive_url: str, settings: Settings,
-                     run_id: str | None = None) -> list[SiteResult]:
+                     run_id: str | None = None, full: bool = False) -> list[SiteResult]:
     """Inside a flow: crawl ``sites`` with at most ``settings.max_parallel_sites`` at once,
     publish the run's summary artifact, and return one result per site, in order."""
     logger = get_run_logger()
@@ -170,7 +180,7 @@ def crawl_configured(sites: list[SiteConfig], archive_url: str, settings: Settin
     while waiting or running:
         while waiting and len(running) < settings.max_parallel_sites:
             site = waiting.pop(0)
-            running[crawl_site.submit(site, archive_url, run_id, settings)] = site
+            running[crawl_site.submit(site, archive_url, run_id, settings, full=full)] = site
         future = next(as_completed(list(running)))
         site = running.pop(future)
         try:

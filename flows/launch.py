@@ -64,14 +64,15 @@ def site_crawl_command(site: SiteConfig, archive_url: str, run_id: str, settings
 
 
 def start_ahead(sites: list[SiteConfig], archive_url: str, run_id: str,
-                settings: Settings) -> list[str]:
+                settings: Settings, *args: str) -> list[str]:
     """Start the crawls of the first sites the crawl flow will run (at most
     ``settings.max_parallel_sites``); returns their names. Each is adopted by the flow's
-    task for its site (:func:`claim`); :func:`stop_unclaimed` ends those never adopted."""
+    task for its site (:func:`claim`); :func:`stop_unclaimed` ends those never adopted.
+    ``args``: more options, as the flow's task would give them."""
     names = []
     for site in sites[:max(0, settings.max_parallel_sites)]:
         stats_file_of(site, run_id, settings).unlink(missing_ok=True)
-        process = subprocess.Popen(site_crawl_command(site, archive_url, run_id, settings))
+        process = subprocess.Popen(site_crawl_command(site, archive_url, run_id, settings, *args))
         with _lock:
             _started[(run_id, site.name)] = process
         names.append(site.name)

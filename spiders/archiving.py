@@ -32,6 +32,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from normalize.boilerplate import SiteBoilerplate
+from spiders.discovery_state import STATE_NAME as DISCOVERY_STATE
 from spiders.extraction_pool import (
     ExtractionFailed,
     ExtractionPool,
@@ -73,6 +74,9 @@ class Outcome:
     """A new article flagged as the near duplicate of an archived one."""
     from_spool: bool = False
     """Stored from the spool (a page kept while the archive was unavailable)."""
+    retry_url: str = ""
+    """The URL a page that failed for a reason that may pass was listed under (a soft
+    block, a storage failure): its sitemap or feed is read again next time."""
 
 
 class ArchiveRun:
@@ -154,6 +158,8 @@ class ArchiveRun:
             stats.inc_value("newsarchive/archive/near_duplicate")
         if outcome.from_spool:
             stats.inc_value("newsarchive/spool/flushed")
+        if outcome.retry_url and hasattr(self.crawler.spider, "article_failed"):
+            self.crawler.spider.article_failed(outcome.retry_url)
 
     def pages_started(self, page: FetchedPage) -> None:
         """A page entered the pipelines (on the reactor thread)."""
@@ -226,6 +232,11 @@ class ArchiveRun:
                                 state))
         except ArchiveError as exc:
             record_error(stats, self.site, "storage", f"boilerplate state: {exc}")
+        try:
+            await self._remember_discovery(spider, reason if left == 0 else "spool_left")
+        except Exception as exc:  # a bug of ours: recorded, and the crawl's end goes on
+            logger.exception("cannot store what discovery learnt")
+            record_error(stats, self.site, "internal", f"{exc.__class__.__name__}: {exc}")
         # The workers were stopped once the spool was stored (in _finish); now the threads.
         if self.pool.replaced:
             stats.set_value("newsarchive/extract/workers_replaced", self.pool.replaced)
@@ -236,6 +247,29 @@ class ArchiveRun:
             stats.set_value("newsarchive/cpu/store_seconds", round(self._cpu["store"], 3))
         stats.set_value("newsarchive/cpu/crawl_process_seconds",
                         round(usage.ru_utime + usage.ru_stime, 3))
+
+    async def _remember_discovery(self, spider, reason: str) -> None:
+        """Store what the crawl learnt for the next crawl's discovery: the URLs found
+        archived (the site's URL summary) and, after a crawl that ended normally with no page
+        left in its spool, which sitemaps and feeds it read completely. Failing costs the
+        next crawl look-ups or reads, never an article."""
+        if hasattr(spider, "listings_closed"):
+            # The spider's own end stores the URLs listed late; they belong in the summary.
+            await maybe_deferred_to_future(spider.listings_closed)
+        captured = dict(getattr(spider, "captured", {}))
+        state = spider.discovery_state(reason) if hasattr(spider, "discovery_state") else None
+        writes = []
+        if captured:
+            writes.append(("URL summary", self.archive.note_archived,
+                           (self.site, self.run_id, captured)))
+        if state is not None:
+            writes.append(("discovery state", self.archive.write_site_state,
+                           (self.site, DISCOVERY_STATE, state.to_json())))
+        for what, write, args in writes:
+            try:
+                await maybe_deferred_to_future(self.in_storage(write, *args))
+            except ArchiveError as exc:
+                record_error(self.crawler.stats, self.site, "storage", f"{what}: {exc}")
 
     def _shut_down(self) -> None:
         """Last resort at reactor shutdown: stop the workers and the storage threads."""
@@ -299,10 +333,12 @@ class ArchiveRun:
             except ArchiveUnavailable as exc:
                 return self._spool(page, exc)
             except ArchiveError as exc:
-                return Outcome("failed", [(page.url, "storage", f"{exc.__class__.__name__}: {exc}")])
+                return Outcome("failed", [(page.url, "storage", f"{exc.__class__.__name__}: {exc}")],
+                               retry_url=page.request_url)
         except Exception as exc:  # a bug of ours: say so in the manifest, keep crawling
             logger.exception("failed to archive %s", page.url)
-            return Outcome("failed", [(page.url, "internal", f"{exc.__class__.__name__}: {exc}")])
+            return Outcome("failed", [(page.url, "internal", f"{exc.__class__.__name__}: {exc}")],
+                           retry_url=page.request_url)
         finally:
             self._add_store_cpu(time.thread_time() - started)
 
@@ -399,8 +435,10 @@ class ArchiveRun:
         with self._boilerplate_lock:
             settled = settle(extraction, self.boilerplate)
         if isinstance(settled, Problem):
-            name = "blocked" if settled.kind.startswith("blocked_") else "no_text"
-            return Outcome(name, [(page.url, settled.kind, settled.reason)])
+            if settled.kind.startswith("blocked_"):  # a block passes: try again next time
+                return Outcome("blocked", [(page.url, settled.kind, settled.reason)],
+                               retry_url=page.request_url)
+            return Outcome("no_text", [(page.url, settled.kind, settled.reason)])
         article, text = settled
         return page_record(page, article, text, paywalled=extraction.paywalled), text
 
@@ -419,6 +457,12 @@ class ArchiveRun:
         )
         if result.outcome in (StoreOutcome.WRITTEN, StoreOutcome.VERSION):
             self.catalog.add(result.record, text)
+        if result.outcome is not StoreOutcome.IN_PROGRESS and \
+                hasattr(self.crawler.spider, "note_captured"):
+            # Complete now, under every URL that led to it: the site's URL summary settles
+            # them for the next crawl without a look-up.
+            self.crawler.spider.note_captured(result.record.urls | canonical_seen_urls(page),
+                                              result.record.last_seen)
         if result.outcome is not StoreOutcome.WRITTEN:
             logger.debug("%s: %s (article %s)", result.outcome.value, page.url, result.record.id)
         return Outcome(result.outcome.value, near_duplicate=result.outcome is StoreOutcome.WRITTEN

@@ -96,6 +96,11 @@ class SiteConfig(BaseModel):
         1.0, ge=0, le=600, description="Seconds between requests to the site (at most 600).")
     concurrent_requests: int = Field(4, ge=1, le=256, description="Parallel requests to the site.")
     autothrottle: bool = Field(True, description="Adapt the delay to the site's response times.")
+    full_read_every_days: int = Field(
+        7, ge=0, le=366, description="Days after which a crawl reads every sitemap and feed "
+        "in full, not only those that changed since the last crawl (some publishers never "
+        "update `<lastmod>`); 0: every crawl."
+    )
 
     @field_validator("name")
     @classmethod

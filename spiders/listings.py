@@ -26,7 +26,9 @@ CREATE TABLE IF NOT EXISTS listing (
 CREATE TABLE IF NOT EXISTS article (
     canonical TEXT PRIMARY KEY,
     queued INTEGER NOT NULL DEFAULT 0,
-    reported INTEGER
+    reported INTEGER,
+    source TEXT,
+    failed INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 """
 # SQLite's page cache, in KiB (a negative cache_size is KiB): what the store may hold in memory.
@@ -55,13 +57,24 @@ class Listings:
         return frozenset(url for (url,) in self._db.execute(
             "SELECT url FROM listing WHERE canonical = ?", (canonical,)))
 
-    def queue(self, canonical: str) -> bool:
-        """Mark the article queued for fetching; False if it was already."""
+    def queue(self, canonical: str, source: str | None = None) -> bool:
+        """Mark the article queued for fetching, by the sitemap or feed ``source``; False if
+        it was already."""
         # One statement per listed URL (this runs in the reactor's thread): it changes a row
         # only when the article was not queued yet.
         return self._db.execute(
-            "INSERT INTO article (canonical, queued) VALUES (?, 1) ON CONFLICT (canonical) "
-            "DO UPDATE SET queued = 1 WHERE queued = 0", (canonical,)).rowcount == 1
+            "INSERT INTO article (canonical, queued, source) VALUES (?, 1, ?) "
+            "ON CONFLICT (canonical) DO UPDATE SET queued = 1, source = excluded.source "
+            "WHERE queued = 0", (canonical, source)).rowcount == 1
+
+    def failed(self, canonical: str) -> None:
+        """The article could not be had this time, for a reason that may pass."""
+        self._db.execute("UPDATE article SET failed = 1 WHERE canonical = ?", (canonical,))
+
+    def unfinished_sources(self) -> set[str]:
+        """The sitemaps and feeds that queued an article which then failed."""
+        return {source for (source,) in self._db.execute(
+            "SELECT DISTINCT source FROM article WHERE failed = 1 AND source IS NOT NULL")}
 
     def is_queued(self, canonical: str) -> bool:
         row = self._db.execute("SELECT queued FROM article WHERE canonical = ?",

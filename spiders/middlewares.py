@@ -39,6 +39,7 @@ from urllib.parse import urljoin, urlsplit
 from scrapy.downloadermiddlewares.redirect import MetaRefreshMiddleware
 from scrapy.downloadermiddlewares.retry import get_retry_request
 from scrapy.exceptions import IgnoreRequest, NotConfigured
+from scrapy.extensions.httpcache import DummyPolicy
 from scrapy.utils.response import response_status_message
 from w3lib.url import safe_url_string
 
@@ -284,3 +285,38 @@ class RetryAfterMiddleware:
             priority_adjust=request.meta.get("priority_adjust", self.priority_adjust),
         )
         return retry or response
+
+
+class RobotsTxtOncePolicy(DummyPolicy):
+    """Scrapy's HTTP cache, for robots.txt only. Scrapy's RobotsTxtMiddleware reads a site's
+    robots.txt before the first request to it, and discovery reads it again for its
+    ``Sitemap:`` lines: with this policy (and :class:`CrawlMemoryCacheStorage`) the site is
+    asked once per crawl, as the politeness of a crawl every 30 minutes wants."""
+
+    def should_cache_request(self, request: Request) -> bool:
+        return urlsplit(request.url).path == "/robots.txt" and super().should_cache_request(request)
+
+
+class CrawlMemoryCacheStorage:
+    """Scrapy HTTP cache storage in the crawl's memory: what it keeps (robots.txt files, a
+    few kilobytes each) lasts the crawl, never the next one."""
+
+    def __init__(self, settings) -> None:
+        self._responses: dict[bytes, Response] = {}
+        self._fingerprint = None
+
+    def open_spider(self, spider) -> None:
+        self._fingerprint = spider.crawler.request_fingerprinter.fingerprint
+
+    def close_spider(self, spider) -> None:
+        self._responses.clear()
+
+    def retrieve_response(self, spider, request: Request) -> Response | None:
+        response = self._responses.get(self._fingerprint(request))
+        # A copy, answering this request (the one stored answered another, whose callback
+        # is not this one's); the cache middleware flags what it hands out as cached.
+        return response.replace(request=request, flags=list(response.flags)) \
+            if response is not None else None
+
+    def store_response(self, spider, request: Request, response: Response) -> None:
+        self._responses[self._fingerprint(request)] = response

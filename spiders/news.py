@@ -10,6 +10,7 @@ record's ``aliases``. The look-ups talk to the archive and so run in threads, of
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.gz import gunzip, gzip_magic_number
 from scrapy.utils.sitemap import sitemap_urls_from_robots
 from twisted.internet import error as net
-from twisted.internet.defer import CancelledError, DeferredSemaphore
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
 from twisted.internet.defer import TimeoutError as DeferTimeoutError
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
@@ -44,12 +45,14 @@ from twisted.web.client import ResponseFailed
 from normalize import is_article_page
 from spiders.config import SiteConfig, compile_user_pattern
 from spiders.discovery import Entry, page_links, parse_feed, parse_sitemap
+from spiders.discovery_state import STATE_NAME, DiscoveryLog, DiscoveryState
 from spiders.download import HeadersTooLarge
 from spiders.items import FetchedPage
 from spiders.listings import Listings
 from spiders.middlewares import RequestRefused, host_allowed
 from spiders.stats import record_error
 from storage import Archive, ArchiveError, canonicalize_url
+from storage.summary import UrlSummary
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,9 @@ _HEAD_CHARS = 200_000
 # Links read from one front: a section front has hundreds; a page with a million is not a
 # front, and following it would cost the crawl its turn at everything else.
 MAX_FRONT_LINKS = 5_000
+# Sitemaps and feeds are asked for conditionally (spiders.discovery_state): a 304 is an
+# answer for their callback, not an HTTP error.
+_NOT_MODIFIED_IS_AN_ANSWER = {"handle_httpstatus_list": [304]}
 # Parallel archive look-ups when checking a sitemap's URLs before fetching them.
 _LOOKUP_THREADS = 8
 # Entries of a sitemap looked up in the archive and turned into requests at a time.
@@ -98,7 +104,7 @@ class NewsSpider(scrapy.Spider):
 
     def __init__(self, site: SiteConfig, archive_url: str, window: Window | None = None,
                  plan: dict[str, dict] | None = None, entries: list[Entry] | None = None,
-                 listings_file: str | None = None, **kwargs: Any) -> None:
+                 listings_file: str | None = None, full: bool = False, **kwargs: Any) -> None:
         super().__init__(name=f"news-{site.name}", **kwargs)
         self.site = site
         self.window = window
@@ -119,6 +125,22 @@ class NewsSpider(scrapy.Spider):
         # aliases of a skipped one); on disk, in the run's workspace.
         self._listings = Listings(Path(listings_file) if listings_file else None)
         self._discovery_slot = DeferredSemaphore(1)
+        self._full = full
+        # Read at the start (see start()): the site's discovery state, for a scheduled crawl
+        # (spiders.discovery_state), and its URL summary (storage.summary).
+        self._discovery: DiscoveryLog | None = None
+        # The sitemaps and feeds with an article that failed, once the listings are closed
+        # (None before); "all" when an article failed after that.
+        self._unfinished: set[str] | None = None
+        self._failed_after_close = False
+        self.listings_closed = Deferred()
+        """Fires when the crawl's listings are closed and their late aliases stored (with
+        what they add to :attr:`captured`)."""
+        self._summary = UrlSummary()
+        self._captured_lock = threading.Lock()
+        self.captured: dict[str, datetime] = {}
+        """URLs found archived by the look-ups before fetching, with when the article they
+        lead to was captured: for the site's URL summary, with what the crawl archives."""
 
     @property
     def archive(self) -> Archive:
@@ -138,6 +160,14 @@ class NewsSpider(scrapy.Spider):
         return super().from_crawler(crawler, *args, **kwargs)
 
     async def start(self) -> AsyncIterator[scrapy.Request]:
+        if self.plan is None:
+            # A plan fetches no article (it needs no summary) and reads every sitemap in its
+            # range whatever their state; a scheduled crawl reads what changed.
+            await maybe_deferred_to_future(deferToThread(self._read_state))
+            self.crawler.stats.set_value("newsarchive/discovery/summary_urls", len(self._summary))
+            if self._discovery is not None:
+                self.crawler.stats.set_value("newsarchive/discovery/full_read",
+                                             self._discovery.full)
         if self.entries is not None:
             async for request in self._discovered(self.entries, "backfill"):
                 yield request
@@ -145,10 +175,12 @@ class NewsSpider(scrapy.Spider):
         for url in self.site.sitemaps:
             self._seen_sitemaps.add(url)
             yield scrapy.Request(url, callback=self.parse_sitemap, errback=self.on_error,
-                                 dont_filter=True, meta=self._sitemap_meta(0))
+                                 dont_filter=True, meta=self._sitemap_meta(0),
+                                 headers=self._conditional(url))
         for url in self.site.feeds:
             yield scrapy.Request(url, callback=self.parse_feed, errback=self.on_error,
-                                 dont_filter=True)
+                                 dont_filter=True, meta=_NOT_MODIFIED_IS_AN_ANSWER,
+                                 headers=self._conditional(url))
         if self.window is not None and self.site.start_urls:
             # Links on a front carry no dates: a backfill cannot tell which are in range.
             logger.info("backfill: start_urls are not followed (links carry no dates)")
@@ -157,11 +189,80 @@ class NewsSpider(scrapy.Spider):
             yield scrapy.Request(url, callback=self.parse_front, errback=self.on_error,
                                  dont_filter=True)
 
+    def _read_state(self) -> None:
+        """Read the site's URL summary and, for a scheduled crawl, its discovery state (in a
+        thread: a few requests to the archive). An archive that cannot answer costs
+        look-ups and full reads, never an article."""
+        try:
+            self._summary = self.archive.url_summary(self.site.name)
+        except ArchiveError as exc:
+            logger.warning("cannot read the site's URL summary, looking each URL up: %s", exc)
+        if self.entries is not None or self.window is not None:
+            return
+        try:
+            state = DiscoveryState.from_json(
+                self.archive.read_site_state(self.site.name, STATE_NAME))
+        except ArchiveError as exc:
+            logger.warning("cannot read the site's discovery state, reading all: %s", exc)
+            state = DiscoveryState()
+        full = self._full or state.full_read_due(self.site.full_read_every_days)
+        self._discovery = DiscoveryLog(state, full)
+
+    def _conditional(self, url: str) -> dict[str, str]:
+        return self._discovery.conditional_headers(url) if self._discovery else {}
+
+    def _not_modified(self, response: Response) -> bool:
+        """Whether a sitemap or feed answered 304: unchanged since its last complete read."""
+        if response.status != 304:
+            return False
+        self.crawler.stats.inc_value("newsarchive/discovery/not_modified")
+        if self._discovery is not None:
+            self._discovery.seen(_asked_url(response))
+        return True
+
+    def _document_read(self, response: Response) -> None:
+        """A sitemap or feed was read: remembered, if all it lists is handled."""
+        if self._discovery is not None:
+            self._discovery.read(
+                _asked_url(response), _header(response, b"ETag"), _header(response, b"Last-Modified"),
+                response.meta.get("index_lastmod"))
+
+    def discovery_state(self, reason: str) -> DiscoveryState | None:
+        """The site's discovery state to store after a crawl that ended for ``reason``
+        with nothing left in its spool; None when there is none to store (a crawl cut
+        short, a backfill, a state that did not change)."""
+        if self._discovery is None or reason != "finished" or self._failed_after_close:
+            return None
+        if self._unfinished is None:
+            self._unfinished = self._listings.unfinished_sources()
+        state = self._discovery.next_state(self._unfinished)
+        return None if state == self._discovery.state else state
+
+    def note_captured(self, urls: Iterable[str], when: datetime) -> None:
+        """Remember URLs that lead to a complete record captured at ``when`` (from any
+        thread), for the site's URL summary."""
+        with self._captured_lock:
+            for url in urls:
+                if self.captured.get(url, when) <= when:
+                    self.captured[url] = when
+
+    def article_failed(self, listed_url: str) -> None:
+        """An article could not be had this time, for a reason that may pass: the sitemap
+        or feed that listed it is read again next time (on the reactor's thread)."""
+        if self._unfinished is not None:
+            # Its listing is closed (a page stored from the spool at the very end): which
+            # document listed it is no longer known, so none is recorded.
+            self._failed_after_close = True
+            return
+        self._listings.failed(canonicalize_url(listed_url))
+
     # -- discovery ---------------------------------------------------------------------
 
     async def parse_sitemap(self, response: Response) -> AsyncIterator[scrapy.Request]:
         """A robots.txt, a sitemap index or a urlset."""
         depth = response.meta.get("sitemap_depth", 0)
+        if self._not_modified(response):
+            return
         if response.url.endswith("/robots.txt"):
             for url in sitemap_urls_from_robots(response.body, base_url=response.url):
                 for request in self._sitemap_request(url, depth + 1):
@@ -185,15 +286,23 @@ class NewsSpider(scrapy.Spider):
                     # Unchanged since before the range: it cannot list an article of it.
                     self.crawler.stats.inc_value("newsarchive/discovered/sitemaps_before_range")
                     continue
-                for request in self._sitemap_request(entry.url, depth + 1):
+                if self._discovery is not None and \
+                        self._discovery.skip_unchanged(entry.url, entry.date_hint):
+                    # Its lastmod is that of its last complete read: nothing new in it.
+                    self.crawler.stats.inc_value("newsarchive/discovery/sitemaps_unchanged")
+                    self._seen_sitemaps.add(entry.url)
+                    continue
+                for request in self._sitemap_request(entry.url, depth + 1, entry.date_hint):
                     yield request
             return
-        async for request in self._discovered(entries, "sitemap"):
+        self._document_read(response)
+        async for request in self._discovered(entries, "sitemap", source=_asked_url(response)):
             yield request
 
-    def _sitemap_request(self, url: str, depth: int) -> Iterable[scrapy.Request]:
-        """A request for a sitemap an index or robots.txt lists, ``depth`` levels below a
-        configured URL, unless it was read already or lies too deep."""
+    def _sitemap_request(self, url: str, depth: int,
+                         lastmod: datetime | None = None) -> Iterable[scrapy.Request]:
+        """A request for a sitemap an index (with ``lastmod``) or robots.txt lists, ``depth``
+        levels below a configured URL, unless it was read already or lies too deep."""
         # Sitemap indexes may list each other or themselves; fetch each sitemap once.
         if url in self._seen_sitemaps:
             record_error(self.crawler.stats, url, "sitemap_loop",
@@ -207,11 +316,13 @@ class NewsSpider(scrapy.Spider):
             return ()
         self._seen_sitemaps.add(url)
         return (scrapy.Request(url, callback=self.parse_sitemap, errback=self.on_error,
-                               meta=self._sitemap_meta(depth)),)
+                               meta={**self._sitemap_meta(depth), "index_lastmod": lastmod},
+                               headers=self._conditional(url)),)
 
-    def _sitemap_meta(self, depth: int) -> dict[str, int]:
+    def _sitemap_meta(self, depth: int) -> dict:
         # download_maxsize bounds the body as sent and after Content-Encoding alike.
-        return {"sitemap_depth": depth, "download_maxsize": self.site.max_sitemap_bytes}
+        return {"sitemap_depth": depth, "download_maxsize": self.site.max_sitemap_bytes,
+                **_NOT_MODIFIED_IS_AN_ANSWER}
 
     def _sitemap_body(self, response: Response) -> bytes | None:
         body = response.body
@@ -229,6 +340,8 @@ class NewsSpider(scrapy.Spider):
 
     async def parse_feed(self, response: Response) -> AsyncIterator[scrapy.Request]:
         """An RSS 2.0, Atom or JSON Feed."""
+        if self._not_modified(response):
+            return
         content_type = response.headers.get(b"Content-Type", b"").decode("latin-1")
         try:
             entries = await maybe_deferred_to_future(
@@ -236,7 +349,8 @@ class NewsSpider(scrapy.Spider):
         except (lxml.etree.XMLSyntaxError, ValueError) as exc:
             record_error(self.crawler.stats, response.url, "bad_feed", str(exc) or "empty")
             return
-        async for request in self._discovered(entries, "feed"):
+        self._document_read(response)
+        async for request in self._discovered(entries, "feed", source=_asked_url(response)):
             yield request
 
     async def parse_front(self, response: Response, depth: int = 0) -> AsyncIterator[scrapy.Request]:
@@ -292,7 +406,8 @@ class NewsSpider(scrapy.Spider):
             return False
         return not article or not self._article_pattern or bool(self._article_pattern.search(url))
 
-    async def _discovered(self, entries: list[Entry], via: str) -> AsyncIterator[scrapy.Request]:
+    async def _discovered(self, entries: list[Entry], via: str,
+                          source: str | None = None) -> AsyncIterator[scrapy.Request]:
         """Requests for the wanted, new, not yet archived entries, made and handed to the
         scheduler a chunk at a time, one sitemap (or feed, or front) at a time: a sitemap
         lists thousands of articles, and twenty of them arriving together would otherwise
@@ -301,13 +416,15 @@ class NewsSpider(scrapy.Spider):
         try:
             for first in range(0, len(entries), _DISCOVERY_CHUNK):
                 for request in await self._article_requests(
-                        entries[first:first + _DISCOVERY_CHUNK], via):
+                        entries[first:first + _DISCOVERY_CHUNK], via, source):
                     yield request
         finally:
             self._discovery_slot.release()
 
-    async def _article_requests(self, entries: list[Entry], via: str) -> list[scrapy.Request]:
-        """Requests for the entries that are wanted, new in this crawl and not yet archived."""
+    async def _article_requests(self, entries: list[Entry], via: str,
+                                source: str | None) -> list[scrapy.Request]:
+        """Requests for the entries that are wanted, new in this crawl and not yet archived
+        (``source``: the sitemap or feed that lists them)."""
         stats = self.crawler.stats
         fresh: dict[str, tuple[str, datetime | None]] = {}
         # In a thread, a chunk at a time: a sitemap's hundred thousand URLs take seconds to
@@ -332,7 +449,7 @@ class NewsSpider(scrapy.Spider):
                 continue
             # Reserve before the look-up below yields to the reactor: another sitemap or
             # feed callback may list the same article meanwhile.
-            if not self._listings.queue(canonical):
+            if not self._listings.queue(canonical, source):
                 continue
             fresh[canonical] = (url, hint)
         if not fresh:
@@ -341,11 +458,13 @@ class NewsSpider(scrapy.Spider):
         for canonical, _hint, urls in entries_now:
             self._listings.reported(canonical, len(urls))
         try:
-            decisions = await maybe_deferred_to_future(deferToThread(self._triage, entries_now))
+            decisions, settled = await maybe_deferred_to_future(
+                deferToThread(self._triage, entries_now))
         except ArchiveError as exc:
             # The archive will say again at write time; fetching is never the wrong choice.
             logger.warning("archive look-up failed, fetching all: %s", exc)
-            decisions = {canonical: "fetch" for canonical in fresh}
+            decisions, settled = {canonical: "fetch" for canonical in fresh}, 0
+        stats.inc_value("newsarchive/skipped/settled_by_summary", settled)
         requests = []
         for canonical, decision in decisions.items():
             if decision == "skip":
@@ -371,9 +490,29 @@ class NewsSpider(scrapy.Spider):
         })
         planned["listed_as"] = sorted(self._listings.urls(canonical))
 
-    def _triage(self, entries: list[tuple[str, datetime | None, frozenset[str]]]) -> dict[str, str]:
+    def _triage(self, entries: list[tuple[str, datetime | None, frozenset[str]]]
+                ) -> tuple[dict[str, str], int]:
         """``fetch``, ``refetch`` (archived, but listed with a newer date) or ``skip`` for
-        each canonical URL; a skipped article learns the URLs it was listed under."""
+        each canonical URL, and how many the summary settled; a skipped article learns the
+        URLs it was listed under.
+
+        The site's URL summary settles most of them without a request: an article it knows,
+        under every URL listed now, captured no earlier than the listing's date. The others
+        are looked up in the archive's index, the truth, and join the summary if archived."""
+        decisions: dict[str, str] = {}
+        unsettled = []
+        known = self._summary.captured_at(
+            [url for canonical, _, urls in entries for url in (canonical, *urls)])
+        at = 0
+        for entry in entries:
+            canonical, hint, urls = entry
+            captured, listed = known[at], known[at + 1:at + 1 + len(urls)]
+            at += 1 + len(urls)
+            if captured is not None and all(listed) and (hint is None or hint <= captured):
+                decisions[canonical] = "skip"
+            else:
+                unsettled.append(entry)
+
         def decide(entry) -> str:
             canonical, hint, urls = entry
             record = self.archive.lookup(canonical)
@@ -381,24 +520,37 @@ class NewsSpider(scrapy.Spider):
                 return "fetch"
             if hint is not None and hint > record.last_seen:
                 return "refetch"
-            self.archive.add_aliases(record, urls)
+            record = self.archive.add_aliases(record, urls)
+            self.note_captured({canonical, *record.urls}, record.last_seen)
             return "skip"
-        with ThreadPoolExecutor(_LOOKUP_THREADS) as pool:
-            return dict(zip((e[0] for e in entries), pool.map(decide, entries)))
+        if unsettled:
+            with ThreadPoolExecutor(min(_LOOKUP_THREADS, len(unsettled))) as pool:
+                settled = len(decisions)
+                decisions.update(zip((e[0] for e in unsettled), pool.map(decide, unsettled)))
+                return decisions, settled
+        return decisions, len(decisions)
 
     async def closed(self, reason: str) -> None:
         """Record URLs that discovery listed for an article after it had been handled."""
-        late = {} if self.plan is not None else dict(self._listings.late())  # a plan writes nothing
-        self._listings.close()
-        if late:
-            await maybe_deferred_to_future(deferToThread(self._add_late_aliases, late))
+        try:
+            late = {} if self.plan is not None else dict(self._listings.late())  # a plan writes nothing
+            if self._unfinished is None:
+                self._unfinished = self._listings.unfinished_sources()
+            self._listings.close()
+            if late:
+                await maybe_deferred_to_future(deferToThread(self._add_late_aliases, late))
+        finally:
+            self.listings_closed.callback(None)
 
     def _add_late_aliases(self, late: dict[str, frozenset[str]]) -> None:
         for canonical, urls in late.items():
+            if all(self._summary.captured_at(urls)):
+                continue  # the article knows every one of them already
             try:
                 record = self.archive.lookup(canonical)
                 if record is not None:
-                    self.archive.add_aliases(record, urls)
+                    record = self.archive.add_aliases(record, urls)
+                    self.note_captured({canonical, *record.urls}, record.last_seen)
             except ArchiveError as exc:
                 record_error(self.crawler.stats, canonical, "storage", f"aliases: {exc}")
 
@@ -452,10 +604,23 @@ class NewsSpider(scrapy.Spider):
             return
         if failure.check(HttpError):
             status = failure.value.response.status
-            record_error(self.crawler.stats, url, f"http_{status}", f"HTTP {status}")
+            kind, reason = f"http_{status}", f"HTTP {status}"
         else:
             kind, reason = fetch_error_kind(failure.value)
-            record_error(self.crawler.stats, url, kind, reason)
+        record_error(self.crawler.stats, url, kind, reason)
+        if request is not None and request.callback == self.parse_article \
+                and kind in _ERRORS_THAT_MAY_PASS:
+            self.article_failed(url)
+
+
+def _asked_url(response: Response) -> str:
+    """The URL a response was asked for, before any redirect."""
+    return response.meta.get("redirect_urls", [response.url])[0]
+
+
+def _header(response: Response, name: bytes) -> str | None:
+    value = response.headers.get(name)
+    return value.decode("latin-1") if value else None
 
 
 def _read_front(response: scrapy.http.TextResponse,
@@ -519,6 +684,12 @@ def fetch_error_kind(error: BaseException) -> tuple[str, str]:
         return "connection", reasons or message
     return "fetch", repr(error)
 
+
+# Errors of an article's fetch that may not happen again: its sitemap or feed is read
+# again next time (see spiders.discovery_state). The others (a 404, a page too large, ...)
+# would fail the same way.
+_ERRORS_THAT_MAY_PASS = frozenset({"timeout", "dns", "connection", "fetch", "http_408",
+                                   "http_429", *(f"http_{status}" for status in range(500, 600))})
 
 # Download timeouts: Scrapy's, Twisted's (the connection's, a Deferred's) and the OS's.
 _TIMEOUTS = (DownloadTimeoutError, net.TimeoutError, DeferTimeoutError, TimeoutError)

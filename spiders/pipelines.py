@@ -26,7 +26,16 @@ from spiders.extraction_pool import ExtractionFailed
 from spiders.items import FetchedPage
 from storage.compress import DeflatedBody
 
-__all__ = ["ExtractPipeline", "PageInWork", "StorePipeline", "WarcPipeline"]
+__all__ = ["ExtractPipeline", "PageInWork", "PageNotStored", "StorePipeline", "WarcPipeline"]
+
+
+class PageNotStored(DropItem):
+    """A page the pipelines did not store as a new article or version: its ``outcome``
+    (``duplicate``, ``aliased``, ``spooled``, ``no_text``, ...) says why."""
+
+    def __init__(self, outcome: str, url: str) -> None:
+        super().__init__(f"{outcome}: {url}")
+        self.outcome = outcome
 
 
 @dataclass
@@ -103,7 +112,7 @@ class StorePipeline:
             self.run.pages_done(page)
         self.run.tally(outcome)
         if outcome.name not in ("written", "version"):
-            raise DropItem(f"{outcome.name}: {page.url}")
+            raise PageNotStored(outcome.name, page.url)
         return page
 
     async def _store(self, item: PageInWork) -> Outcome:

@@ -39,15 +39,19 @@ def _jsonable(value):
 
 def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Path,
               user_agent: str, log_level: str = "INFO", data_dir: Path = Path(".newsarchive"),
-              entries: list[Entry] | None = None, partition: str | None = None) -> dict:
+              entries: list[Entry] | None = None, partition: str | None = None,
+              partitions: dict[str, str] | None = None, full: bool = False) -> dict:
     """Crawl ``site`` once (blocking; once per process), store its run manifest in the
-    archive and write its stats file. With ``entries`` (a backfill partition, named by
-    ``partition``), fetch exactly those articles instead of discovering."""
+    archive and write its stats file. With ``entries`` (a backfill batch, its days named by
+    ``partition``), fetch exactly those articles instead of discovering; ``partitions``
+    (URL -> day partition) then has the outcomes counted per day, in the stats file's and
+    the manifest's ``partitions``, and each recorded error names its day. ``full``: read
+    every sitemap and feed in full (see spiders.discovery_state)."""
     from scrapy.crawler import CrawlerProcess
 
     from spiders.news import NewsSpider
     from spiders.settings import crawl_settings
-    from spiders.stats import ERROR_LIST_KEY, crawl_counts, errors_by_kind
+    from spiders.stats import ERROR_LIST_KEY, PartitionTally, crawl_counts, errors_by_kind
     from spiders.workspace import Workspace
 
     # The run's workspace is claimed before anything is written in it (Scrapy's job
@@ -66,10 +70,12 @@ def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Pa
     # Likewise what discovery listed (spiders.listings), beside it.
     settings.set("NEWSARCHIVE_LISTINGS_FILE", str(workspace.root / "listings.sqlite"),
                  priority="cmdline")
+    if partitions:
+        _count_per_partition(settings, partitions)
     started = datetime.now(timezone.utc)
     process = CrawlerProcess(settings)
     crawler = process.create_crawler(NewsSpider)
-    process.crawl(crawler, site=site, archive_url=archive_url, entries=entries)
+    process.crawl(crawler, site=site, archive_url=archive_url, entries=entries, full=full)
     _stop_when_orphaned()
     _stop_if_asked_early()
     process.start()
@@ -77,6 +83,12 @@ def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Pa
     if stats.get("finish_reason") is None and _STOP_ASKED_EARLY.is_set():
         stats["finish_reason"] = "shutdown"  # stopped before its engine even opened
     errors = stats.pop(ERROR_LIST_KEY, [])
+    try:
+        tally = crawler.get_extension(PartitionTally) if partitions else None
+    except RuntimeError:  # stopped before Scrapy even made its extensions
+        tally = None
+    # Once the crawl is over: errors are recorded until its very end (its WARC uploads).
+    partition_counts = tally.finish(errors) if tally is not None else None
     finished = datetime.now(timezone.utc)
     report = {
         "site": site.name,
@@ -87,12 +99,14 @@ def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Pa
         "workspace": str(workspace.root),
         "stats": stats,
         "errors": errors,
+        "partitions": partition_counts,
     }
     report["manifest_key"] = _store_manifest(archive_url, workspace, {
         "run_id": run_id,
         "site": site.name,
         "parameters": site.model_dump(mode="json"),
         "backfill_partition": partition,
+        "partitions": partition_counts,
         "started_at": started.isoformat(),
         "finished_at": finished.isoformat(),
         "finish_reason": stats.get("finish_reason"),
@@ -104,6 +118,18 @@ def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Pa
     workspace.remove_if_done()
     _write_stats_file(stats_file, report)
     return report
+
+
+def _count_per_partition(settings, partitions: dict[str, str]) -> None:
+    """Have the crawl count its outcomes per backfill day (spiders.stats.PartitionTally)."""
+    settings.set("NEWSARCHIVE_PARTITIONS", partitions, priority="cmdline")
+    settings.set("EXTENSIONS", {**settings.getdict("EXTENSIONS"),
+                                "spiders.stats.PartitionTally": 500}, priority="cmdline")
+    # Last before the spider's callback: after Scrapy's HttpErrorMiddleware (50) has turned
+    # the error statuses away, as the spider's own count of fetched pages does.
+    settings.set("SPIDER_MIDDLEWARES", {**settings.getdict("SPIDER_MIDDLEWARES"),
+                                        "spiders.stats.PartitionTallyMiddleware": 1000},
+                 priority="cmdline")
 
 
 class StatsFileUnwritable(RuntimeError):
@@ -201,14 +227,17 @@ def plan_backfill(site: SiteConfig, *, archive_url: str, window: Window, plan_fi
     return report
 
 
-def read_entries(path: Path) -> list[Entry]:
-    """The articles of a backfill partition: a JSON list of {url, published, date_hint}."""
+def read_entries(path: Path) -> tuple[list[Entry], dict[str, str]]:
+    """The articles of a backfill batch, from a JSON list of {url, published, date_hint,
+    partition}: the entries, and each URL's day partition (URL -> partition)."""
     from spiders.discovery import Entry
 
     def when(value):
         return datetime.fromisoformat(value) if value else None
-    return [Entry(url=e["url"], published=when(e.get("published")), date_hint=when(e.get("date_hint")))
-            for e in json.loads(path.read_text(encoding="utf-8"))]
+    listed = json.loads(path.read_text(encoding="utf-8"))
+    entries = [Entry(url=e["url"], published=when(e.get("published")),
+                     date_hint=when(e.get("date_hint"))) for e in listed]
+    return entries, {e["url"]: e["partition"] for e in listed if e.get("partition")}
 
 
 def _store_manifest(archive_url: str, workspace: Workspace, manifest: dict) -> str | None:
@@ -267,8 +296,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=Path(".newsarchive"),
                         help="where the run keeps what the archive has not taken yet")
     parser.add_argument("--entries-file", type=Path,
-                        help="backfill partition: fetch exactly these articles (JSON), no discovery")
-    parser.add_argument("--partition", help="backfill partition name, for the run manifest")
+                        help="backfill batch: fetch exactly these articles (JSON), no discovery")
+    parser.add_argument("--partition",
+                        help="the backfill batch's days (DAY or FIRST..LAST), for the run manifest")
+    parser.add_argument("--full", action="store_true",
+                        help="read every sitemap and feed in full, whatever their state")
     parser.add_argument("--plan-file", type=Path,
                         help="backfill plan: discover only, write the in-range articles here")
     parser.add_argument("--since", type=date.fromisoformat, help="with --plan-file: first day")
@@ -287,12 +319,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not (args.run_id and args.stats_file):
         parser.error("a crawl needs --run-id and --stats-file")
-    entries = read_entries(args.entries_file) if args.entries_file else None
+    entries, partitions = read_entries(args.entries_file) if args.entries_file else (None, None)
     try:
         run_crawl(site, archive_url=args.archive, run_id=args.run_id,
                   stats_file=args.stats_file, user_agent=args.user_agent,
                   log_level=args.log_level, data_dir=args.data_dir, entries=entries,
-                  partition=args.partition)
+                  partition=args.partition, partitions=partitions, full=args.full)
     except StatsFileUnwritable as exc:
         print(f"newsarchive crawl: {exc}", file=sys.stderr)
         return 1

@@ -48,6 +48,11 @@ DOWNLOADER_MIDDLEWARES = {
     # address that was checked, never to whatever the proxy resolves (spiders.download).
     "spiders.download.ProxyTargetMiddleware": 760,
 }
+# Scrapy's HTTP cache keeps robots.txt, and only it, for the crawl: its robots.txt
+# middleware and discovery then ask the site once (spiders.middlewares.RobotsTxtOncePolicy).
+HTTPCACHE_ENABLED = True
+HTTPCACHE_POLICY = "spiders.middlewares.RobotsTxtOncePolicy"
+HTTPCACHE_STORAGE = "spiders.middlewares.CrawlMemoryCacheStorage"
 # Every connection resolves its host here, and is refused the same addresses.
 TWISTED_DNS_RESOLVER = "spiders.reach.GuardedResolver"
 # http(s) only: nothing a page links to or redirects to can read a local file (file://) or

@@ -52,3 +52,114 @@ def errors_by_kind(stats: dict) -> dict[str, int]:
     """Error counts by kind (``http_404``, ``no_article_text``, ``storage``, ...)."""
     prefix = "newsarchive/errors/"
     return {k[len(prefix):]: v for k, v in sorted(stats.items()) if k.startswith(prefix)}
+
+
+# The counts a backfill batch keeps per day partition (see PartitionTally).
+PARTITION_COUNTS = ("fetched", "archived", "versions", "duplicates", "errors")
+# Outcomes of storing a page (StorePipeline drops the page with a PageNotStored naming its
+# outcome) that mean the article was archived already.
+_DUPLICATE_OUTCOMES = frozenset({"duplicate", "aliased", "in_progress"})
+
+
+class PartitionTally:
+    """A Scrapy extension counting a backfill batch's outcomes per day partition, so one
+    crawl of many days still tells each day what it did. It knows each article's partition
+    by the URLs the entries list for it (``NEWSARCHIVE_PARTITIONS``: URL -> partition),
+    which are the URLs its requests are made for, and learns the URLs redirects lead to.
+
+    Counts per partition: ``fetched`` (pages handed to the spider, counted by
+    :class:`PartitionTallyMiddleware`), ``archived`` and ``versions`` (pages stored: a page
+    fetched again for a newer date counts as a version), ``duplicates`` (pages the archive
+    had already) and ``errors`` (the recorded errors naming one of its URLs, attributed
+    once the crawl is over: :meth:`finish`)."""
+
+    def __init__(self, partitions: dict[str, str]) -> None:
+        from storage import canonicalize_url
+
+        self._canonical = canonicalize_url
+        # Every URL an article is requested under, as listed and canonical: Scrapy escapes
+        # a listed URL, and the errors name it as requested.
+        self._partition_of: dict[str, str] = {}
+        for url, partition in partitions.items():
+            self._partition_of[url] = partition
+            self._partition_of[canonicalize_url(url)] = partition
+        self.counts = {p: dict.fromkeys(PARTITION_COUNTS, 0)
+                       for p in sorted(set(partitions.values()))}
+
+    @classmethod
+    def from_crawler(cls, crawler) -> PartitionTally:
+        from scrapy import signals
+        from scrapy.exceptions import NotConfigured
+
+        partitions = crawler.settings.getdict("NEWSARCHIVE_PARTITIONS")
+        if not partitions:
+            raise NotConfigured("not a backfill batch: no partitions to count")
+        tally = cls(partitions)
+        crawler.signals.connect(tally.request_scheduled, signal=signals.request_scheduled)
+        crawler.signals.connect(tally.item_scraped, signal=signals.item_scraped)
+        crawler.signals.connect(tally.item_dropped, signal=signals.item_dropped)
+        return tally
+
+    def partition_of(self, url: str) -> str | None:
+        """The partition of the article ``url`` was listed, requested or redirected as."""
+        return self._partition_of.get(url) or self._partition_of.get(self._canonical(url))
+
+    def _partition_of_request(self, request) -> str | None:
+        return self.partition_of(request.meta.get("redirect_urls", [request.url])[0])
+
+    def request_scheduled(self, request, spider=None) -> None:
+        """A redirect's next request (or a meta refresh's) is an article's too: errors and
+        the stored page name its URL."""
+        if request.meta.get("redirect_urls") and request.url not in self._partition_of:
+            partition = self._partition_of_request(request)
+            if partition is not None:
+                self._partition_of[request.url] = partition
+
+    def fetched(self, response) -> None:
+        """A page reached the spider."""
+        self._count(self._partition_of_request(response.request), "fetched")
+
+    def item_scraped(self, item, response, spider=None) -> None:
+        self._count(self.partition_of(item.request_url),
+                    "versions" if item.refetch else "archived")
+
+    def item_dropped(self, item, response, exception, spider=None) -> None:
+        page = getattr(item, "page", item)  # StorePipeline drops what it was handed
+        if getattr(exception, "outcome", None) in _DUPLICATE_OUTCOMES:  # PageNotStored
+            self._count(self.partition_of(page.request_url), "duplicates")
+
+    def _count(self, partition: str | None, name: str) -> None:
+        if partition in self.counts:
+            self.counts[partition][name] += 1
+
+    def finish(self, errors: list[dict]) -> dict[str, dict[str, int]]:
+        """Attribute the crawl's recorded ``errors`` to partitions (each gets a
+        ``partition`` key when one of its articles' URLs names it) and return the counts
+        per partition."""
+        for error in errors:
+            partition = self.partition_of(error.get("url", ""))
+            if partition is not None:
+                error["partition"] = partition
+                self._count(partition, "errors")
+        return self.counts
+
+
+class PartitionTallyMiddleware:
+    """The spider middleware half of :class:`PartitionTally`: counts the pages that reach
+    the spider's callback (after Scrapy's HttpErrorMiddleware has turned away the error
+    statuses), as the spider's own ``newsarchive/fetched`` does."""
+
+    def __init__(self, tally: PartitionTally) -> None:
+        self.tally = tally
+
+    @classmethod
+    def from_crawler(cls, crawler) -> PartitionTallyMiddleware:
+        from scrapy.exceptions import NotConfigured
+
+        tally = crawler.get_extension(PartitionTally)
+        if tally is None:
+            raise NotConfigured("no PartitionTally extension")
+        return cls(tally)
+
+    def process_spider_input(self, response) -> None:
+        self.tally.fetched(response)

@@ -29,7 +29,7 @@ import gzip
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -62,6 +62,7 @@ from storage.keys import (
     version_keys,
 )
 from storage.record import RECORD_FIELDS, Record, Version, as_utc
+from storage.summary import UrlSummary, write_segment
 from storage.urls import canonicalize_url
 
 logger = logging.getLogger(__name__)
@@ -390,6 +391,16 @@ class Archive:
             return json.loads(self.backend.get(site_state_key(site, name)))
         except ObjectNotFound:
             return None
+
+    def url_summary(self, site: str) -> UrlSummary:
+        """Which URLs of ``site`` lead to an archived article, and when it was last captured
+        (see :mod:`storage.summary`): a few requests, however long the site's history."""
+        return UrlSummary.load(self.backend, site)
+
+    def note_archived(self, site: str, run_id: str, captured: Mapping[str, datetime]) -> None:
+        """Add a run's URLs (URL -> when the article it leads to was last captured) to the
+        site's URL summary. Only URLs whose record is complete belong in it."""
+        write_segment(self.backend, site, run_id, captured)
 
     def put_run_manifest(self, manifest: dict) -> str:
         """Store a run's manifest (``site``, ``run_id``, ``started_at`` required); returns

@@ -77,6 +77,9 @@ class Backend(Protocol):
     def exists(self, key: str) -> bool:
         """Whether an object is stored at ``key``."""
 
+    def delete(self, key: str) -> None:
+        """Remove the object at ``key``; nothing happens if there is none."""
+
     def iter_keys(self, prefix: str = "") -> Iterator[str]:
         """Every key under ``prefix``, in lexicographic order for S3 (any order locally)."""
 
@@ -309,6 +312,13 @@ class LocalBackend:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise _write_error(f"cannot remove {path}", exc) from exc
+
     def iter_keys(self, prefix: str = "") -> Iterator[str]:
         # Same meaning as S3's Prefix: a string prefix, not a directory. Walk the deepest
         # directory the prefix names and filter by the rest.
@@ -426,6 +436,10 @@ class S3Backend:
             return False
         return True
 
+    def delete(self, key: str) -> None:
+        with _translated(key):
+            self._client.delete_object(Bucket=self.bucket, Key=self._k(key))
+
     def iter_keys(self, prefix: str = "") -> Iterator[str]:
         paginator = self._client.get_paginator("list_objects_v2")
         cut = len(self.prefix)
@@ -462,6 +476,10 @@ def make_s3_client():
         retries["max_attempts"] = 5
     config = Config(
         retries=retries,
+        # A crawl asks from up to 8 storage threads, 8 look-up threads and 8 summary
+        # readers at once: with botocore's default pool of 10, connections are discarded
+        # and opened again (urllib3 says "Connection pool is full").
+        max_pool_connections=32,
         connect_timeout=10,
         read_timeout=60,
         s3={"addressing_style": "path"} if custom_endpoint else {},

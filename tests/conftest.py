@@ -182,9 +182,9 @@ def write_sites_file(path: Path, archive_url: str, sites: list[dict]) -> Path:
 
 
 def crawl_site_subprocess(site_entry: dict, archive_url: str, env: dict, data_dir: Path,
-                          run_id: str, timeout: float = 300) -> dict:
+                          run_id: str, *extra: str, timeout: float = 300) -> dict:
     """One crawl subprocess (``python -m spiders.run``), as the crawl flow starts it, without
-    Prefect; returns the stats report it writes."""
+    Prefect (``extra``: more options); returns the stats report it writes."""
     from spiders.config import SiteConfig
 
     site = SiteConfig.model_validate(site_entry)
@@ -193,7 +193,7 @@ def crawl_site_subprocess(site_entry: dict, archive_url: str, env: dict, data_di
         [sys.executable, "-m", "spiders.run", "--site-json", site.model_dump_json(),
          "--archive", archive_url, "--run-id", run_id, "--stats-file", str(stats_file),
          "--data-dir", str(data_dir), "--user-agent", "newsarchive-test",
-         "--log-level", "WARNING"],
+         "--log-level", "WARNING", *extra],
         cwd=REPO_ROOT, env=env, timeout=timeout, capture_output=True, text=True,
     )
     assert done.returncode == 0, f"crawl exited {done.returncode}: {done.stderr[-4000:]}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import os
 import threading
@@ -191,6 +192,14 @@ def _make_response(status: int, body: bytes, headers: dict[str, str] | None,
     return _Response(status, bytes(body), merged, gate)
 
 
+def _document(text: str, content_type: str) -> _Response:
+    """A sitemap or feed, with a strong ETag (its body's hash): a client that sends it back
+    in ``If-None-Match`` gets a 304 while the document is unchanged."""
+    body = text.encode()
+    etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+    return _Response(200, body, {"Content-Type": content_type, "ETag": etag})
+
+
 class _Handler(BaseHTTPRequestHandler):
     """Routes every request to the ``NewsSite`` that owns the server."""
 
@@ -211,6 +220,11 @@ class _Handler(BaseHTTPRequestHandler):
         response = site._route(self.path)
         if response.gate is not None:
             response.gate.wait(HOLD_LIMIT_SECONDS)
+        etag = next((v for k, v in response.headers.items() if k.lower() == "etag"), None)
+        if response.status == 200 and etag is not None \
+                and self.headers.get("If-None-Match") == etag:
+            # A conditional request for a document that has not changed (RFC 9110 13.1.2).
+            response = _Response(304, b"", {"ETag": etag})
         site._answered(logged)
         self.send_response(response.status)
         headers = {k.lower(): (k, v) for k, v in response.headers.items()}
@@ -255,13 +269,7 @@ class NewsSite:
         self._by_path = {page.path: page for page in self._pages}
         if len(self._by_path) != len(self._pages):
             raise ValueError("two pages share a URL path; the site could serve only one")
-        # Newest first; ties broken by URL so feeds are deterministic.
-        self._newest_first = sorted(
-            self._pages, key=lambda p: (p.published, p.original_url), reverse=True
-        )
-        self._months: dict[str, list[CorpusPage]] = {}
-        for page in self._newest_first:
-            self._months.setdefault(month_key(page), []).append(page)
+        self._index_pages()
         self._lock = threading.Lock()
         self._requests: list[str] = []
         self._log: list[LoggedRequest] = []
@@ -276,6 +284,25 @@ class NewsSite:
         self._pages_let_through = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+
+    def _index_pages(self) -> None:
+        # Newest first; ties broken by URL so feeds are deterministic.
+        self._newest_first = sorted(
+            self._pages, key=lambda p: (p.published, p.original_url), reverse=True
+        )
+        months: dict[str, list[CorpusPage]] = {}
+        for page in self._newest_first:
+            months.setdefault(month_key(page), []).append(page)
+        self._months = months
+
+    def publish(self, pages: list[CorpusPage]) -> None:
+        """Add ``pages`` to the site, as a publisher does: they appear in their month's
+        sitemap (whose ``<lastmod>`` in the index moves if they are its newest) and, if they
+        are among the newest, in the feed."""
+        with self._lock:
+            self._pages += [page for page in pages if page.path not in self._by_path]
+            self._by_path = {page.path: page for page in self._pages}
+            self._index_pages()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -472,14 +499,13 @@ class NewsSite:
         if path == "/robots.txt":
             return _Response(200, self.robots_txt().encode(), {"Content-Type": TEXT_TYPE})
         if path == "/sitemap.xml":
-            return _Response(200, self.sitemap_index().encode(), {"Content-Type": XML_TYPE})
+            return _document(self.sitemap_index(), XML_TYPE)
         if path.startswith("/sitemaps/") and path.endswith(".xml"):
             month = path[len("/sitemaps/") : -len(".xml")]
             if month in self._months:
-                body = self.month_sitemap(month).encode()
-                return _Response(200, body, {"Content-Type": XML_TYPE})
+                return _document(self.month_sitemap(month), XML_TYPE)
         if path == "/rss.xml":
-            return _Response(200, self.rss().encode(), {"Content-Type": RSS_TYPE})
+            return _document(self.rss(), RSS_TYPE)
         page = self.page_for_path(path)
         if page is not None:
             if not self._pages_open.is_set():

@@ -124,6 +124,15 @@ def test_crawl_into_s3_end_to_end(news_site: NewsSite, s3_archive, run_cli, tmp_
     assert news_site.article_requests() == []
     # ...but its own run manifest, one per run.
     assert len([k for k in s3_archive.listing() if k.startswith("news/runs/localnews/")]) == 2
+    # It read only the sitemap index: every sitemap was unchanged since the first read.
+    assert not [t for t in news_site.requests if t.startswith("/sitemaps/")]
+    # --full reads every sitemap again (and still fetches no article).
+    news_site.clear_requests()
+    full = run_cli("crawl", "--full", "--config", str(config), env=s3_archive.env)
+    assert full.returncode == 0, full.stderr[-4000:]
+    assert {t for t in news_site.requests if t.startswith("/sitemaps/")} == \
+        {f"/sitemaps/{month}.xml" for month in news_site.months}
+    assert news_site.article_requests() == []
 
     # ls --json reads the same records back.
     ls = run_cli("ls", "--json", "--config", str(config), env=s3_archive.env)
@@ -236,8 +245,10 @@ def test_crawl_without_a_prefect_server_runs_on_a_temporary_one_and_records_the_
 
     home = tmp_path / "prefect-home" / "nested"  # its parents are made too
     config = write_sites_file(tmp_path / "sites.toml", "./archive", [local_site_config(small_site)])
+    # Prefect's own temporary server is refused: the run must use ours, and only ours.
     result = run_cli("crawl", "--config", str(config),
-                     env={"PREFECT_API_URL": "", "PREFECT_HOME": str(home)})
+                     env={"PREFECT_API_URL": "", "PREFECT_HOME": str(home),
+                          "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "false"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(list((run_cli.workdir / "archive").glob("articles/localnews/*/*/*/*/meta.json"))) == 6
     with sqlite3.connect(home / "prefect.db") as db:

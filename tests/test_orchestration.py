@@ -14,7 +14,8 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import date, timezone
+from dataclasses import replace
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.backfill import should_run
+from flows.backfill import batch_label, batches, partition_state_name, should_run
 from storage import Archive
 from tests.conftest import REPO_ROOT, local_site_config, write_sites_file
 from tests.newssite import HOLD_LIMIT_SECONDS, NewsSite
@@ -43,6 +44,11 @@ def published_day(page) -> date:
 
 def archived_urls(archive_url: str, site: str) -> list[str]:
     return sorted(r.url for r in Archive.open(archive_url).iter_records(site=site))
+
+
+def partition_state(archive_url: str, site: str, day: date) -> dict | None:
+    """A backfill partition's record, as a resumed backfill reads it."""
+    return Archive.open(archive_url).read_site_state(site, partition_state_name(day))
 
 
 def tree(root: Path) -> dict[str, tuple[int, int]]:
@@ -105,12 +111,25 @@ def test_backfill_archives_exactly_the_in_range_articles_once(corpus, run_cli, t
         assert fetched == expected
         before = tree(archive)
 
-        # Each day was a child flow run of its own.
+        # The days, well under a batch's articles, were one child flow run naming them, and
+        # one crawl subprocess (one run manifest); each day still has its partition record.
+        first, last = min(days).isoformat(), max(days).isoformat()
         with get_client(sync_client=True) as client:
             children = client.read_flow_runs(flow_filter=FlowFilter(
-                name=FlowFilterName(any_=["backfill-day"])))
+                name=FlowFilterName(any_=["backfill-days"])))
         names = sorted(r.name for r in children if r.name.startswith("backfilled-"))
-        assert names == sorted(f"backfilled-{d.isoformat()}" for d in days)
+        assert names == [f"backfilled-{first}..{last}"]
+        manifests = list(Archive.open(str(archive)).iter_run_manifests("backfilled"))
+        assert [m["backfill_partition"] for m in manifests] == [f"{first}..{last}"]
+        per_day = {d: sum(published_day(p) == d for p in in_range) for d in days}
+        for day, planned in per_day.items():
+            state = partition_state(str(archive), "backfilled", day)
+            assert state["status"] == "ok" and state["planned"] == planned, (day, state)
+            assert state["run_id"] == manifests[0]["run_id"]
+            assert {k: state["counts"][k] for k in ("fetched", "archived", "errors")} == \
+                {"fetched": planned, "archived": planned, "errors": 0}, (day, state)
+        assert manifests[0]["partitions"] == {d.isoformat(): partition_state(
+            str(archive), "backfilled", d)["counts"] for d in days}
 
         # Again: every partition is done, so nothing is fetched or written.
         site.clear_requests()
@@ -299,6 +318,130 @@ def test_two_workers_of_a_process_pool_crawl_two_sites_at_once(corpus, run_cli, 
                     worker.kill()
         assert archived_urls(s3_archive.url, "pooled-a") == sorted(site_a.url_for(p) for p in pages_a)
         assert archived_urls(s3_archive.url, "pooled-b") == sorted(site_b.url_for(p) for p in pages_b)
+
+
+def test_days_are_batched_newest_first_in_whole_days():
+    def day(n: int) -> date:
+        return date(2026, 1, n)
+
+    # Newest first, as a plan lists them: articles per day 2, 1, 3, 6, 1.
+    days = {day(n): [{"url": f"https://example.org/{n}/{i}"} for i in range(size)]
+            for n, size in ((9, 2), (8, 1), (7, 3), (5, 6), (4, 1))}
+    grouped = batches(days, limit=4)
+    assert [list(b) for b in grouped] == [[day(9), day(8)], [day(7)], [day(5)], [day(4)]]
+    assert [batch_label(b) for b in grouped] == [
+        "2026-01-08..2026-01-09", "2026-01-07", "2026-01-05", "2026-01-04"]
+    # A year of two articles a day: two crawls, not 365.
+    year = {date(2025, 12, 31) - timedelta(days=n): [{}, {}] for n in range(365)}
+    assert [len(b) for b in batches(year)] == [250, 115]
+
+
+def test_a_batch_crawl_tells_each_outcome_to_its_day_by_any_url_of_the_article():
+    """The per-day tally of a batch's crawl finds an article's day under every URL its
+    errors and pages may name: as listed (aliases too), canonical, or where it redirected."""
+    from scrapy import Request
+    from scrapy.http import HtmlResponse
+
+    from spiders.items import FetchedPage
+    from spiders.pipelines import PageNotStored
+    from spiders.stats import PartitionTally
+
+    tally = PartitionTally({"https://example.org/a": "2026-01-02",
+                            "https://example.org/a-alias": "2026-01-02",
+                            "https://example.org/b?x=1": "2026-01-01"})
+    # b redirects to c: the next request, and then the page, are b's.
+    redirected = Request("https://example.org/c",
+                         meta={"redirect_urls": ["https://example.org/b?x=1"]})
+    tally.request_scheduled(redirected)
+    tally.fetched(HtmlResponse("https://example.org/c", body=b"<html></html>", request=redirected))
+    page = FetchedPage(site="s", url="https://example.org/c",
+                       request_url="https://example.org/b?x=1", status=200, body=b"",
+                       encoding="utf-8", fetched_at=datetime.now(timezone.utc), discovered_via="backfill")
+    tally.item_scraped(page, response=None)
+    listed = Request("https://example.org/a")
+    tally.fetched(HtmlResponse("https://example.org/a", body=b"<html></html>", request=listed))
+    a_page = replace(page, url="https://example.org/a", request_url="https://example.org/a")
+    tally.item_dropped(a_page, response=None, exception=PageNotStored("duplicate", a_page.url))
+    errors = [{"url": "https://example.org/c", "kind": "no_article_text", "reason": "r"},
+              {"url": "https://example.org/a-alias?utm_source=rss", "kind": "http_404",
+               "reason": "r"},
+              {"url": "https://example.org/robots.txt", "kind": "http_500", "reason": "r"}]
+    counts = tally.finish(errors)
+    assert counts == {
+        "2026-01-01": {"fetched": 1, "archived": 1, "versions": 0, "duplicates": 0, "errors": 1},
+        "2026-01-02": {"fetched": 1, "archived": 0, "versions": 0, "duplicates": 1, "errors": 1}}
+    assert [e.get("partition") for e in errors] == ["2026-01-01", "2026-01-02", None]
+
+
+def test_a_batch_records_each_day_and_a_failed_day_alone_runs_again(
+        corpus, prefect_api_url, tmp_path, monkeypatch):
+    """Days run in batches, one crawl each; a day whose article failed is recorded failed
+    while the other days of its batch are ok, and ``reprocess="failed"`` runs it alone."""
+    import flows.backfill
+    from flows.settings import Settings
+
+    since, until = date(2025, 10, 20), date(2025, 11, 21)
+    in_range = [p for p in corpus if since <= published_day(p) <= until]
+    per_day = {d: [p for p in in_range if published_day(p) == d]
+               for d in sorted({published_day(p) for p in in_range}, reverse=True)}
+    assert [len(pages) for pages in per_day.values()] == [1, 1, 5, 2, 1, 1]
+    # Batches of at most 4 articles: 11-21 and 11-07; 11-06 (5) alone; 10-23, 10-21, 10-20.
+    monkeypatch.setattr(flows.backfill, "MAX_BATCH_ARTICLES", 4)
+    batch_names = ["batched-2025-11-07..2025-11-21", "batched-2025-11-06",
+                   "batched-2025-10-20..2025-10-23"]
+    failing_day = date(2025, 10, 23)
+    failing = per_day[failing_day][0]
+    archive = str(tmp_path / "archive")
+    with NewsSite(corpus) as site:
+        config = write_sites_file(tmp_path / "sites.toml", archive,
+                                  [local_site_config(site, name="batched")])
+        settings = Settings(config=config, data_dir=tmp_path / "data")
+        site.add_route(failing.path, b"gone", status=404)
+
+        report = flows.backfill.backfill(site="batched", since=since, until=until,
+                                         settings=settings)
+        assert not report.ok
+        statuses = {p.day: p.status for p in report.partitions}
+        assert statuses == {d: "failed" if d == failing_day else "ok" for d in per_day}
+        manifests = list(Archive.open(archive).iter_run_manifests("batched"))
+        assert sorted(m["backfill_partition"] for m in manifests) == \
+            sorted(name.removeprefix("batched-") for name in batch_names)
+        assert sorted(children_named(batch_names)) == sorted(batch_names)
+        # The failed day says why, and counts per day stay per day.
+        state = partition_state(archive, "batched", failing_day)
+        assert state["status"] == "failed"
+        assert "http_404" in state["reason"] and site.url_for(failing) in state["reason"]
+        assert {k: state["counts"][k] for k in ("fetched", "archived", "errors")} == \
+            {"fetched": 1, "archived": 1, "errors": 1}
+        for day in (date(2025, 10, 21), date(2025, 10, 20)):  # its batch-mates
+            state = partition_state(archive, "batched", day)
+            assert state["status"] == "ok" and state["reason"] == "", state
+            assert state["counts"]["fetched"] == state["counts"]["archived"] == 1
+            assert state["counts"]["errors"] == 0
+        assert archived_urls(archive, "batched") == sorted(
+            site.url_for(p) for p in in_range if p is not failing)
+
+        # The page is back: only the failed day runs again, and fetches only what it lacks.
+        site.remove_route(failing.path)
+        site.clear_requests()
+        again = flows.backfill.backfill(site="batched", since=since, until=until,
+                                        reprocess="failed", settings=settings)
+        assert again.ok
+        assert {p.day: p.status for p in again.partitions} == {
+            d: "ok" if d == failing_day else "done" for d in per_day}
+        assert [site.page_for_path(t) for t in site.article_requests()] == [failing]
+        assert len(list(Archive.open(archive).iter_run_manifests("batched"))) == 4
+        assert children_named(["batched-2025-10-23"]) == ["batched-2025-10-23"]
+        assert partition_state(archive, "batched", failing_day)["status"] == "ok"
+        assert archived_urls(archive, "batched") == sorted(site.url_for(p) for p in in_range)
+
+
+def children_named(names: list[str]) -> list[str]:
+    """The names of the backfill batches' flow runs with one of ``names``."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(
+            name=FlowFilterName(any_=["backfill-days"])))
+    return [r.name for r in runs if r.name in names]
 
 
 def test_a_backfill_with_its_dates_reversed_is_bad_usage(tmp_path, capsys):

@@ -37,7 +37,8 @@ SITE_KEYS_BEYOND_THE_CONTRACT = {"follow_depth", "max_link_pages", "download_tim
                                  "extract_timeout",  # issue 10: a time bound per page
                                  # issue 9: reach and limits
                                  "allow_private_hosts", "max_sitemap_bytes",
-                                 "max_sitemap_depth", "max_redirects"}
+                                 "max_sitemap_depth", "max_redirects",
+                                 "full_read_every_days"}
 
 
 def test_site_keys_match_the_architecture_and_the_readme(architecture):

@@ -1,0 +1,179 @@
+"""A site's URL summary: which URLs lead to an archived article, and when it was last
+captured, for every URL of the site at once, in a few requests.
+
+Before fetching what its sitemaps and feeds list, a crawl must know which of those URLs are
+archived. Asking the dedup index costs a request or two per URL (its marker, then the
+record), which grows with what the site ever published: a million listed URLs would be
+two million requests every run. The summary answers from memory instead.
+
+It is made of segments under ``_index/sites/<site>/urls/``: each crawl writes one at its end
+(``<run_id>.bin``: the URLs it found archived or archived itself, with their capture times),
+and a crawl that finds more than :data:`COMPACT_OVER` segments merges them into one and
+deletes those it merged. Segments are written once and never changed, so writers on any
+number of machines need no lock: two merges at once each write a segment holding all they
+read, and delete only what they read, so every entry stays in some segment.
+
+The summary only ever *settles* a URL as archived: it is written after the records it
+names are complete, and records are never removed. A URL it does not know (a new article, a
+crawl that died before writing its segment, a segment that cannot be read) is looked up in
+the dedup index, which stays the truth for claims and races. A summary behind the index
+costs look-ups, never a missed or a duplicated article.
+
+A segment is ``MAGIC`` followed by the entries' 16-byte URL digests (the first half of the
+URL's SHA-256, sorted) and then their capture times (int64 seconds since the epoch, UTC),
+little-endian. 24 bytes a URL: a site of a million URLs reads 24 MB once per crawl.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+from storage.backends import Backend
+from storage.errors import InvalidKey, ObjectNotFound
+from storage.keys import SITE_STATE_ROOT, validate_site_name
+from storage.lazy import LazyModule
+
+np = LazyModule("numpy")  # a crawl imports it anyway (MinHash); `browse` never needs it
+
+logger = logging.getLogger(__name__)
+
+MAGIC = b"NAURLS1\n"
+"""The first bytes of a segment (the format's name and version)."""
+
+COMPACT_OVER = 16
+"""Segments a crawl tolerates before it merges them: reading costs a request per segment."""
+
+_DIGEST = "S16"  # numpy's fixed-width bytes: sorts and compares as the digests' bytes do
+_DIGEST_BYTES = 16
+_TIME_BYTES = 8
+_PARALLEL_READS = 8
+_SEGMENT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,96}$")
+
+
+def url_digest(url: str) -> bytes:
+    """The 16 bytes a URL is known by in the summary. 128 bits: the chance that a new URL
+    passes for an archived one among a billion is about 10^-21."""
+    return hashlib.sha256(url.encode("utf-8")).digest()[:_DIGEST_BYTES]
+
+
+def summary_prefix(site: str) -> str:
+    """Where a site's summary segments are: ``_index/sites/<site>/urls/``."""
+    return f"{SITE_STATE_ROOT}/{validate_site_name(site)}/urls/"
+
+
+def segment_key(site: str, name: str) -> str:
+    """Key of one segment of the site's summary."""
+    if not _SEGMENT_NAME.fullmatch(name):
+        raise InvalidKey(f"invalid summary segment name {name!r}")
+    return f"{summary_prefix(site)}{name}.bin"
+
+
+class UrlSummary:
+    """A site's archived URLs with their capture times, held in memory (sorted arrays)."""
+
+    def __init__(self, digests=None, times=None) -> None:
+        self._digests = digests if digests is not None else np.empty(0, dtype=_DIGEST)
+        self._times = times if times is not None else np.empty(0, dtype="<i8")
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def captured_at(self, urls: Iterable[str]) -> list[datetime | None]:
+        """For each URL, when the article it leads to was last captured, or None when the
+        summary does not know it."""
+        wanted = np.array([url_digest(url) for url in urls], dtype=_DIGEST)
+        if not len(self._digests) or not len(wanted):
+            return [None] * len(wanted)
+        at = np.searchsorted(self._digests, wanted)
+        inside = np.minimum(at, len(self._digests) - 1)
+        found = self._digests[inside] == wanted
+        return [datetime.fromtimestamp(int(self._times[i]), timezone.utc) if hit else None
+                for i, hit in zip(inside.tolist(), found.tolist())]
+
+    @classmethod
+    def load(cls, backend: Backend, site: str, *, compact_over: int = COMPACT_OVER) -> UrlSummary:
+        """The site's summary: every segment read (in parallel) and merged. With more than
+        ``compact_over`` segments, the merge is written as one segment and the segments it
+        was made of are deleted. A segment that cannot be read is left out (with a warning):
+        its URLs are then looked up one by one."""
+        keys = list(backend.iter_keys(summary_prefix(site)))
+        if not keys:
+            return cls()
+        with ThreadPoolExecutor(min(_PARALLEL_READS, len(keys)),
+                                thread_name_prefix="archive-summary") as pool:
+            read = list(pool.map(lambda key: _read_segment(backend, key), keys))
+        parts = [(key, part) for key, part in zip(keys, read) if part is not None]
+        summary = _merge([part for _, part in parts])
+        if len(parts) > compact_over:
+            name = f"merged-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+            backend.put(segment_key(site, name), summary.to_bytes(),
+                        content_type="application/octet-stream")
+            for key, _ in parts:
+                backend.delete(key)
+        return summary
+
+    def to_bytes(self) -> bytes:
+        """The summary as one segment."""
+        return MAGIC + self._digests.tobytes() + self._times.astype("<i8").tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> UrlSummary:
+        """A segment read back; ValueError if it is not one."""
+        if not data.startswith(MAGIC) or (len(data) - len(MAGIC)) % (_DIGEST_BYTES + _TIME_BYTES):
+            raise ValueError("not a URL summary segment")
+        count = (len(data) - len(MAGIC)) // (_DIGEST_BYTES + _TIME_BYTES)
+        digests = np.frombuffer(data, dtype=_DIGEST, count=count, offset=len(MAGIC))
+        times = np.frombuffer(data, dtype="<i8", count=count,
+                              offset=len(MAGIC) + count * _DIGEST_BYTES)
+        if count > 1 and not bool((digests[1:] > digests[:-1]).all()):
+            raise ValueError("URL summary segment not sorted")
+        return cls(digests, times)
+
+    @classmethod
+    def of(cls, captured: Mapping[str, datetime]) -> UrlSummary:
+        """A summary of ``captured`` (URL -> capture time)."""
+        digests = np.array([url_digest(url) for url in captured], dtype=_DIGEST)
+        times = np.array([int(when.timestamp()) for when in captured.values()], dtype="<i8")
+        return _merge([cls(digests, times)])
+
+
+def write_segment(backend: Backend, site: str, run_id: str,
+                  captured: Mapping[str, datetime]) -> str | None:
+    """Write a crawl's segment (URL -> when the article it leads to was captured); returns
+    its key, or None when there was nothing to write."""
+    if not captured:
+        return None
+    key = segment_key(site, run_id)
+    backend.put(key, UrlSummary.of(captured).to_bytes(), content_type="application/octet-stream")
+    return key
+
+
+def _read_segment(backend: Backend, key: str) -> UrlSummary | None:
+    try:
+        return UrlSummary.from_bytes(backend.get(key))
+    except ObjectNotFound:
+        return None  # merged and deleted by another crawl since it was listed
+    except ValueError as exc:
+        logger.warning("skipping URL summary segment %s: %s", key, exc)
+        return None
+
+
+def _merge(parts: list[UrlSummary]) -> UrlSummary:
+    """One summary of several: sorted by digest, each URL once with its latest capture."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return UrlSummary()
+    digests = np.concatenate([p._digests for p in parts])
+    times = np.concatenate([p._times for p in parts])
+    # By digest, latest time last within a digest: the last of each run of equal digests wins.
+    order = np.lexsort((times, digests))
+    digests, times = digests[order], times[order]
+    last = np.ones(len(digests), dtype=bool)
+    last[:-1] = digests[1:] != digests[:-1]
+    return UrlSummary(np.ascontiguousarray(digests[last]), np.ascontiguousarray(times[last]))
