@@ -27,6 +27,8 @@ Designs, one after the other against the same site, each into a fresh local dire
   under ``serve``), started once before it.
 - ``moto``: as ``newsarchive-server``, into a bucket of moto's S3 server (a subprocess; its
   own CPU is shown apart, as it competes for the same cores).
+- ``moto-latency``: as ``moto``, through a proxy that adds 20 ms to every round trip
+  (``LATENCY_MS``), as a real S3 endpoint takes: what sequential requests cost.
 - ``crawl``: the crawl subprocess alone (``python -m spiders.run``), without Prefect.
 - ``baseline``: as ``newsarchive``, with another checkout's code and virtualenv
   (``--baseline-tree PATH``, e.g. the commit before a change): before and after in the same
@@ -675,6 +677,70 @@ def start_moto(work: Path) -> tuple[subprocess.Popen, str]:
             time.sleep(0.2)
 
 
+# Round-trip time the moto-latency design adds between the crawl and moto's server: a
+# request to a real S3 endpoint takes 10-50 ms.
+LATENCY_MS = 20
+
+
+def start_latency_proxy(endpoint: str, latency_ms: float) -> tuple[subprocess.Popen, str]:
+    """A TCP proxy in front of ``endpoint`` (in a process of its own) that delays every
+    chunk by half of ``latency_ms`` each way, as a network does (``netem delay``): each
+    request and its answer then take ``latency_ms`` more, however many are in flight."""
+    port = _free_port()
+    target = endpoint.removeprefix("http://")
+    proxy = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "_latency",
+                              str(port), target, str(latency_ms)])
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proxy, f"http://127.0.0.1:{port}"
+        except OSError:
+            if time.monotonic() > deadline or proxy.poll() is not None:
+                raise SystemExit("the latency proxy did not start") from None
+            time.sleep(0.1)
+
+
+def serve_latency(port: int, target: str, latency_ms: float) -> None:
+    """The latency proxy's process (see :func:`start_latency_proxy`)."""
+    host, target_port = target.rsplit(":", 1)
+    delay = latency_ms / 2000
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def send() -> None:
+            while (item := await queue.get()) is not None:
+                due, data = item
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        sender = asyncio.create_task(send())
+        while data := await reader.read(65536):
+            queue.put_nowait((loop.time() + delay, data))
+        queue.put_nowait(None)
+        await sender
+
+    async def connection(reader, writer) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(host, int(target_port))
+        try:
+            await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+            upstream_writer.close()
+
+    async def listen() -> None:
+        server = await asyncio.start_server(connection, "127.0.0.1", port)
+        await server.serve_forever()
+
+    asyncio.run(listen())
+
+
 def start_prefect_server(env: dict) -> tuple[subprocess.Popen, str]:
     """``prefect server start``, for the runs that leave the temporary server out."""
     import urllib.request
@@ -702,7 +768,8 @@ def _process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-DESIGNS = ("newsarchive", "naive", "newsarchive-server", "moto", "crawl", "baseline")
+DESIGNS = ("newsarchive", "naive", "newsarchive-server", "moto", "moto-latency", "crawl",
+           "baseline")
 # --baseline-tree: another checkout of newsarchive (with its own .venv), run as the
 # ``baseline`` design: the code before a change, against the code after it, in the same rounds.
 BASELINE_TREE: Path | None = None
@@ -726,7 +793,7 @@ def run_design(design: str, work: Path, base_url: str, env: dict, exclude: set[i
                                BASELINE_TREE / ".venv" / "bin")
     if design == "crawl":
         return run_crawl_subprocess(work, base_url, env, exclude)
-    if design in ("newsarchive-server", "moto") and "prefect" not in servers:
+    if design in ("newsarchive-server", "moto", "moto-latency") and "prefect" not in servers:
         servers["prefect"] = start_prefect_server(env)
         exclude.add(servers["prefect"][0].pid)
     # moto is compared with newsarchive-server: storing into S3 instead of a directory.
@@ -734,12 +801,17 @@ def run_design(design: str, work: Path, base_url: str, env: dict, exclude: set[i
     if design == "newsarchive-server":
         return run_newsarchive(design, work, base_url, str(work / design / "archive"), env,
                                exclude)
-    if design == "moto":
+    if design in ("moto", "moto-latency"):
         if "moto" not in servers:
             servers["moto"] = start_moto(work)
             exclude.add(servers["moto"][0].pid)
         moto, endpoint = servers["moto"]
-        bucket = f"bench-{work.name}"
+        if design == "moto-latency":
+            if "latency" not in servers:
+                servers["latency"] = start_latency_proxy(endpoint, LATENCY_MS)
+                exclude.add(servers["latency"][0].pid)
+            endpoint = servers["latency"][1]
+        bucket = f"bench-{design}-{work.name}"  # each design into an empty archive
         moto_env = {**env, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
                     "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
         import boto3
@@ -748,7 +820,7 @@ def run_design(design: str, work: Path, base_url: str, env: dict, exclude: set[i
                      aws_access_key_id="bench", aws_secret_access_key="bench",
                      ).create_bucket(Bucket=bucket)
         moto_cpu = _process_cpu(moto.pid)
-        result = run_newsarchive("moto", work, base_url, f"s3://{bucket}/archive", moto_env,
+        result = run_newsarchive(design, work, base_url, f"s3://{bucket}/archive", moto_env,
                                  exclude)
         result.notes.append(f"moto's server used {_process_cpu(moto.pid) - moto_cpu:.1f} "
                             "CPU s besides")
@@ -759,6 +831,9 @@ def run_design(design: str, work: Path, base_url: str, env: dict, exclude: set[i
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_serve":
         serve(int(sys.argv[2]), Path(sys.argv[3]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "_latency":
+        serve_latency(int(sys.argv[2]), sys.argv[3], float(sys.argv[4]))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "_naive":
         run_naive(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))

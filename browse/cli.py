@@ -30,7 +30,7 @@ from browse.listing import (
     to_json,
 )
 from browse.records import iter_records
-from browse.stats import run_totals
+from browse.stats import runs_window, site_run_totals
 from storage import Archive
 
 DEFAULT_PORT = 8080
@@ -131,7 +131,8 @@ def add_commands(commands, parents: list[argparse.ArgumentParser]) -> None:
     stats.add_argument("--since", type=iso_date, metavar="YYYY-MM-DD")
     stats.add_argument("--until", type=iso_date, metavar="YYYY-MM-DD")
     stats.add_argument("--days", type=positive_int, default=14, metavar="N",
-                       help="days shown in the per-day chart of each site (default 14)")
+                       help="days shown in the per-day chart of each site, and the days "
+                            "up to today (or --until) whose runs are added up (default 14)")
     stats.add_argument("--json", action="store_true", help="the figures as one JSON object")
     stats.set_defaults(browse_func=cmd_stats)
 
@@ -253,15 +254,21 @@ def cmd_stats(args, archive: Archive) -> int:
 
     counts = day_counts(read_articles(archive.url, site=args.site, since=args.since,
                                       until=args.until))
-    runs = run_totals(archive, site=args.site, since=args.since, until=args.until)
     per_site: dict[str, list] = {}
     for count in counts:
         per_site.setdefault(count.site, []).append(count)
+    # The runs of a window of days, not of the whole history: one manifest per run adds up
+    # to thousands a year per site, one GET each. The sites are those with articles (and
+    # the one asked for): listing runs/ to find others would list every manifest.
+    runs_since, runs_until = runs_window(args.days, args.since, args.until)
+    runs = site_run_totals(archive, set(per_site) | ({args.site} if args.site else set()),
+                           runs_since, runs_until)
     sites = sorted(set(per_site) | set(runs))
     summaries = [_site_summary(name, per_site.get(name, []), runs.get(name)) for name in sites]
 
     if args.json:
-        print(to_json({"sites": summaries}, indent=1, default=str))
+        print(to_json({"sites": summaries, "runs_since": runs_since.isoformat(),
+                       "runs_until": runs_until.isoformat()}, indent=1, default=str))
         return 0
     rows = []
     for s in summaries:
@@ -275,6 +282,7 @@ def cmd_stats(args, archive: Archive) -> int:
                  "duplicates", "errors", f"last {args.days} days"], rows,
                 numeric=["articles", "days", "date", "author", "title", "runs", "duplicates",
                          "errors"])
+    print(f"runs, duplicates and errors: runs started {runs_since} to {runs_until} (UTC)")
     for s in summaries:
         if s["errors_by_kind"]:
             kinds = ", ".join(f"{k} {v}" for k, v in sorted(s["errors_by_kind"].items(),

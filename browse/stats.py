@@ -1,6 +1,11 @@
 """What the crawls did, from the run manifests under ``runs/<site>/<YYYY>/<MM>/<DD>/``:
 duplicate and error rates per site.
 
+Each run leaves one manifest, so a site's whole history is 17,520 of them a year at a
+30-minute schedule: ``stats`` adds up the runs of a window of days (:func:`runs_window`),
+each site's listed by its date folders (:meth:`storage.Archive.iter_run_manifests`), so
+its requests grow with the window asked for, never with the archive's history.
+
 A rate is a share of the crawls' outcomes: every page a crawl handled ended as exactly one
 of archived (a new article), a new version, a duplicate (same text as an archived article,
 at its own URL or another) or an error (HTTP errors, pages without article text, storage
@@ -9,8 +14,9 @@ failures, bad sitemaps or feeds...).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 
 from storage import Archive
 
@@ -38,6 +44,31 @@ class RunTotals:
     def outcomes(self) -> int:
         """Pages the runs handled: archived, versions, duplicates and errors."""
         return self.archived + self.versions + self.duplicates + self.errors
+
+
+def runs_window(days: int, since: date | None = None, until: date | None = None,
+                today: date | None = None) -> tuple[date, date]:
+    """The UTC days whose runs ``stats`` adds up: [since, until] when both are given; else
+    the ``days`` days up to ``until`` (by default today), or the days from ``since`` to today.
+    Always a closed range, so that the manifests are listed by their date folders."""
+    today = today or datetime.now(timezone.utc).date()
+    if since is not None and until is not None:
+        return since, until
+    if since is not None:
+        return since, today
+    end = until or today
+    return end - timedelta(days=days - 1), end
+
+
+def site_run_totals(archive: Archive, sites: Iterable[str], since: date,
+                    until: date) -> dict[str, RunTotals]:
+    """Per site of ``sites``, its run manifests of runs started within [since, until],
+    added up: one site and one closed range at a time, so only their date folders are
+    listed and only their manifests read."""
+    totals: dict[str, RunTotals] = {}
+    for site in sorted(set(sites)):
+        totals.update(run_totals(archive, site=site, since=since, until=until))
+    return totals
 
 
 def run_totals(archive: Archive, site: str | None = None, since: date | None = None,

@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     reprocess.add_argument("--since", type=_date, metavar="YYYY-MM-DD")
     reprocess.add_argument("--until", type=_date, metavar="YYYY-MM-DD")
     reprocess.set_defaults(func=cmd_reprocess)
+
+    compact = commands.add_parser(
+        "compact", parents=[common],
+        help="merge each closed day's catalog files (days before yesterday, UTC) into one "
+             "per site and day, with each article's latest row")
+    compact.add_argument("--site", metavar="NAME", help="only this site")
+    compact.set_defaults(func=cmd_compact)
     return parser
 
 
@@ -346,6 +353,29 @@ def cmd_reprocess(args, settings: Settings) -> int:
     for error in report.errors[:10]:
         print(f"  {error['id']} {error['url']}: {error['reason']}", file=sys.stderr)
     return 1 if report.errors else 0
+
+
+COMPACT_PROGRESS_EVERY = 50
+"""Days compacted between two progress lines of ``compact`` (a year of a site is 365)."""
+
+
+def cmd_compact(args, settings: Settings) -> int:
+    from storage.catalog import compact_catalog
+
+    archive = _open_archive(args, settings)
+
+    def progress(site: str, done: int, total: int) -> None:
+        if done % COMPACT_PROGRESS_EVERY == 0 or done == total:
+            print(f"  {site}: {done}/{total} days", file=sys.stderr, flush=True)
+
+    sites = compact_catalog(archive.backend, site=args.site, progress=progress)
+    if not sites:
+        print("newsarchive: no catalog files to compact", file=sys.stderr)
+        return 0
+    print(format_table(["site", "closed days", "compacted", "files before", "files after"],
+                       [[s.site, str(s.closed_days), str(s.days_compacted),
+                         str(s.files_before), str(s.files_after)] for s in sites]))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -484,7 +484,14 @@ def make_s3_client():
         read_timeout=60,
         s3={"addressing_style": "path"} if custom_endpoint else {},
     )
-    return boto3.session.Session().client("s3", config=config)
+    client = boto3.session.Session().client("s3", config=config)
+    # botocore sends "Expect: 100-continue" with every PUT and waits for the server's go-ahead
+    # before the body: a second round trip per write, for bodies a few kilobytes long. Large
+    # files go as multipart uploads in 16 MB parts, where one more round trip is nothing.
+    from botocore.handlers import add_expect_header
+
+    client.meta.events.unregister("before-call.s3", add_expect_header)
+    return client
 
 
 MULTIPART_THRESHOLD = 16 * 1024 * 1024

@@ -20,8 +20,16 @@ per (site, date) per run, never rewritten by another run, so writers need no coo
 :func:`recover_pending` converts the pending files of runs that died before closing.
 
 A record archived again by a later run (a new version, a new alias) gets a row in that
-run's file too: the catalog is append-only, and the latest state of an article is its row
-with the greatest ``fetched_at``/``checked_at``.
+run's file too, in the same ``site=/date=`` folder (the date is the article's folder's). Its
+latest state is its *latest row*: the most ``versions`` (they are only ever added; a
+reprocessing adds one without a new fetch), then the latest ``fetched_at``, then the latest
+``checked_at``; rows equal on all three (an alias added) go to the run file over the
+compacted one, then to the greater file name. :func:`read_catalog` returns that row alone.
+
+Files stay few: :func:`compact_catalog` (``newsarchive compact``) merges each closed day's
+files into one ``compacted-<hash>.parquet`` holding each article's latest row, and deletes
+the files it merged. A day then has its compacted file plus the run files written since,
+which readers merge as they merge run files.
 
 The columns are :class:`storage.record.Record`'s fields, written out with their Arrow types
 in :func:`catalog_schema`: a field added to the record needs its column added there (a test
@@ -32,20 +40,21 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import io
 import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
 from storage.backends import Backend, archive_location
-from storage.errors import ArchiveAccessDenied, ArchiveError
+from storage.errors import ArchiveAccessDenied, ArchiveError, InvalidKey, ObjectNotFound
 from storage.keys import day_of_meta_key, is_meta_key, validate_run_id, validate_site_name
 from storage.lazy import LazyModule
 from storage.record import Record, as_utc
@@ -53,6 +62,7 @@ from storage.record import Record, as_utc
 # Imported on first use (storage.lazy): ``CatalogWriter.add`` writes JSON Lines, and pyarrow
 # is needed only when a run's catalog is written or read.
 pa = LazyModule("pyarrow")
+pc = LazyModule("pyarrow.compute")
 ds = LazyModule("pyarrow.dataset")
 pafs = LazyModule("pyarrow.fs")
 pq = LazyModule("pyarrow.parquet")
@@ -81,6 +91,9 @@ OFFSET_FIELDS = ("published", "modified")
 ROWS_PER_BATCH = 500
 """Rows converted to Arrow at a time when a run's catalog is written: bounds the memory of
 closing a run of any size."""
+
+COMPACTED_PREFIX = "compacted-"
+"""Name prefix of a day's compacted file (``compacted-<hash>.parquet``); no run id has it."""
 
 _PENDING_PREFIX = "catalog-"
 _PENDING_SUFFIX = ".jsonl"
@@ -264,9 +277,12 @@ def _json_default(value: Any) -> Any:
 
 
 def catalog_key(site: str, day: date, run_id: str) -> str:
-    """``catalog/site=<site>/date=<YYYY-MM-DD>/<run_id>.parquet`` (archive-relative)."""
+    """``catalog/site=<site>/date=<YYYY-MM-DD>/<run_id>.parquet`` (archive-relative). A run
+    id that would read as a compacted file's name is refused."""
     validate_site_name(site)
     validate_run_id(run_id)
+    if run_id.startswith(COMPACTED_PREFIX):
+        raise InvalidKey(f"invalid run id {run_id!r}: {COMPACTED_PREFIX}* names compacted files")
     return f"{CATALOG_ROOT}/site={site}/date={day:%Y-%m-%d}/{run_id}.parquet"
 
 
@@ -435,33 +451,93 @@ def recover_pending(backend: Backend, pending_dir: Path, *,
 # -- reading -------------------------------------------------------------------------------
 
 
+# Columns added to a read to tell each article's latest row, dropped before it returns.
+_ID = "__latest_id"
+_VERSIONS = "__latest_versions"
+_FETCHED = "__latest_fetched_at"
+_CHECKED = "__latest_checked_at"
+_SOURCE = "__latest_source"
+
+_LATEST_ORDER = ((_VERSIONS, "descending"), (_FETCHED, "descending"),
+                 (_CHECKED, "descending"), (_SOURCE, "descending"))
+"""Which of an article's rows is its latest, best first (see the module's docstring)."""
+
+
+def _latest_key_projection() -> dict[str, ds.Expression]:
+    """The hidden columns that rank an article's rows (all but ``_SOURCE``, which is the
+    file's): small, so a read of a few columns does not read ``versions`` whole."""
+    return {_ID: ds.field("id"),
+            _VERSIONS: pc.list_value_length(ds.field("versions")),
+            _FETCHED: ds.field("fetched_at"),
+            _CHECKED: ds.field("checked_at")}
+
+
+def _source_rank(file_names: Iterable[str]) -> dict[str, int]:
+    """Each catalog file name's rank among ``file_names`` for ties between rows: compacted
+    files first, then run files, each by name; the greatest rank wins."""
+    names = sorted(set(file_names), key=lambda n: (not n.startswith(COMPACTED_PREFIX), n))
+    return {name: rank for rank, name in enumerate(names)}
+
+
+def _keep_latest(table: pa.Table) -> pa.Table:
+    """``table`` (with the hidden ranking columns) reduced to each id's latest row, in the
+    order the rows came, without the hidden columns. Rows without an id are all kept."""
+    hidden = [_ID, _VERSIONS, _FETCHED, _CHECKED, _SOURCE]
+    if table.num_rows > 1:
+        keyed = table.set_column(table.schema.get_field_index(_VERSIONS), _VERSIONS,
+                                 pc.fill_null(table[_VERSIONS], 0))
+        # Nulls last: a row checked or fetched at a known time is later than one without.
+        order = pc.sort_indices(keyed, sort_keys=[(_ID, "ascending", "at_end")] + [
+            (name, direction, "at_end") for name, direction in _LATEST_ORDER])
+        ids = keyed[_ID].take(order).combine_chunks()
+        first = pc.fill_null(pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1)), True)
+        first = pa.concat_arrays([pa.array([True]), first])
+        kept = pc.filter(order, first)
+        table = table.take(kept.take(pc.sort_indices(kept)))
+    return table.drop_columns(hidden)
+
+
 def read_catalog(archive_url: str, *, filter: ds.Expression | None = None,
-                 columns: Sequence[str] | None = None) -> pa.Table:
-    """Every catalog row of the archive at ``archive_url`` (a directory or
-    ``s3://bucket/prefix``), read in place, typed as :func:`catalog_schema`.
+                 columns: Sequence[str] | None = None, latest: bool = True) -> pa.Table:
+    """The catalog of the archive at ``archive_url`` (a directory or ``s3://bucket/prefix``),
+    read in place, typed as :func:`catalog_schema`: one row per article, its latest (see
+    the module's docstring), unless ``latest`` is false (every row of every file).
 
     ``filter`` is a ``pyarrow.dataset`` expression, e.g. ``ds.field("site") == "cbc"`` or
     ``ds.field("date") >= datetime.date(2024, 5, 1)``; partition filters skip whole
-    folders. ``columns`` selects columns. On S3 the endpoint, region and credentials come
+    folders. The latest row is chosen among the rows the filter keeps: a filter on other
+    columns (``title``...) may keep an article's older row whose latest does not match.
+    ``columns`` selects columns. On S3 the endpoint, region and credentials come
     from the standard ``AWS_*`` variables (``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``,
     ``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID``...), else the AWS SDK's default chain.
     Columns written by a newer version than this one are not returned.
     """
     filesystem, root = _catalog_location(archive_url)
     schema = catalog_schema()
+    wanted = schema.names if columns is None else list(columns)
     try:
         if filesystem.get_file_info(root).type == pafs.FileType.NotFound:
-            table = schema.empty_table()
-            return table.select(list(columns)) if columns is not None else table
+            return schema.empty_table().select(wanted)
         dataset = ds.dataset(
             root, filesystem=filesystem, format="parquet", schema=schema,
             partitioning=ds.partitioning(
                 pa.schema([pa.field("site", pa.string()), pa.field("date", pa.date32())]),
                 flavor="hive"),
         )
-        return dataset.to_table(filter=filter, columns=None if columns is None else list(columns))
+        if not latest:
+            return dataset.to_table(filter=filter, columns=wanted)
+        projection = {name: ds.field(name) for name in wanted} | _latest_key_projection()
+        tagged = [(t.record_batch, t.fragment.path.rsplit("/", 1)[-1])
+                  for t in dataset.scanner(filter=filter, columns=projection).scan_batches()]
     except (pa.ArrowException, OSError, KeyError) as exc:
         raise _read_error(archive_url, exc) from exc
+    if not tagged:
+        return schema.empty_table().select(wanted)
+    rank = _source_rank(name for _, name in tagged)
+    batches = [batch.append_column(_SOURCE, pa.repeat(pa.scalar(rank[name], pa.int32()),
+                                                      batch.num_rows))
+               for batch, name in tagged]
+    return _keep_latest(pa.Table.from_batches(batches))
 
 
 # pyarrow raises every S3 error as a plain OSError, with no errno and no subclass that would
@@ -525,3 +601,168 @@ def s3_filesystem():
         kwargs["secret_key"] = env["AWS_SECRET_ACCESS_KEY"]
         kwargs["session_token"] = env.get("AWS_SESSION_TOKEN")
     return pafs.S3FileSystem(**kwargs)
+
+
+# -- compaction ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SiteCompaction:
+    """What :func:`compact_catalog` did to one site's catalog."""
+
+    site: str
+    """The site."""
+    closed_days: int
+    """Days before the cut-off that have catalog files."""
+    days_compacted: int
+    """Of those, days merged now (the others were one compacted file already, or changed
+    under a concurrent compaction and are left for the next)."""
+    files_before: int
+    """The site's catalog files (all days) when they were listed."""
+    files_after: int
+    """Its files once compaction was done (files written since the listing not counted)."""
+
+
+def default_compaction_cutoff(now: datetime | None = None) -> date:
+    """The first day :func:`compact_catalog` leaves alone by default: yesterday (UTC).
+
+    Today's partition takes a run file from every crawl: compacting it would rewrite a
+    growing file every time and still leave it open. Yesterday's still receives the files of
+    crawls that started before midnight and close after it, and of killed crawls whose
+    rows the next one recovers. Compacting it would be safe (a file written after the
+    listing is kept and merged next time) but wasted work: it waits one more day.
+    """
+    now = now or datetime.now(timezone.utc)
+    return as_utc(now).date() - timedelta(days=1)
+
+
+def compact_catalog(backend: Backend, *, site: str | None = None, before: date | None = None,
+                    progress: Callable[[str, int, int], None] | None = None
+                    ) -> list[SiteCompaction]:
+    """Merge the files of each closed day (before ``before``, by default
+    :func:`default_compaction_cutoff`) of ``site`` (all sites by default) into one
+    ``compacted-<hash>.parquet`` with each article's latest row, then delete the files
+    merged; returns what was done per site, in site order. ``progress(site, done, total)``
+    is called after each day compacted.
+
+    - Idempotent: a day that is one compacted file costs nothing beyond the listing.
+    - Safe against crawls writing meanwhile: only the files listed, read and merged are
+      deleted; a run file written to the day after the listing stays, and readers merge it
+      with the compacted file until the next compaction folds it in.
+    - Safe when killed: the compacted file is written before any file is deleted, and the
+      rows it holds are the latest rows of the files still there, so readers (who keep each
+      article's latest row) read the same rows at every step. The next compaction merges
+      the leftovers. Two compactions at once are safe too: a day whose file vanished while
+      being read (the other one merged it) is left for the next.
+    - A file with columns this version does not know (written by a newer one) leaves its
+      day alone rather than dropping them.
+    """
+    before = before or default_compaction_cutoff()
+    prefix = f"{CATALOG_ROOT}/" if site is None else f"{CATALOG_ROOT}/site={validate_site_name(site)}/"
+    days: dict[str, dict[date, list[str]]] = {}
+    files: dict[str, int] = {}
+    for key in backend.iter_keys(prefix):
+        parsed = _parse_catalog_key(key)
+        if parsed is None:
+            continue
+        key_site, day, _name = parsed
+        files[key_site] = files.get(key_site, 0) + 1
+        if day < before:
+            days.setdefault(key_site, {}).setdefault(day, []).append(key)
+    out = []
+    for key_site in sorted(files):
+        closed = days.get(key_site, {})
+        todo = {day: sorted(keys) for day, keys in sorted(closed.items())
+                if not (len(keys) == 1 and _is_compacted(keys[0]))}
+        compacted = removed = 0
+        for done, (day, keys) in enumerate(todo.items(), 1):
+            if _compact_day(backend, key_site, day, keys):
+                compacted += 1
+                removed += len(keys) - 1
+            if progress is not None:
+                progress(key_site, done, len(todo))
+        out.append(SiteCompaction(site=key_site, closed_days=len(closed),
+                                  days_compacted=compacted, files_before=files[key_site],
+                                  files_after=files[key_site] - removed))
+    return out
+
+
+def compacted_key(site: str, day: date, merged: Sequence[str]) -> str:
+    """The key of the file merging the catalog files ``merged`` (keys) of ``site`` and
+    ``day``: named by a hash of their names, so a compaction run again over the same files
+    (after being killed) writes the same key again rather than one more file."""
+    digest = hashlib.sha256("\n".join(sorted(merged)).encode("utf-8")).hexdigest()[:16]
+    return (f"{CATALOG_ROOT}/site={validate_site_name(site)}/date={day:%Y-%m-%d}/"
+            f"{COMPACTED_PREFIX}{digest}.parquet")
+
+
+def _parse_catalog_key(key: str) -> tuple[str, date, str] | None:
+    """(site, day, file name) of a catalog file's key, or None for another key."""
+    parts = key.split("/")
+    if (len(parts) != 4 or parts[0] != CATALOG_ROOT or not parts[1].startswith("site=")
+            or not parts[2].startswith("date=") or not parts[3].endswith(".parquet")):
+        return None
+    try:
+        return parts[1][len("site="):], date.fromisoformat(parts[2][len("date="):]), parts[3]
+    except ValueError:
+        return None
+
+
+def _is_compacted(key: str) -> bool:
+    return key.rsplit("/", 1)[-1].startswith(COMPACTED_PREFIX)
+
+
+def _compact_day(backend: Backend, site: str, day: date, keys: list[str]) -> bool:
+    """Merge ``keys`` (one site and day) into one compacted file, then delete them; False
+    (nothing written) when the day is left for later."""
+    schema = _file_schema()
+    tables = []
+    try:
+        for key in keys:
+            table = pq.read_table(pa.BufferReader(backend.get(key)))
+            unknown = set(table.column_names) - set(schema.names)
+            if unknown:
+                logger.warning("catalog %s %s not compacted: %s has columns this version does "
+                               "not know (%s)", site, day, key, ", ".join(sorted(unknown)))
+                return False
+            name = key.rsplit("/", 1)[-1]
+            tables.append((name, _conformed(table, schema)))
+    except ObjectNotFound:
+        logger.info("catalog %s %s changed while being read (another compaction?): "
+                    "left for the next", site, day)
+        return False
+    except (pa.ArrowException, OSError) as exc:
+        raise ArchiveError(f"cannot compact the catalog of {site} {day}: {exc}") from exc
+    rank = _source_rank(name for name, _ in tables)
+    merged = pa.concat_tables([
+        _with_latest_keys(table, rank[name]) for name, table in tables])
+    latest = _keep_latest(merged)
+    latest = latest.take(pc.sort_indices(latest, sort_keys=[("id", "ascending")]))
+    sink = pa.BufferOutputStream()
+    pq.write_table(latest, sink, compression="zstd")
+    target = compacted_key(site, day, keys)
+    backend.put(target, sink.getvalue().to_pybytes(), content_type=PARQUET_CONTENT_TYPE)
+    # Only now, and only the files read: one written since the listing stays for next time.
+    for key in keys:
+        if key != target:
+            backend.delete(key)
+    logger.info("catalog %s %s: %d file(s) compacted into %s (%d rows)",
+                site, day, len(keys), target, latest.num_rows)
+    return True
+
+
+def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` (a catalog file) with ``schema``'s columns in its order: a column missing
+    (written before it was added) is null."""
+    columns = [table[f.name].cast(f.type) if f.name in table.column_names
+               else pa.nulls(table.num_rows, f.type) for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _with_latest_keys(table: pa.Table, source: int) -> pa.Table:
+    """``table`` (a file's rows) with the hidden columns that rank an article's rows."""
+    return (table.append_column(_ID, table["id"])
+            .append_column(_VERSIONS, pc.list_value_length(table["versions"]))
+            .append_column(_FETCHED, table["fetched_at"])
+            .append_column(_CHECKED, table["checked_at"])
+            .append_column(_SOURCE, pa.repeat(pa.scalar(source, pa.int32()), table.num_rows)))

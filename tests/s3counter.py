@@ -29,6 +29,9 @@ class S3Counter:
         self.counts: Counter[tuple[str, str]] = Counter()
         self.keys: list[tuple[str, str]] = []
         """Every request as (method, archive key), in order."""
+        self.expect_continue = 0
+        """Requests that asked for a go-ahead before their body (``Expect: 100-continue``):
+        each costs a round trip more."""
         self._lock = threading.Lock()
         counter = self
 
@@ -36,6 +39,9 @@ class S3Counter:
             protocol_version = "HTTP/1.1"
 
             def _forward(self) -> None:
+                if self.headers.get("Expect"):
+                    with counter._lock:
+                        counter.expect_continue += 1
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 counter._count(self.command, self.path)

@@ -138,9 +138,12 @@ def crawled(corpus, moto_endpoint, tmp_path_factory):
         catalog = CatalogWriter(archive.backend, data / "catalog-run-2", "run-2")
         catalog.add(result.record, NEW_TEXT)
         catalog.close()
+        # The run that captured it started now: stats adds up the runs of the days up to
+        # today.
+        started = datetime.now(timezone.utc)
         archive.put_run_manifest({
-            "run_id": "run-2", "site": SITE, "started_at": later.isoformat(),
-            "finished_at": later.isoformat(),
+            "run_id": "run-2", "site": SITE, "started_at": started.isoformat(),
+            "finished_at": started.isoformat(),
             "counts": {"archived": 0, "versions": 1, "duplicates": 0, "errors": 0},
             "errors_by_kind": {}, "errors": []})
         records[versioned["id"]] = json.loads(result.record.to_json())
@@ -727,3 +730,96 @@ def test_json_escapes_every_control_and_format_character():
     assert "é" in out and "日本" in out  # letters stay as they are
     assert [c for c in out if c in set(unsafe)] == []
     assert json.loads(out) == value
+
+
+# -- requests that do not grow with the archive ----------------------------------------------------
+
+
+class _CountingBackend:
+    """Wraps a local backend's reads, counting what S3 would bill as requests: each GET and
+    each listing started (one LIST at least). A real backend, not a mock."""
+
+    def __new__(cls, root):
+        from storage.backends import LocalBackend
+
+        class Counting(LocalBackend):
+            def __init__(self, root) -> None:
+                super().__init__(root)
+                self.requests: Counter[str] = Counter()
+
+            def get(self, key: str) -> bytes:
+                self.requests[f"GET {key.split('/')[0]}/"] += 1
+                return super().get(key)
+
+            def iter_keys(self, prefix: str = ""):
+                self.requests[f"LIST {prefix.split('/')[0]}/"] += 1
+                return super().iter_keys(prefix)
+
+        return Counting(root)
+
+
+def grown_archive(tmp_path, articles: int, days_of_runs: int) -> Archive:
+    """A local archive of ``articles`` articles of site ``alpha`` (with their catalog rows)
+    and three run manifests a day for the ``days_of_runs`` days up to today."""
+    from tests.test_cli import store_article
+
+    archive = Archive(_CountingBackend(tmp_path / "archive"))
+    when = datetime(2024, 5, 1, 9, 0, tzinfo=timezone.utc)
+    writer = CatalogWriter(archive.backend, tmp_path / "pending", "grown-run")
+    for n in range(articles):
+        text = f"Story number {n} of the harbour town, told at length. " * 3
+        record = store_article(archive, site="alpha", url=f"https://alpha.example/news/s-{n}",
+                               title=f"Story {n}", published=when + timedelta(hours=n),
+                               fetched_at=when, text=text, raw=b"<p>x</p>")
+        writer.add(record, text)
+    writer.close()
+    now = datetime.now(timezone.utc)
+    for day in range(days_of_runs):
+        for hour in (1, 9, 17):
+            started = (now - timedelta(days=day)).replace(hour=hour, minute=0)
+            archive.put_run_manifest({
+                "run_id": f"run-{day}-{hour}", "site": "alpha", "started_at": started.isoformat(),
+                "counts": {"archived": 1, "versions": 0, "duplicates": 2, "errors": 1},
+                "errors_by_kind": {"http_404": 1}})
+    archive.backend.requests.clear()
+    return archive
+
+
+def requests_of(archive: Archive, command, **args) -> Counter:
+    """The requests one browsing command (``browse.cli.cmd_*``) made of ``archive``."""
+    import argparse
+
+    archive.backend.requests.clear()
+    command(argparse.Namespace(**args), archive)
+    return Counter(archive.backend.requests)
+
+
+def test_stats_and_show_make_as_many_requests_however_long_the_history(tmp_path, capsys):
+    """stats adds up the runs of a window of days (--days up to today, or --since/--until),
+    listed by their date folders; show and cat of an unknown URL or id ask the URL index.
+    Ten times the articles and twenty times the runs cost not one request more."""
+    from browse import cli
+
+    small = grown_archive(tmp_path / "small", articles=10, days_of_runs=20)
+    large = grown_archive(tmp_path / "large", articles=100, days_of_runs=400)
+    stats = {"site": None, "since": None, "until": None, "days": 14, "json": True}
+    unknown_url = "https://alpha.example/news/never-archived?utm_source=x"
+    unknown_id = "0" * 24
+    costs = {}
+    for name, archive in (("small", small), ("large", large)):
+        costs[name] = {
+            "stats": requests_of(archive, cli.cmd_stats, **stats),
+            "stats --site": requests_of(archive, cli.cmd_stats, **{**stats, "site": "alpha"}),
+            "show url": requests_of(archive, cli.cmd_show, ref=unknown_url, json=True),
+            "show id": requests_of(archive, cli.cmd_show, ref=unknown_id, json=True),
+            "cat url": requests_of(archive, cli.cmd_cat, ref=unknown_url, raw=False),
+        }
+        first, _ = json.JSONDecoder().raw_decode(capsys.readouterr().out)  # stats --json
+        (site,) = first["sites"]
+        assert site["runs"] == 14 * 3 and site["errors_by_kind"] == {"http_404": 14 * 3}
+        assert site["articles"] == (10 if name == "small" else 100)
+    assert costs["large"] == costs["small"], costs
+    # The window's manifests are read, nothing else of runs/; show asks two markers at most.
+    assert costs["small"]["stats"]["GET runs/"] == 14 * 3
+    assert sum(costs["small"]["show url"].values()) <= 2
+    assert sum(costs["small"]["show id"].values()) <= 1

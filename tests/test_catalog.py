@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import re
 import threading
 import types
@@ -30,6 +31,7 @@ from storage.catalog import (
     _column_converter,
     _to_json,
     catalog_schema,
+    compact_catalog,
     read_catalog,
     recover_pending,
 )
@@ -604,3 +606,243 @@ def test_read_catalog_errors_by_kind(monkeypatch, tmp_path):
     with pytest.raises(ArchiveError) as info:
         read_catalog(str(backend.root))
     assert not isinstance(info.value, ArchiveAccessDenied)
+
+
+# -- one row per article, and compaction ---------------------------------------------------
+
+CLOSED = date(2024, 5, 20)
+"""The compaction cut-off of these tests: DATES[0] and DATES[1] are closed, DATES[2] open."""
+
+
+def write_run(backend, tmp_path, run_id: str, rows: list[tuple[Record, str]]) -> None:
+    writer = CatalogWriter(backend, tmp_path / "pending", run_id)
+    for record, text in rows:
+        writer.add(record, text)
+    writer.close()
+
+
+def newer_version(record: Record, text: str, n: int) -> tuple[Record, str]:
+    """A later version of ``record`` (one version more, fetched an hour later)."""
+    fetched = record.fetched_at + timedelta(hours=n)
+    later = replace(Version.of(record), fetched_at=fetched, content_sha256=sha256(text))
+    return replace(record, fetched_at=fetched, content_sha256=sha256(text),
+                   versions=(*record.versions, later)), text
+
+
+def write_history(backend, tmp_path) -> dict[str, tuple[Record, str]]:
+    """Three runs over the 12 records of :func:`make_records` (2 sites x 3 days), so that
+    each rule of the latest row is needed; returns each article's latest (record, text)."""
+    records = make_records(backend)
+    latest = {r.id: (r, t) for r, t in records}
+    write_run(backend, tmp_path, "20240521T080000Z-run1", records)
+    # A later run: new versions of four articles, and a reprocessing of one (a version
+    # more, an older fetch time): the most versions wins over the latest fetch.
+    second = [newer_version(r, f"version two of {r.id}", 2) for r, _ in records[:4]]
+    reprocessed, _ = records[6]  # published: its date does not follow the fetch time
+    second.append((replace(reprocessed, versions=(*reprocessed.versions,
+                                                  Version.of(reprocessed)),
+                           fetched_at=reprocessed.fetched_at - timedelta(days=1)),
+                   "reprocessed text"))
+    write_run(backend, tmp_path, "20240522T080000Z-run2", second)
+    latest |= {r.id: (r, t) for r, t in second}
+    # A third run sees one of them again at a new URL: an alias, nothing else changes.
+    record, text = latest[records[0][0].id]
+    aliased = replace(record, aliases=("https://alpha.example/amp/story-0",))
+    write_run(backend, tmp_path, "20240523T080000Z-run3", [(aliased, text)])
+    latest[aliased.id] = (aliased, text)
+    return latest
+
+
+def catalog_files(backend) -> dict[tuple[str, str], list[str]]:
+    """The catalog's file names per (site, date)."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for key in backend.iter_keys(CATALOG_ROOT + "/"):
+        _, site, day, name = key.split("/")
+        out.setdefault((site.removeprefix("site="), day.removeprefix("date=")), []).append(name)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def assert_latest_rows(table: pa.Table, latest: dict[str, tuple[Record, str]]) -> None:
+    rows = rows_by_id(table)
+    assert set(rows) == set(latest)
+    for record_id, (record, text) in latest.items():
+        assert_row_matches(rows[record_id], record, text)
+
+
+def test_read_catalog_gives_each_articles_latest_row(backend, tmp_path):
+    latest = write_history(backend, tmp_path)
+    assert len(read_catalog(backend.url, latest=False)) == 12 + 5 + 1
+    assert_latest_rows(read_catalog(backend.url), latest)
+    # Filters and column choices keep the rule: the hidden ranking columns never show.
+    alpha = read_catalog(backend.url, filter=ds.field("site") == "alpha", columns=["id", "text"])
+    assert alpha.column_names == ["id", "text"]
+    assert dict(zip(alpha["id"].to_pylist(), alpha["text"].to_pylist())) == {
+        i: t for i, (r, t) in latest.items() if r.site == "alpha"}
+
+
+def test_compaction_leaves_one_file_per_closed_day_with_each_articles_latest_row(
+        backend, tmp_path):
+    latest = write_history(backend, tmp_path)
+    before = catalog_files(backend)
+    # The runs' files: 6 (2 sites x 3 days), 4 and 1; alpha's 05-18 has three, 05-19 two.
+    assert sum(map(len, before.values())) == 6 + 4 + 1
+
+    results = compact_catalog(backend, before=CLOSED)
+
+    after = catalog_files(backend)
+    for (site, day), names in after.items():
+        if date.fromisoformat(day) < CLOSED:
+            assert len(names) == 1 and names[0].startswith("compacted-"), (site, day, names)
+        else:  # an open day is left as the runs wrote it
+            assert names == before[(site, day)]
+    assert set(after) == set(before)
+    # The compacted files hold one row per article, the latest.
+    assert_latest_rows(read_catalog(backend.url, latest=False,
+                                    filter=ds.field("date") < CLOSED),
+                       {i: v for i, v in latest.items() if expected_date(v[0]) < CLOSED})
+    assert_latest_rows(read_catalog(backend.url), latest)
+    assert [(r.site, r.closed_days, r.days_compacted) for r in results] == [
+        ("alpha", 2, 2), ("beta", 2, 2)]
+    for result in results:
+        site_before = sum(len(v) for (s, _), v in before.items() if s == result.site)
+        site_after = sum(len(v) for (s, _), v in after.items() if s == result.site)
+        assert (result.files_before, result.files_after) == (site_before, site_after)
+
+
+class _Counted:
+    """Counts the calls to a backend's methods, by name (the real methods run)."""
+
+    def __init__(self, backend, monkeypatch, names=("get", "put", "put_file", "delete")):
+        self.calls: dict[str, int] = {}
+        for name in names:
+            method = getattr(backend, name)
+
+            def counted(*args, _name=name, _method=method, **kwargs):
+                self.calls[_name] = self.calls.get(_name, 0) + 1
+                return _method(*args, **kwargs)
+
+            monkeypatch.setattr(backend, name, counted)
+
+
+def test_compaction_again_makes_no_request_beyond_the_listing(backend, tmp_path, monkeypatch):
+    write_history(backend, tmp_path)
+    compact_catalog(backend, before=CLOSED)
+    files = catalog_files(backend)
+    counted = _Counted(backend, monkeypatch)
+
+    results = compact_catalog(backend, before=CLOSED)
+
+    assert counted.calls == {}
+    assert catalog_files(backend) == files
+    assert [r.days_compacted for r in results] == [0, 0]
+    assert [r.files_before - r.files_after for r in results] == [0, 0]
+
+
+def test_a_run_file_written_after_the_listing_stays_and_is_read(backend, tmp_path, monkeypatch):
+    """A crawl closes its run, writing to a closed day, after the compaction listed the
+    files: its file is not deleted, readers merge it, the next compaction folds it in."""
+    latest = write_history(backend, tmp_path)
+    record, _ = next(v for v in latest.values()
+                     if v[0].site == "alpha" and expected_date(v[0]) < CLOSED)
+    late = newer_version(record, "written by a crawl during the compaction", 9)
+    listing = backend.iter_keys
+
+    def iter_keys_then_a_crawl_closes(prefix=""):
+        yield from list(listing(prefix))
+        write_run(backend, tmp_path, "20240524T080000Z-late", [late])
+
+    monkeypatch.setattr(backend, "iter_keys", iter_keys_then_a_crawl_closes)
+    compact_catalog(backend, before=CLOSED)
+    monkeypatch.setattr(backend, "iter_keys", listing)
+
+    day = (record.site, f"{expected_date(record):%Y-%m-%d}")
+    names = catalog_files(backend)[day]
+    assert len(names) == 2 and names[1].startswith("compacted-")
+    assert names[0] == "20240524T080000Z-late.parquet"
+    latest[record.id] = late
+    assert_latest_rows(read_catalog(backend.url), latest)
+
+    compact_catalog(backend, before=CLOSED)
+    names = catalog_files(backend)[day]
+    assert len(names) == 1 and names[0].startswith("compacted-")
+    assert_latest_rows(read_catalog(backend.url), latest)
+
+
+class Killed(BaseException):
+    """The compaction's process dying at a given point."""
+
+
+@pytest.mark.parametrize("deleted_before_the_kill", [0, 1])
+def test_a_killed_compaction_leaves_a_catalog_that_reads_the_same(
+        backend, tmp_path, monkeypatch, deleted_before_the_kill):
+    latest = write_history(backend, tmp_path)
+    delete = backend.delete
+    deleted = []
+
+    def delete_then_die(key):
+        if len(deleted) == deleted_before_the_kill:
+            raise Killed
+        deleted.append(key)
+        delete(key)
+
+    monkeypatch.setattr(backend, "delete", delete_then_die)
+    with pytest.raises(Killed):
+        compact_catalog(backend, before=CLOSED)
+    monkeypatch.setattr(backend, "delete", delete)
+
+    # The first closed day has its compacted file beside the run files not yet deleted.
+    first_day = catalog_files(backend)[("alpha", f"{DATES[0]:%Y-%m-%d}")]
+    assert sum(n.startswith("compacted-") for n in first_day) == 1
+    assert len(first_day) == 1 + 3 - deleted_before_the_kill
+    assert_latest_rows(read_catalog(backend.url), latest)
+
+    compact_catalog(backend, before=CLOSED)
+    for (_site, day), names in catalog_files(backend).items():
+        if date.fromisoformat(day) < CLOSED:
+            assert len(names) == 1 and names[0].startswith("compacted-")
+    assert_latest_rows(read_catalog(backend.url), latest)
+
+
+def test_compaction_leaves_alone_a_day_with_columns_it_does_not_know(tmp_path):
+    """A file written by a newer version has columns this one would drop: its day waits
+    for a compaction that knows them."""
+    backend = LocalBackend(tmp_path / "archive")
+    write_history(backend, tmp_path)
+    key = f"{CATALOG_ROOT}/site=alpha/date={DATES[0]:%Y-%m-%d}/20240601T000000Z-newer.parquet"
+    newer = pq.read_table(io.BytesIO(backend.get(next(
+        k for k in backend.iter_keys(f"{CATALOG_ROOT}/site=alpha/date={DATES[0]:%Y-%m-%d}/")))))
+    sink = io.BytesIO()
+    pq.write_table(newer.append_column("future", pa.array(["x"] * newer.num_rows)), sink)
+    backend.put(key, sink.getvalue())
+    before = catalog_files(backend)[("alpha", f"{DATES[0]:%Y-%m-%d}")]
+
+    results = compact_catalog(backend, site="alpha", before=CLOSED)
+
+    assert catalog_files(backend)[("alpha", f"{DATES[0]:%Y-%m-%d}")] == before
+    assert [(r.site, r.days_compacted) for r in results] == [("alpha", 1)]
+
+
+def test_compact_command(tmp_path, capsys, monkeypatch):
+    from flows.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for var in [v for v in os.environ if v.startswith("NEWSARCHIVE_")]:
+        monkeypatch.delenv(var)
+    backend = LocalBackend(tmp_path / "archive")
+    latest = write_history(backend, tmp_path)  # dated May 2024: every day is closed
+
+    code = main(["compact", "--archive", str(backend.root)])
+
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert [line.split() for line in out.splitlines()] == [
+        ["site", "closed", "days", "compacted", "files", "before", "files", "after"],
+        ["alpha", "3", "3", "6", "3"], ["beta", "3", "3", "5", "3"]]
+    assert "alpha: 3/3 days" in err
+    assert all(len(names) == 1 for names in catalog_files(backend).values())
+    assert_latest_rows(read_catalog(str(backend.root)), latest)
+
+    assert main(["compact", "--archive", str(backend.root), "--site", "beta"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split() == ["beta", "3", "0", "3", "3"]
+    assert main(["compact", "--archive", str(backend.root), "--site", "no such/site"]) == 2
+    assert "bad argument" in capsys.readouterr().err
