@@ -281,11 +281,11 @@ def _stop_workers_mid_crawl(pages_a, pages_b, tmp_path: Path) -> list:
             os.killpg(workers[0].pid, signal.SIGKILL)
             os.killpg(int(killed.infrastructure_pid), signal.SIGKILL)
             workers[1].send_signal(signal.SIGTERM)
-            # Pages stay held until both workers are gone: a worker told to stop while its
-            # run completes was seen never to exit (Prefect 3.9 forwards the SIGTERM to
-            # itself as SIGINT, which the finishing run can swallow).
-            for worker in workers:
-                worker.wait(timeout=300)  # a hang guard, not a speed bound
+            workers[0].wait(timeout=60)  # killed: gone at once
+            # The stopped worker is not waited for: Prefect 3.9's worker, told to stop, was
+            # seen to stay after its run had ended (it forwards the SIGTERM to itself as a
+            # SIGINT, which can be lost). What this test checks is its runs' states; the
+            # `finally` below ends the worker.
             for site in sites.values():
                 site.release_pages()
             outcome = []
