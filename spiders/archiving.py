@@ -446,13 +446,14 @@ class ArchiveRun:
                deflated: DeflatedBody | None = None) -> Outcome:
         """Store a prepared page (``deflated``: its body compressed already, if it was).
         Raises ArchiveError (ArchiveUnavailable when storage cannot be reached)."""
+        seen = canonical_seen_urls(page)  # the index's keys, and the summary's entries
         result = self.archive.store(
             record,
             raw_body=page.body if deflated is None else deflated,
             charset=page.encoding,
             text=text,
             run_id=self.run_id,
-            seen_urls=canonical_seen_urls(page),
+            seen_urls=seen,
             refetch=page.refetch,
         )
         if result.outcome in (StoreOutcome.WRITTEN, StoreOutcome.VERSION):
@@ -461,7 +462,7 @@ class ArchiveRun:
                 hasattr(self.crawler.spider, "note_captured"):
             # Complete now, under every URL that led to it: the site's URL summary settles
             # them for the next crawl without a look-up.
-            self.crawler.spider.note_captured(result.record.urls | canonical_seen_urls(page),
+            self.crawler.spider.note_captured(result.record.urls | seen,
                                               result.record.last_seen)
         if result.outcome is not StoreOutcome.WRITTEN:
             logger.debug("%s: %s (article %s)", result.outcome.value, page.url, result.record.id)

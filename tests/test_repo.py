@@ -184,8 +184,11 @@ def test_compose_runs_minio_a_prefect_server_and_serve():
 
 def test_the_suite_reads_nothing_beside_the_repository():
     """A user's clone has nothing beside it: no test, fixture, Makefile rule or CI step may
-    reach outside the repository (as ../shared, or a parent of the repository's root)."""
-    outside = re.compile(r"\.\./shared|[\"']shared[\"']|parents\[[2-9]\]|ROOT\.parent|REPO_ROOT\.parent")
+    reach outside the repository (the development corpora's folder beside it, or any parent
+    of the repository's root)."""
+    beside = "shared"  # the folder beside the working copy that a user's clone lacks
+    outside = re.compile(rf"\.\./{beside}|[\"']{beside}[\"']|parents\[[2-9]\]|ROOT\.parent"
+                         r"|REPO_ROOT\.parent")
     this_file = Path(__file__).resolve()  # it names the pattern it looks for
     files = [*(p for p in sorted((ROOT / "tests").rglob("*.py")) if p != this_file),
              ROOT / "Makefile", ROOT / ".ci" / "run"]
