@@ -1,9 +1,12 @@
-"""Crawl throughput: ``newsarchive crawl`` against the naive design, in the same run, on a
-local site of N distinct real news pages.
+"""Crawl throughput: ``newsarchive crawl`` against the naive design, in the same run.
+
+On local sites of N real news pages: N distinct articles (``distinct``), or mostly near
+copies of each other (``near-copies``).
 
     .venv/bin/python bench/throughput.py [--pages 2000] [--rounds 2]
-        [--designs newsarchive,naive,newsarchive-server,moto,crawl,baseline]
-        [--baseline-tree PATH]
+        [--designs newsarchive,naive,newsarchive-server,moto,moto-latency,crawl,baseline]
+        [--sites distinct,near-copies] [--latency-ms 20] [--baseline-tree PATH]
+        [--json FILE]
 
 The site serves N pages made from the corpus (``tests/data/fundus``): copy ``i`` is
 corpus page ``i mod 132`` with a suffix unique to the copy appended to every third word of
@@ -14,6 +17,20 @@ page, so a site of any size costs the bench no memory. The site runs in a proces
 own (asyncio, HTTP/1.1 keep-alive: a fraction of a millisecond of CPU a page, which the
 designs would otherwise pay for on the same cores), listed in robots.txt's sitemap index
 (1,000 URLs per sitemap).
+
+``--sites near-copies`` adds a site whose pages are mostly near copies of each other, as
+syndicated wire stories are: groups of 10-20 pages (one story), each made from one corpus
+page as the distinct site's copies are (so two groups are no nearer than unrelated pages),
+the group's pages differing from each other in a few words (the same slots, a word in about
+84 changed in each page's own way, calibrated per corpus page on the extracted text to a
+Jaccard of 3-word shingles of at least 0.92 between two pages), and about a fifth of a group's
+pages after its first repeating an earlier one exactly (the same text under another URL).
+Every page has its own URL and declares no canonical URL; the pages are listed in a shuffled
+order (see :class:`NearCopySite`). At start-up the site's process extracts every page of its
+first groups and checks the claims with ``storage.dedup``'s shingles and Jaccard: the bench
+prints the mean Jaccard within a group, the near copies and exact copies confirmed, the share
+of the site's pages that are near or exact copies, and stops if a claim does not hold. Each
+kind of site is crawled by every design in every round, and summarised apart.
 
 Designs, one after the other against the same site, each into a fresh local directory:
 
@@ -28,28 +45,36 @@ Designs, one after the other against the same site, each into a fresh local dire
 - ``moto``: as ``newsarchive-server``, into a bucket of moto's S3 server (a subprocess; its
   own CPU is shown apart, as it competes for the same cores).
 - ``moto-latency``: as ``moto``, through a proxy that adds 20 ms to every round trip
-  (``LATENCY_MS``), as a real S3 endpoint takes: what sequential requests cost.
+  (``LATENCY_MS``, ``--latency-ms``), as a real S3 endpoint takes: what sequential requests
+  cost. What the proxy adds is measured before each run and printed.
 - ``crawl``: the crawl subprocess alone (``python -m spiders.run``), without Prefect.
 - ``baseline``: as ``newsarchive``, with another checkout's code and virtualenv
   (``--baseline-tree PATH``, e.g. the commit before a change): before and after in the same
   rounds, so that the machine's drift hits both alike.
 
+The S3 designs' moto server counts the requests it answers (bench/s3_counting.py: by
+method, key prefix under the archive's root, and status); the bench prints, per design, the
+requests per new article (articles written), by method and by method and prefix, and the
+refused ones (a 412 is a conditional write that lost).
+
 ``--rounds N`` runs the designs N times in turn, every other round in reverse order. A shared
 machine's speed drifts by a quarter or more over minutes; each round's ratios compare runs
 that followed each other, and the summary gives their median.
 
-Measured per design: wall time from start to exit, pages archived per second, CPU seconds
-of the whole process tree (``getrusage(RUSAGE_CHILDREN)``: this process is made a child
-subreaper, so descendants that outlive their parents are reaped, and counted, here), the
-site's CPU while serving it, and peak memory, sampled from ``/proc`` over the whole tree:
-the peak of the sum of the processes' RSS (shared pages counted in every process: an upper
-bound; every 0.2 s) and of their PSS (shared pages split between the processes that share
-them; every second), for the whole command ("all") and for the crawl's own processes
-("crawl": the crawl process and its extraction workers, which outlive their forkserver and
-are found by command line), and the peak of each part (crawl, extraction, the command,
-Prefect's server). The per-page CPU breakdown comes from the crawls themselves: extraction
-as measured in the workers, storing as measured in the storage threads, and the rest of the
-crawl process (fetching, discovery, Scrapy) as its CPU time minus storing.
+Measured per design: wall time from start to exit, pages handled per second (stored,
+whatever the outcome: a new article, a duplicate, an alias; the naive design writes every
+page), CPU seconds of the whole process tree (``getrusage(RUSAGE_CHILDREN)``: this process
+is made a child subreaper, so descendants that outlive their parents are reaped, and
+counted, here), the site's CPU while serving it, and peak memory, sampled from ``/proc``
+over the whole tree: the peak of the sum of the processes' RSS (shared pages counted in
+every process: an upper bound; every 0.2 s) and of their PSS (shared pages split between
+the processes that share them; every second), for the whole command ("all") and for the
+crawl's own processes ("crawl": the crawl process and its extraction workers, which outlive
+their forkserver and are found by command line), and the peak of each part (crawl,
+extraction, the command, Prefect's server). The per-page CPU breakdown comes from the
+crawls themselves: extraction as measured in the workers, storing as measured in the
+storage threads, and the rest of the crawl process (fetching, discovery, Scrapy) as its CPU
+time minus storing.
 """
 
 from __future__ import annotations
@@ -77,6 +102,8 @@ from xml.sax.saxutils import escape
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.s3_counting import S3Counts, read_counts  # noqa: E402 (stdlib only)
 
 VENV_BIN = Path(sys.executable).parent
 URLS_PER_SITEMAP = 1000
@@ -246,9 +273,247 @@ class CopySite:
                 f'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{urls}</urlset>').encode()
         match = re.fullmatch(r"/news/(\d{6})-[a-z0-9-]+", path)
         if match and int(match.group(1)) < self.pages and path == self.path(int(match.group(1))):
-            copy = int(match.group(1))
-            return 200, "text/html; charset=utf-8", self.templates[copy % len(self.templates)].page(copy)
+            return 200, "text/html; charset=utf-8", self.page(int(match.group(1)))
         return 404, "text/html", b"<html><body><h1>Not Found</h1></body></html>"
+
+    def page(self, copy: int) -> bytes:
+        return self.templates[copy % len(self.templates)].page(copy)
+
+
+# -- the near-copies site ------------------------------------------------------------------
+
+SITE_KINDS = ("distinct", "near-copies")
+GROUP_SIZES = (10, 20)
+"""Pages per group of near copies, both included: one wire story as the outlets that carry
+it publish it."""
+EXACT_SHARE = 0.22
+"""Share of a group's pages after its first that repeat an earlier page of the group
+exactly (the same page under another URL); the issue's site had 433 exact copies and 1,274
+near ones in 2,000 pages."""
+NEAR_TARGET_JACCARD = 0.92
+"""The Jaccard of 3-word shingles aimed at between two near copies: above the archive's
+threshold (0.9), with a margin, so that every one is a near duplicate to it."""
+WORDS_PER_CHANGE = 28
+"""A variant changes one slot (a word) in this many: about one word in 84, for a Jaccard
+near 0.93 between two variants, before calibration."""
+NEAR_CHECK_GROUPS = 5
+"""Groups whose every page is extracted at start-up to check the site is what it claims."""
+
+
+@dataclass(frozen=True)
+class NearTemplate:
+    """A corpus page, ready to make groups of near copies of. A group's pages are the copy
+    of the template for the group (as on the distinct site: every third word carries the
+    group's suffix, so two groups share no more than unrelated pages do), each variant with
+    the same few words changed in its own way, as outlets retouch a wire story."""
+
+    template: Template
+    """The corpus page, cut where the copies' suffixes go."""
+    varied: frozenset[int]
+    """The slots (a slot ``k`` joins chunks ``k`` and ``k + 1``) whose word a variant
+    changes."""
+    jaccard: float
+    """Jaccard of 3-word shingles between a group's first page and a variant, measured on
+    the extracted texts when the template was made."""
+
+    def page(self, group: int, variant: int) -> bytes:
+        """Variant ``variant`` of group ``group`` (variant 0: the group's first page)."""
+        chunks = self.template.chunks
+        suffix = copy_suffix(group)
+        if not variant:
+            return suffix.join(chunks)
+        changed = suffix + b"v" + copy_suffix(variant)
+        out = bytearray(chunks[0])
+        for k in range(1, len(chunks)):
+            out += changed if k - 1 in self.varied else suffix
+            out += chunks[k]
+        return bytes(out)
+
+
+def _spread(slots: int, count: int) -> frozenset[int]:
+    """``count`` slots spread evenly over ``slots``."""
+    return frozenset(int((i + 0.5) * slots / count) for i in range(count))
+
+
+def build_near_templates(templates: list[Template]) -> tuple[list[NearTemplate], list[str]]:
+    """A near-copies template per template whose variants, as extracted, differ from the
+    group's first page (another text fingerprint) by a Jaccard of at least
+    :data:`NEAR_TARGET_JACCARD`: the number of words changed is calibrated on the extracted
+    text, since the extractor keeps only part of a page's words. Returns the templates and
+    those left out, with why."""
+    import logging
+
+    from normalize import extract_article
+    from storage.dedup import MIN_DEDUP_WORDS, jaccard, shingles, text_fingerprint
+
+    logging.getLogger("trafilatura").setLevel(logging.ERROR)
+    near_templates, left_out = [], []
+    for template in templates:
+        url = f"http://127.0.0.1/news/000001-{template.slug}"
+        first = extract_article(NearTemplate(template, frozenset(), 1.0).page(1, 0), url,
+                                detect_language=False).text
+        base = shingles(first)
+        slots = len(template.chunks) - 1
+        if len(base) < MIN_DEDUP_WORDS:
+            left_out.append(f"{template.slug}: too short to be deduplicated by content")
+            continue
+        count, why, made = max(1, round(slots / WORDS_PER_CHANGE)), "", None
+        for _ in range(6):
+            near = NearTemplate(template, _spread(slots, count), 0.0)
+            text = extract_article(near.page(1, 1), url, detect_language=False).text
+            similarity = jaccard(base, shingles(text))
+            if text_fingerprint(text) == text_fingerprint(first):
+                why = f"none of {count} words changed is in the extracted text"
+                if count >= slots:
+                    break
+                count = min(slots, count * 2)
+            elif similarity < NEAR_TARGET_JACCARD:
+                why = f"Jaccard {similarity:.3f} with {count} word(s) changed"
+                if count == 1:
+                    break
+                count = max(1, count // 2)
+            else:
+                made = NearTemplate(template, near.varied, similarity)
+                break
+        if made:
+            near_templates.append(made)
+        else:
+            left_out.append(f"{template.slug}: {why}")
+    return near_templates, left_out
+
+
+@dataclass(frozen=True)
+class NearMember:
+    """One page of the near-copies site."""
+
+    group: int
+    """The group (one story) the page belongs to."""
+    variant: int
+    """Which variant of the group's story it is (0: the group's first page)."""
+    role: str
+    """``first`` (the first page of its group), ``near`` (a variant not seen before in the
+    group: a near copy) or ``exact`` (an earlier page of the group again)."""
+
+
+def near_copy_layout(pages: int) -> list[NearMember]:
+    """The site's pages in URL order: groups of :data:`GROUP_SIZES` pages, one after the
+    other (the copies of a story appear together, as syndicated stories do), drawn from a
+    generator seeded per group so that any size of site starts with the same groups."""
+    import random
+
+    members: list[NearMember] = []
+    group = 0
+    while len(members) < pages:
+        rng = random.Random(f"near-copies-{group}")
+        variant = 0
+        members.append(NearMember(group, 0, "first"))
+        for _ in range(rng.randint(*GROUP_SIZES) - 1):
+            if rng.random() < EXACT_SHARE:
+                members.append(NearMember(group, variant, "exact"))
+            else:
+                variant += 1
+                members.append(NearMember(group, variant, "near"))
+        group += 1
+    return members[:pages]
+
+
+class NearCopySite(CopySite):
+    """The routes of :class:`CopySite`, over pages that are mostly near copies of each
+    other: each page has its own URL and declares no canonical URL.
+
+    The pages are listed in a shuffled order (the same every time), not group after group:
+    the crawl learns as a site's boilerplate the lines that recur on 5 of its first pages,
+    and a group's 10-20 pages in a row would teach it their short paragraphs, strip them
+    from the group's later pages, and make those new articles rather than near copies."""
+
+    def __init__(self, near_templates: list[NearTemplate], pages: int) -> None:
+        import random
+
+        super().__init__([near.template for near in near_templates], pages)
+        self.near_templates = near_templates
+        self.members = near_copy_layout(pages)
+        """The pages in layout order (group after group)."""
+        self.order = list(range(len(self.members)))
+        """The layout index of the page at each place in the site's URL order."""
+        random.Random("near-copies-order").shuffle(self.order)
+        self.place = {index: copy for copy, index in enumerate(self.order)}
+        """Inverse of ``order``: the URL place of each page in the layout."""
+
+    def path(self, copy: int) -> str:
+        group = self.members[self.order[copy]].group
+        return f"/news/{copy:06d}-{self.templates[group % len(self.templates)].slug}"
+
+    def page(self, copy: int) -> bytes:
+        member = self.members[self.order[copy]]
+        return self.near_templates[member.group % len(self.near_templates)].page(
+            member.group, member.variant)
+
+
+def near_copy_check(site: NearCopySite) -> dict:
+    """What the near-copies site is, by its layout and as measured on the texts of its first
+    groups' pages, extracted: the Jaccard of 3-word shingles between the pages of a group,
+    the near copies confirmed (another fingerprint, Jaccard >= the archive's threshold with
+    an earlier page of the group), the exact ones (the same text), and the Jaccard between
+    two groups made from one corpus page. ``problems`` lists what contradicts the claims."""
+    import itertools
+    from collections import Counter
+
+    from normalize import extract_article
+    from storage.dedup import NEAR_DUPLICATE_JACCARD, jaccard, shingles, text_fingerprint
+
+    def extracted(copy: int) -> str:
+        return extract_article(site.page(copy), "http://127.0.0.1" + site.path(copy),
+                               detect_language=False).text
+
+    roles = Counter(m.role for m in site.members)
+    sizes = Counter(m.group for m in site.members)
+    if len(sizes) > 1:
+        del sizes[site.members[-1].group]  # the site's size may cut its last group short
+    groups = sorted(sizes)[:NEAR_CHECK_GROUPS]
+    similarities, problems = [], []
+    near_confirmed = near_checked = exact_confirmed = exact_checked = 0
+    for group in groups:
+        texts: dict[int, tuple[str, set[str]]] = {}  # variant -> its text and shingles
+        for index, member in enumerate(site.members):
+            if member.group != group:
+                continue
+            text = extracted(site.place[index])
+            if member.role == "exact":
+                exact_checked += 1
+                exact_confirmed += text_fingerprint(text) == text_fingerprint(texts[member.variant][0])
+                continue
+            mine = shingles(text)
+            if member.role == "near":
+                near_checked += 1
+                best = max(jaccard(mine, other) for _, other in texts.values())
+                if best >= NEAR_DUPLICATE_JACCARD and all(
+                        text_fingerprint(text) != text_fingerprint(other) for other, _ in texts.values()):
+                    near_confirmed += 1
+                else:
+                    problems.append(f"page {site.place[index]}: not a near copy (best Jaccard "
+                                    f"{best:.3f})")
+            texts[member.variant] = (text, mine)
+        similarities += [jaccard(a, b) for (_, a), (_, b) in
+                         itertools.combinations(texts.values(), 2)]
+    if exact_confirmed < exact_checked:
+        problems.append(f"{exact_checked - exact_confirmed} exact copies with another text")
+    # Two groups made from the same corpus page must be no nearer than unrelated pages.
+    near = site.near_templates[0]
+    one, other = (shingles(extract_article(near.page(group, 0), "http://127.0.0.1/news/x",
+                                           detect_language=False).text)
+                  for group in (0, len(site.near_templates)))
+    across = jaccard(one, other)
+    if across >= 0.5:
+        problems.append(f"two groups of one corpus page are too alike (Jaccard {across:.2f})")
+    return {"pages": len(site.members), "groups": len({m.group for m in site.members}),
+            "group_sizes": [min(sizes.values()), max(sizes.values())],
+            **{role: roles[role] for role in ("first", "near", "exact")},
+            "checked_groups": len(groups),
+            "mean_jaccard": statistics.mean(similarities) if similarities else 0.0,
+            "min_jaccard": min(similarities) if similarities else 0.0,
+            "near_confirmed": [near_confirmed, near_checked],
+            "exact_confirmed": [exact_confirmed, exact_checked],
+            "across_groups_jaccard": across, "problems": problems}
 
 
 _REASONS = {200: "OK", 304: "Not Modified", 404: "Not Found"}
@@ -294,18 +559,34 @@ class SiteProtocol(asyncio.Protocol):
                 return
 
 
-def serve(pages: int, port_file: Path) -> None:
-    """Serve the site until killed; write the port to ``port_file`` once listening."""
+def serve(pages: int, port_file: Path, kinds: list[str]) -> None:
+    """Serve a site of each kind (see :data:`SITE_KINDS`), each on a port of its own, until
+    killed; write their ports and what the sites are to ``port_file`` once listening."""
     templates, left_out = build_templates()
-    site = CopySite(templates, pages)
+    info: dict = {"templates": len(templates), "left_out": left_out, "ports": {}}
+    sites: dict[str, CopySite] = {}
+    if "distinct" in kinds:
+        sites["distinct"] = CopySite(templates, pages)
+    if "near-copies" in kinds:
+        near_templates, near_left_out = build_near_templates(templates)
+        if not near_templates:
+            raise SystemExit("no corpus page makes near copies: " + "; ".join(near_left_out))
+        site = NearCopySite(near_templates, pages)
+        sites["near-copies"] = site
+        info["near_copies"] = {"templates": len(near_templates), "left_out": near_left_out,
+                               "check": near_copy_check(site)}
 
     async def listen() -> None:
-        server = await asyncio.get_running_loop().create_server(
-            lambda: SiteProtocol(site.respond), "127.0.0.1", 0, backlog=128)
-        info = {"port": server.sockets[0].getsockname()[1], "templates": len(templates),
-                "left_out": left_out}
-        port_file.write_text(json.dumps(info))
-        await server.serve_forever()
+        loop = asyncio.get_running_loop()
+        for kind, site in sites.items():
+            server = await loop.create_server(lambda site=site: SiteProtocol(site.respond),
+                                              "127.0.0.1", 0, backlog=128)
+            info["ports"][kind] = server.sockets[0].getsockname()[1]
+        # Written whole, then renamed: the bench polls for the file and reads it at once.
+        temporary = port_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(info))
+        temporary.rename(port_file)
+        await loop.create_future()  # the servers serve until the process is killed
 
     asyncio.run(listen())
 
@@ -467,9 +748,20 @@ class Measurement:
     """(seconds since the start, crawl RSS MB, crawl PSS MB), every TIMELINE_INTERVAL."""
     peak_processes: int = 0
     pages: int = 0
+    """Pages the design handled: for ours, each article page stored, whatever the outcome
+    (a new article, a version, a duplicate or an alias of an archived article); for the
+    naive design, the pages it wrote."""
     returncode: int = 0
     breakdown: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    site: str = "distinct"
+    """The kind of site crawled (:data:`SITE_KINDS`)."""
+    articles: int = 0
+    """New articles written (``newsarchive/archive/written``); the naive design's pages."""
+    outcomes: dict[str, int] = field(default_factory=dict)
+    """The crawl's ``newsarchive/archive/*`` counters, by name."""
+    s3: S3Counts | None = None
+    """The requests moto's server answered during the run (the S3 designs)."""
 
     @property
     def pages_per_second(self) -> float:
@@ -588,18 +880,25 @@ def run_newsarchive(design: str, work: Path, base_url: str, archive_url: str, en
     return _read_crawl_stats(result, stats_files[-1] if stats_files else None, run_dir)
 
 
+PAGE_OUTCOMES = ("written", "version", "duplicate", "aliased", "in_progress")
+"""The outcomes of storing one page (``StoreOutcome``'s values; ``near_duplicate`` is
+counted besides ``written``): their sum is the pages a crawl handled."""
+
+
 def _read_crawl_stats(result: Measurement, stats_file: Path | None, run_dir: Path) -> Measurement:
     if stats_file is None or not stats_file.exists():
         result.notes.append(f"no stats file: see {run_dir / 'crawl.log'}")
         return result
     stats = json.loads(stats_file.read_text())["stats"]
-    result.pages = stats.get("newsarchive/archive/written", 0)
+    result.outcomes = {key.removeprefix("newsarchive/archive/"): value for key, value in
+                       stats.items() if key.startswith("newsarchive/archive/")}
+    result.articles = result.outcomes.get("written", 0)
+    result.pages = sum(result.outcomes.get(name, 0) for name in PAGE_OUTCOMES)
+    result.notes.append("archive outcomes: " + ", ".join(
+        f"{name} {count}" for name, count in sorted(result.outcomes.items())))
     errors = {k.rsplit("/", 1)[1]: v for k, v in stats.items() if k.startswith("newsarchive/errors/")}
     if errors:
         result.notes.append(f"errors: {errors}")
-    near = stats.get("newsarchive/archive/near_duplicate", 0)
-    if near:
-        result.notes.append(f"{near} near duplicates")
     pages = max(1, result.pages)
     store = stats.get("newsarchive/cpu/store_seconds", 0.0)
     result.breakdown = {
@@ -642,44 +941,74 @@ def run_naive_design(work: Path, base_url: str, env: dict, exclude: set[int]) ->
         return result
     stats = json.loads(stats_file.read_text())
     result.pages = sum(1 for _ in (run_dir / "out").iterdir()) if (run_dir / "out").exists() else 0
+    result.articles = result.pages
     pages = max(1, stats["pages"])
     result.breakdown = {"fetch": (stats["process"] - stats["extract"] - stats["store"]) / pages,
                         "extract": stats["extract"] / pages, "store": stats["store"] / pages}
     return result
 
 
-def start_site(pages: int, work: Path) -> tuple[subprocess.Popen, str, dict]:
+def start_site(pages: int, work: Path,
+               kinds: list[str]) -> tuple[subprocess.Popen, dict[str, str], dict]:
+    """The site process, serving a site of each kind; returns it, each kind's base URL and
+    what the site process says of the sites (templates, pages left out, the near-copies
+    site's check)."""
     port_file = work / "site.json"
     site = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "_serve", str(pages),
-                             str(port_file)], cwd=ROOT)
-    deadline = time.monotonic() + 300
+                             str(port_file), ",".join(kinds)], cwd=ROOT)
+    deadline = time.monotonic() + 600  # a busy machine: the near copies are calibrated too
     while not port_file.exists():
         if site.poll() is not None or time.monotonic() > deadline:
             raise SystemExit("the benchmark site did not start")
         time.sleep(0.2)
     info = json.loads(port_file.read_text())
-    return site, f"http://127.0.0.1:{info['port']}", info
+    return site, {kind: f"http://127.0.0.1:{port}" for kind, port in info["ports"].items()}, info
+
+
+ARCHIVE_PREFIX = "archive"
+"""The key prefix of the S3 designs' archives (``s3://<bucket>/archive``)."""
 
 
 def start_moto(work: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    moto = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return moto, endpoint
-        except OSError:
-            if time.monotonic() > deadline or moto.poll() is not None:
-                raise SystemExit("moto's server did not start") from None
-            time.sleep(0.2)
+    """moto's S3 server behind the request counter (bench/s3_counting.py), in a process of
+    its own."""
+    port_file = work / "moto.port"
+    with open(work / "moto.log", "wb") as log:
+        moto = subprocess.Popen([sys.executable, str(Path(__file__).with_name("s3_counting.py")),
+                                 str(port_file), ARCHIVE_PREFIX],
+                                stdout=subprocess.DEVNULL, stderr=log)
+    deadline = time.monotonic() + 120
+    while not port_file.exists():
+        if time.monotonic() > deadline or moto.poll() is not None:
+            raise SystemExit(f"moto's server did not start: see {work / 'moto.log'}")
+        time.sleep(0.2)
+    return moto, f"http://127.0.0.1:{int(port_file.read_text())}"
+
+
+def round_trip_ms(endpoint: str, requests: int = 15) -> float:
+    """Median wall time, ms, of a small request to the counting S3 server at ``endpoint``
+    on one kept-alive connection: what each of a client's sequential round trips costs."""
+    import http.client
+
+    from bench.s3_counting import COUNTS_ROUTE
+
+    host, port = endpoint.removeprefix("http://").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    times = []
+    try:
+        for _ in range(requests):
+            started = time.perf_counter()
+            connection.request("GET", COUNTS_ROUTE)
+            connection.getresponse().read()
+            times.append((time.perf_counter() - started) * 1000)
+    finally:
+        connection.close()
+    return statistics.median(times)
 
 
 # Round-trip time the moto-latency design adds between the crawl and moto's server: a
-# request to a real S3 endpoint takes 10-50 ms.
-LATENCY_MS = 20
+# request to a real S3 endpoint takes 10-50 ms (--latency-ms).
+LATENCY_MS = 20.0
 
 
 def start_latency_proxy(endpoint: str, latency_ms: float) -> tuple[subprocess.Popen, str]:
@@ -803,25 +1132,34 @@ def run_design(design: str, work: Path, base_url: str, env: dict, exclude: set[i
                                exclude)
     if design in ("moto", "moto-latency"):
         if "moto" not in servers:
-            servers["moto"] = start_moto(work)
+            servers["moto"] = start_moto(work.parent)
             exclude.add(servers["moto"][0].pid)
-        moto, endpoint = servers["moto"]
+        moto, moto_endpoint = servers["moto"]
+        endpoint, notes = moto_endpoint, []
         if design == "moto-latency":
             if "latency" not in servers:
-                servers["latency"] = start_latency_proxy(endpoint, LATENCY_MS)
+                servers["latency"] = start_latency_proxy(moto_endpoint, LATENCY_MS)
                 exclude.add(servers["latency"][0].pid)
             endpoint = servers["latency"][1]
-        bucket = f"bench-{design}-{work.name}"  # each design into an empty archive
+            direct, proxied = round_trip_ms(moto_endpoint), round_trip_ms(endpoint)
+            notes.append(f"the proxy adds {proxied - direct:.1f} ms per round trip (median: "
+                         f"{proxied:.1f} ms through it, {direct:.1f} ms straight to moto; "
+                         f"LATENCY_MS {LATENCY_MS:g})")
+        # Each design, site and round into an empty archive of its own.
+        bucket = f"bench-{design}-{work.parent.name}-{work.name}"
         moto_env = {**env, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
                     "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
         import boto3
 
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+        boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",
                      aws_access_key_id="bench", aws_secret_access_key="bench",
                      ).create_bucket(Bucket=bucket)
+        read_counts(moto_endpoint, reset=True)  # the run's requests alone
         moto_cpu = _process_cpu(moto.pid)
-        result = run_newsarchive(design, work, base_url, f"s3://{bucket}/archive", moto_env,
-                                 exclude)
+        result = run_newsarchive(design, work, base_url, f"s3://{bucket}/{ARCHIVE_PREFIX}",
+                                 moto_env, exclude)
+        result.s3 = read_counts(moto_endpoint, reset=True)
+        result.notes += notes
         result.notes.append(f"moto's server used {_process_cpu(moto.pid) - moto_cpu:.1f} "
                             "CPU s besides")
         return result
@@ -829,8 +1167,10 @@ def run_design(design: str, work: Path, base_url: str, env: dict, exclude: set[i
 
 
 def main() -> None:
+    global BASELINE_TREE, LATENCY_MS
     if len(sys.argv) > 1 and sys.argv[1] == "_serve":
-        serve(int(sys.argv[2]), Path(sys.argv[3]))
+        serve(int(sys.argv[2]), Path(sys.argv[3]),
+              sys.argv[4].split(",") if len(sys.argv) > 4 else ["distinct"])
         return
     if len(sys.argv) > 1 and sys.argv[1] == "_latency":
         serve_latency(int(sys.argv[2]), sys.argv[3], float(sys.argv[4]))
@@ -841,25 +1181,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=2000)
     parser.add_argument("--designs", default="newsarchive,naive,newsarchive-server,moto",
-                        help="comma-separated, run in this order: newsarchive, naive, moto, "
+                        help="comma-separated, run in this order: newsarchive, naive, "
                         "newsarchive-server (PREFECT_API_URL set to a Prefect server started "
-                        "beforehand), crawl (the crawl subprocess alone)")
+                        "beforehand), moto, moto-latency, crawl (the crawl subprocess alone), "
+                        "baseline (with --baseline-tree)")
+    parser.add_argument("--sites", default="distinct",
+                        help="comma-separated kinds of site, each crawled by every design in "
+                        "every round: distinct (N distinct articles), near-copies (groups of "
+                        "10-20 near copies of one story, some exact copies)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run the designs this many times, in turn (ABAB...): a shared "
                         "machine's speed drifts, and each round's ratios compare runs that "
                         "followed each other")
+    parser.add_argument("--latency-ms", type=float, default=LATENCY_MS,
+                        help="the round-trip time the moto-latency design adds (default "
+                        "%(default)g)")
     parser.add_argument("--workdir", type=Path, help="where the archives go (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the archives")
+    parser.add_argument("--json", type=Path, help="also write every run's figures to this file")
     parser.add_argument("--baseline-tree", type=Path,
                         help="a checkout of newsarchive with its own .venv, run as the "
                         "'baseline' design (e.g. the code before a change)")
     args = parser.parse_args()
-    global BASELINE_TREE
     BASELINE_TREE = args.baseline_tree.resolve() if args.baseline_tree else None
+    LATENCY_MS = args.latency_ms
     designs = [d.strip() for d in args.designs.split(",") if d.strip()]
     unknown = sorted(set(designs) - set(DESIGNS))
     if unknown or len(set(designs)) < len(designs):
         parser.error(f"--designs: each of {', '.join(DESIGNS)}, once (not {', '.join(unknown) or 'twice'})")
+    kinds = [k.strip() for k in args.sites.split(",") if k.strip()]
+    unknown = sorted(set(kinds) - set(SITE_KINDS))
+    if not kinds or unknown or len(set(kinds)) < len(kinds):
+        parser.error(f"--sites: each of {', '.join(SITE_KINDS)}, once (not {', '.join(unknown) or 'twice'})")
 
     _become_subreaper()
     work = Path(tempfile.mkdtemp(prefix="throughput-", dir=args.workdir))
@@ -867,8 +1220,8 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": pythonpath, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            # Prefect's state, like `make run`'s, outlives the runs: its database is set up once.
            "PREFECT_HOME": os.environ.get("PREFECT_HOME", str(ROOT / ".newsarchive" / "prefect"))}
-    print(f"building the site of {args.pages} pages ...", flush=True)
-    site, base_url, info = start_site(args.pages, work)
+    print(f"building the sites ({', '.join(kinds)}) of {args.pages} pages ...", flush=True)
+    site, base_urls, info = start_site(args.pages, work, kinds)
     exclude = {site.pid}
     servers: dict = {}
     rounds: list[list[Measurement]] = []
@@ -877,29 +1230,77 @@ def main() -> None:
               f"{len(info['left_out'])}", flush=True)
         for line in info["left_out"]:
             print(f"  {line}")
+        if "near_copies" in info:
+            print_near_copies(info["near_copies"])
         for number in range(1, args.rounds + 1):
-            results = []
-            # Every other round in reverse order (ABBA...): a machine that speeds up or slows
-            # down during the rounds then favours no design.
-            for design in designs if number % 2 else designs[::-1]:
-                print(f"round {number}: running {design} ...", flush=True)
-                site_cpu = _process_cpu(site.pid)
-                result = run_design(design, work / f"round-{number}", base_url, env, exclude,
-                                    servers)
-                result.site_cpu = _process_cpu(site.pid) - site_cpu
-                if result.returncode:
-                    result.notes.append(f"exit status {result.returncode}")
-                results.append(result)
-            results.sort(key=lambda r: designs.index(r.design))
-            rounds.append(results)
-            report(results, args.pages, f"round {number} of {args.rounds}")
+            for kind in kinds:
+                results = []
+                # Every other round in reverse order (ABBA...): a machine that speeds up or
+                # slows down during the rounds then favours no design.
+                for design in designs if number % 2 else designs[::-1]:
+                    print(f"round {number}, {kind} site: running {design} ...", flush=True)
+                    site_cpu = _process_cpu(site.pid)
+                    result = run_design(design, work / f"round-{number}" / kind, base_urls[kind],
+                                        env, exclude, servers)
+                    result.site = kind
+                    result.site_cpu = _process_cpu(site.pid) - site_cpu
+                    if result.returncode:
+                        result.notes.append(f"exit status {result.returncode}")
+                    results.append(result)
+                results.sort(key=lambda r: designs.index(r.design))
+                rounds.append(results)
+                report(results, args.pages, f"round {number} of {args.rounds}, {kind} site")
+                if args.json:  # after every round: an interrupted bench keeps what it measured
+                    write_json(args.json, rounds, len(kinds), args.pages, info)
     finally:
         for server in [site, *(process for process, _ in servers.values())]:
             server.terminate()
             server.wait(30)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    summary(rounds)
+    summary(rounds, kinds)
+
+
+def print_near_copies(near: dict) -> None:
+    """What the near-copies site is, as its process checked it at start-up."""
+    check = near["check"]
+    pages = max(1, check["pages"])
+    print(f"near-copies site: {near['templates']} corpus pages make its groups; left out: "
+          f"{len(near['left_out'])}")
+    for line in near["left_out"]:
+        print(f"  {line}")
+    print(f"  {check['pages']} pages in {check['groups']} groups of {check['group_sizes'][0]}-"
+          f"{check['group_sizes'][1]}: {check['first']} firsts, {check['near']} near copies "
+          f"({check['near'] / pages:.0%}), {check['exact']} exact copies "
+          f"({check['exact'] / pages:.0%}); near or exact: "
+          f"{(check['near'] + check['exact']) / pages:.0%}")
+    print(f"  checked on the extracted texts of {check['checked_groups']} groups: mean Jaccard "
+          f"of 3-word shingles within a group {check['mean_jaccard']:.3f} (min "
+          f"{check['min_jaccard']:.3f}); near copies confirmed {check['near_confirmed'][0]}/"
+          f"{check['near_confirmed'][1]}, exact {check['exact_confirmed'][0]}/"
+          f"{check['exact_confirmed'][1]}; two groups of one corpus page: Jaccard "
+          f"{check['across_groups_jaccard']:.3f}")
+    if check["problems"]:
+        raise SystemExit("the near-copies site is not what it claims: "
+                         + "; ".join(check["problems"][:5]))
+
+
+def write_json(path: Path, rounds: list[list[Measurement]], kinds: int, pages: int,
+               info: dict) -> None:
+    """Every run's figures, for notes: pages/s, ratio, CPU, S3 requests by method, prefix
+    and status."""
+    runs = []
+    for number, results in enumerate(rounds):  # a round's sites one after the other
+        for r in results:
+            runs.append({
+                "round": number // kinds + 1, "site": r.site, "design": r.design, "pages": r.pages,
+                "articles": r.articles, "wall_s": r.wall, "pages_per_s": r.pages_per_second,
+                "x_naive": _ratio(r, results), "cpu_s": r.cpu, "peak_rss_mb": r.peak_rss_mb,
+                "crawl_rss_mb": r.crawl_rss_mb, "outcomes": r.outcomes, "breakdown": r.breakdown,
+                "notes": r.notes, "s3": r.s3.to_json() if r.s3 else None,
+                "s3_per_article": r.s3.total / r.articles if r.s3 and r.articles else None})
+    path.write_text(json.dumps({"pages": pages, "near_copies": info.get("near_copies"),
+                                "latency_ms": LATENCY_MS, "runs": runs}, indent=1))
 
 
 def _ratio(result: Measurement, results: list[Measurement]) -> float:
@@ -910,18 +1311,74 @@ def _ratio(result: Measurement, results: list[Measurement]) -> float:
     return result.pages_per_second / naive.pages_per_second
 
 
-def summary(rounds: list[list[Measurement]]) -> None:
-    """Each design's pages/s and ratio to the naive design, per round and their median."""
+def summary(rounds: list[list[Measurement]], kinds: list[str]) -> None:
+    """Per kind of site, each design's pages/s and ratio to the naive design, per round and
+    their median; the S3 designs' requests per new article."""
+    for kind in kinds:
+        of_kind = [results for results in rounds if results and results[0].site == kind]
+        if not of_kind:
+            continue
+        print()
+        print(f"summary, {kind} site, {len(of_kind)} round(s): pages/s (x naive in the same "
+              "round)")
+        for design in [r.design for r in of_kind[0]]:
+            runs = [(r, results) for results in of_kind for r in results if r.design == design]
+            cells = "  ".join(f"{r.pages_per_second:5.1f} (x{_ratio(r, rs):.2f})" for r, rs in runs)
+            ratio = statistics.median(_ratio(r, rs) for r, rs in runs)
+            speed = statistics.median(r.pages_per_second for r, _ in runs)
+            print(f"{design:<18} {cells}   median {speed:.1f} pages/s, x{ratio:.2f}; peak RSS: "
+                  f"crawl {max(r.crawl_rss_mb for r, _ in runs):.0f} MB, "
+                  f"all {max(r.peak_rss_mb for r, _ in runs):.0f} MB")
+        s3_runs = [r for results in of_kind for r in results if r.s3 and r.articles]
+        if s3_runs:
+            s3_report(s3_runs, f"summary, {kind} site: S3 requests per new article, counted at "
+                      "moto's server (mean over the rounds)")
+
+
+def s3_report(results: list[Measurement], title: str) -> None:
+    """Requests per new article (total, by method, by method and prefix) of each S3 design,
+    averaged over its runs, and the requests refused (412: a conditional write lost)."""
+    designs = list(dict.fromkeys(r.design for r in results))
+    runs = {d: [r for r in results if r.design == d] for d in designs}
+
+    def per_article(design: str, count) -> float:
+        return statistics.mean(count(r.s3) / r.articles for r in runs[design])
+
+    width = max(12, *(len(d) for d in designs))
+    label = 42
     print()
-    print(f"summary of {len(rounds)} round(s): pages/s (x naive in the same round)")
-    for design in [r.design for r in rounds[0]]:
-        runs = [(r, results) for results in rounds for r in results if r.design == design]
-        cells = "  ".join(f"{r.pages_per_second:5.1f} (x{_ratio(r, rs):.2f})" for r, rs in runs)
-        ratio = statistics.median(_ratio(r, rs) for r, rs in runs)
-        speed = statistics.median(r.pages_per_second for r, _ in runs)
-        print(f"{design:<18} {cells}   median {speed:.1f} pages/s, x{ratio:.2f}; peak RSS: "
-              f"crawl {max(r.crawl_rss_mb for r, _ in runs):.0f} MB, "
-              f"all {max(r.peak_rss_mb for r, _ in runs):.0f} MB")
+    print(title)
+    print(f"{'':<{label}}" + "".join(f"{d:>{width + 1}}" for d in designs))
+    print(f"{'new articles (mean)':<{label}}" + "".join(
+        f"{statistics.mean(r.articles for r in runs[d]):>{width + 1}.0f}" for d in designs))
+    print(f"{'requests (mean)':<{label}}" + "".join(
+        f"{statistics.mean(r.s3.total for r in runs[d]):>{width + 1}.0f}" for d in designs))
+    print(f"{'requests per page stored':<{label}}" + "".join(
+        f"{statistics.mean(r.s3.total / max(1, r.pages) for r in runs[d]):>{width + 1}.2f}"
+        for d in designs))
+    print(f"{'requests per new article':<{label}}" + "".join(
+        f"{per_article(d, lambda c: c.total):>{width + 1}.2f}" for d in designs))
+    methods = sorted({m for r in results for m in r.s3.by_method()})
+    for method in methods:
+        print(f"{'  ' + method:<{label}}" + "".join(
+            f"{per_article(d, lambda c, m=method: c.by_method()[m]):>{width + 1}.2f}"
+            for d in designs))
+    print("by method and prefix, per new article:")
+    keys = sorted({k for r in results for k in r.s3.by_request()}, key=lambda k: (k[1], k[0]))
+    for method, prefix in keys:
+        print(f"{'  ' + method + ' ' + prefix:<{label}}" + "".join(
+            f"{per_article(d, lambda c, k=(method, prefix): c.by_request()[k]):>{width + 1}.2f}"
+            for d in designs))
+    print(f"{'  Expect: 100-continue':<{label}}" + "".join(
+        f"{per_article(d, lambda c: c.expect_continue):>{width + 1}.2f}" for d in designs))
+    refused = sorted({k for r in results for k in r.s3.refused()}, key=lambda k: (k[1], k[0], k[2]))
+    if refused:
+        print("answered 3xx-5xx (412: a conditional request's condition failed), per new article:")
+        for method, prefix, status in refused:
+            key = (method, prefix, status)
+            print(f"{'  ' + f'{status} {method} {prefix}':<{label}}" + "".join(
+                f"{per_article(d, lambda c, k=key: c.refused()[k]):>{width + 1}.2f}"
+                for d in designs))
 
 
 def report(results: list[Measurement], pages: int, title: str) -> None:
@@ -929,12 +1386,14 @@ def report(results: list[Measurement], pages: int, title: str) -> None:
     print()
     cores = os.cpu_count() or 1
     print(f"{title}: {pages} pages, {cores} cores")
-    print("pages/s: measured; CPU-bound: what the CPU time allows on an otherwise idle machine "
-          f"({cores} cores for newsarchive, one for the naive design, whose work all runs in "
-          "one thread); site s: CPU the local site spent serving the design")
+    print("pages/s: pages handled (ours: stored, whether a new article, a version, a duplicate "
+          "or an alias; new: articles written) per wall second; CPU-bound: what the CPU time "
+          f"allows on an otherwise idle machine ({cores} cores for newsarchive, one for the "
+          "naive design, whose work all runs in one thread); site s: CPU the local site spent "
+          "serving the design")
     print("peak memory, MB, summed over processes: RSS (shared pages in each) / PSS (split); "
           "all: the whole command, crawl: the crawl process and its extraction processes")
-    header = (f"{'design':<18} {'archived':>8} {'wall s':>7} {'pages/s':>8} {'x naive':>7} "
+    header = (f"{'design':<18} {'pages':>6} {'new':>6} {'wall s':>7} {'pages/s':>8} {'x naive':>7} "
               f"{'CPU-bound':>9} {'x naive':>7} {'CPU s':>7} {'ms/page':>7} {'site s':>6} "
               f"{'RSS all':>7} {'PSS all':>7} {'RSS crawl':>9} {'PSS crawl':>9} {'procs':>5}")
     print(header)
@@ -944,7 +1403,8 @@ def report(results: list[Measurement], pages: int, title: str) -> None:
 
     for r in results:
         bound_ratio = bound(r) / bound(naive) if naive and bound(naive) else 0
-        print(f"{r.design:<18} {r.pages:>8} {r.wall:>7.1f} {r.pages_per_second:>8.1f} "
+        print(f"{r.design:<18} {r.pages:>6} {r.articles:>6} {r.wall:>7.1f} "
+              f"{r.pages_per_second:>8.1f} "
               f"{_ratio(r, results):>7.2f} {bound(r):>9.1f} {bound_ratio:>7.2f} {r.cpu:>7.1f} "
               f"{r.cpu / max(1, r.pages) * 1000:>7.1f} {r.site_cpu:>6.1f} "
               f"{r.peak_rss_mb:>7.0f} {r.peak_pss_mb:>7.0f} {r.crawl_rss_mb:>9.0f} "
@@ -974,6 +1434,9 @@ def report(results: list[Measurement], pages: int, title: str) -> None:
             points = r.timeline[::step] + ([r.timeline[-1]] if (len(r.timeline) - 1) % step else [])
             print(f"{r.design:<18} " + "  ".join(f"{t:.0f}s {rss:.0f}/{pss:.0f}"
                                                 for t, rss, pss in points))
+    s3_runs = [r for r in results if r.s3 and r.articles]
+    if s3_runs:
+        s3_report(s3_runs, f"{title}: S3 requests per new article, counted at moto's server")
 
 
 if __name__ == "__main__":

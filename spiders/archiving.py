@@ -43,7 +43,7 @@ from spiders.items import FetchedPage
 from spiders.page import BOILERPLATE_STATE, Problem, canonical_seen_urls, page_record, settle
 from spiders.stats import record_error
 from spiders.workspace import Workspace
-from storage import Archive, ArchiveError, ArchiveUnavailable, StoreOutcome
+from storage import Archive, ArchiveError, ArchiveUnavailable, S3Backend, StoreOutcome
 from storage.catalog import CatalogWriter
 from storage.catalog import recover_pending as catalog_recover
 from storage.compress import DeflatedBody
@@ -54,9 +54,12 @@ logger = logging.getLogger(__name__)
 
 # How often, in seconds, the spool is offered to the archive again during a crawl.
 FLUSH_INTERVAL = 5.0
-# Threads that write to the archive. Storing is mostly waiting (on S3, a page is about ten
-# requests), so more threads than cores keep the storage round trips overlapped.
-DEFAULT_STORAGE_THREADS = 8
+# Threads that write to the archive. Into S3, storing is mostly waiting (a new article is
+# four round trips one after the other), so as many threads as the S3 client has
+# connections (storage.backends) keep them overlapped; into a directory, more threads than
+# cores only contend.
+LOCAL_STORAGE_THREADS = 8
+S3_STORAGE_THREADS = 32
 
 
 @dataclass
@@ -85,9 +88,9 @@ class ArchiveRun:
 
     def __init__(self, crawler, *, archive_url: str, run_id: str, data_dir: Path,
                  workspace: Path, extraction_workers: int = 0,
-                 storage_threads: int = DEFAULT_STORAGE_THREADS) -> None:
+                 storage_threads: int = 0) -> None:
         self.crawler = crawler
-        self.archive = Archive.open(archive_url)
+        self.archive = Archive.open(archive_url, run_id=run_id)
         """The crawl's one archive: the spider's look-ups and every write go through it,
         so its in-process locks keep this process's threads apart."""
         self.run_id = run_id
@@ -104,6 +107,9 @@ class ArchiveRun:
         self.warc: WarcWriter | None = None
         self.catalog: CatalogWriter | None = None
         self.pool: ExtractionPool | None = None
+        if not storage_threads:
+            storage_threads = (S3_STORAGE_THREADS if isinstance(self.archive.backend, S3Backend)
+                               else LOCAL_STORAGE_THREADS)
         self._storage = ThreadPool(minthreads=1, maxthreads=storage_threads,
                                    name="newsarchive-storage")
         # Where the CPU goes, per page (summed): extraction in the workers, storing in the
@@ -128,8 +134,7 @@ class ArchiveRun:
             data_dir=Path(settings.get("NEWSARCHIVE_DATA_DIR") or ".newsarchive"),
             workspace=Path(settings["NEWSARCHIVE_WORKSPACE"]),
             extraction_workers=settings.getint("NEWSARCHIVE_EXTRACTION_WORKERS", 0),
-            storage_threads=settings.getint("NEWSARCHIVE_STORAGE_THREADS",
-                                            DEFAULT_STORAGE_THREADS),
+            storage_threads=settings.getint("NEWSARCHIVE_STORAGE_THREADS", 0),
         )
         crawler.signals.connect(run.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(run.spider_closed, signal=signals.spider_closed)
@@ -258,7 +263,9 @@ class ArchiveRun:
             await maybe_deferred_to_future(spider.listings_closed)
         captured = dict(getattr(spider, "captured", {}))
         state = spider.discovery_state(reason) if hasattr(spider, "discovery_state") else None
-        writes = []
+        # First the near-duplicate index (what this crawl added since its last flush):
+        # the next crawls of every site compare their pages with it.
+        writes = [("near-duplicate index", self.archive.flush, ())]
         if captured:
             writes.append(("URL summary", self.archive.note_archived,
                            (self.site, self.run_id, captured)))

@@ -76,6 +76,7 @@ def reprocess(archive: Archive, *, site: str | None = None, since: date | None =
             if progress is not None and report.seen % 100 == 0:
                 progress(report)
         catalog.close()
+        archive.flush()
     return report
 
 

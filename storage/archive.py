@@ -1,25 +1,34 @@
 """The archive: writes an article's objects in a crash-safe order, dedups by canonical URL
 and by content, keeps versions, and reads records back.
 
-Write protocol for a new article (any number of writers, on any number of machines):
+Write protocol for a new article (any number of writers, on any number of machines), five
+requests in all:
 
 1. claim ``_index/urls/<sha256(canonical_url)>.json`` with create-if-absent; the marker
    names the article's keys. The loser of a race reads the marker instead.
-2. join the MinHash/LSH buckets of its text (``_index/lsh/``), which also finds the
-   near duplicates it is flagged with; write ``raw.html.gz`` and ``text.txt``;
-3. write ``meta.json`` last: its presence means the article is complete. Index entries
+2. claim the text's fingerprint in ``_index/content/`` with create-if-absent (below);
+3. write ``raw.html.gz`` and ``text.txt`` (in parallel);
+4. write ``meta.json`` last: its presence means the article is complete. Index entries
    that name an article without ``meta.json`` are ignored by readers.
+
+Then its text joins the near-duplicate index (:mod:`storage.near_index`), written a few
+times a run rather than per article.
 
 A claim whose ``meta.json`` is missing belongs to a writer that is still running or that
 died; the next writer completes the article *in the keys the claim names*, so an article
 never gets a second place, and a crash between steps loses nothing that a re-run can't redo.
 
-Before claiming, the page's text fingerprint is claimed in ``_index/content/``: if another
-complete article has the same text, this page's URLs are added to that record's
-``aliases`` (no second copy). Near-identical text is archived with ``near_duplicate_of``. A page whose canonical URL is archived with different text becomes a
-new version under ``<article>/versions/<sha256[:16]>/``. Changing an existing ``meta.json``
-(aliases, versions) is a compare-and-swap (``IfMatch`` on S3, a lock file locally), retried
-when another writer got there first.
+**Copies.** If another complete article of the *same site* has the same text, this page's
+URLs are added to that record's ``aliases`` (no second copy). Every site keeps its own
+articles: the same text on another site is archived under that site too, with
+``duplicate_of`` naming the copy published first (by ``published``, else first fetched);
+near-identical text (Jaccard >= 0.9, found in the near-duplicate index) gets
+``near_duplicate_of`` by the same rule. When the earlier-published copy is archived after
+the later one, the later one's record is corrected to point to it. A page whose canonical
+URL is archived with different text becomes a new version under
+``<article>/versions/<sha256[:16]>/``. Changing an existing ``meta.json`` (aliases,
+versions, a corrected link) is a compare-and-swap (``IfMatch`` on S3, a lock file locally),
+retried when another writer got there first.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import gzip
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -44,7 +54,7 @@ from storage.dedup import (
     shingles,
     text_fingerprint,
 )
-from storage.errors import InvalidKey, ObjectNotFound
+from storage.errors import ArchiveError, InvalidKey, ObjectNotFound
 from storage.index import DedupIndex, KeyLocks, compare_and_swap, is_stale, lease
 from storage.keys import (
     URL_INDEX_ROOT,
@@ -58,9 +68,11 @@ from storage.keys import (
     run_manifest_key,
     run_manifest_prefixes,
     site_state_key,
+    url_index_key,
     validate_article_id,
     version_keys,
 )
+from storage.near_index import NearEntry, NearIndex
 from storage.record import RECORD_FIELDS, Record, Version, as_utc
 from storage.summary import UrlSummary, write_segment
 from storage.urls import canonicalize_url
@@ -75,6 +87,9 @@ CLAIM_STALE_AFTER = timedelta(minutes=2)
 _MAX_CANDIDATES = 10
 # Run manifests read at once by iter_run_manifests.
 _PARALLEL_MANIFEST_READS = 8
+# Texts whose shingles are kept in memory: the near copies of a story tend to come
+# together, and each is compared with the ones before it.
+_SHINGLES_KEPT = 256
 
 
 class StoreOutcome(enum.Enum):
@@ -108,16 +123,31 @@ class StoreResult:
 class Archive:
     """An archive over one backend. Thread-safe as far as its backend is (both of ours are)."""
 
-    def __init__(self, backend: Backend, claim_stale_after: timedelta = CLAIM_STALE_AFTER) -> None:
+    def __init__(self, backend: Backend, claim_stale_after: timedelta = CLAIM_STALE_AFTER,
+                 run_id: str = "") -> None:
         self.backend = backend
         self.claim_stale_after = claim_stale_after
         self.index = DedupIndex(backend)
+        self.near = NearIndex(backend, run_id)
+        """The near-duplicate index as this writer sees it: :meth:`flush` writes what it
+        added."""
         self._locks = KeyLocks()
+        self._shingles: dict[tuple[str, str], set[str]] = {}
+        self._shingles_lock = threading.Lock()
+        # An article's two objects are written at once: on S3 that is one round trip
+        # instead of two.
+        self._writers = ThreadPoolExecutor(8, thread_name_prefix="archive-put")
 
     @classmethod
-    def open(cls, url: str) -> Archive:
-        """Open the archive at ``url`` (a directory or ``s3://bucket/prefix``)."""
-        return cls(open_backend(url))
+    def open(cls, url: str, run_id: str = "") -> Archive:
+        """Open the archive at ``url`` (a directory or ``s3://bucket/prefix``); ``run_id``
+        names what this writer adds to the near-duplicate index."""
+        return cls(open_backend(url), run_id=run_id)
+
+    def flush(self) -> None:
+        """Write what this writer added to the near-duplicate index since the last flush
+        (done every so often while storing): call it once storing is over."""
+        self.near.flush(last=True)
 
     @property
     def url(self) -> str:
@@ -182,17 +212,50 @@ class Archive:
                          charset=record.charset or charset)
         seen_urls = set(seen_urls) | {record.canonical_url}
         with self._locks.hold(f"text:{fingerprint}", f"url:{record.canonical_url}"):
-            existing = self.lookup(record.canonical_url)
-            if existing is not None:
-                return self._store_again(existing, record, raw_body, charset, text, seen_urls,
-                                         refetch, run_id)
-            original = self._claim_text(record, text)
-            if original is not None:
-                logger.debug("same text as %s: %s", original.id, record.url)
-                updated = self._add_urls(original, record.urls | {record.url})
-                self.index.mark_urls(_marker(updated, run_id), seen_urls)
-                return StoreResult(StoreOutcome.ALIASED, updated)
-            return self._store_new(record, raw_body, charset, text, seen_urls, refetch, run_id)
+            if refetch:  # archived, most likely: look before claiming
+                existing = self.lookup(record.canonical_url)
+                if existing is not None:
+                    return self._store_again(existing, record, raw_body, charset, text,
+                                             seen_urls, refetch, run_id)
+            # A new article, most likely: claim its URL first, a request that a look-up
+            # first would only precede.
+            marker = _marker(record, run_id)
+            completed_claim = False
+            if not self.index.claim_url(marker):
+                existing = self.index.read_marker(record.canonical_url) or marker
+                complete = self._complete_record(existing["meta_key"])
+                if complete is not None:  # archived (by another machine, maybe, since we looked)
+                    return self._store_again(complete, record, raw_body, charset, text,
+                                             seen_urls, refetch, run_id)
+                if existing.get("run_id") != run_id and not is_stale(existing,
+                                                                     self.claim_stale_after):
+                    # Another writer is between its claim and its meta.json: leave it the
+                    # work. Should it die, its article has no meta.json, so a later crawl
+                    # fetches it again and, the claim then being stale, completes it.
+                    return StoreResult(StoreOutcome.IN_PROGRESS, record)
+                # Claimed but never completed (a crash, or our own run's earlier attempt):
+                # finish it where the claim says, not in our own date folder, so it keeps
+                # one place.
+                logger.info("completing unfinished article %s claimed by run %r",
+                            record.id, existing.get("run_id"))
+                record = replace(record, **{k: existing[k] for k in _MARKER_KEYS})
+                marker = _marker(record, run_id)
+                completed_claim = True
+            owner = self._claim_text(record, text)
+            if owner is not None:
+                twin = owner if owner.site == record.site else self._same_site_twin(record, text)
+                if twin is not None:
+                    logger.debug("same text as %s: %s", twin.id, record.url)
+                    updated = self._add_urls(twin, record.urls | {record.url})
+                    # The URL claimed above now leads to the article that has the text.
+                    self.backend.put(url_index_key(record.canonical_url),
+                                     json.dumps({**_marker(updated, run_id),
+                                                 "alias": record.canonical_url}).encode(),
+                                     content_type="application/json")
+                    self.index.mark_urls(_marker(updated, run_id), seen_urls)
+                    return StoreResult(StoreOutcome.ALIASED, updated)
+            return self._store_new(record, marker, owner, raw_body, charset, text, seen_urls,
+                                   completed_claim)
 
     def add_extraction(self, record: Record, updated: Record, text: str) -> StoreResult:
         """Store a new extraction of an archived capture (reprocessing): ``updated`` is
@@ -212,7 +275,6 @@ class Archive:
                                  content_type="text/plain; charset=utf-8")
                 text_key = self.locate(keys.text)
                 self._claim_text(replace(updated, text_key=text_key), text)
-                self._join_buckets(replace(updated, text_key=text_key), text)
             version = replace(Version.of(record), content_sha256=content_sha256,
                               text_key=text_key, extractor=Version.of(updated).extractor)
 
@@ -225,6 +287,8 @@ class Archive:
                 return replace(fresh, versions=(*current.all_versions, version))
             stored = self._update(record, reextracted)
         changed = stored.all_versions[-1] == version and stored != record
+        if changed and content_sha256 != record.content_sha256:
+            self._index_text(stored, text, version=content_sha256[:16])
         return StoreResult(StoreOutcome.VERSION if changed else StoreOutcome.DUPLICATE, stored)
 
     def add_aliases(self, record: Record, urls: Iterable[str]) -> Record:
@@ -232,35 +296,25 @@ class Archive:
         with self._locks.hold(f"url:{record.canonical_url}"):
             return self._add_urls(record, set(urls))
 
-    def _store_new(self, record: Record, raw_body: bytes | DeflatedBody, charset: str, text: str,
-                   seen_urls: set[str], refetch: bool, run_id: str) -> StoreResult:
-        marker = _marker(record, run_id)
-        completed_claim = False
-        if not self.index.claim_url(marker):
-            existing = self.index.read_marker(record.canonical_url) or marker
-            complete = self._complete_record(existing["meta_key"])
-            if complete is not None:  # another machine finished it since we looked
-                return self._store_again(complete, record, raw_body, charset, text, seen_urls,
-                                         refetch, run_id)
-            if existing.get("run_id") != run_id and not is_stale(existing, self.claim_stale_after):
-                # Another writer is between its claim and its meta.json: leave it the work.
-                # Should it die, its article has no meta.json, so a later crawl fetches it
-                # again and, the claim then being stale, completes it.
-                return StoreResult(StoreOutcome.IN_PROGRESS, record)
-            # Claimed but never completed (a crash, or our own run's earlier attempt): finish
-            # it where the claim says, not in our own date folder, so it keeps one place.
-            logger.info("completing unfinished article %s claimed by run %r",
-                        record.id, existing.get("run_id"))
-            record = replace(record, **{k: existing[k] for k in _MARKER_KEYS})
-            completed_claim = True
-        record = replace(record, versions=(Version.of(record),),
-                         near_duplicate_of=self._join_buckets(record, text))
+    def _store_new(self, record: Record, marker: dict, same_text: Record | None,
+                   raw_body: bytes | DeflatedBody, charset: str, text: str,
+                   seen_urls: set[str], completed_claim: bool) -> StoreResult:
+        """Write a new article whose URL this writer holds. ``same_text``: an article of
+        another site with the same text (this one is then its copy, or its original)."""
+        record = replace(record, versions=(Version.of(record),))
+        if same_text is not None:
+            record, corrections = self._link_exact_copy(record, same_text)
+        else:
+            record, corrections = self._link_near_copy(record, text)
         rel = self.backend.relative
         self._put_objects(rel(record.raw_key), rel(record.text_key), raw_body, charset, text)
-        self.index.mark_urls(marker | {k: getattr(record, k) for k in _MARKER_KEYS}, seen_urls)
+        self.index.mark_urls(marker, seen_urls)
         self.backend.put(
             rel(record.meta_key), record.to_json(), content_type="application/json; charset=utf-8"
         )
+        for meta_key, link, original in corrections:
+            self._point_to(meta_key, link, original)
+        self._index_text(record, text)
         return StoreResult(StoreOutcome.WRITTEN, record, completed_claim)
 
     def _store_again(self, existing: Record, record: Record, raw_body: bytes | DeflatedBody,
@@ -284,7 +338,6 @@ class Archive:
         self._put_objects(keys.raw, keys.text, raw_body, charset, text)
         indexed = replace(existing, text_key=version.text_key, text_fingerprint=record.text_fingerprint)
         self._claim_text(indexed, text)
-        self._join_buckets(indexed, text)
 
         def add_version(current: Record) -> Record | None:
             if current.all_versions[-1].content_sha256 == version.content_sha256:
@@ -299,6 +352,8 @@ class Archive:
             )
         updated = self._update(existing, add_version)
         added = updated.all_versions[-1] == version and len(updated.all_versions) > len(existing.all_versions)
+        if added:
+            self._index_text(updated, text, version=record.content_sha256[:16])
         logger.info("new version %d of %s from %s", len(updated.all_versions), existing.id, record.url)
         return StoreResult(StoreOutcome.VERSION if added else StoreOutcome.DUPLICATE, updated)
 
@@ -306,13 +361,14 @@ class Archive:
                      charset: str, text: str) -> None:
         if not isinstance(raw_body, DeflatedBody):
             raw_body = DeflatedBody.of(raw_body)
-        self.backend.put(
-            raw_key,
-            raw_body.gzip(),
-            content_type=f"text/html; charset={charset}",
-            content_encoding="gzip",
-        )
-        self.backend.put(text_key, text.encode("utf-8"), content_type="text/plain; charset=utf-8")
+        raw = self._writers.submit(self.backend.put, raw_key, raw_body.gzip(),
+                                   content_type=f"text/html; charset={charset}",
+                                   content_encoding="gzip")
+        try:
+            self.backend.put(text_key, text.encode("utf-8"),
+                             content_type="text/plain; charset=utf-8")
+        finally:
+            raw.result()
 
     def _add_urls(self, record: Record, urls: set[str]) -> Record:
         def add(current: Record) -> Record | None:
@@ -342,42 +398,132 @@ class Archive:
                                      lambda owner: self._complete_record(owner["meta_key"]),
                                      self.claim_stale_after)
 
-    def _join_buckets(self, record: Record, text: str) -> str | None:
-        """Add ``record`` to the LSH buckets of its text and return the id of the archived
-        article (not this one) whose text is most similar at Jaccard >=
-        NEAR_DUPLICATE_JACCARD; ties go to the smaller id, and an article that is itself a
-        near duplicate hands on its original.
-
-        Search and insert are one request per band for a text like no other: creating the
-        bucket succeeds, and a new bucket holds no candidates.
-        """
+    def _same_site_twin(self, record: Record, text: str) -> Record | None:
+        """A complete article of ``record``'s site with the same text, found in the
+        near-duplicate index (the content claim names the first article of any site)."""
         if not dedupable(text):
             return None
-        member = _member(record)
-        hits: dict[str, dict] = {}
-        shared: dict[str, int] = {}
-        for band, bucket in lsh_bands(text):
-            for other in self.index.join_bucket(band, bucket, member):
-                if other.get("id") != record.id:
-                    hits.setdefault(other.get("id"), other)
-                    shared[other.get("id")] = shared.get(other.get("id"), 0) + 1
-        if not hits:
-            return None
+        for entry, _ in self.near.candidates(_day(record), lsh_bands(text), exclude=record.id):
+            if entry.site == record.site and record.text_fingerprint.startswith(entry.fingerprint):
+                twin = self._complete_record(self.locate(entry.meta_key))
+                if twin is not None and twin.text_fingerprint == record.text_fingerprint:
+                    return twin
+        return None
+
+    def _link_exact_copy(self, record: Record, owner: Record
+                         ) -> tuple[Record, list[tuple[str, str, str]]]:
+        """``record`` has the text of ``owner``, an article of another site: point it to
+        the copy published first, or (when it is that copy) note the corrections to make
+        to the others: ``(meta_key, field, original id)``."""
+        original_id = owner.duplicate_of or owner.id
+        if original_id == owner.id:
+            original = NearEntryLike(owner.id, owner.site, _first_seen(owner),
+                                     self.backend.relative(owner.meta_key))
+        else:
+            entry = self.near.entry_of(original_id, _day(record))
+            original = entry and NearEntryLike(entry.id, entry.site, entry.when, entry.meta_key)
+        if original is None or not _earlier(record, original):
+            return replace(record, duplicate_of=original_id), []
+        corrections = [(original.meta_key, "duplicate_of", record.id)]
+        if original.id != owner.id:
+            corrections.append((self.backend.relative(owner.meta_key), "duplicate_of", record.id))
+        logger.info("%s was published before its copy %s: the copy now points to it",
+                    record.id, original.id)
+        return record, corrections
+
+    def _link_near_copy(self, record: Record, text: str
+                        ) -> tuple[Record, list[tuple[str, str, str]]]:
+        """Find the archived texts near-identical to ``record``'s (Jaccard >=
+        NEAR_DUPLICATE_JACCARD) and point ``record`` to the original they stand for, the
+        one published first (ties: the smaller id); an article that is itself a near copy
+        hands on its original. When ``record`` was published before an original of
+        another site, it is the original: the corrections to make are returned
+        (``(meta_key, field, original id)``)."""
+        if not dedupable(text):
+            return record, []
         mine = shingles(text)
-        matches: list[tuple[float, str]] = []
-        for candidate in sorted(hits, key=lambda c: (-shared[c], c))[:_MAX_CANDIDATES]:
-            entry = hits[candidate]
-            try:
-                original = self._complete_record(entry["meta_key"])
-                if original is None:
-                    continue
-                theirs = self.backend.get(self.backend.relative(entry["text_key"])).decode("utf-8")
-            except (ObjectNotFound, InvalidKey, KeyError, TypeError, ValueError):
-                continue  # an entry of an unfinished or damaged article: not evidence
-            similarity = jaccard(mine, shingles(theirs))
-            if similarity >= NEAR_DUPLICATE_JACCARD:
-                matches.append((similarity, original.near_duplicate_of or original.id))
-        return min(matches, key=lambda m: (-m[0], m[1]))[1] if matches else None
+        originals: dict[str, NearEntryLike | None] = {}
+        day = _day(record)
+        for entry, _ in self.near.candidates(day, lsh_bands(text), exclude=record.id)[
+                :_MAX_CANDIDATES]:
+            theirs = self._shingles_of(entry)
+            if theirs is None or jaccard(mine, theirs) < NEAR_DUPLICATE_JACCARD:
+                continue
+            if entry.near_duplicate_of:
+                found = self.near.entry_of(entry.near_duplicate_of, day)
+                originals.setdefault(entry.near_duplicate_of, found and NearEntryLike(
+                    found.id, found.site, found.when, found.meta_key))
+            else:
+                originals[entry.id] = NearEntryLike(entry.id, entry.site, entry.when,
+                                                    entry.meta_key)
+        if not originals:
+            return record, []
+        # An original outside the window (not found) is older than anything in it.
+        first = min(originals, key=lambda i: (originals[i].when.timestamp()
+                                              if originals[i] else float("-inf"), i))
+        original = originals[first]
+        if original is not None:
+            # Its entry says what it was when indexed: a copy archived before its original
+            # has been corrected since in its record only.
+            current = self._complete_record(self.locate(original.meta_key))
+            hop = current and (current.near_duplicate_of or current.duplicate_of)
+            if hop:
+                found = self.near.entry_of(hop, day)
+                first, original = hop, found and NearEntryLike(found.id, found.site, found.when,
+                                                               found.meta_key)
+        if original is None or not _earlier(record, original):
+            return replace(record, near_duplicate_of=first), []
+        later = [o for o in originals.values()
+                 if o is not None and o.site != record.site and _earlier(record, o)]
+        logger.info("%s was published before its near copies %s: they now point to it",
+                    record.id, ", ".join(o.id for o in later))
+        return record, [(o.meta_key, "near_duplicate_of", record.id) for o in later]
+
+    def _point_to(self, meta_key: str, link: str, original: str) -> None:
+        """Set ``link`` (``duplicate_of`` or ``near_duplicate_of``) of the record at
+        ``meta_key`` to ``original``: the correction of a copy archived before its original.
+        A failure is logged, not raised: the new article is stored, and the link is what
+        was known before."""
+        def point(current: Record | None) -> Record | None:
+            if current is None or getattr(current, link) == original or current.id == original:
+                return None
+            return replace(current, **{link: original})
+        try:
+            compare_and_swap(self.backend, meta_key, point, decode=Record.from_json,
+                             encode=Record.to_json,
+                             content_type="application/json; charset=utf-8")
+        except (ArchiveError, ValueError) as exc:
+            logger.warning("cannot point %s to its original %s: %s", meta_key, original, exc)
+
+    def _index_text(self, record: Record, text: str, version: str = "") -> None:
+        """Enter a complete article's text into the near-duplicate index."""
+        if not dedupable(text):
+            return
+        entry = NearEntry(id=record.id, site=record.site, day=_day(record),
+                          when=_first_seen(record), version=version,
+                          fingerprint=text_fingerprint(text)[:16],
+                          near_duplicate_of=record.near_duplicate_of or record.duplicate_of or "")
+        self._keep_shingles((record.id, version), shingles(text))
+        self.near.add(entry, lsh_bands(text))
+
+    def _shingles_of(self, entry: NearEntry) -> set[str] | None:
+        """The shingles of an indexed text: from memory, else read (None: unreadable)."""
+        with self._shingles_lock:
+            kept = self._shingles.get((entry.id, entry.version))
+        if kept is not None:
+            return kept
+        try:
+            theirs = shingles(self.backend.get(entry.text_key).decode("utf-8"))
+        except (ObjectNotFound, InvalidKey, ValueError):
+            return None  # removed or damaged: not evidence
+        self._keep_shingles((entry.id, entry.version), theirs)
+        return theirs
+
+    def _keep_shingles(self, key: tuple[str, str], value: set[str]) -> None:
+        with self._shingles_lock:
+            self._shingles[key] = value
+            while len(self._shingles) > _SHINGLES_KEPT:
+                del self._shingles[next(iter(self._shingles))]
 
     def _complete_record(self, meta_key: str) -> Record | None:
         try:
@@ -546,6 +692,39 @@ def _marker(record: Record, run_id: str) -> dict:
         "run_id": run_id,
         **lease(),
     }
+
+
+@dataclass(frozen=True)
+class NearEntryLike:
+    """An article a copy may point to: enough to say which came first and to correct it."""
+
+    id: str
+    """Its id."""
+    site: str
+    """Its site."""
+    when: datetime
+    """Published, else first fetched (UTC)."""
+    meta_key: str
+    """Its record's archive-relative key."""
+
+
+def _first_seen(record: Record) -> datetime:
+    """When an article was published, else first fetched (UTC): which copy came first."""
+    return as_utc(record.published or record.all_versions[0].fetched_at or record.fetched_at)
+
+
+def _earlier(record: Record, other: NearEntryLike) -> bool:
+    """Whether ``record`` is the original of ``other``, a copy on another site: published
+    (else first fetched) first. Within one site the article archived first stays the
+    original."""
+    if other.site == record.site:
+        return False
+    return (_first_seen(record), record.id) < (as_utc(other.when), other.id)
+
+
+def _day(record: Record) -> date:
+    """The article's folder day: publication date, else fetch date (UTC)."""
+    return as_utc(record.published or record.fetched_at).date()
 
 
 def _member(record: Record) -> dict:

@@ -6,8 +6,8 @@ promise for code we hold than for a library's defaults (datasketch changed its p
 scheme in 2.0), and it spares every process the import of SciPy.
 
 Both are pure functions of the text, so every writer on every machine computes the same
-fingerprint and the same LSH buckets for the same page; the buckets themselves live in
-the archive (``_index/lsh/``), see :class:`storage.archive.Archive`.
+fingerprint and the same LSH bands for the same page; the index of bands lives in the
+archive (``_index/near/``), see :mod:`storage.near_index`.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ LSH_BANDS = 10
 LSH_ROWS = 8
 # 10 bands of 8 rows: a pair at Jaccard 0.9 shares a bucket with probability 0.996 (0.9998
 # at 0.95), a pair at 0.5 with 0.04; candidates are then checked exactly, so a stray one
-# costs a read only. Each band is one listing per new article and one object per article,
-# so more bands buy recall right at the threshold with requests on every page.
+# costs a read only. Each band is 4 bytes per article in the near-duplicate index, which
+# every crawl reads for its window of days: more bands buy recall right at the threshold
+# with bytes read by every crawl.
 _NUM_PERM = LSH_BANDS * LSH_ROWS
 
 _WORD = re.compile(r"\w+")

@@ -5,11 +5,11 @@ machines, share one archive without a database.
   create-if-absent; the first names the article's keys and so claims its place.
 - **Content claims** (``_index/content/``): one per text fingerprint; the owner is the article
   other pages with the same text become aliases of.
-- **LSH buckets** (``_index/lsh/``): the articles whose MinHash signatures share a band, where
-  near duplicates meet.
+- **The near-duplicate index** (``_index/near/``) is written per run, not per article: see
+  :mod:`storage.near_index`.
 
-Every object here that changes after it is created (a content claim whose writer died, a
-bucket that gains a member) and every ``meta.json`` that gains a URL or a version changes by
+Every object here that changes after it is created (a content claim whose writer died, or
+that passes to an earlier-published copy) and every ``meta.json`` that gains a URL or a version changes by
 :func:`compare_and_swap`: read with its tag, change, write only if the tag still holds, and
 try again otherwise. A claim names its writer (:func:`lease`): one whose writer is gone
 (:func:`is_stale`) may be taken over.
@@ -28,7 +28,7 @@ from typing import TypeVar
 
 from storage.backends import Backend
 from storage.errors import ArchiveError, ObjectNotFound
-from storage.keys import content_index_key, lsh_bucket_key, url_index_key
+from storage.keys import content_index_key, url_index_key
 from storage.record import as_utc
 
 T = TypeVar("T")
@@ -36,11 +36,6 @@ T = TypeVar("T")
 UPDATE_ATTEMPTS = 20
 """Compare-and-swap attempts on one object before giving up: each retry means another
 writer changed it in between, which takes many writers on one object."""
-
-MAX_BUCKET_ENTRIES = 50
-"""Articles kept per LSH bucket. Only texts that share a whole band of their signature meet
-in a bucket; one that fills up holds near-copies of one text, and its first entries are the
-originals a newcomer is compared with."""
 
 _HOST = socket.gethostname()
 
@@ -143,7 +138,7 @@ class KeyLocks:
 
 
 class DedupIndex:
-    """The URL markers, content claims and LSH buckets of one archive."""
+    """The URL markers and content claims of one archive."""
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -200,23 +195,3 @@ class DedupIndex:
                          decode=json.loads, encode=lambda v: json.dumps(v).encode(),
                          content_type="application/json", absent_first=True)
         return owner[0] if owner else None
-
-    # -- LSH buckets ----------------------------------------------------------------------
-
-    def join_bucket(self, band: int, band_hash: str, member: dict) -> list[dict]:
-        """Add ``member`` to one LSH bucket; returns the members that were there before.
-        A full bucket (:data:`MAX_BUCKET_ENTRIES`) is only read."""
-        before: list[dict] = []
-
-        def join(current: list | None) -> list | None:
-            members = [m for m in current or () if isinstance(m, dict)]
-            before[:] = members
-            if any(m.get("id") == member["id"] for m in members) \
-                    or len(members) >= MAX_BUCKET_ENTRIES:
-                return None
-            return [*members, member]
-
-        compare_and_swap(self.backend, lsh_bucket_key(band, band_hash), join,
-                         decode=json.loads, encode=lambda v: json.dumps(v).encode(),
-                         content_type="application/json", absent_first=True)
-        return before

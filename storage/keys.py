@@ -21,7 +21,7 @@ _RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 ARTICLES_ROOT = "articles"
 URL_INDEX_ROOT = "_index/urls"
 CONTENT_INDEX_ROOT = "_index/content"
-LSH_INDEX_ROOT = "_index/lsh"
+NEAR_INDEX_ROOT = "_index/near"
 SITE_STATE_ROOT = "_index/sites"
 WARC_ROOT = "warc"
 _STATE_NAME_PATTERN = re.compile(r"^[a-z0-9_-]{1,64}$")
@@ -121,18 +121,6 @@ def content_index_key(fingerprint: str) -> str:
     (see :func:`storage.dedup.text_fingerprint`)."""
     _check_hex(fingerprint, 64, "text fingerprint")
     return f"{CONTENT_INDEX_ROOT}/{fingerprint[:2]}/{fingerprint}.json"
-
-
-def lsh_bucket_key(band: int, band_hash: str) -> str:
-    """Key of the LSH bucket ``band_hash`` of band ``band``: the articles whose MinHash
-    signature has that hash in that band.
-
-    A bucket is one object read with one GET (cheaper than a listing on S3, and O(1) on any
-    store); articles are added to it by compare-and-swap."""
-    _check_hex(band_hash, 32, "band hash")
-    if not 0 <= band < 100:
-        raise InvalidKey(f"invalid LSH band {band!r}")
-    return f"{LSH_INDEX_ROOT}/{band:02d}/{band_hash[:2]}/{band_hash}.json"
 
 
 def version_keys(keys: ArticleKeys, content_sha256: str) -> ArticleKeys:

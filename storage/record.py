@@ -115,8 +115,14 @@ class Record:
     aliases: tuple[str, ...] = ()
     """Other URLs at which the same content was seen."""
     near_duplicate_of: str | None = None
-    """Id of an archived article of another URL whose text was near-identical (Jaccard of
-    word shingles >= 0.9) when this one was first archived, or null."""
+    """Id of the archived article of another URL whose text is near-identical (Jaccard of
+    word shingles >= 0.9) and that was published first (else first fetched): the
+    original a near copy points to, or null. A copy archived before its original points to
+    it once the original is archived."""
+    duplicate_of: str | None = None
+    """Id of the article of another site with the same text (an exact copy, archived
+    under each site) that was published first (else first fetched), or null: the copy
+    points to the original, corrected when the original is archived after the copy."""
     text_fingerprint: str = ""
     """SHA-256 (hex) of the text after normalisation (Unicode NFKC, case, whitespace):
     articles with equal fingerprints have the same text."""

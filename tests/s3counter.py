@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 # The prefixes requests are counted under (the archive's top-level parts; README, "Archive
 # layout"); anything else counts under its first segment.
-PREFIXES = ("_index/urls/", "_index/content/", "_index/lsh/", "_index/sites/", "articles/",
+PREFIXES = ("_index/urls/", "_index/content/", "_index/near/", "_index/sites/", "articles/",
             "warc/", "catalog/", "runs/")
 
 
@@ -57,7 +57,9 @@ class S3Counter:
                 for name, value in answer.getheaders():
                     if name.lower() not in ("transfer-encoding", "connection", "content-length"):
                         self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
+                # A HEAD's body is empty; its Content-Length is the object's.
+                self.send_header("Content-Length", answer.getheader("Content-Length", "0")
+                                 if self.command == "HEAD" else str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)

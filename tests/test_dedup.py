@@ -11,6 +11,8 @@ import threading
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from storage import Archive, Record, StoreOutcome
 from storage.dedup import (
     MIN_DEDUP_WORDS,
@@ -44,9 +46,9 @@ def article_text(seed: int, words: int = 240) -> str:
 
 def store_text(archive: Archive, canonical: str, text: str, *, site: str = "example",
                url: str | None = None, aliases=(), fetched_at=FETCHED, run_id="run-1",
-               refetch=False, raw: bytes | None = None):
+               refetch=False, raw: bytes | None = None, published: datetime | None = None):
     record = make_record(archive, canonical, site=site, url=url, aliases=tuple(aliases),
-                         text=text, fetched_at=fetched_at)
+                         text=text, fetched_at=fetched_at, published=published)
     record = replace(record, content_sha256=sha256(text))
     return archive.store(record, raw_body=raw or text.encode(), charset="utf-8", text=text,
                          run_id=run_id, seen_urls={canonical}, refetch=refetch)
@@ -218,8 +220,9 @@ def test_concurrent_alias_updates_lose_nothing(backend):
 
 
 def test_index_entries_of_an_unfinished_article_are_not_evidence(archive):
-    """A writer that died after claiming a text owns its fingerprint and its LSH buckets but
-    has no meta.json: a page with that text elsewhere is archived, not lost as an alias."""
+    """A writer that died after claiming a text owns its fingerprint but has no meta.json
+    (and no entry in the near-duplicate index, written only for complete articles): a page
+    with that text elsewhere is archived, not lost as an alias."""
     text = article_text(60)
     dead = make_record(archive, "https://a.example/died-midway", text=text)
     dead = replace(dead, content_sha256=sha256(text), text_fingerprint=text_fingerprint(text))
@@ -228,7 +231,6 @@ def test_index_entries_of_an_unfinished_article_are_not_evidence(archive):
              "claimed_at": datetime.now(timezone.utc).isoformat(), "host": "elsewhere", "pid": 1}
     assert archive.backend.put_if_absent(content_index_key(dead.text_fingerprint),
                                          json.dumps(claim).encode())
-    assert archive._join_buckets(dead, text) is None
 
     # While the dead writer's claim is fresh, the page is archived in its own right.
     result = store_text(archive, "https://b.example/same-story", text, site="siteb")
@@ -236,10 +238,120 @@ def test_index_entries_of_an_unfinished_article_are_not_evidence(archive):
     assert result.record.near_duplicate_of is None
 
     # Once that claim is stale, the next page with the text takes the fingerprint over; the
-    # one after it is an alias.
+    # one after it is an alias. (Another writer: it sees what the first wrote to the
+    # near-duplicate index once that one flushed.)
+    archive.flush()
     later = Archive(archive.backend, claim_stale_after=timedelta(0))
     third = store_text(later, "https://c.example/same-story", text, site="siteb")
     assert third.outcome is StoreOutcome.WRITTEN
     assert third.record.near_duplicate_of == result.record.id
     fourth = store_text(later, "https://d.example/same-story", text, site="siteb")
     assert fourth.outcome is StoreOutcome.ALIASED and fourth.record.id == third.record.id
+
+
+def _wire_copy(text: str) -> str:
+    """The syndicated copy of ``text``: the wire's dateline added, the last sentence cut."""
+    lines = text.splitlines()
+    copy = "\n".join(["LONDON (Wire) -", *lines[:-1], lines[-1].rsplit(".", 2)[0] + "."])
+    assert NEAR_DUPLICATE_JACCARD <= jaccard(shingles(text), shingles(copy)) < 1.0
+    return copy
+
+
+@pytest.mark.parametrize("kind", ["exact", "near"])
+@pytest.mark.parametrize("order", ["original first", "copy first"])
+def test_a_copy_on_another_site_points_to_the_earlier_published_in_either_order(
+        backend, order, kind):
+    """Each site keeps its own article; the copy published later points to the one published
+    first, whichever was archived first: a later-archived original corrects the copy's link.
+    Each crawl is an archive of its own (a process), seeing the other's near-duplicate index
+    once it was flushed."""
+    text = article_text(70)
+    copy_text = text if kind == "exact" else _wire_copy(text)
+    link = "duplicate_of" if kind == "exact" else "near_duplicate_of"
+    published = datetime(2024, 5, 2, 9, 0, tzinfo=timezone.utc)
+    stores = {
+        "original": lambda archive: store_text(archive, "https://origin.example/story", text,
+                                               site="origin", published=published),
+        "copy": lambda archive: store_text(archive, "https://partner.example/wire/story",
+                                           copy_text, site="partner",
+                                           published=published + timedelta(hours=3)),
+    }
+    first, second = ("original", "copy") if order == "original first" else ("copy", "original")
+    crawl_one = Archive(backend, run_id="crawl-1")
+    results = {first: stores[first](crawl_one)}
+    crawl_one.flush()
+    results[second] = stores[second](Archive(backend, run_id="crawl-2"))
+    assert {r.outcome for r in results.values()} == {StoreOutcome.WRITTEN}
+
+    reader = Archive(backend)
+    original = reader.lookup("https://origin.example/story")
+    copy = reader.lookup("https://partner.example/wire/story")
+    # Archived under each site, in its own place.
+    assert (original.site, copy.site) == ("origin", "partner")
+    assert original.id != copy.id and original.meta_key != copy.meta_key
+    assert getattr(copy, link) == original.id
+    assert getattr(original, link) is None
+    assert original.duplicate_of is None and original.near_duplicate_of is None
+
+    # A third site's copy (of the copy, for near copies), archived later, points to the
+    # original too.
+    reader.flush()
+    third_text = copy_text if kind == "exact" else copy_text + "\nMore."
+    third = store_text(Archive(backend, run_id="crawl-3"), "https://third.example/story",
+                       third_text, site="third", published=published + timedelta(days=1))
+    assert third.outcome is StoreOutcome.WRITTEN
+    assert (third.record.duplicate_of or third.record.near_duplicate_of) == original.id
+
+
+def test_the_same_text_twice_on_one_site_stays_one_article_when_another_site_has_it(archive):
+    """Within a site, same text under another URL is an alias, also when another site's copy
+    owns the text's claim."""
+    text = article_text(80)
+    store_text(archive, "https://origin.example/story", text, site="origin")
+    copy = store_text(archive, "https://partner.example/story", text, site="partner")
+    assert copy.outcome is StoreOutcome.WRITTEN
+    again = store_text(archive, "https://partner.example/print/story", text, site="partner")
+    assert again.outcome is StoreOutcome.ALIASED and again.record.id == copy.record.id
+    assert "https://partner.example/print/story" in again.record.aliases
+    assert archive.lookup("https://partner.example/print/story").id == copy.record.id
+
+
+def test_near_duplicates_are_found_across_writers_and_months(backend):
+    """The index is read back by another writer, for texts dated within its window, and
+    not for texts dated far from it (a crawl reads the months around its articles, not the
+    archive's history)."""
+    text = article_text(90)
+    day = datetime(2024, 1, 30, 12, tzinfo=timezone.utc)
+    writer = Archive(backend, run_id="writer")
+    store_text(writer, "https://a.example/story", text, site="sitea", published=day)
+    writer.flush()
+    near = store_text(Archive(backend, run_id="r2"), "https://b.example/story", _wire_copy(text),
+                      site="siteb", published=day + timedelta(days=20))
+    assert near.record.near_duplicate_of is not None
+    far = store_text(Archive(backend, run_id="r3"), "https://c.example/story", _wire_copy(text),
+                     site="sitec", published=day + timedelta(days=90))
+    assert far.record.near_duplicate_of is None
+    keys = list(backend.iter_keys("_index/near/"))
+    assert keys and all(k.startswith(("_index/near/2024-01/", "_index/near/2024-02/"))
+                        for k in keys)
+
+
+def test_a_month_of_many_segments_is_folded_into_one(backend, monkeypatch):
+    """Every writer adds a segment; past FOLD_OVER the writer folds the month into one file,
+    and nothing is lost."""
+    from storage import near_index
+
+    monkeypatch.setattr(near_index, "FOLD_OVER", 3)
+    day = datetime(2024, 3, 5, tzinfo=timezone.utc)
+    ids = []
+    for n in range(5):
+        writer = Archive(backend, run_id=f"run-{n}")
+        ids.append(store_text(writer, f"https://a.example/s{n}", article_text(100 + n),
+                              site="sitea", published=day).record.id)
+        writer.flush()
+    keys = list(backend.iter_keys("_index/near/2024-03/"))
+    assert len(keys) <= 3
+    index = near_index.NearIndex(backend)
+    for n, article in enumerate(ids):
+        hits = index.candidates(day.date(), lsh_bands(article_text(100 + n)))
+        assert [entry.id for entry, shared in hits if shared == 10] == [article]

@@ -1,0 +1,194 @@
+"""moto's S3 server, in a process of its own, behind a middleware that counts the requests it
+answers by method, archive key prefix and status: what a crawl asks of its archive, counted
+where a bill would count it, whatever the client does inside.
+
+    python bench/s3_counting.py PORT_FILE [ARCHIVE_PREFIX]
+
+Counted in moto's process rather than in a proxy in front of it: a proxy is one more hop,
+and more CPU, on the cores the design being timed runs on (the ``moto`` design would no
+longer be moto alone), and a middleware sees each request once, decoded, with its answer's
+status (a compare-and-swap lost is a 412).
+
+A key is counted under its first path component below the archive prefix (``articles/``,
+``catalog/``, ``warc/``, ``runs/``), or its first two under a folder whose name starts with
+an underscore (``_index/urls/``, ``_index/lsh/``): a prefix that a new layout adds shows up
+by itself. A bucket listing counts as ``LIST`` under its ``prefix=`` parameter's prefix.
+``PUT`` and ``GET`` with ``If-None-Match`` / ``If-Match`` (conditional writes and reads)
+are told apart from plain ones, a ``PUT`` with ``x-amz-copy-source`` is a ``COPY``.
+
+Control route, not counted: ``GET /_bench/s3-counts`` answers the counts as JSON
+(``?reset=1`` also sets them to zero). Nothing here imports newsarchive: the bench measures
+whatever layout the archive's code has.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote
+
+COUNTS_ROUTE = "/_bench/s3-counts"
+
+
+def key_prefix(key: str) -> str:
+    """The prefix ``key`` (archive-relative) is counted under: ``articles/``,
+    ``_index/lsh/``; a key with no folder at that depth is its own prefix; ``(root)`` for
+    the archive's root itself (a listing of everything)."""
+    if not key:
+        return "(root)"
+    parts = key.split("/")
+    depth = 2 if parts[0].startswith("_") else 1
+    if len(parts) <= depth:
+        return key
+    return "/".join(parts[:depth]) + "/"
+
+
+def request_label(method: str, key: str, query: dict[str, list[str]], environ) -> str:
+    """The kind of request, as a bill lists it, refined where the protocol's cost differs."""
+    if not key:
+        if method == "GET" and ("list-type" in query or "prefix" in query or not query):
+            return "LIST"
+        if method == "POST" and "delete" in query:
+            return "DELETE-OBJECTS"
+        return method
+    if method == "PUT" and environ.get("HTTP_X_AMZ_COPY_SOURCE"):
+        return "COPY"
+    if method in ("PUT", "GET", "HEAD"):
+        if environ.get("HTTP_IF_NONE_MATCH"):
+            return f"{method} if-none-match"
+        if environ.get("HTTP_IF_MATCH"):
+            return f"{method} if-match"
+    return method
+
+
+class CountingS3:
+    """WSGI middleware in front of moto's app: counts ``(label, prefix, status)``."""
+
+    def __init__(self, app, archive_prefix: str) -> None:
+        self.app = app
+        self.archive_prefix = archive_prefix.strip("/") + "/" if archive_prefix.strip("/") else ""
+        self.counts: Counter[tuple[str, str, int]] = Counter()
+        self.expect_continue = 0
+        """Requests that asked for a go-ahead before their body: a round trip more each."""
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        path = unquote(environ.get("PATH_INFO", ""))
+        if path == COUNTS_ROUTE:
+            return self._counts(environ, start_response)
+        method = environ.get("REQUEST_METHOD", "")
+        query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        bucket, _, key = path.lstrip("/").partition("/")
+        label = request_label(method, key, query, environ)
+        if label == "LIST":
+            key = query.get("prefix", [""])[0]
+        if bucket and (key or label == "LIST"):
+            prefix = key_prefix(key.removeprefix(self.archive_prefix)
+                                if key.startswith(self.archive_prefix) else key)
+        else:
+            prefix = "(bucket)"
+        if environ.get("HTTP_EXPECT"):
+            with self.lock:
+                self.expect_continue += 1
+
+        def counting_start_response(status, headers, exc_info=None):
+            code = int(status.split(" ", 1)[0])
+            with self.lock:
+                self.counts[(label, prefix, code)] += 1
+            return start_response(status, headers, exc_info) if exc_info else \
+                start_response(status, headers)
+
+        return self.app(environ, counting_start_response)
+
+    def _counts(self, environ, start_response):
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        with self.lock:
+            rows = [{"method": label, "prefix": prefix, "status": status, "count": count}
+                    for (label, prefix, status), count in sorted(self.counts.items())]
+            body = json.dumps({"requests": rows, "expect_continue": self.expect_continue}).encode()
+            if query.get("reset"):
+                self.counts.clear()
+                self.expect_continue = 0
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+
+
+@dataclass(frozen=True)
+class S3Counts:
+    """The requests moto answered between two readings of the counts."""
+
+    rows: tuple[tuple[str, str, int, int], ...]
+    """(method label, prefix, status, requests), as counted."""
+    expect_continue: int
+    """Requests sent with ``Expect: 100-continue`` (each a round trip more)."""
+
+    @property
+    def total(self) -> int:
+        return sum(row[3] for row in self.rows)
+
+    def by_request(self) -> Counter[tuple[str, str]]:
+        """Requests per (method label, prefix), whatever their status."""
+        out: Counter[tuple[str, str]] = Counter()
+        for method, prefix, _, count in self.rows:
+            out[(method, prefix)] += count
+        return out
+
+    def by_method(self) -> Counter[str]:
+        """Requests per method (``PUT if-match`` counted as ``PUT``)."""
+        out: Counter[str] = Counter()
+        for method, _, _, count in self.rows:
+            out[method.split(" ", 1)[0]] += count
+        return out
+
+    def by_prefix(self) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for _, prefix, _, count in self.rows:
+            out[prefix] += count
+        return out
+
+    def refused(self) -> Counter[tuple[str, str, int]]:
+        """Requests answered 3xx/4xx/5xx (412: a conditional write lost; 404: not there)."""
+        return Counter({(m, p, s): c for m, p, s, c in self.rows if s >= 300})
+
+    def to_json(self) -> dict:
+        return {"rows": [list(row) for row in self.rows], "expect_continue": self.expect_continue}
+
+
+def read_counts(endpoint: str, reset: bool = True) -> S3Counts:
+    """The counts of the server at ``endpoint`` (``http://host:port``), and reset them."""
+    url = f"{endpoint}{COUNTS_ROUTE}" + ("?reset=1" if reset else "")
+    with urllib.request.urlopen(url, timeout=60) as answer:
+        data = json.loads(answer.read())
+    rows = tuple((r["method"], r["prefix"], r["status"], r["count"]) for r in data["requests"])
+    return S3Counts(rows, data.get("expect_continue", 0))
+
+
+def serve(port_file: Path, archive_prefix: str) -> None:
+    """moto's server, counting, until killed; writes its port to ``port_file`` once
+    listening."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    # werkzeug logs every request at INFO: formatting the lines would be much of moto's work.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    app = CountingS3(DomainDispatcherApplication(create_backend_app), archive_prefix)
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+    temporary = port_file.with_suffix(".tmp")
+    temporary.write_text(str(server.server_port))
+    temporary.rename(port_file)  # whole, or not there: the bench polls for it
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    serve(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "archive")

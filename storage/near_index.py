@@ -1,0 +1,409 @@
+"""The near-duplicate index: the MinHash/LSH band hashes of archived texts, written per run
+in segments and searched in memory, so that finding a near copy costs no request per
+article.
+
+The index answers one question for a new text: which archived texts share an LSH band with
+it (:func:`storage.dedup.lsh_bands`); the archive then compares those candidates' shingles
+exactly. Until this module it was a bucket object per band, joined with a compare-and-swap
+per band and article (ten PUTs an article, and hot buckets that every near copy contended
+on). Now:
+
+- a writer adds each article it completes to its in-memory index (found by its own next
+  pages at once) and to a pending list that :meth:`NearIndex.flush` writes as one segment
+  per month (``_index/near/<YYYY-MM>/<run>-<random>.near``), a few times a run;
+- a writer loads the months it needs when it first needs them (a few requests, in parallel)
+  and, at each flush, the segments other writers added since to the months it writes in
+  (one listing per month);
+- a month of more than :data:`FOLD_OVER` segments is folded into one by the writer that
+  flushes into it: the folded segment is written before the ones it holds are deleted, so
+  every entry is always in some segment, and readers drop the repeats.
+
+Segments are written once and never changed: writers on any number of machines need no
+lock. An entry is written only after its article's ``meta.json``, so every entry names a
+complete article and needs no check before its text is read.
+
+**A window, not the whole history.** A text is compared with the texts dated (publication
+date, else fetch date, UTC, as the article's folder) within :data:`WINDOW_DAYS` of its own:
+wire copies appear within days of each other, and a crawl's cost must not grow with the
+archive's age. A crawl reads the months its articles' windows cover: for a live crawl two
+or three months of the archive's entries (72 bytes an article), for a backfill the months
+it backfills.
+
+**Concurrent crawls** see each other's entries at their next flush (every
+:data:`FLUSH_EVERY_SECONDS` or :data:`FLUSH_EVERY_ENTRIES`): a near copy stored by two crawls
+within that interval of each other is not flagged (the exact copy is: content claims are
+per article). A crawl killed before it flushed leaves its articles out of the index (the
+articles themselves are complete): near copies of them are then not flagged.
+
+A segment is :data:`MAGIC`, a JSON line (``{"sites": [...], "count": n}``), then ``count``
+entries of :data:`ENTRY` (little-endian, packed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+from storage.backends import Backend
+from storage.dedup import LSH_BANDS
+from storage.errors import ObjectNotFound
+from storage.keys import NEAR_INDEX_ROOT, article_keys, validate_run_id
+from storage.lazy import LazyModule
+
+np = LazyModule("numpy")
+
+logger = logging.getLogger(__name__)
+
+MAGIC = b"NANEAR1\n"
+"""The first bytes of a segment (the format's name and version)."""
+
+WINDOW_DAYS = 31
+"""Texts are compared with those dated at most this many days before or after them."""
+
+FOLD_OVER = 32
+"""Segments a month holds before the next writer folds them into one."""
+
+FLUSH_EVERY_SECONDS = 30.0
+"""A writer's entries wait at most this long to be written (checked as it adds more)."""
+
+FLUSH_EVERY_ENTRIES = 500
+"""... or as soon as this many are pending."""
+
+_PARALLEL_READS = 8
+
+
+def entry_dtype():
+    """One entry: the article, where its text is, when it was published (else fetched),
+    what it was found a near copy of, and its band hashes."""
+    return np.dtype([
+        ("id", "S12"),        # the article id's 24 hex digits as bytes
+        ("site", "<u2"),      # index into the segment's site names
+        ("day", "<i4"),       # the article's folder day (proleptic ordinal)
+        ("when", "<i8"),      # published, else first fetched: seconds since the epoch
+        ("version", "S8"),    # the text's version hash (16 hex digits), zeros: the first text
+        ("fingerprint", "S8"),  # the first 8 bytes of the text fingerprint
+        ("of", "S12"),        # the article it was a near copy of when written, zeros: none
+        ("bands", "<u4", (LSH_BANDS,)),  # the first 4 bytes of each band's hash
+    ])
+
+
+@dataclass(frozen=True)
+class NearEntry:
+    """An archived text, as the index knows it."""
+
+    id: str
+    """The article's id."""
+    site: str
+    """Its site."""
+    day: date
+    """Its folder day (publication date, else fetch date, UTC)."""
+    when: datetime
+    """When it was published, else first fetched (UTC): which of two copies came first."""
+    version: str
+    """The 16-hex-digit name of the version whose text this is, or "" for the first."""
+    fingerprint: str
+    """The first 16 hex digits of the text's fingerprint."""
+    near_duplicate_of: str
+    """The article it was found a near copy of when it was written, or ""."""
+
+    @property
+    def meta_key(self) -> str:
+        """Its record's archive-relative key."""
+        return article_keys(self.site, self.day, self.id).meta
+
+    @property
+    def text_key(self) -> str:
+        """The archive-relative key of this text."""
+        keys = article_keys(self.site, self.day, self.id)
+        return f"{keys.prefix}versions/{self.version}/text.txt" if self.version else keys.text
+
+    @property
+    def original(self) -> str:
+        """The article this one stands for: its original if it is a near copy, else itself."""
+        return self.near_duplicate_of or self.id
+
+
+def month_prefix(month: date) -> str:
+    """Where the segments of a month's entries are: ``_index/near/<YYYY-MM>/``."""
+    return f"{NEAR_INDEX_ROOT}/{month:%Y-%m}/"
+
+
+def months_around(day: date, window_days: int = WINDOW_DAYS) -> list[date]:
+    """The first days of the months that hold entries dated within the window of ``day``."""
+    first = (day - timedelta(days=window_days)).replace(day=1)
+    last = day + timedelta(days=window_days)
+    months = []
+    while first <= last:
+        months.append(first)
+        first = (first + timedelta(days=32)).replace(day=1)
+    return months
+
+
+def _band_keys(bands: Iterable[tuple[int, str]]) -> list[int]:
+    """A text's band hashes as the index keeps them: band number in the high 32 bits, the
+    first 4 bytes of the band's hash in the low ones (a chance match among a million
+    entries is a candidate in 4,000, then rejected by the exact comparison)."""
+    return [(band << 32) | int(bucket[:8], 16) for band, bucket in bands]
+
+
+class _Chunk:
+    """A month's entries read from segments, with their band keys sorted for look-up."""
+
+    def __init__(self, parts: list) -> None:
+        # One site table for the month: each part's site numbers mapped into it.
+        numbers: dict[str, int] = {}
+        renumbered = []
+        for part_entries, part_sites in parts:
+            table = np.array([numbers.setdefault(s, len(numbers)) for s in part_sites] or [0],
+                             dtype="<u2")
+            renumbered.append(table[part_entries["site"]])
+        self.entries = np.concatenate([p[0] for p in parts])
+        self.entries["site"] = np.concatenate(renumbered)
+        self.sites = list(numbers)
+        shifted = np.arange(LSH_BANDS, dtype=np.uint64) << np.uint64(32)
+        keys = (self.entries["bands"].astype(np.uint64) | shifted[None, :]).ravel()
+        self.order = np.argsort(keys, kind="stable")
+        self.keys = keys[self.order]
+
+    def rows_sharing(self, band_keys: list[int]) -> dict[int, int]:
+        """Row -> number of bands it shares with ``band_keys``."""
+        wanted = np.asarray(band_keys, dtype=np.uint64)
+        left = np.searchsorted(self.keys, wanted, side="left")
+        right = np.searchsorted(self.keys, wanted, side="right")
+        shared: dict[int, int] = {}
+        for lo, hi in zip(left.tolist(), right.tolist()):
+            for position in self.order[lo:hi].tolist():
+                row = position // LSH_BANDS
+                shared[row] = shared.get(row, 0) + 1
+        return shared
+
+    def entry(self, row: int) -> NearEntry:
+        return _entry_of(self.entries[row], self.sites)
+
+
+class NearIndex:
+    """The near-duplicate index of one archive, as one writer (a crawl) sees it.
+    Thread-safe: the storage threads of a crawl share one."""
+
+    def __init__(self, backend: Backend, run_id: str = "adhoc") -> None:
+        self.backend = backend
+        self.run_id = validate_run_id(run_id or "adhoc")
+        self._lock = threading.RLock()
+        self._read_keys: dict[date, set[str]] = {}  # month loaded -> its segments read
+        self._parts: dict[date, list] = {}  # month -> (entries, sites) of each segment read
+        self._chunks: dict[date, _Chunk] = {}  # month -> its parts, ready for look-up
+        # This writer's entries not written yet, found by its next pages at once.
+        self._pending: list[tuple[NearEntry, list[int]]] = []
+        self._pending_since = 0.0  # when the oldest entry pending was added
+
+    # -- searching ---------------------------------------------------------------------
+
+    def candidates(self, day: date, bands: Iterable[tuple[int, str]],
+                   exclude: str = "") -> list[tuple[NearEntry, int]]:
+        """Entries dated within the window of ``day`` that share a band with ``bands``,
+        with the number of bands shared, most first (each article once: its entry sharing
+        most). ``exclude``: an article id to leave out (the text's own)."""
+        keys = _band_keys(bands)
+        low, high = day - timedelta(days=WINDOW_DAYS), day + timedelta(days=WINDOW_DAYS)
+        found: dict[str, tuple[NearEntry, int]] = {}
+
+        def offer(entry: NearEntry, shared: int) -> None:
+            if entry.id == exclude or not (low <= entry.day <= high):
+                return
+            if entry.id not in found or found[entry.id][1] < shared:
+                found[entry.id] = (entry, shared)
+
+        with self._lock:
+            for month in months_around(day):
+                chunk = self._chunk(month)
+                if chunk is not None:
+                    for row, shared in chunk.rows_sharing(keys).items():
+                        offer(chunk.entry(row), shared)
+            wanted = set(keys)
+            for entry, entry_keys in self._pending:
+                shared = len(wanted.intersection(entry_keys))
+                if shared:
+                    offer(entry, shared)
+        return sorted(found.values(), key=lambda hit: (-hit[1], hit[0].id))
+
+    def entry_of(self, article_id: str, day: date) -> NearEntry | None:
+        """The entry of an article's first text, if dated within the window of ``day``."""
+        with self._lock:
+            for entry, _ in self._pending:
+                if entry.id == article_id and not entry.version:
+                    return entry
+            wanted = bytes.fromhex(article_id)
+            for month in months_around(day):
+                chunk = self._chunk(month)
+                if chunk is None:
+                    continue
+                rows = np.nonzero((chunk.entries["id"] == wanted)
+                                  & (chunk.entries["version"] == b""))[0]
+                if len(rows):
+                    return chunk.entry(int(rows[0]))
+        return None
+
+    # -- adding ------------------------------------------------------------------------
+
+    def add(self, entry: NearEntry, bands: Iterable[tuple[int, str]]) -> None:
+        """Enter a complete article's text: found by this writer at once, by others once
+        written (:meth:`flush`, called here when it is due)."""
+        with self._lock:
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            self._pending.append((entry, _band_keys(bands)))
+            due = (len(self._pending) >= FLUSH_EVERY_ENTRIES
+                   or time.monotonic() - self._pending_since >= FLUSH_EVERY_SECONDS)
+        if due:
+            self.flush()
+
+    def flush(self, *, last: bool = False) -> int:
+        """Write the pending entries (a segment per month), read what other writers added
+        to the months loaded (unless ``last``: the writer stores no more), and fold a month
+        of too many segments; returns the entries written. On a storage error the entries
+        not written stay pending."""
+        with self._lock:
+            by_month: dict[date, list[tuple[NearEntry, list[int]]]] = {}
+            for entry, keys in self._pending:
+                by_month.setdefault(entry.day.replace(day=1), []).append((entry, keys))
+            written = 0
+            for month, entries in sorted(by_month.items()):
+                key = f"{month_prefix(month)}{self.run_id}-{secrets.token_hex(6)}.near"
+                self.backend.put(key, _segment(entries), content_type="application/octet-stream")
+                done = {id(e) for e, _ in entries}
+                self._pending = [p for p in self._pending if id(p[0]) not in done]
+                written += len(entries)
+            # What others wrote since to the months this writer writes in, and ours: one
+            # listing a month (a concurrent crawl's copies of today's stories are dated today).
+            listed = {} if last else {month: self._load(month) for month in by_month
+                                      if month in self._read_keys}
+        for month in sorted(by_month):
+            keys = listed.get(month)
+            if keys is None:
+                keys = self._segment_keys(month)
+            if len(keys) > FOLD_OVER:
+                self._fold(month, keys)
+        return written
+
+    # -- reading segments --------------------------------------------------------------
+
+    def _chunk(self, month: date) -> _Chunk | None:
+        """The month's entries ready for look-up, read on first use (under the lock)."""
+        if month not in self._read_keys:
+            self._load(month)
+        if month not in self._chunks and self._parts.get(month):
+            self._chunks[month] = _Chunk(self._parts[month])
+        return self._chunks.get(month)
+
+    def _segment_keys(self, month: date) -> list[str]:
+        return sorted(k for k in self.backend.iter_keys(month_prefix(month)) if k.endswith(".near"))
+
+    def _load(self, month: date) -> list[str]:
+        """Read the month's segments not read yet (under the lock); returns the keys of all
+        its segments, as listed now."""
+        seen = self._read_keys.setdefault(month, set())
+        listed = self._segment_keys(month)
+        keys = [k for k in listed if k not in seen]
+        if not keys:
+            return listed
+        with ThreadPoolExecutor(min(_PARALLEL_READS, len(keys)),
+                                thread_name_prefix="archive-near") as pool:
+            parts = [p for p in pool.map(self._read, keys) if p is not None and len(p[0])]
+        seen.update(keys)
+        if parts:
+            self._parts.setdefault(month, []).extend(parts)
+            self._chunks.pop(month, None)
+        return listed
+
+    def _read(self, key: str):
+        try:
+            return _parse_segment(self.backend.get(key))
+        except ObjectNotFound:
+            return None  # folded by another writer since it was listed: in the folded one
+        except ValueError as exc:
+            logger.warning("skipping near-duplicate index segment %s: %s", key, exc)
+            return None
+
+    def _fold(self, month: date, keys: list[str]) -> None:
+        """Fold the month's segments ``keys`` into one. The folded segment is written
+        before the segments it holds are deleted."""
+        rows, sites = [], []
+        for part in map(self._read, keys):
+            if part is not None and len(part[0]):
+                rows.append(part[0])
+                sites.append(part[1])
+        if not rows:
+            return
+        chunk = _Chunk(list(zip(rows, sites)))
+        # Each article's text once (the same entry can be in two segments after a fold
+        # raced another).
+        seen: set[tuple[bytes, bytes]] = set()
+        keep = []
+        for row, (article, version) in enumerate(zip(chunk.entries["id"].tolist(),
+                                                     chunk.entries["version"].tolist())):
+            if (article, version) not in seen:
+                seen.add((article, version))
+                keep.append(row)
+        entries = chunk.entries[keep]
+        folded = f"{month_prefix(month)}folded-{secrets.token_hex(6)}.near"
+        header = json.dumps({"sites": chunk.sites, "count": len(entries)}).encode() + b"\n"
+        self.backend.put(folded, MAGIC + header + entries.tobytes(),
+                         content_type="application/octet-stream")
+        for key in keys:
+            self.backend.delete(key)
+        logger.info("near-duplicate index %s: %d segments folded into one (%d entries)",
+                    f"{month:%Y-%m}", len(keys), len(entries))
+
+
+def _entry_of(row, sites: list[str]) -> NearEntry:
+    # numpy's fixed-width bytes drop trailing zero bytes when read: pad them back.
+    version = bytes(row["version"])
+    of = bytes(row["of"])
+    return NearEntry(
+        id=bytes(row["id"]).ljust(12, b"\0").hex(), site=sites[int(row["site"])],
+        day=date.fromordinal(int(row["day"])),
+        when=datetime.fromtimestamp(int(row["when"]), timezone.utc),
+        version=version.ljust(8, b"\0").hex() if version else "",
+        fingerprint=bytes(row["fingerprint"]).ljust(8, b"\0").hex(),
+        near_duplicate_of=of.ljust(12, b"\0").hex() if of else "")
+
+
+def _segment(entries: list[tuple[NearEntry, list[int]]]) -> bytes:
+    """A segment of ``entries`` (each with its band keys, see :func:`_band_keys`)."""
+    sites = sorted({e.site for e, _ in entries})
+    number = {s: n for n, s in enumerate(sites)}
+    rows = np.zeros(len(entries), dtype=entry_dtype())
+    for n, (entry, keys) in enumerate(entries):
+        rows[n]["id"] = bytes.fromhex(entry.id)
+        rows[n]["site"] = number[entry.site]
+        rows[n]["day"] = entry.day.toordinal()
+        rows[n]["when"] = int(entry.when.timestamp())
+        rows[n]["version"] = bytes.fromhex(entry.version) if entry.version else b""
+        rows[n]["fingerprint"] = bytes.fromhex(entry.fingerprint)
+        rows[n]["of"] = bytes.fromhex(entry.near_duplicate_of) if entry.near_duplicate_of else b""
+        rows[n]["bands"] = [key & 0xFFFFFFFF for key in keys]
+    header = json.dumps({"sites": sites, "count": len(entries)}).encode() + b"\n"
+    return MAGIC + header + rows.tobytes()
+
+
+def _parse_segment(data: bytes):
+    """(entries, site names) of a segment; ValueError if it is not one."""
+    if not data.startswith(MAGIC):
+        raise ValueError("not a near-duplicate index segment")
+    end = data.index(b"\n", len(MAGIC))
+    header = json.loads(data[len(MAGIC):end])
+    dtype = entry_dtype()
+    body = data[end + 1:]
+    if len(body) != header["count"] * dtype.itemsize:
+        raise ValueError("truncated near-duplicate index segment")
+    entries = np.frombuffer(body, dtype=dtype)
+    if len(entries) and int(entries["site"].max()) >= len(header["sites"]):
+        raise ValueError("near-duplicate index segment names an unknown site")
+    return entries, list(header["sites"])
