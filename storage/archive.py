@@ -306,12 +306,22 @@ class Archive:
             record, corrections = self._link_exact_copy(record, same_text)
         else:
             record, corrections = self._link_near_copy(record, text)
-        rel = self.backend.relative
-        self._put_objects(rel(record.raw_key), rel(record.text_key), raw_body, charset, text)
-        self.index.mark_urls(marker, seen_urls)
-        self.backend.put(
-            rel(record.meta_key), record.to_json(), content_type="application/json; charset=utf-8"
-        )
+        entry = self._near_entry(record, text)
+        if entry is not None:
+            # Its shingles kept first: a near copy found meanwhile compares with them, its
+            # text not being written yet.
+            self._keep_shingles((record.id, ""), shingles(text))
+            self.near.storing(entry, lsh_bands(text))
+        try:
+            rel = self.backend.relative
+            self._put_objects(rel(record.raw_key), rel(record.text_key), raw_body, charset, text)
+            self.index.mark_urls(marker, seen_urls)
+            self.backend.put(rel(record.meta_key), record.to_json(),
+                             content_type="application/json; charset=utf-8")
+        except BaseException:
+            if entry is not None:
+                self.near.stored(entry)
+            raise
         for meta_key, link, original in corrections:
             self._point_to(meta_key, link, original)
         self._index_text(record, text)
@@ -495,14 +505,20 @@ class Archive:
         except (ArchiveError, ValueError) as exc:
             logger.warning("cannot point %s to its original %s: %s", meta_key, original, exc)
 
+    def _near_entry(self, record: Record, text: str, version: str = "") -> NearEntry | None:
+        """What the near-duplicate index says of a text (None: too short to compare)."""
+        if not dedupable(text):
+            return None
+        return NearEntry(id=record.id, site=record.site, day=_day(record),
+                         when=_first_seen(record), version=version,
+                         fingerprint=text_fingerprint(text)[:16],
+                         near_duplicate_of=record.near_duplicate_of or record.duplicate_of or "")
+
     def _index_text(self, record: Record, text: str, version: str = "") -> None:
         """Enter a complete article's text into the near-duplicate index."""
-        if not dedupable(text):
+        entry = self._near_entry(record, text, version)
+        if entry is None:
             return
-        entry = NearEntry(id=record.id, site=record.site, day=_day(record),
-                          when=_first_seen(record), version=version,
-                          fingerprint=text_fingerprint(text)[:16],
-                          near_duplicate_of=record.near_duplicate_of or record.duplicate_of or "")
         self._keep_shingles((record.id, version), shingles(text))
         self.near.add(entry, lsh_bands(text))
 

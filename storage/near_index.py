@@ -201,6 +201,10 @@ class NearIndex:
         self._chunks: dict[date, _Chunk] = {}  # month -> its parts, ready for look-up
         # This writer's entries not written yet, found by its next pages at once.
         self._pending: list[tuple[NearEntry, list[int]]] = []
+        # Articles this writer is storing (between their near-duplicate search and their
+        # meta.json): its other threads' near copies of them find them, not only once they
+        # are complete. Never written: only complete articles go to segments.
+        self._storing: dict[tuple[str, str], tuple[NearEntry, list[int]]] = {}
         self._pending_since = 0.0  # when the oldest entry pending was added
 
     # -- searching ---------------------------------------------------------------------
@@ -227,7 +231,7 @@ class NearIndex:
                     for row, shared in chunk.rows_sharing(keys).items():
                         offer(chunk.entry(row), shared)
             wanted = set(keys)
-            for entry, entry_keys in self._pending:
+            for entry, entry_keys in [*self._pending, *self._storing.values()]:
                 shared = len(wanted.intersection(entry_keys))
                 if shared:
                     offer(entry, shared)
@@ -252,10 +256,22 @@ class NearIndex:
 
     # -- adding ------------------------------------------------------------------------
 
+    def storing(self, entry: NearEntry, bands: Iterable[tuple[int, str]]) -> None:
+        """Say this writer is storing ``entry``'s article: its other threads find it from
+        now on; :meth:`add` once it is complete, or :meth:`stored` if it was not."""
+        with self._lock:
+            self._storing[(entry.id, entry.version)] = (entry, _band_keys(bands))
+
+    def stored(self, entry: NearEntry) -> None:
+        """The article of :meth:`storing` is not stored after all (an error)."""
+        with self._lock:
+            self._storing.pop((entry.id, entry.version), None)
+
     def add(self, entry: NearEntry, bands: Iterable[tuple[int, str]]) -> None:
         """Enter a complete article's text: found by this writer at once, by others once
         written (:meth:`flush`, called here when it is due)."""
         with self._lock:
+            self._storing.pop((entry.id, entry.version), None)
             if not self._pending:
                 self._pending_since = time.monotonic()
             self._pending.append((entry, _band_keys(bands)))
