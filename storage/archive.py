@@ -302,16 +302,25 @@ class Archive:
         """Write a new article whose URL this writer holds. ``same_text``: an article of
         another site with the same text (this one is then its copy, or its original)."""
         record = replace(record, versions=(Version.of(record),))
-        if same_text is not None:
-            record, corrections = self._link_exact_copy(record, same_text)
-        else:
-            record, corrections = self._link_near_copy(record, text)
-        entry = self._near_entry(record, text)
-        if entry is not None:
-            # Its shingles kept first: a near copy found meanwhile compares with them, its
-            # text not being written yet.
-            self._keep_shingles((record.id, ""), shingles(text))
-            self.near.storing(entry, lsh_bands(text))
+        # The search for its original and its entry as being stored are one step for the
+        # texts it shares an LSH band with: two near copies of one story stored at once
+        # (they share a band with probability 0.996 at the threshold) would otherwise both
+        # search before either is entered, and both be taken for originals. Texts that
+        # share no band, which cannot find each other anyway, are not held up; the writes
+        # below are not held.
+        bands = sorted(f"near:{band}:{bucket}" for band, bucket in lsh_bands(text)) \
+            if dedupable(text) else []
+        with self._locks.hold(*bands):
+            if same_text is not None:
+                record, corrections = self._link_exact_copy(record, same_text)
+            else:
+                record, corrections = self._link_near_copy(record, text)
+            entry = self._near_entry(record, text)
+            if entry is not None:
+                # Its shingles kept first: a near copy found meanwhile compares with them,
+                # its text not being written yet.
+                self._keep_shingles((record.id, ""), shingles(text))
+                self.near.storing(entry, lsh_bands(text))
         try:
             rel = self.backend.relative
             self._put_objects(rel(record.raw_key), rel(record.text_key), raw_body, charset, text)

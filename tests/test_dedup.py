@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from storage import Archive, Record, StoreOutcome
+from storage import Archive, LocalBackend, Record, StoreOutcome
 from storage.dedup import (
     MIN_DEDUP_WORDS,
     NEAR_DUPLICATE_JACCARD,
@@ -23,6 +23,7 @@ from storage.dedup import (
     text_fingerprint,
 )
 from storage.keys import content_index_key, url_index_key
+from storage.near_index import NearIndex
 from tests.test_storage import FETCHED, make_record, meta_keys, sha256
 
 _VOCABULARY = (
@@ -355,3 +356,35 @@ def test_a_month_of_many_segments_is_folded_into_one(backend, monkeypatch):
     for n, article in enumerate(ids):
         hits = index.candidates(day.date(), lsh_bands(article_text(100 + n)))
         assert [entry.id for entry, shared in hits if shared == 10] == [article]
+
+
+def test_near_copies_stored_at_once_by_one_writer_are_flagged(tmp_path):
+    """Two storage threads of one crawl store two near copies of one story at the same
+    moment: the one stored second is a near copy of the first, however their steps
+    interleave (here: the first pauses between its search for an original and its entry
+    into the index, the moment the second searches)."""
+    original = article_text(20)
+    copy = _wire_copy(original)
+    searched, second_stored = threading.Event(), threading.Event()
+
+    class PausingIndex(NearIndex):
+        def candidates(self, *args, **kwargs):
+            found = super().candidates(*args, **kwargs)
+            if threading.current_thread().name == "first" and not searched.is_set():
+                searched.set()
+                second_stored.wait(5)  # a guard only: with the fix, the second waits for us
+            return found
+
+    backend = LocalBackend(tmp_path / "archive")
+    archive = Archive(backend)
+    archive.near = PausingIndex(backend, "adhoc")
+    stored = {}
+    first = threading.Thread(name="first", target=lambda: stored.setdefault(
+        "first", store_text(archive, "https://a.example/wire-story", original)))
+    first.start()
+    assert searched.wait(60)
+    second = store_text(archive, "https://a.example/world/wire-story", copy)
+    second_stored.set()
+    first.join(60)
+    assert stored["first"].record.near_duplicate_of is None
+    assert second.record.near_duplicate_of == stored["first"].record.id
