@@ -18,7 +18,7 @@ import lxml.html
 import trafilatura
 from lxml.html import HtmlElement
 from trafilatura.utils import load_html
-from w3lib.encoding import html_to_unicode, read_bom, resolve_encoding, to_unicode
+from w3lib.encoding import html_body_declared_encoding, read_bom, resolve_encoding, to_unicode
 
 from normalize.metadata import (
     PageMetadata,
@@ -98,11 +98,11 @@ def _extract(html: str | bytes, url: str | None) -> Article:
     if tree is None:
         return Article()
     tags = meta_tags(tree)  # read once, for the metadata and the text alike
-    meta, article_body = read_metadata(tree, tags)  # before extract_body prunes the tree
+    meta, article_body = read_metadata(tree, tags, url)  # before extract_body prunes the tree
     # trafilatura's metadata is the cascade's last resort and a third of the extraction's
-    # cost: asked for only when the cascade found no title, date or author (3 corpus pages
-    # in 132), the fields it has been seen to supply.
-    gaps = not (meta.title and meta.published and meta.authors)
+    # cost: asked for only when the cascade found no title or author, the fields it may
+    # supply (never the date: see complete_with).
+    gaps = not (meta.title and meta.authors)
     text, doc = extract_body(tree, url, article_body, tags, with_metadata=gaps)
     meta = complete_with(meta, doc)
     if meta.language is not None:
@@ -148,23 +148,47 @@ def _load_identifier():
 
 
 def decode_html(body: bytes) -> str:
-    """Decode an HTML body as a browser reads it: by its byte order mark; else as UTF-8 when
-    the bytes are valid UTF-8, whatever the page declares (templates declare GB2312 or
-    ISO-8859-15 over UTF-8 text, which the declaration would garble); else by the
-    ``<meta>`` or XML declaration in its first 4 KB (labels as browsers read them: latin-1
-    is windows-1252); else as windows-1252, which maps every byte, so decoding always
-    succeeds. Bytes that the encoding cannot read become U+FFFD."""
+    """An HTML body as text, read as :func:`decode_body` reads it when nothing but the body
+    says what its charset is."""
+    return decode_body(body)[1]
+
+
+def decode_body(body: bytes, declared: str | None = None) -> tuple[str, str]:
+    """``(encoding, text)``: an HTML body decoded, and the codec it was read with.
+
+    ``declared`` is the charset the fetch determined (the HTTP header's, else the page's
+    ``<meta>``, else a guess), if any. The order: the byte order mark; else UTF-8 when the
+    bytes are valid UTF-8 and not plain ASCII, whatever is declared (templates declare GB2312
+    or ISO-8859-15 over UTF-8 text, which the declaration would garble, while text in a
+    legacy charset that is not plain ASCII is almost never valid UTF-8); else ``declared``;
+    else the ``<meta>`` or XML declaration in the first 4 KB; else UTF-8 for plain ASCII
+    and windows-1252 for the rest, which maps every byte, so decoding always succeeds.
+    Plain ASCII keeps its declaration: it reads alike in UTF-8 and in any charset that
+    writes ASCII as ASCII, and 7-bit charsets (ISO-2022-JP) are written in ASCII bytes.
+    Labels are read as browsers read them (latin-1 is windows-1252, GB2312 is GB18030); an
+    unknown one counts as none. Bytes the encoding cannot read become U+FFFD."""
     encoding, bom = read_bom(body)
     if encoding is not None and bom is not None:
-        return to_unicode(body[len(bom):], encoding)
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    # w3lib's order from here: the declaration (its scan reads a bounded head, each byte
-    # once), then the default. Not from the start: it reads a declaration before valid
-    # UTF-8.
-    return html_to_unicode(None, body, default_encoding=_FALLBACK_ENCODING)[1]
+        return encoding, to_unicode(body[len(bom):], encoding)
+    ascii_only = body.isascii()
+    if not ascii_only:
+        try:
+            return "utf-8", body.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    encoding = resolve_encoding(declared) if declared else None
+    if encoding is None:
+        # w3lib's scan reads a bounded head, each byte once. A <meta> read in ASCII bytes is
+        # not in UTF-16 or UTF-32, whatever it says: browsers read it as UTF-8.
+        encoding = html_body_declared_encoding(body)
+        if encoding is not None and encoding.startswith(("utf-16", "utf-32")):
+            encoding = "utf-8"
+    elif encoding.startswith(("utf-16", "utf-32")) and b"\x00" not in body:
+        # Markup in UTF-16 or UTF-32 has NUL bytes in every tag: this is a <meta> talking.
+        encoding = "utf-8"
+    if encoding is None:
+        encoding = "utf-8" if ascii_only else _FALLBACK_ENCODING
+    return encoding, to_unicode(body, encoding)
 
 
 def is_article_page(html: str) -> bool:

@@ -2,9 +2,18 @@
 
 Order, first source that has a field wins: schema.org JSON-LD (NewsArticle and its kin,
 ``@graph``, arrays, nested authors), OpenGraph and ``article:*`` tags, Dublin Core and
-other ``<meta>`` conventions, microdata, ``<time datetime>``, byline markup; trafilatura's
-own metadata (which uses htmldate for dates) is the last resort. Each field remembers its
-source, so a record can say where its date came from.
+other ``<meta>`` conventions, microdata, ``<time datetime>``, byline markup; then, for a
+date, what the page itself states elsewhere (its JSON-LD ``WebPage``, a date in its URL, a
+dateline by its headline); trafilatura's own metadata is the last resort for the title and
+the authors, never for the date (its date guessing, htmldate's, invents one from a
+copyright year or today's date when a page states none). Each field remembers its source,
+so a record can say where its date came from.
+
+Titles are chosen among the page's statements of its headline (JSON-LD ``headline``,
+``og:title``, ``twitter:title``, the ``<h1>``, ``<title>``): a statement made of another
+one and a label (the site's name, a section, a date) is cut down to that one, and the
+site's name, sections and dates are cut from either end. Organisations (a JSON-LD
+``Organization``, the site's own name) are never authors.
 
 Hand-written rather than trafilatura's or extruct's metadata alone: trafilatura's fixed
 order of sources and its date guessing lost to this cascade on the Fundus pages (exact
@@ -15,13 +24,16 @@ cascade stops at the first source that has a field.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from itertools import islice
 from typing import Any
+from urllib.parse import urlsplit
 
 from lxml.html import HtmlElement
 
@@ -36,9 +48,60 @@ ARTICLE_TYPES = frozenset({
 # Objects that are not articles but carry an article's metadata when a page has no article
 # object (a video page's title, date and authors).
 _METADATA_TYPES = ARTICLE_TYPES | {"SocialMediaPosting", "VideoObject"}
-# Separators between a headline and the site's name in <title> and og:title.
-_TITLE_SEPARATORS = (" | ", " - ", " – ", " — ", " · ", " :: ", " » ", " / ", ": ", "：", "ㅣ", "|", " -")
-_BYLINE_PREFIX = re.compile(r"^\s*(by|von|par|por|di|door|av|af|przez|от)\s+", re.IGNORECASE)
+# A separator between a headline and what a page adds to it (the site's name, a section, a
+# date, a kicker): punctuation with spaces around it, a colon after a word, or a bar, which
+# needs no spaces. Run on text whose spaces are collapsed, so each space is tried once.
+_TITLE_SEPARATOR = re.compile(r" [-–—|·•›»~/:]{1,2} |(?<=\S): | ?[|ㅣ｜：] ?")
+# A headline statement longer than this is not a headline (a page's whole text in an <h1>);
+# an <h1> is read only to ten times this, its spaces not yet collapsed.
+_MAX_TITLE = 1_000
+# The <h1> elements looked at: the headline is among the first, when it is one.
+_MAX_H1 = 20
+# Typographic variants that two statements of one headline differ by.
+_TITLE_VARIANTS = str.maketrans({"’": "'", "‘": "'", "‚": "'", "“": '"', "”": '"', "„": '"',
+                                 "«": '"', "»": '"', "–": "-", "—": "-", "\xa0": " "})
+# Labels of a host name that name no site: "www", and second-level labels of public suffixes
+# ("co.uk", "com.au").
+_GENERIC_HOST_LABELS = frozenset({"www", "com", "co", "org", "net", "gov", "edu", "ac", "or",
+                                  "ne", "go", "amp", "m"})
+# schema.org types of things that are not people: an author of one of these types is the
+# publisher or another organisation, not a person.
+_ORGANISATION_TYPE = re.compile(r"Organi[sz]ation$|^(?:Corporation|NGO|LocalBusiness|Brand|WebSite)$")
+# The organisations of a page's JSON-LD looked at: a page may list thousands (a directory),
+# and each author is compared with each.
+_MAX_ORGANISATIONS = 20
+# schema.org types of a web page: its datePublished is the page's own statement when it has
+# no article object (a guide, a landing page).
+_PAGE_TYPE = re.compile(r"Page$")
+# A date in a URL path: /2024/05/03/, /2024-05-03-, /20240503/.
+_URL_DATE = re.compile(r"(?<![\w])((?:19|20)\d\d)([/_-]?)(0[1-9]|1[0-2])\2(0[1-9]|[12]\d|3[01])(?![\d])")
+# A dateline is a short line by the headline: read this much text after the <h1> (and a
+# little before it, where some sites put it) for one.
+_DATELINE_AFTER = 600
+_DATELINE_BEFORE = 200
+# How many blocks up from the headline a dateline is looked for.
+_DATELINE_LEVELS = 6
+_MAX_DATELINE = 100
+# Words that say a date is when the article was changed, not published ("Updated: ...").
+_UPDATED = re.compile(r"updated|modified|edited|aktualisiert|geändert|mis à jour|actualiza|"
+                      r"aggiornat|bijgewerkt|atualizad|uppdaterad|opdateret|oppdatert|"
+                      r"zaktualizowan|päivitetty|güncellen|обновлен|更新|수정", re.IGNORECASE)
+# Dates as datelines write them; a month is a word of the page's language (or English).
+_DATE_YMD = re.compile(r"(?<!\d)((?:19|20)\d\d)[-/.] ?(\d{1,2})[-/.] ?(\d{1,2})(?!\d)")
+_DATE_DMY = re.compile(r"(?<!\d)(\d{1,2})\. ?(\d{1,2})\. ?((?:19|20)\d\d)(?!\d)")
+_DATE_SLASHED = re.compile(r"(?<![\d/])(\d{1,2})[/-](\d{1,2})[/-]((?:19|20)\d\d)(?!\d)")
+_DATE_D_MONTH_Y = re.compile(
+    r"(?<!\d)(\d{1,2})(?:st|nd|rd|th|er|e|º|\.)? ?(?:de )?([^\W\d_]{3,})\.?,? (?:de )?((?:19|20)\d\d)(?!\d)")
+_DATE_MONTH_D_Y = re.compile(
+    r"(?<![^\W\d_])([^\W\d_]{3,})\.? (\d{1,2})(?:st|nd|rd|th)?,? ((?:19|20)\d\d)(?!\d)")
+_DATE_CJK = re.compile(r"((?:19|20)\d\d) ?[年년] ?(\d{1,2}) ?[月월] ?(\d{1,2}) ?[日일]")
+_ENGLISH_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
+                   "september", "october", "november", "december")
+_BYLINE_PREFIX = re.compile(r"^\s*(?:(?:written|posted|words|reported|text|story) )?"
+                            r"(by|von|par|por|di|door|av|af|przez|от)\s+", re.IGNORECASE)
+# A desk's or an agency's code where a byline names no one: a short word in lower case
+# ("red", "dpa", "sda"). A person's name is written with capitals.
+_DESK_CODE = re.compile(r"[a-zäöüéèàç]{1,4}\.?")
 # A byline is at most this long, spaces collapsed: longer text is not one.
 _MAX_BYLINE = 200
 # Text of a byline element read before it is judged too long: its markup may indent a
@@ -56,7 +119,7 @@ _ROLE_SUFFIX = re.compile(r"(?<!\s)\s+(기자|특파원|記者)$")
 # Meta names carrying a publication date, beyond OpenGraph and Dublin Core.
 _DATE_META = ("article:published_time", "og:article:published_time", "datepublished",
               "dc.date.issued", "dcterms.issued", "dc.date", "dcterms.created", "dc.date.created",
-              "pubdate", "publishdate", "publish-date", "publish_date", "date", "sailthru.date",
+              "pubdate", "publishdate", "publish-date", "publish_date", "published", "date", "sailthru.date",
               "parsely-pub-date", "article.published", "cxenseparse:recs:publishtime")
 _MODIFIED_META = ("article:modified_time", "og:updated_time", "datemodified", "dcterms.modified",
                   "dc.date.modified", "last-modified", "lastmod")
@@ -96,22 +159,24 @@ class PageMetadata:
     """The publication's name."""
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     """Where each field came from: field name → ``json-ld``, ``opengraph``, ``meta``,
-    ``microdata``, ``time-element``, ``byline``, ``h1``, ``title-element`` or
-    ``trafilatura``. Besides the fields: ``declared_language`` says where the declared
+    ``microdata``, ``time-element``, ``url``, ``dateline``, ``byline``, ``h1``,
+    ``title-element`` or ``trafilatura`` (never for the date). Besides the fields: ``declared_language`` says where the declared
     language was read (``html-lang``, ``json-ld``, ``meta``, ``opengraph``), ``language``
     how an ``Article``'s language was settled (``declared``, ``detected``,
     ``declared+detected``), and ``article_body`` that the page ships a JSON-LD
     ``articleBody``."""
 
 
-def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None
-                  ) -> tuple[PageMetadata, str | None]:
+def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None,
+                  url: str | None = None) -> tuple[PageMetadata, str | None]:
     """Read the cascade's sources from an unpruned tree (before text extraction): the
     page's metadata, and the JSON-LD ``articleBody`` when the page ships one (for the text
     extraction to compare with). ``tags`` are the page's :func:`meta_tags`, when the caller
-    has them already."""
+    has them already; ``url`` is the page's address (its host names the site, its path may
+    date the article)."""
     props = meta_tags(tree) if tags is None else tags
-    ld = _json_ld_article(tree)
+    nodes = list(_json_ld_nodes(tree))
+    ld = _json_ld_article(nodes)
     found: dict[str, Any] = {}
     sources: dict[str, str] = {}
 
@@ -126,34 +191,66 @@ def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None
             found[name] = value
             sources[name] = source
 
-    h1 = _text(_first_text(tree, "//h1"))
-    title_element = _text(_first_text(tree, "//title"))
-    site_names = [n for n in (_text(_first(props.get("og:site_name"))), _publisher_name(ld),
-                              _text(_first(props.get("application-name"))),
-                              _site_name_from_title(title_element, h1)) if n]
+    canonical = _text(_first(tree.xpath(
+        "//link[contains(concat(' ', normalize-space(@rel), ' '), ' canonical ')]/@href")))
+    og_url = _text(_first(props.get("og:url")))
+    statements = [("json-ld", _title_text(ld.get("headline") or ld.get("name"))),
+                  ("opengraph", _title_text(_first(props.get("og:title")))),
+                  ("meta", _title_text(_first(props.get("twitter:title"))))]
+    title_element = _title_text(_first_text(tree, "//title"))
+    h1_elements = [el for el in islice(tree.iter("h1"), _MAX_H1)]
+    labels = _Labels.of(
+        [_text(_first(props.get("og:site_name"))), *_publisher_names(ld),
+         _text(_first(props.get("application-name")))],
+        [url, canonical, og_url],
+        [_text(s) for s in _as_list(ld.get("articleSection")) if isinstance(s, str)]
+        + [_text(s) for s in props.get("article:section", [])])
+    headline = _main_h1(h1_elements, [text for _, text in statements] + [title_element], labels)
+    h1 = _title_text(_bounded_text(headline, 10 * _MAX_TITLE)) if headline is not None else None
+    labels = labels.with_names([_site_name_from_title(title_element, h1)])
+    statements += [("h1", h1), ("title-element", title_element)]
+    title, title_source = _choose_title(statements, labels)
+    take("title", title_source or "", title)
 
-    # Title: the JSON-LD headline is the one publishers write for the article itself; the
-    # OpenGraph and <title> variants are often rewritten for sharing and search.
-    take("title", "json-ld", _clean_title(_text(ld.get("headline") or ld.get("name")), site_names))
-    take("title", "opengraph", _clean_title(_text(_first(props.get("og:title"))), site_names))
-    take("title", "meta", _clean_title(_text(_first(props.get("twitter:title"))), site_names))
-    take("title", "h1", _clean_title(h1, site_names))
-    take("title", "title-element", _clean_title(title_element, site_names))
-
-    take("authors", "json-ld", _clean_authors(_ld_authors(ld.get("author") or ld.get("creator")), site_names))
-    take("authors", "meta", _clean_authors(_meta_authors(props), site_names))
-    take("authors", "microdata", lambda: _clean_authors(_microdata_authors(tree), site_names))
-    take("authors", "byline", lambda: _clean_authors(_byline_authors(tree), site_names))
+    # Authors: the first source that names a person. An organisation (the site's own name,
+    # or what the JSON-LD types as one) is not a person: it is the author only when no
+    # source names anyone else, as publishers write it when an article has no byline.
+    not_people = labels.with_names(_organisation_names(nodes, ld))
+    ld_author = ld.get("author") or ld.get("creator")
+    organisations: tuple[str, tuple[str, ...]] | None = None
+    for source, names in (("json-ld", lambda: _ld_authors(ld_author)),
+                          ("meta", lambda: _meta_authors(props)),
+                          ("microdata", lambda: _microdata_authors(tree)),
+                          ("byline", lambda: _byline_authors(tree)),
+                          ("byline", lambda: _headline_byline(headline))):
+        persons, others = _clean_authors(names(), not_people)
+        if persons:
+            take("authors", source, persons)
+            break
+        if others and organisations is None:
+            organisations = (source, others)
+    else:
+        if organisations is not None:
+            take("authors", *organisations)
 
     take("published", "json-ld", parse_datetime(ld.get("datePublished") or ld.get("dateCreated")
                                                 or ld.get("uploadDate")))
+    language = (iso639_1(tree.get("lang") or tree.get("xml:lang"))
+                or iso639_1(_text(ld.get("inLanguage"))))
     for name in _DATE_META:
+        value = _first(props.get(name))
         take("published", "opengraph" if name.startswith(("article:", "og:")) else "meta",
-             parse_datetime(_first(props.get(name))))
+             parse_datetime(value) or _parse_dateline(value, language) if value else None)
     take("published", "microdata", lambda: parse_datetime(_first(
         tree.xpath("//*[@itemprop='datePublished']/@content | //*[@itemprop='datePublished']/@datetime"))))
     take("published", "time-element", lambda: parse_datetime(_first(tree.xpath(
         "(//article//time[@datetime] | //main//time[@datetime] | //time[@pubdate][@datetime])/@datetime"))))
+    # What else the page states: the JSON-LD of the page itself (no article object), a date
+    # in its address, a dateline by its headline. Nothing is guessed: a page that states no
+    # date has none, and is filed under its fetch date.
+    take("published", "json-ld", lambda: _web_page_date(nodes))
+    take("published", "url", lambda: _url_date(url) or _url_date(canonical) or _url_date(og_url))
+    take("published", "dateline", lambda: _dateline_date(headline, language))
 
     take("modified", "json-ld", parse_datetime(ld.get("dateModified")))
     for name in _MODIFIED_META:
@@ -168,9 +265,8 @@ def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None
                                                or _first(props.get("dc.language"))))
     take("declared_language", "opengraph", iso639_1(_first(props.get("og:locale"))))
 
-    canonical = tree.xpath("//link[contains(concat(' ', normalize-space(@rel), ' '), ' canonical ')]/@href")
-    take("canonical_url", "link", _text(_first(canonical)))
-    take("canonical_url", "opengraph", _text(_first(props.get("og:url"))))
+    take("canonical_url", "link", canonical)
+    take("canonical_url", "opengraph", og_url)
 
     take("description", "json-ld", _text(ld.get("description")))
     take("description", "opengraph", _text(_first(props.get("og:description"))))
@@ -188,7 +284,7 @@ def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None
     take("image_url", "opengraph", _text(_first(props.get("og:image"))))
     take("image_url", "meta", _text(_first(props.get("twitter:image"))))
 
-    take("site_name", "opengraph", _first(site_names))
+    take("site_name", "opengraph", labels.site_names[0] if labels.site_names else None)
     body = ld.get("articleBody")
     take("article_body", "json-ld", body.strip() if isinstance(body, str) else None)
     # Taken under their own names, so that ``sources`` says where each was found; the
@@ -199,13 +295,18 @@ def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None
 
 
 def complete_with(meta: PageMetadata, doc: Any) -> PageMetadata:
-    """Fill fields the cascade left empty from trafilatura's document, the last resort."""
+    """Fill fields the cascade left empty from trafilatura's document, the last resort; never
+    the date (trafilatura guesses one for a page that states none: a copyright year's first
+    of January, or the day it was fetched), nor an author that is the site."""
     if doc is None:
         return meta
+    labels = _Labels.of([meta.site_name, _text(getattr(doc, "sitename", None))],
+                        [meta.canonical_url, _text(getattr(doc, "url", None))], [])
+    title = _title_text(getattr(doc, "title", None))
+    authors = [a.strip() for a in (getattr(doc, "author", None) or "").split(";") if a.strip()]
     fallback = {
-        "title": _clean_title(_text(getattr(doc, "title", None)), [meta.site_name or ""]),
-        "authors": tuple(a.strip() for a in (getattr(doc, "author", None) or "").split(";") if a.strip()),
-        "published": parse_datetime(getattr(doc, "date", None)),
+        "title": _strip_labels(title, labels) if title else None,
+        "authors": _clean_authors(authors, labels)[0],
         "description": _text(getattr(doc, "description", None)),
         "image_url": _text(getattr(doc, "image", None)),
         "tags": tuple(t for t in (getattr(doc, "tags", None) or []) if t),
@@ -295,35 +396,61 @@ def _json_ld_nodes(tree: HtmlElement) -> Iterator[dict[str, Any]]:
         yield from jsonld.objects(jsonld.parse(script))
 
 
-def _json_ld_article(tree: HtmlElement) -> dict[str, Any]:
+def _json_ld_article(nodes: list[dict[str, Any]]) -> dict[str, Any]:
     """The page's schema.org article object (the one with the longest body or a headline)."""
     best: dict[str, Any] = {}
-    for node in _json_ld_nodes(tree):
-        types = node.get("@type")
-        types = set(types) if isinstance(types, list) else {types}
-        if types & _METADATA_TYPES and (node.get("headline") or node.get("datePublished")):
+    for node in nodes:
+        if _types(node) & _METADATA_TYPES and (node.get("headline") or node.get("datePublished")):
             if not best or (node.get("articleBody") and not best.get("articleBody")):
                 best = node
     return best
 
 
+def _types(node: dict[str, Any]) -> set[str]:
+    """The ``@type`` of a JSON-LD object, as a set of strings."""
+    return {t for t in _as_list(node.get("@type")) if isinstance(t, str)}
+
+
+def _is_organisation(node: Any) -> bool:
+    return isinstance(node, dict) and any(_ORGANISATION_TYPE.search(t) for t in _types(node))
+
+
 def _ld_authors(value: Any) -> list[str]:
-    people: list[str] = []
-    organisations: list[str] = []
+    """The names a JSON-LD ``author`` gives, in order; an organisation's name whole."""
+    names: list[str] = []
     for item in _as_list(value):
         if isinstance(item, dict):
             name = _text(item.get("name"))
             if not name and (item.get("givenName") or item.get("familyName")):
                 name = _text(f"{item.get('givenName', '')} {item.get('familyName', '')}")
-            kind = item.get("@type")
-            if kind == "Organization":
-                organisations.append(name or "")
+            if _is_organisation(item):
+                names.extend([name] if name else [])
             else:
                 # One "Person" often names several: "A und B, dpa".
-                people.extend(_split_byline(name))
+                names.extend(_split_byline(name))
         elif isinstance(item, str):
-            people.extend(_split_byline(item))
-    return _dedupe(people) or _dedupe(organisations)
+            names.extend(_split_byline(item))
+    return _dedupe(names)
+
+
+def _organisation_names(nodes: list[dict[str, Any]], ld: dict[str, Any]) -> list[str]:
+    """Names the page's JSON-LD gives organisations and websites: top-level objects, and the
+    article's publisher and authors."""
+    found = [item for key in ("publisher", "author", "creator", "sourceOrganization")
+             for item in _as_list(ld.get(key))[:_MAX_ORGANISATIONS] if _is_organisation(item)]
+    found += islice((node for node in nodes if _is_organisation(node)), _MAX_ORGANISATIONS)
+    return [name for name in (_text(node.get("name")) for node in found) if name]
+
+
+def _web_page_date(nodes: list[dict[str, Any]]) -> datetime | None:
+    """The publication date the page's JSON-LD ``WebPage`` (or kin) states, for a page with
+    no article object."""
+    for node in nodes:
+        if any(_PAGE_TYPE.search(t) for t in _types(node)):
+            published = parse_datetime(node.get("datePublished"))
+            if published is not None:
+                return published
+    return None
 
 
 def _meta_authors(props: dict[str, list[str]]) -> list[str]:
@@ -372,6 +499,23 @@ def _byline_text(el: HtmlElement) -> str | None:
     return "".join(parts)
 
 
+def _headline_byline(headline: HtmlElement | None) -> list[str]:
+    """The names of a byline by the headline in no byline markup: the first short line after
+    the ``<h1>`` that starts with "By" (or its kin in other languages) and names people,
+    each name a few capitalised words ("von Dr. Max Kolter", "By Jane Doe | May 3")."""
+    if headline is None:
+        return []
+    for line in _lines_after(headline):
+        if not _BYLINE_PREFIX.match(line):
+            continue
+        line = re.split(r" [|•·—–-] | ?[|•·] ?", line, maxsplit=1)[0]
+        names = _split_byline(line)
+        if names and all(len(name.split()) <= 5 and name[0].isupper() and not any(c.isdigit() for c in name)
+                         for name in names):
+            return names
+    return []
+
+
 def _split_byline(value: str | None) -> list[str]:
     text = _text(value)
     if not text or len(text) > _MAX_BYLINE:
@@ -380,15 +524,17 @@ def _split_byline(value: str | None) -> list[str]:
     return _dedupe(part for part in _AUTHOR_SPLIT.split(text) if part and len(part) < 80)
 
 
-def _clean_authors(names: list[str], site_names: list[str]) -> tuple[str, ...]:
-    """Names without role suffixes and initials in brackets; the publication's own name is
-    dropped when people are named beside it."""
-    site = {n.casefold() for n in site_names if len(n) > 3}
-    cleaned = [_ROLE_SUFFIX.sub("", _drop_bracketed(name)).strip(" ,;") for name in names]
-    cleaned = [name for name in cleaned if name]
-    people = [n for n in cleaned if not any(n.casefold() in s or s in n.casefold() for s in site)]
-    # The publication stays the author when no person is named beside it.
-    return tuple(_dedupe(people or cleaned))
+def _clean_authors(names: list[str], not_people: _Labels) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The people among ``names`` and the rest, each without role suffixes and initials in
+    brackets. The rest: organisations, the site (as it calls itself, or its host) or what
+    the page's JSON-LD types as one; and desk codes ("red"), which go with the people a
+    byline names but do not stand for one."""
+    cleaned = _dedupe(_ROLE_SUFFIX.sub("", _drop_bracketed(name)).strip(" ,;") for name in names)
+    organisation = [not_people.names_an_organisation(name) for name in cleaned]
+    named = [name for name, org in zip(cleaned, organisation) if not org]
+    if all(_DESK_CODE.fullmatch(name) for name in named):
+        return (), tuple(name for name, org in zip(cleaned, organisation) if org) + tuple(named)
+    return tuple(named), tuple(name for name, org in zip(cleaned, organisation) if org)
 
 
 def _drop_bracketed(name: str) -> str:
@@ -399,11 +545,9 @@ def _drop_bracketed(name: str) -> str:
     return _BRACKETED.sub("", name[:end]) + name[end:]
 
 
-def _publisher_name(ld: dict[str, Any]) -> str | None:
-    publisher = ld.get("publisher")
-    if isinstance(publisher, list):
-        publisher = _first(publisher)
-    return _text(publisher.get("name")) if isinstance(publisher, dict) else None
+def _publisher_names(ld: dict[str, Any]) -> list[str]:
+    return [name for name in (_text(p.get("name")) for p in _as_list(ld.get("publisher"))
+                              if isinstance(p, dict)) if name]
 
 
 def _keywords(value: Any) -> list[str]:
@@ -419,29 +563,336 @@ def _ld_image(value: Any) -> str | None:
     return _text(item) if isinstance(item, str) else None
 
 
+# -- titles ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Labels:
+    """What a page adds to a headline or puts where an author goes that names no article
+    and no person: the site's names, the host's labels, the sections."""
+
+    site_names: tuple[str, ...]
+    """The site's names as the page writes them (``og:site_name``, publisher, ...), in order."""
+    names: frozenset[str]
+    """Those names and the host's labels ("golem" of www.golem.de), squashed."""
+    hosts: frozenset[str]
+    """The host names, squashed ("goleminde" of golem.de), and their labels."""
+    sections: frozenset[str]
+    """The page's sections, squashed."""
+
+    @classmethod
+    def of(cls, site_names: list[str | None], urls: list[str | None],
+           sections: list[str | None]) -> _Labels:
+        hosts: set[str] = set()
+        for url in urls:
+            host = (urlsplit(url).hostname or "") if isinstance(url, str) else ""
+            labels = [label for label in host.split(".")[:-1] if label not in _GENERIC_HOST_LABELS]
+            hosts.update(_squash(label) for label in labels if len(label) >= 3)
+            if labels:
+                hosts.add(_squash(".".join(labels) + host[host.rfind("."):]))
+        names = tuple(_dedupe(site_names))
+        return cls(names, frozenset(filter(None, map(_squash, names))), frozenset(hosts),
+                   frozenset(filter(None, (_squash(s) for s in sections if s))))
+
+    def with_names(self, names: list[str | None]) -> _Labels:
+        more = _dedupe(names)
+        return replace(self, site_names=tuple(_dedupe([*self.site_names, *more])),
+                       names=self.names | {n for n in map(_squash, more) if n})
+
+    def names_the_site(self, text: str) -> bool:
+        """Whether ``text`` (a part of a title) is the site's name, or close to it: one
+        contains the other, and is at least half of it ("Golem.de" and golem.de)."""
+        squashed = _squash(text)
+        return bool(squashed) and any(
+            squashed == name or (min(len(squashed), len(name)) >= 3
+                                 and (name in squashed or squashed in name)
+                                 and 2 * min(len(squashed), len(name)) >= max(len(squashed), len(name)))
+            for name in self.names | self.hosts)
+
+    def names_an_organisation(self, name: str) -> bool:
+        """Whether an author's ``name`` is the site or another organisation: one of its names
+        or its host ("STERN.de"), or a name of more than three letters followed by more
+        ("FOCUS online"). Stricter than :meth:`names_the_site`: a person may bear a name
+        that is part of the host's."""
+        squashed = _squash(name)
+        return bool(squashed) and (
+            squashed in self.names or squashed in self.hosts
+            or any(len(n) > 3 and squashed.startswith(n) for n in self.names | self.hosts))
+
+    def is_label(self, text: str, *, dates: bool = False, leading: bool = False) -> bool:
+        """Whether ``text``, a part of a title, is no part of the headline: the site's name,
+        a section or (with ``dates``) a date; ``leading`` a part before the headline, where
+        a word made on the site's name is a label too ("NTV-Thema" on n-tv.de)."""
+        text = text.strip()
+        squashed = _squash(text)
+        return (not squashed or self.names_the_site(text) or squashed in self.sections
+                or (dates and len(text) <= 40 and _parse_dateline(text, None) is not None)
+                or (leading and len(text.split()) == 1
+                    and any(len(n) >= 3 and squashed.startswith(n) for n in self.names | self.hosts)))
+
+
+def _title_text(value: Any) -> str | None:
+    """A statement of the headline as text, or None when it is too long to be one."""
+    text = _text(value)
+    return text if text is not None and len(text) <= _MAX_TITLE else None
+
+
+def _title_key(title: str) -> str:
+    """What two statements of one headline share: case, quotes and dashes aside."""
+    return _WHITESPACE.sub(" ", title.translate(_TITLE_VARIANTS)).strip().casefold()
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.casefold()))
+
+
+def _main_h1(h1_elements: list[HtmlElement], statements: list[str | None],
+             labels: _Labels) -> HtmlElement | None:
+    """The page's headline among its ``<h1>`` elements (pages have a logo's, a menu's, a
+    sidebar's): the first that another statement of the headline confirms (``og:title``,
+    JSON-LD, ``<title>``: one equals or starts with it, or the two share half of its
+    words), else the first when the page makes no other statement. An ``<h1>`` that is the
+    site's name is not the headline."""
+    texts = [(el, _title_text(_bounded_text(el, 10 * _MAX_TITLE))) for el in h1_elements]
+    texts = [(el, text) for el, text in texts if text and not labels.names_the_site(text)]
+    others = [_title_key(s) for s in statements if s]
+    if not others:
+        return texts[0][0] if texts else None
+    for el, text in texts:
+        key = _title_key(text)
+        if any(other == key or other.startswith(key) for other in others):
+            return el
+    for el, text in texts:
+        words = _words(text)
+        if words and any(2 * len(words & _words(other)) >= len(words) for other in others):
+            return el
+    return None
+
+
+def _choose_title(statements: list[tuple[str, str | None]], labels: _Labels
+                  ) -> tuple[str | None, str | None]:
+    """The headline and its source among the page's statements of it, in order of trust:
+    each cut down to another statement it is made of (see :func:`_cut_to_statement`) and
+    stripped of the labels around it; the first statement in that order wins, in the
+    spelling of another that agrees with it when it is written in capitals."""
+    given = [text for _, text in statements if text]
+    cleaned = [(source, _strip_labels(_cut_to_statement(text, given), labels))
+               for source, text in statements if text]
+    cleaned = [(source, text) for source, text in cleaned if text]
+    if not cleaned:
+        return None, None
+    source, title = cleaned[0]
+    if title.isupper():  # a headline set in capitals by the markup: another may have its case
+        title = next((text for _, text in cleaned
+                      if _title_key(text) == _title_key(title) and not text.isupper()), title)
+    return title, source
+
+
+def _cut_to_statement(title: str, statements: list[str]) -> str:
+    """``title`` cut down to the longest other statement of the headline it is made of: that
+    statement, a separator, and more (the site's name, a section, a date, a kicker) after
+    it or before it. Not at a colon or a slash: what it joins is part of the headline (a
+    kicker, "Nach Gaetz-Rückzug: ...", or a subtitle, "Index Funds: How to Invest")."""
+    best = None
+    key = _title_key(title)
+    for match in _TITLE_SEPARATOR.finditer(title):
+        if any(c in match.group() for c in ":：/"):
+            continue
+        head, tail = title[:match.start()], title[match.end():]
+        for other in statements:
+            other_key = _title_key(other)
+            if other_key == key:
+                continue
+            if _title_key(head) == other_key and len(head) > len(best or ""):
+                best = head
+            elif _title_key(tail) == other_key and len(tail) > len(best or ""):
+                best = tail
+    return best if best is not None else title
+
+
+def _strip_labels(title: str, labels: _Labels) -> str | None:
+    """``title`` without the labels a page writes around a headline: parts after a separator
+    that name the site or a section or are a date, and parts before one that name the site
+    or a section ("Headline | Politics | Site | 28.04.2023", "Site: Headline")."""
+    for name in labels.site_names:  # a name with separators in it, taken whole
+        for match in _TITLE_SEPARATOR.finditer(title):
+            if match.start() > 0 and title[match.end():] == name:
+                title = title[:match.start()]
+                break
+    while True:
+        separators = list(_TITLE_SEPARATOR.finditer(title))
+        if not separators:
+            return title.strip() or None
+        last, first = separators[-1], separators[0]
+        if last.start() > 0 and labels.is_label(title[last.end():], dates=True):
+            title = title[:last.start()]
+        elif (first.end() < len(title) and first.start() > 0
+              and labels.is_label(title[:first.start()], dates=False, leading=True)):
+            title = title[first.end():]
+        elif first.start() == 0 and first.end() < len(title):  # a separator leading the text
+            title = title[first.end():]
+        elif last.end() == len(title) and last.start() > 0:  # or trailing it
+            title = title[:last.start()]
+        else:
+            return title.strip() or None
+
+
 def _site_name_from_title(title: str | None, h1: str | None) -> str | None:
     """``<title>`` is often the headline, a separator and the site's name: when it starts
     with the ``<h1>``, what follows the separator names the site."""
     if not title or not h1 or not title.startswith(h1):
         return None
-    rest = title[len(h1):]
-    for sep in _TITLE_SEPARATORS:
-        if rest.startswith(sep) and len(rest) > len(sep):
-            return rest[len(sep):].strip() or None
+    match = _TITLE_SEPARATOR.match(title, len(h1))
+    if match is None or match.end() == len(title):
+        return None
+    return title[match.end():].strip() or None
+
+
+# -- dates ---------------------------------------------------------------------------------
+
+
+def _url_date(url: str | None) -> datetime | None:
+    """The date a URL's path states (/2024/05/03/, /2024-05-03-), midnight UTC."""
+    if not isinstance(url, str):
+        return None
+    path = urlsplit(url).path
+    for match in _URL_DATE.finditer(path):
+        try:
+            return datetime(int(match[1]), int(match[3]), int(match[4]), tzinfo=timezone.utc)
+        except ValueError:
+            continue
     return None
 
 
-def _clean_title(title: str | None, site_names: list[str]) -> str | None:
-    """The headline without the site's name before or after it."""
-    if not title:
+def _dateline_date(headline: HtmlElement | None, language: str | None) -> datetime | None:
+    """The date of a dateline by the headline: the first short line in the text after the
+    ``<h1>`` (then before it) that holds a whole date, day, month and year, and does not
+    say it is a date of change ("Updated ..."). Midnight UTC: a dateline's time of day
+    comes without its zone."""
+    if headline is None:
         return None
-    for name in filter(None, site_names):
-        for sep in _TITLE_SEPARATORS:
-            if title.endswith(sep + name) and len(title) > len(sep + name):
-                title = title[: -len(sep + name)].strip()
-            elif title.startswith(name + sep) and len(title) > len(name + sep):
-                title = title[len(name + sep):].strip()
-    return title or None
+    for lines in (_lines_after(headline), _lines_before(headline)):
+        for line in lines:
+            found = _parse_dateline(line, language)
+            if found is not None:
+                return found
+    return None
+
+
+def _lines_after(headline: HtmlElement) -> Iterator[str]:
+    """Short lines of text after the headline, in document order, until enough text went
+    by: its following siblings, then its ancestors' (the headline's block may end right
+    after it)."""
+    return _short_lines(_around(headline, preceding=False), _DATELINE_AFTER)
+
+
+def _lines_before(headline: HtmlElement) -> Iterator[str]:
+    """Short lines of text before the headline, the nearest block first."""
+    return _short_lines(_around(headline, preceding=True), _DATELINE_BEFORE)
+
+
+def _around(headline: HtmlElement, *, preceding: bool) -> Iterator[HtmlElement]:
+    for node in (headline, *islice(headline.iterancestors(), _DATELINE_LEVELS)):
+        yield from node.itersiblings(preceding=preceding)
+
+
+def _short_lines(elements: Iterator[HtmlElement], budget: int) -> Iterator[str]:
+    """The texts of these elements and of the elements in them that are short enough to be
+    a dateline, until ``budget`` characters of text (or a quarter as many elements) went
+    by. Each element's text is read only as far as a dateline goes."""
+    seen = visited = 0
+    for top in elements:
+        for el in top.iter():
+            visited += 1
+            if seen > budget or visited > budget // 4:
+                return
+            if not isinstance(el.tag, str) or el.tag in ("script", "style", "noscript", "template"):
+                continue
+            seen += len((el.text or "").strip()) + len((el.tail or "").strip())
+            text = _bounded_text(el, 4 * _MAX_DATELINE)
+            if text is not None:
+                text = _text(text)
+                if text and len(text) <= _MAX_DATELINE:
+                    yield text
+
+
+def _bounded_text(el: HtmlElement, limit: int) -> str | None:
+    """The text of ``el``, or None when it is longer than ``limit`` characters or holds more
+    than ``limit`` elements (read only that far: the elements by a headline are read one
+    inside the other, and a block of many empty ones would be read again by each)."""
+    if next(islice(el.iter(), limit, None), None) is not None:
+        return None
+    parts, size = [], 0
+    for piece in el.itertext():
+        size += len(piece)
+        if size > limit:
+            return None
+        parts.append(piece)
+    return "".join(parts)
+
+
+def _parse_dateline(text: str, language: str | None) -> datetime | None:
+    """The first whole date (day, month and year) in ``text`` that no word of change precedes,
+    midnight UTC; None when there is none. Months written as words in English or in
+    ``language``; ``3/4/2024``, which may be either day or month first, is not read."""
+    if len(text) > _MAX_DATELINE:  # each pattern looks back to the start of the line
+        return None
+    months = _month_numbers(language)
+    found: list[tuple[int, datetime]] = []
+    for pattern in (_DATE_YMD, _DATE_DMY, _DATE_SLASHED, _DATE_D_MONTH_Y, _DATE_MONTH_D_Y, _DATE_CJK):
+        for match in pattern.finditer(text):
+            if _UPDATED.search(text, 0, match.start()):
+                break
+            day_month_year = _day_month_year(pattern, match, months)
+            if day_month_year is None:
+                continue
+            try:
+                found.append((match.start(), datetime(day_month_year[2], day_month_year[1],
+                                                      day_month_year[0], tzinfo=timezone.utc)))
+            except ValueError:
+                continue
+            break
+    return min(found, key=lambda item: item[0])[1] if found else None
+
+
+def _day_month_year(pattern: re.Pattern, match: re.Match, months: dict[str, int]
+                    ) -> tuple[int, int, int] | None:
+    if pattern is _DATE_YMD or pattern is _DATE_CJK:
+        return int(match[3]), int(match[2]), int(match[1])
+    if pattern is _DATE_DMY:
+        return int(match[1]), int(match[2]), int(match[3])
+    if pattern is _DATE_SLASHED:
+        first, second = int(match[1]), int(match[2])
+        if first > 12 >= second:
+            return first, second, int(match[3])
+        if second > 12 >= first:
+            return second, first, int(match[3])
+        return None  # either way round
+    if pattern is _DATE_D_MONTH_Y:
+        month = months.get(match[2].casefold())
+        return (int(match[1]), month, int(match[3])) if month else None
+    month = months.get(match[1].casefold())
+    return (int(match[2]), month, int(match[3])) if month else None
+
+
+@functools.cache
+def _month_numbers(language: str | None) -> dict[str, int]:
+    """Month names and their abbreviations → 1-12, in English and in ``language`` (from
+    dateparser's locale data, which trafilatura's date library brings)."""
+    numbers = {name: i for i, name in enumerate(_ENGLISH_MONTHS, 1)}
+    numbers.update((name[:3], i) for i, name in enumerate(_ENGLISH_MONTHS, 1))
+    numbers["sept"] = 9
+    if language and language != "en":
+        try:
+            from dateparser.languages.loader import default_loader
+
+            locale = default_loader.get_locale(language)
+        except Exception:  # no data for the language, or no dateparser: English only
+            return numbers
+        for i, name in enumerate(_ENGLISH_MONTHS, 1):
+            for word in locale.info.get(name, []):
+                numbers.setdefault(word.casefold().rstrip("."), i)
+    return numbers
 
 
 # -- small helpers ------------------------------------------------------------------------
@@ -454,6 +905,11 @@ def _text(value: Any) -> str | None:
     # Soft hyphens are invisible hyphenation hints, not part of the words.
     value = _WHITESPACE.sub(" ", html.unescape(html.unescape(value))).replace("\xad", "").strip()
     return value or None
+
+
+def _squash(value: str | None) -> str:
+    """Letters and digits only, case folded: "STERN.de" → "sternde"."""
+    return "".join(re.findall(r"[^\W_]+", value.casefold())) if value else ""
 
 
 def _first(values: Any) -> Any:

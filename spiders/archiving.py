@@ -447,7 +447,8 @@ class ArchiveRun:
                                retry_url=page.request_url)
             return Outcome("no_text", [(page.url, settled.kind, settled.reason)])
         article, text = settled
-        return page_record(page, article, text, paywalled=extraction.paywalled), text
+        return page_record(page, article, text, charset=extraction.charset,
+                           paywalled=extraction.paywalled), text
 
     def _store(self, page: FetchedPage, record, text: str,
                deflated: DeflatedBody | None = None) -> Outcome:
@@ -457,7 +458,7 @@ class ArchiveRun:
         result = self.archive.store(
             record,
             raw_body=page.body if deflated is None else deflated,
-            charset=page.encoding,
+            charset=record.charset,
             text=text,
             run_id=self.run_id,
             seen_urls=seen,

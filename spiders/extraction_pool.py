@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from normalize import Article, PageKind, SoftBlock, classify_page, decode_html, extract_article
+from normalize import Article, PageKind, SoftBlock, classify_page, decode_body, extract_article
 from spiders.processes import when_gone
 
 logger = logging.getLogger(__name__)
@@ -105,6 +105,9 @@ class PageExtraction:
     fewer than ``SOFT_BLOCK_CHECK_WORDS`` words); None for the long articles that skip it."""
     cpu_seconds: float
     """CPU time the worker spent on the page."""
+    charset: str
+    """The codec the body was read with (see :func:`normalize.decode_body`): what the
+    record's ``charset`` says."""
 
     @property
     def blocked(self) -> bool:
@@ -118,11 +121,12 @@ class PageExtraction:
 
 
 def extract_page(body: bytes, encoding: str | None, url: str, status: int) -> PageExtraction:
-    """Decode (with ``encoding``, else by sniffing the body), extract and (for short or
-    non-200 pages) check one page: everything that parses its HTML, in one place, on one
-    decoded copy."""
+    """Decode, extract and (for short or non-200 pages) check one page: everything that
+    parses its HTML, in one place, on one decoded copy. ``encoding`` is the charset the
+    fetch determined (declared, or guessed), if any; valid UTF-8 is read as UTF-8 whatever
+    it says (:func:`normalize.decode_body`)."""
     started = time.process_time()
-    html = body.decode(encoding, errors="replace") if encoding else decode_html(body)
+    charset, html = decode_body(body, encoding)
     # The language is settled in the crawl process (spiders.page.settle): the detector's model
     # would take 75 MB in every worker.
     article = extract_article(html, url, detect_language=False)
@@ -131,7 +135,7 @@ def extract_page(body: bytes, encoding: str | None, url: str, status: int) -> Pa
     # second parse, so long articles (nearly every page) skip it.
     if status != 200 or len(article.text.split()) < SOFT_BLOCK_CHECK_WORDS:
         block = classify_page(html, article.text, status=status)
-    return PageExtraction(article, block, time.process_time() - started)
+    return PageExtraction(article, block, time.process_time() - started, charset)
 
 
 def warm_up() -> None:

@@ -76,10 +76,11 @@ def settle(extraction: PageExtraction, boilerplate: SiteBoilerplate, *,
     return article, text
 
 
-def page_record(page: FetchedPage, article: Article, text: str, *,
+def page_record(page: FetchedPage, article: Article, text: str, *, charset: str,
                 paywalled: bool = False) -> Record:
-    """The record of a fetched page whose extraction gave ``article`` and whose cleaned text
-    (boilerplate stripped) is ``text``. Its keys are left for the archive to choose."""
+    """The record of a fetched page whose extraction (reading the body as ``charset``) gave
+    ``article`` and whose cleaned text (boilerplate stripped) is ``text``. Its keys are left
+    for the archive to choose."""
     canonical = choose_canonical_url(page.url, article.canonical_url)
     return Record(
         id=article_id(canonical),
@@ -93,7 +94,7 @@ def page_record(page: FetchedPage, article: Article, text: str, *,
         content_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         extractor=EXTRACTOR,
         raw_key="", text_key="", meta_key="",  # the archive places it (Archive.store)
-        charset=page.encoding,
+        charset=charset,  # what the body was read with, not what it declared
         paywalled=paywalled,
         warc_key=page.warc[0] if page.warc else None,
         warc_offset=page.warc[1] if page.warc else None,

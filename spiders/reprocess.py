@@ -89,7 +89,8 @@ def _reprocess_one(archive: Archive, record: Record, boilerplate: SiteBoilerplat
     if isinstance(settled, Problem):
         return settled, record, ""
     article, text = settled
-    updated = replace(record, **article_fields(article), extractor=EXTRACTOR)
+    updated = replace(record, **article_fields(article), extractor=EXTRACTOR,
+                      charset=extraction.charset)
     result = archive.add_extraction(record, updated, text)
     return result.outcome, result.record, text
 

@@ -1,0 +1,217 @@
+"""The metadata rules that must hold on pages never seen (issue 21): a date only from what
+the page itself states, never a guess; a title cut down to the headline when a page adds its
+site's name, a section or a date to it; an organisation never an author beside a person.
+Pages are made here; a few corpus pages show the rules on real markup."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import date
+
+import pytest
+
+from normalize import extract_article
+from tests.newssite import load_corpus
+
+STORY = "".join(
+    f"<p>Paragraph {i}: the council met on Tuesday to discuss the new budget for the harbour, "
+    "the schools and the roads, and after a long debate it voted to approve it.</p>"
+    for i in range(8))
+
+PAGE = """<html lang="{lang}"><head><title>{title}</title>{head}</head><body>
+<header><a class="logo" href="/">Daily Example</a><nav><a href="/news">News</a>
+<a href="/sport">Sport</a></nav></header>
+<main><article>{top}<h1>{h1}</h1>{under}{story}</article></main>
+<footer><p>© 2015 Daily Example Media. All rights reserved.</p></footer></body></html>"""
+
+
+def page(*, title: str = "Council passes budget", h1: str = "Council passes budget",
+         head: str = "", top: str = "", under: str = "", story: str = STORY,
+         lang: str = "en") -> str:
+    return PAGE.format(title=title, h1=h1, head=head, top=top, under=under, story=story,
+                       lang=lang)
+
+
+def ld(data: dict) -> str:
+    return f'<script type="application/ld+json">{json.dumps(data)}</script>'
+
+
+def og(prop: str, content: str) -> str:
+    return f'<meta property="{prop}" content="{content}">'
+
+
+URL = "https://www.example.com/news/council-passes-budget"
+
+# -- dates -------------------------------------------------------------------------------
+
+UNDATED = {
+    # Only a copyright year: trafilatura's date search made it 2015-01-01.
+    "copyright year": page(),
+    # Dates in the story are what it tells, not when it was published.
+    "dates in the text": page(story=STORY + "<p>The law of 12 March 2019 applies, as it did "
+                              "on 2020-06-01 and since 2005.</p>"),
+    # A modification time is not a publication date.
+    "modified only": page(head=og("article:modified_time", "2024-05-04T09:00:00+02:00")),
+    # A dateline that says the article was changed then.
+    "updated dateline": page(under='<p class="meta">Updated: May 3, 2024</p>'),
+    # A month in the address is not a day.
+    "month in the address": page(),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNDATED))
+def test_a_page_that_states_no_date_has_none(case):
+    url = "https://www.example.com/2024/05/council-passes-budget" if case == "month in the address" else URL
+    article = extract_article(UNDATED[case], url)
+    assert article.published is None, (case, article.published, article.sources.get("published"))
+    assert "published" not in article.sources
+    if case == "modified only":
+        assert article.modified.isoformat() == "2024-05-04T09:00:00+02:00"
+
+
+@pytest.mark.parametrize("html, url, expected, source", [
+    # A day in the address.
+    (page(), "https://www.example.com/2024/05/03/council-passes-budget", "2024-05-03", "url"),
+    (page(), "https://www.example.com/news/2024-05-03-council-passes-budget", "2024-05-03", "url"),
+    # The JSON-LD of a page with no article object.
+    (page(head=ld({"@context": "https://schema.org", "@graph": [
+        {"@type": "WebPage", "name": "Council passes budget", "datePublished": "2023-11-02T08:00:00Z"},
+        {"@type": "Organization", "name": "Daily Example"}]})), URL, "2023-11-02", "json-ld"),
+    # A dateline by the headline, in the page's language.
+    (page(under='<div class="byline"><span>By Jane Doe</span> | <span>Published March 3, 2024</span></div>'),
+     URL, "2024-03-03", "dateline"),
+    (page(under='<div class="article_meta"><span class="meta_date">erstellt: '
+                '<strong>01. April 2025, 15:25</strong></span></div>', lang="de"),
+     URL, "2025-04-01", "dateline"),
+    (page(under="<p><small>3 de marzo de 2024</small></p>", lang="es"), URL, "2024-03-03", "dateline"),
+    (page(under="<p>Veröffentlicht am 3. März 2024</p>", lang="de"), URL, "2024-03-03", "dateline"),
+    (page(under="<p>Publié le 1er mars 2024</p>", lang="fr-FR"), URL, "2024-03-01", "dateline"),
+    (page(under="<p>2024年5月3日 10:00</p>", lang="ja"), URL, "2024-05-03", "dateline"),
+    (page(top='<div class="kicker">Politics</div><time>12.05.2022</time>'), URL, "2022-05-12", "dateline"),
+    # Published, then updated: the first is the publication.
+    (page(under="<p>Published 2 May 2024, updated 5 May 2024</p>"), URL, "2024-05-02", "dateline"),
+    # A date meta written in prose.
+    (page(head='<meta name="published" content="July 17, 2025">'), URL, "2025-07-17", "meta"),
+])
+def test_the_dates_a_page_states_beyond_its_metadata(html, url, expected, source):
+    article = extract_article(html, url)
+    assert article.published is not None and article.published.date() == date.fromisoformat(expected)
+    assert article.sources["published"] == source
+
+
+def test_the_metadata_date_goes_before_the_address_and_the_dateline():
+    html = page(head=og("article:published_time", "2024-05-02T18:19:08+02:00"),
+                under="<p>Published March 3, 2024</p>")
+    article = extract_article(html, "https://www.example.com/2020/01/01/council")
+    assert article.published.isoformat() == "2024-05-02T18:19:08+02:00"
+    assert article.sources["published"] == "opengraph"
+
+
+# -- titles ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("head, title, url", [
+    # The site's name and the date after the headline, which the <h1> states alone.
+    (og("og:title", "Council passes budget | DW | 28.04.2023"), "Council passes budget | DW", URL),
+    # A section after it.
+    (og("og:title", "Council passes budget | Sport"), "Council passes budget | Sport", URL),
+    (og("og:title", "Council passes budget - Lokales - Daily Example"), "Council passes budget", URL),
+    # A kicker made of the site's name before it.
+    (og("og:title", "NTV-Thema: Council passes budget"), "NTV-Thema: Council passes budget",
+     "https://www.n-tv.de/politik/council-passes-budget"),
+    # The site's host in the title, no og:site_name.
+    (og("og:title", "Council passes budget – Golem.de"), "Council passes budget", "https://www.golem.de/news/x"),
+])
+def test_a_title_made_of_the_headline_and_labels_is_cut_to_the_headline(head, title, url):
+    article = extract_article(page(head=head, title=title), url)
+    assert article.title == "Council passes budget"
+
+
+def test_labels_are_cut_even_when_no_other_statement_says_where_the_headline_ends():
+    head = og("og:site_name", "DW") + og("article:section", "Politik")
+    html = page(head=head, title="Council passes budget | Politik | DW | 28.04.2023", h1="")
+    assert extract_article(html, URL).title == "Council passes budget"
+
+
+@pytest.mark.parametrize("head, h1, expected", [
+    # A kicker before a colon is part of the headline the JSON-LD states.
+    (ld({"@type": "NewsArticle", "headline": "After the vote: council passes budget"}),
+     "council passes budget", "After the vote: council passes budget"),
+    # So is a subtitle after one.
+    (og("og:title", "Council passes budget: what it means for you"), "Council passes budget",
+     "Council passes budget: what it means for you"),
+])
+def test_what_a_colon_joins_to_the_headline_stays(head, h1, expected):
+    assert extract_article(page(head=head, h1=h1, title="Daily Example"), URL).title == expected
+
+
+def test_the_headline_is_the_h1_that_another_statement_confirms():
+    """Pages have an <h1> for their logo, their menu, a sidebar: the headline is the one the
+    <title> (or og:title, or JSON-LD) agrees with, not the first."""
+    html = page(top="<h1>Daily Example</h1><h1>Menu</h1>", title="Council passes budget | Daily Example")
+    article = extract_article(html, URL)
+    assert article.title == "Council passes budget"
+    assert article.sources["title"] == "h1"
+
+
+def test_a_headline_in_capitals_takes_the_case_another_statement_writes():
+    html = page(h1="TIPS FOR ONLINE SUCCESS", title="Tips for Online Success | Example College")
+    assert extract_article(html, URL).title == "Tips for Online Success"
+
+
+# -- authors -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("head, under, url", [
+    # The publisher named in JSON-LD as the author; the byline by the headline names a person.
+    (ld({"@type": "NewsArticle", "headline": "Council passes budget",
+         "author": {"@type": "Organization", "name": "Deutsche Welle"},
+         "publisher": {"@type": "NewsMediaOrganization", "name": "Deutsche Welle"}}),
+     "<p>By Jane Doe</p>", URL),
+    # The site's own name as the meta author; byline markup names the person.
+    (og("og:site_name", "FOCUS online") + '<meta name="author" content="FOCUS online">',
+     '<a rel="author" href="/authors/jane-doe">Jane Doe</a>', URL),
+    # The site's host as the author, in no type.
+    (ld({"@type": "NewsArticle", "headline": "Council passes budget", "author": {"name": "STERN.de"}}),
+     "<ul><li><span> von </span><span>Jane Doe</span></li></ul>", "https://www.stern.de/politik/x.html"),
+])
+def test_an_organisation_is_not_an_author_beside_a_person(head, under, url):
+    article = extract_article(page(head=head, under=under), url)
+    assert article.authors == ("Jane Doe",)
+
+
+def test_an_organisation_is_the_author_only_when_no_one_is_named():
+    """As publishers write it when an article has no byline: a desk's code ("red") names no
+    one either."""
+    head = ld({"@type": "NewsArticle", "headline": "Council passes budget",
+               "author": {"@type": "Organization", "name": "ORF.at"}})
+    html = page(head=head, story=STORY + '<div class="byline"><p>red, ORF.at/Agenturen</p></div>')
+    assert extract_article(html, "https://orf.at/stories/3375000/").authors == ("ORF.at",)
+
+
+# -- corpus pages ------------------------------------------------------------------------
+
+
+def _corpus_page(name: str):
+    found = [p for p in load_corpus() if p.file.name == name]
+    assert found, name
+    return gzip.decompress(found[0].file.read_bytes()), found[0].original_url
+
+
+@pytest.mark.parametrize("name, authors", [
+    # JSON-LD names the site ("STERN.de"); the byline by the headline names the writer.
+    ("Stern_2024_11_05.html.gz", ("Jemima Kelly",)),
+    # The meta author is the site's initials ("LTO", lto.de); the byline links the writer.
+    ("LTO_2025_10_20.html.gz", ("Dr. Max Kolter",)),
+])
+def test_corpus_pages_name_their_writer_not_their_site(name, authors):
+    assert extract_article(*_corpus_page(name)).authors == authors
+
+
+def test_a_corpus_page_dated_only_by_its_address():
+    # Its only date statements are the URL's /2025/04/01/ and a dateline "erstellt: 01. April
+    # 2025, 15:25"; trafilatura's date came from its own search, not from the page's metadata.
+    article = extract_article(*_corpus_page("Tageszeitung_2025_04_16.html.gz"))
+    assert article.published.date() == date(2025, 4, 1)
+    assert article.sources["published"] in ("url", "dateline")
