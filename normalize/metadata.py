@@ -135,7 +135,7 @@ class PageMetadata:
     title: str | None = None
     """The headline, without the site's name."""
     authors: tuple[str, ...] = ()
-    """Author names in page order (people, or the organisation when no person is named)."""
+    """Author names in page order: people only (an organisation is not an author)."""
     published: datetime | None = None
     """Publication time with the publisher's offset (UTC when the page gives none)."""
     modified: datetime | None = None
@@ -213,25 +213,24 @@ def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None,
     take("title", title_source or "", title)
 
     # Authors: the first source that names a person. An organisation (the site's own name,
-    # or what the JSON-LD types as one) is not a person: it is the author only when no
-    # source names anyone else, as publishers write it when an article has no byline.
+    # or what the JSON-LD types as one) is not a person, and never an author: publishers
+    # name themselves when an article has no byline, and an archive that counted them would
+    # credit "BBC News" with every unsigned story.
     not_people = labels.with_names(_organisation_names(nodes, ld))
     ld_author = ld.get("author") or ld.get("creator")
-    organisations: tuple[str, tuple[str, ...]] | None = None
     for source, names in (("json-ld", lambda: _ld_authors(ld_author)),
                           ("meta", lambda: _meta_authors(props)),
                           ("microdata", lambda: _microdata_authors(tree)),
                           ("byline", lambda: _byline_authors(tree)),
                           ("byline", lambda: _headline_byline(headline))):
-        persons, others = _clean_authors(names(), not_people)
+        persons, organisations = _clean_authors(names(), not_people)
         if persons:
             take("authors", source, persons)
             break
-        if others and organisations is None:
-            organisations = (source, others)
-    else:
-        if organisations is not None:
-            take("authors", *organisations)
+        if organisations and "authors" not in sources:
+            # The page says an organisation wrote it: no person, and no guess either
+            # (complete_with). Said in the sources, so a record tells why it has no author.
+            sources["authors"] = f"{source}: an organisation, not a person"
 
     take("published", "json-ld", parse_datetime(ld.get("datePublished") or ld.get("dateCreated")
                                                 or ld.get("uploadDate")))
@@ -316,6 +315,8 @@ def complete_with(meta: PageMetadata, doc: Any) -> PageMetadata:
     updates: dict[str, Any] = {}
     sources = dict(meta.sources)
     for name, value in fallback.items():
+        if name in meta.sources and not getattr(meta, name):
+            continue  # the page said why it has none (an organisation as author)
         if getattr(meta, name) in (None, "", ()) and value not in (None, "", ()):
             updates[name] = value
             sources[name] = "trafilatura"

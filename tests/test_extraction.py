@@ -26,7 +26,10 @@ def scores():
 
 # Regression guards: a little under today's figures (title 0.864, authors 0.894, date within
 # a day 0.985, within two minutes 0.955, text F1 0.971), so a real loss fails and noise does not.
-THRESHOLDS = {"title": 0.85, "authors": 0.88, "date_1d": 0.98, "date_2min": 0.94, "text_f1": 0.965}
+# Authors: the Fundus references name the publisher as the author of an unsigned article
+# (BBC News, AP, Spiegel...); the archive never does (an organisation is not a person,
+# README "Extraction"), so those pages count as misses: 0.795 with the rule, 0.909 without.
+THRESHOLDS = {"title": 0.85, "authors": 0.78, "date_1d": 0.98, "date_2min": 0.94, "text_f1": 0.965}
 
 
 @pytest.mark.parametrize("measure", sorted(THRESHOLDS))
@@ -134,7 +137,9 @@ def test_dublin_core_microdata_time_element_and_byline():
     assert byline.title == "Headline"
 
 
-def test_publication_named_as_author_only_when_no_person_is():
+def test_a_publication_is_never_an_author():
+    """An organisation named as author (the site, or what JSON-LD types as one) is not a
+    person: kept out of authors, also when no person is named."""
     both = extract_article(page(ld({"@type": "NewsArticle", "headline": "H",
                                     "author": [{"@type": "Person", "name": "Ada Lovelace (al)"},
                                                {"@type": "Person", "name": "Daily Example"}],
@@ -143,7 +148,7 @@ def test_publication_named_as_author_only_when_no_person_is():
     alone = extract_article(page(ld({"@type": "NewsArticle", "headline": "H",
                                      "author": {"@type": "Organization", "name": "Daily Example"},
                                      "publisher": {"name": "Daily Example"}})))
-    assert alone.authors == ("Daily Example",)
+    assert alone.authors == ()
 
 
 @pytest.mark.parametrize("value, expected", [

@@ -181,13 +181,13 @@ def test_an_organisation_is_not_an_author_beside_a_person(head, under, url):
     assert article.authors == ("Jane Doe",)
 
 
-def test_an_organisation_is_the_author_only_when_no_one_is_named():
-    """As publishers write it when an article has no byline: a desk's code ("red") names no
-    one either."""
+def test_an_organisation_is_not_the_author_when_no_one_is_named():
+    """As publishers write it when an article has no byline: no person, so no author (a
+    desk's code, "red", names no one either)."""
     head = ld({"@type": "NewsArticle", "headline": "Council passes budget",
                "author": {"@type": "Organization", "name": "ORF.at"}})
     html = page(head=head, story=STORY + '<div class="byline"><p>red, ORF.at/Agenturen</p></div>')
-    assert extract_article(html, "https://orf.at/stories/3375000/").authors == ("ORF.at",)
+    assert extract_article(html, "https://orf.at/stories/3375000/").authors == ()
 
 
 # -- corpus pages ------------------------------------------------------------------------
