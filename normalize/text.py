@@ -1,15 +1,24 @@
-"""The article body as plain text, one paragraph per line.
+"""The article body as plain text, one paragraph per line; what it keeps is written down
+in the README ("What the text keeps").
 
 trafilatura does the extraction; around it this module
 
+- surveys the page's text blocks once (``_Survey``): the text each block-level element
+  shows, whatever its tag, and which of it is story text (long enough, not mostly links);
 - prunes boilerplate containers from the tree first (ad slots, share bars, newsletter
-  boxes, recommendation widgets, fact boxes, captions and credits, embedded posts, ...),
-  recognised by the words in their ``class``/``id`` and kept only when they hold no story;
-- removes link-only paragraphs and list items ("READ MORE: ...") and teaser cards;
+  boxes, recommendation widgets, calls to action, fact boxes, captions and credits,
+  embedded posts, ...), recognised by the words in their ``class``/``id`` and kept when
+  they hold the story (the headline, or a good share of the page's story text);
+- removes link-only paragraphs and list items ("READ MORE: ...") that lead to the site's
+  own pages, and teaser cards;
+- runs trafilatura's fallbacks only when its main extractor found less than half the story
+  text, and reads the page with jusText when even they found less than a quarter;
 - after extraction, drops the headline repeated as the first line, a leading byline, and
   lines that are boilerplate wherever they stand ("Story continues below advertisement",
-  "Report an error", share prompts, copyright and photo-credit lines);
-- cross-checks against the JSON-LD ``articleBody`` when the page has one that agrees;
+  "Report an error", share prompts, copyright and photo-credit lines, reading times,
+  credits and datelines standing alone);
+- cross-checks against the JSON-LD ``articleBody`` when the page has one that agrees, and
+  takes it when the markup holds far less (a body rendered by a script);
 - puts back the standfirst (the lead paragraph under the headline), which trafilatura
   often skips, when the page shows it and describes itself with it;
 - bounds the time: trees are cut after ``MAX_ELEMENTS`` elements, and on trees with many
@@ -21,6 +30,8 @@ Every step is general: no rule names a site. Pure and deterministic.
 
 from __future__ import annotations
 
+import bisect
+import copy
 import json
 import re
 from collections.abc import Iterator
@@ -28,13 +39,19 @@ from typing import Any
 
 import lxml.etree
 import trafilatura
+from courlan import extract_domain
 from lxml.html import HtmlElement
+from trafilatura.external import try_justext
 
 from normalize.metadata import meta_tags
 
 # Shortest embedded HTML string worth treating as an article body in the second look, in
 # characters, an escape sequence (\") counting as one.
 _MIN_EMBEDDED_BODY = 400
+# A page whose markup gave less text than this share of its JSON-LD articleBody renders its
+# body with a script: what the markup gave is a standfirst or a menu, and the articleBody is
+# the article.
+_MARKUP_SHORT_OF_BODY = 0.3
 # What follows the opening quote of a JSON string, up to its closing quote (see
 # _json_strings). Possessive: a string without an end is read once, not backtracked over.
 _JSON_STRING_REST = re.compile(r'[^"\\]*+(?:\\.[^"\\]*+)*+"', re.DOTALL)
@@ -50,19 +67,38 @@ MAX_BLOCKS_FOR_FALLBACKS = 4_000
 # in document order; the article comes first on any page we would want to archive.
 MAX_ELEMENTS = 20_000
 # trafilatura's fallbacks (its comparison with readability and jusText) cost a third of its
-# time and, run on every corpus page, change the text of 3 in 132: they run only when the main
-# extractor found less than this share of the text in the page's paragraphs
-# (``_paragraph_text_length``). On the corpus that is 3 pages, among them the 2 the fallbacks
-# rescue (the main extractor finds a quarter and a twentieth of their text) (README).
+# time and, on most pages, change nothing: they run only when the main extractor found less
+# than this share of the page's story text (``_Survey.story_chars``, what pruning left of it)
+# (README).
 FALLBACK_BELOW_SHARE = 0.5
-# A paragraph counts towards that when it has at least this many characters: shorter ones are
-# captions, teasers and labels as often as text.
-_PARAGRAPH_MIN_CHARS = 60
+# When trafilatura, fallbacks included, found less than this share of the story text, it took
+# a fragment: the lead, the first item of a list article, or nothing. jusText's reading of
+# the page's paragraphs (trafilatura's own last resort, which it keeps for short results) is
+# taken instead, when it finds more, and no more than _RESCUE_MAX_SHARE of the story text:
+# beyond that it reads text that is no story (code, templates).
+_RESCUE_BELOW_SHARE = 0.25
+_RESCUE_MAX_SHARE = 1.25
 _BLOCK_TAGS = frozenset((
     "p", "div", "li", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre",
     "dd", "dt", "section", "article", "tr", "ul", "ol", "table", "header", "footer", "aside",
     "nav", "main", "figure", "form",
 ))
+# Elements a browser lays out as blocks: each starts a text block of its own (see _Survey).
+_TEXT_BLOCK_TAGS = _BLOCK_TAGS | {
+    "html", "body", "dl", "figcaption", "caption", "address", "details", "summary", "fieldset",
+    "legend", "center", "hgroup",
+}
+# Text that is no story text: code, styles, form controls, and captions (README, "What the
+# text keeps").
+_NO_TEXT_TAGS = frozenset((
+    "head", "script", "style", "noscript", "template", "textarea", "select", "option", "button",
+    "svg", "math", "figcaption",
+))
+# A text block is story text when it has at least this many characters (shorter ones are
+# captions, teasers, labels and menu entries as often as text) and at most this share of them
+# in links (a list of links is navigation, however long).
+_STORY_BLOCK_MIN_CHARS = 60
+_STORY_BLOCK_LINK_SHARE = 0.5
 
 # Words in class/id/data-component naming boilerplate containers, matched as whole
 # segments between spaces, hyphens and underscores (so "ad" matches "ad-slot" and
@@ -88,22 +124,31 @@ _BOILERPLATE_WORDS = "|".join((
     # captions and credits of pictures and galleries
     r"caption", r"credits?", r"copyright", r"figcaption",
     # consent placeholders standing in for blocked embeds
-    r"consent", r"placeholder", r"cmp", r"privacy",
+    r"consent", r"placeholder", r"privacy",
     # fact and info boxes beside the story
     r"fact[-_]*box", r"info[-_]*box",
+    # calls to action (the site's own product, a demo, a quote) and affiliate or advertiser
+    # disclosures
+    r"cta", r"disclaimers?", r"disclosures?",
     # text meant for screen readers only
     r"sr[-_]*only", r"visually[-_]*hidden", r"screen[-_]*reader([-_]*(text|only))?", r"element[-_]*invisible",
     r"offscreen",
     # embedded social posts
-    r"twitter[-_]*tweet", r"instagram[-_]*media", r"tiktok[-_]*embed", r"fb[-_]*post", r"embed[-_]*twitter",
-    r"tweet",
+    # (the platforms' own embed markup)
+    r"twitter[-_]*tweet", r"instagram[-_]*media", r"tiktok[-_]*embed", r"fb[-_]*post", r"fb[-_]*video",
+    r"embed[-_]*twitter", r"tweet", r"bluesky[-_]*embed", r"text[-_]*post[-_]*media",
+    r"reddit[-_]*embed[-_]*bq", r"reddit[-_]*card",
 ))
 _BOILERPLATE_CLASS = re.compile(r"(?:^|[\s_-])(?:%s)(?=$|[\s_-])" % _BOILERPLATE_WORDS, re.I)
-# A matched container is spared when it holds the story: the headline, or this many
-# paragraphs of at least _STORY_PARAGRAPH characters (WordPress, for one, puts the post's
-# tags into the class of the element that wraps the whole article).
-_STORY_PARAGRAPHS = 3
-_STORY_PARAGRAPH = 100
+# A matched container is spared when it holds the story, whatever tags carry it: the
+# headline, or at least this share of the page's story text in several text blocks, or the
+# larger share alone (WordPress, for one, puts the post's tags into the class of the element
+# that wraps the whole article; other sites call the column that holds the article a
+# "rail"). A box beside the story (a fact box, teasers with their summaries, an author's
+# bio) holds a small share, however many paragraphs; a caption or a blurb is one block,
+# which on a short article may come to a third of its text.
+_STORY_SHARE = 0.3
+_STORY_SHARE_ALONE = 0.5
 # Boilerplate boxes are small; a container with more elements than this is a layout
 # wrapper. The bound also keeps the check linear on pathological nesting.
 _MAX_BOX_ELEMENTS = 2_000
@@ -113,6 +158,8 @@ _LINK_BLOCK_MAX_CHARS = 300
 _LINK_BLOCK_SHARE = 0.8
 _LINKING_BLOCKS = lxml.etree.XPath("//p[.//a] | //li[.//a]")
 _LINKED_HEADING = lxml.etree.XPath("//a[.//h2 or .//h3 or .//h4 or .//h5 or .//h6]")
+# The host of an absolute (or scheme-relative) http(s) link.
+_ABSOLUTE_URL = re.compile(r"\s*(?:https?:)?//(?:[^/?#@]*@)?([^/?#:\s]+)", re.I)
 
 # Lines that are boilerplate wherever they stand, compared case-insensitively after
 # stripping punctuation at both ends.
@@ -137,6 +184,9 @@ _BOILERPLATE_LINE = re.compile(r"^(?:%s)$" % "|".join((
     r"share(?: this(?: article| story)?)?", r"share on (?:facebook|twitter|x|whatsapp|linkedin)",
     r"tweet", r"copy link", r"link copied", r"artikel teilen", r"teilen", r"follow us",
     r"기사 url이 복사되었습니다",
+    # the page's estimate of the reading time ("6 min read", "Lesezeit: 4 Min.")
+    r"\d+\s*(?:min(?:ute)?s?|min\.)\s*(?:read|reading|de lecture|de lectura|di lettura)",
+    r"(?:reading time|lesezeit|temps de lecture|tiempo de lectura|tempo di lettura)\W*\d+\s*(?:min\w*)?",
 )), re.I)
 # Short lines that are boilerplate by their start or their shape.
 _SHORT_LINE_MAX = 200
@@ -145,8 +195,10 @@ _BOILERPLATE_SHORT_LINE = re.compile("|".join((
     r"^(?:read more|more|also read|read also|see also|related|les også|lesen sie auch|"
     r"czytaj (?:też|także|więcej)|à lire aussi|lire aussi|leer más|lee también|leggi anche|"
     r"läs också|læs også|se også)\s*[:：]\s*\S",
-    # copyright notices
-    r"^\W*(?:©|ⓒ|\(c\)\s*\d{4}|copyright\s*(?:©|ⓒ|\(c\)|:|\d{4}))", r"all rights reserved",
+    # copyright and licence notices, of the page or of a picture, wherever the sign stands in
+    # the line ("Text and photos © Example Media 2024")
+    r"^\W*(?:\(c\)\s*\d{4}|copyright\s*(?:©|ⓒ|\(c\)|:|\d{4}))", r"[©ⓒ]",
+    r"\bcopyright\s*(?:©|ⓒ|\(c\)\s*)?\d{4}\b", r"all rights reserved",
     # photo credits: "Photo: ...", "Name/REUTERS", "... via Getty Images"
     r"^(?:foto|photo|bild|image|credit|fotó|zdjęcie|фото|kuva|billede|bilde|picture)s?\s*:",
     r"^[^.!?:]{0,60}/\s*(?:getty images|reuters|afp|ap(?: photo)?|epa(?:-efe)?|dpa|shutterstock|"
@@ -157,7 +209,19 @@ _BOILERPLATE_SHORT_LINE = re.compile("|".join((
     r"^(?:follow|folg\w*|suivez|siga|segui)\s.{0,80}\b(?:twitter|facebook|instagram|google news|"
     r"whatsapp|threads|bluesky|tiktok|linkedin|youtube|telegram)\b",
     r"^newsletters?\s*[:：]",
+    # a credit standing alone ("Written by Jane Doe"): the record's authors, not its text
+    r"^\W*(?:written|posted|reviewed|medically reviewed|fact[- ]?checked|edited|reported) by\b"
+    r"\W*(?:\S+\s+){0,5}\S*$",
 )), re.I)
+# A dateline standing alone ("Last updated: May 2, 2025 at 9:27 am", "Stand: 22.04.2024, 06:00
+# Uhr"): the record's dates, not its text. Its label, then a date: digits and separators, and
+# at most _DATELINE_WORDS words (a month, "at", "pm", a zone), or nothing.
+_DATELINE = re.compile(
+    r"^\W*(?:last )?(?:updated|published|posted|modified|stand|aktualisiert|ver[öo]ffentlicht|"
+    r"publi[ée]|mis à jour|actualizado|publicado|aggiornato|pubblicato)\b(?: (?:on|at|am|le|el|il))?"
+    r"\W*(.{0,50})$", re.I)
+_DATELINE_WORDS = 3
+_LETTER_WORD = re.compile(r"\b[^\W\d_]+\b")
 # Contact prompts ("Got a story? Email us at ...") stand at the start or the end of a text.
 # Tried only where a run of address characters starts, ``(?<!...)``: from each character of
 # a long run, the pattern would read the rest of the run again (quadratic).
@@ -211,26 +275,42 @@ def extract_body(tree: HtmlElement, url: str | None, article_body: str | None = 
     headlines = _headlines(tree, tags)
     lead = _standfirst(tree, tags)
     _flatten_ruby(tree)
-    large = _prune_boilerplate_containers(tree) > MAX_BLOCKS_FOR_FALLBACKS
-    _prune_link_blocks(tree)
+    survey = _prune_boilerplate_containers(tree)
+    large = survey.blocks > MAX_BLOCKS_FOR_FALLBACKS
+    _prune_link_blocks(tree, url)
     options = {"url": url, "with_metadata": with_metadata, "include_comments": False,
                "include_tables": True, "deduplicate": False}
     # trafilatura's main extractor alone first (it copies the tree, so ours stays intact); its
-    # fallbacks, a third of its cost, only when that misses much of the page's paragraph text.
+    # fallbacks, a third of its cost, only when that misses much of the page's story text;
+    # jusText when even they found a fragment of it.
     doc = trafilatura.bare_extraction(tree, fast=True, **options)
     text = (getattr(doc, "text", None) or "").strip()
-    if not large and len(text) < FALLBACK_BELOW_SHARE * _paragraph_text_length(tree):
+    if not large and len(text) < FALLBACK_BELOW_SHARE * survey.story_chars:
         doc = trafilatura.bare_extraction(tree, fast=False, **options)
         text = (getattr(doc, "text", None) or "").strip()
+        if len(text) < _RESCUE_BELOW_SHARE * survey.story_chars:
+            rescued = _justext_paragraphs(tree, url)
+            if len(text) < len(rescued) <= _RESCUE_MAX_SHARE * survey.story_chars:
+                text = rescued
     text = _drop_header_lines(text, headlines)
     text = drop_boilerplate_lines(text)
     if text and article_body:
         text = _agree_with_article_body(text, article_body)
+    if not text or _markup_falls_short(text, article_body):
+        text = drop_boilerplate_lines(_second_look(scripts, article_body))
+    # The standfirst opens the text, however the body was found (README, "What the text keeps").
     if text and lead and _squash(lead)[:80] not in _squash(text):
         text = f"{lead}\n{text}"
-    if not text:
-        text = drop_boilerplate_lines(_second_look(scripts, article_body))
     return text.strip(), doc
+
+
+def _justext_paragraphs(tree: HtmlElement, url: str | None) -> str:
+    """The paragraphs of the (pruned) page that jusText classifies as text, one a line, with
+    the stop words of every language it knows (trafilatura's settings), read from a copy of
+    the tree. Not after trafilatura's basic cleaning, which takes list articles' items (each
+    an ``<article>`` of its own) for teasers."""
+    body = try_justext(copy.deepcopy(tree), url, None)
+    return "\n".join(line for line in ((p.text or "").strip() for p in body) if line)
 
 
 def drop_boilerplate_lines(text: str) -> str:
@@ -246,7 +326,7 @@ def drop_boilerplate_lines(text: str) -> str:
         if _BOILERPLATE_LINE.match(core):
             continue
         if len(stripped) <= _SHORT_LINE_MAX and (
-            _BOILERPLATE_SHORT_LINE.search(stripped)
+            _BOILERPLATE_SHORT_LINE.search(stripped) or _is_dateline(stripped)
             or ((i < _EDGE_LINES or i >= len(lines) - _EDGE_LINES) and _EMAIL.search(stripped))
         ):
             continue
@@ -254,53 +334,44 @@ def drop_boilerplate_lines(text: str) -> str:
     return "\n".join(kept)
 
 
+def _is_dateline(line: str) -> bool:
+    """Whether ``line`` is a dateline standing alone (see ``_DATELINE``)."""
+    match = _DATELINE.match(line)
+    if match is None:
+        return False
+    date = match.group(1)
+    return not date.strip() or (any(c.isdigit() for c in date)
+                                and len(_LETTER_WORD.findall(date)) <= _DATELINE_WORDS)
+
+
 # -- before extraction: the tree ----------------------------------------------------------
 
 
-def _prune_boilerplate_containers(tree: HtmlElement) -> int:
+def _prune_boilerplate_containers(tree: HtmlElement) -> _Survey:
     """Remove containers whose class, id or data-component names boilerplate (see
-    ``_BOILERPLATE_WORDS``) unless they hold the story, and cut the tree after
-    ``MAX_ELEMENTS`` elements. Returns the number of text blocks the tree had, which this
-    walk counts anyway."""
+    ``_BOILERPLATE_WORDS``) unless they hold the story (see ``_holds_story``), and cut the
+    tree after ``MAX_ELEMENTS`` elements. Returns the survey of the tree's text blocks, with
+    the story text that pruning left."""
+    survey = _survey(tree)
     doomed: list[HtmlElement] = []
+    doomed_until = -1
     verdicts: dict[str, bool] = {}  # class strings repeat within a page
-    skip_until = None
-    elements = blocks = 0
-    for el in tree.iter():
-        elements += 1
-        if elements > MAX_ELEMENTS:
-            # Before removing the doomed boxes: ``el`` must still be in the tree.
-            _cut_from(el)
-            break
-        if el.tag in _BLOCK_TAGS:
-            blocks += 1
-        if skip_until is not None:  # inside a box already doomed
-            if el is skip_until:
-                skip_until = None
-            continue
-        if el.tag == "head":  # the metadata lives there, and no box does
-            skip_until = _last_descendant(el)
-            continue
-        names = " ".join(filter(None, (el.get("class"), el.get("id"), el.get("data-component"))))
-        if not names:
+    for start, end, el, names in survey.named:
+        if start <= doomed_until:  # inside a box already doomed
             continue
         verdict = verdicts.get(names)
         if verdict is None:
             verdict = verdicts[names] = _BOILERPLATE_CLASS.search(names) is not None
-        if verdict and el.tag not in ("html", "body") and not _holds_story(el):
+        if verdict and el.tag not in ("html", "body") and not _holds_story(survey, start, end):
             doomed.append(el)
-            skip_until = _last_descendant(el)
+            doomed_until = end
+            survey.story_chars -= survey.story_chars_in(start, end)
+    if survey.cut_at is not None:
+        # Before removing the doomed boxes: the element must still be in the tree.
+        _cut_from(survey.cut_at)
     for el in doomed:
         _remove(el)
-    return blocks
-
-
-def _last_descendant(el: HtmlElement) -> HtmlElement | None:
-    """The last node inside ``el`` in document order, or None when it has no children."""
-    last = el
-    while len(last):
-        last = last[-1]
-    return last if last is not el else None
+    return survey
 
 
 def _cut_from(el: HtmlElement) -> None:
@@ -315,30 +386,40 @@ def _cut_from(el: HtmlElement) -> None:
         el.getparent().remove(el)
 
 
-def _holds_story(el: HtmlElement) -> bool:
-    """Whether a container matched by name is in fact (part of) the article: it holds the
-    headline or several real paragraphs, or is too big to be a box."""
-    paragraphs = 0
-    for seen, child in enumerate(el.iter(), 1):
-        if seen > _MAX_BOX_ELEMENTS or child.tag == "h1":
-            return True
-        if child.tag == "p" and _text_longer_than(child, _STORY_PARAGRAPH):
-            paragraphs += 1
-            if paragraphs >= _STORY_PARAGRAPHS:
-                return True
-    return False
+def _holds_story(survey: _Survey, start: int, end: int) -> bool:
+    """Whether the container made of elements ``start`` to ``end`` (in document order), matched
+    by its name, is in fact (part of) the article: it holds the headline, or a good share of
+    the page's story text (see ``_STORY_SHARE``), or is too big to be a box. Text, not tags,
+    decides: a story's paragraphs may be ``<p>``, ``<div>``, ``<li>`` or bare text."""
+    if end - start + 1 > _MAX_BOX_ELEMENTS:
+        return True
+    h1 = bisect.bisect_left(survey.headline_at, start)
+    if h1 < len(survey.headline_at) and survey.headline_at[h1] <= end:
+        return True
+    total = survey.page_story_chars
+    held = survey.story_chars_in(start, end)
+    if total == 0 or held < _STORY_SHARE * total:
+        return False
+    blocks = (bisect.bisect_right(survey.story_block_at, end)
+              - bisect.bisect_left(survey.story_block_at, start))
+    return blocks > 1 or held >= _STORY_SHARE_ALONE * total
 
 
-def _prune_link_blocks(tree: HtmlElement) -> None:
+def _prune_link_blocks(tree: HtmlElement, url: str | None) -> None:
     """Remove short paragraphs and list items that are (nearly) all link text, lists left
-    empty by that, and links wrapping a heading: teasers for other articles."""
+    empty by that, and links wrapping a heading: teasers for other articles. A block whose
+    links all lead to other sites stays: teasers promote the site's own pages, and a list of
+    links elsewhere is the article's sources or recommendations ("Further reading")."""
+    site = extract_domain(url) if url else None
+    domains: dict[str, str | None] = {}  # host -> its registered domain, looked up once
     doomed = []
     for el in _LINKING_BLOCKS(tree):
         text = _text_up_to(el, _LINK_BLOCK_MAX_CHARS)
         if text is None or not text:
             continue
         linked = sum(len(_SPACE.sub(" ", "".join(a.itertext())).strip()) for a in el.iter("a"))
-        if linked and linked >= _LINK_BLOCK_SHARE * len(text):
+        if linked and linked >= _LINK_BLOCK_SHARE * len(text) and not (
+                site and _links_elsewhere(el, site, domains)):
             doomed.append(el)
     # A link around a heading is a teaser card ("<a><h3>Other story</h3><p>...</p></a>").
     doomed += _LINKED_HEADING(tree)
@@ -347,6 +428,21 @@ def _prune_link_blocks(tree: HtmlElement) -> None:
             _remove(el)
     for lst in [el for el in tree.iter("ul", "ol") if len(el) == 0 and not (el.text or "").strip()]:
         _remove(lst)
+
+
+def _links_elsewhere(el: HtmlElement, site: str, domains: dict[str, str | None]) -> bool:
+    """Whether every link in ``el`` leads to a site other than ``site`` (registered domains,
+    so that a site's subdomains are the site). ``domains`` caches the look-ups by host."""
+    for a in el.iter("a"):
+        match = _ABSOLUTE_URL.match(a.get("href") or "")
+        if match is None:  # a relative link, an anchor, mailto: or javascript:
+            return False
+        host = match.group(1).lower()
+        if host not in domains:
+            domains[host] = extract_domain(f"https://{host}/")
+        if domains[host] is None or domains[host] == site:
+            return False
+    return True
 
 
 def _flatten_ruby(tree: HtmlElement) -> None:
@@ -373,14 +469,116 @@ def _remove(el: HtmlElement) -> None:
     parent.remove(el)
 
 
-def _paragraph_text_length(tree: HtmlElement) -> int:
-    """Characters of text in the tree's paragraphs of at least ``_PARAGRAPH_MIN_CHARS``."""
-    total = 0
-    for paragraph in tree.iter("p"):
-        length = len(_SPACE.sub(" ", "".join(paragraph.itertext())).strip())
-        if length >= _PARAGRAPH_MIN_CHARS:
-            total += length
-    return total
+class _Survey:
+    """The text blocks of a tree, and its named elements, from one walk in document order.
+
+    Elements are numbered in document order; an element's subtree is the range from its
+    number to its last descendant's. A text block is the text that a block-level element
+    shows itself (its own text and that of its inline descendants, not that of nested
+    blocks), as a browser lays it out; it is story text when it is at least
+    ``_STORY_BLOCK_MIN_CHARS`` long and not mostly link text. Only the first
+    ``MAX_ELEMENTS`` elements are walked."""
+
+    def __init__(self) -> None:
+        self.blocks = 0
+        """Elements with a block-level tag (``_BLOCK_TAGS``)."""
+        self.named: list[list[Any]] = []
+        """[number, number of its last descendant, element, its class, id and
+        data-component] for each element that has any of those, in document order."""
+        self.headline_at: list[int] = []
+        """The numbers of the ``<h1>`` elements, ascending."""
+        self.story_block_at: list[int] = []
+        """The numbers of the elements whose own text block is story text, ascending."""
+        self.story_chars_before: list[int] = [0]
+        """Running total: characters of story text in the first i of those blocks."""
+        self.page_story_chars = 0
+        """Characters of story text in the page."""
+        self.story_chars = 0
+        """Characters of story text left in the tree (pruning lowers it)."""
+        self.cut_at: HtmlElement | None = None
+        """The first element beyond ``MAX_ELEMENTS``, where the tree is to be cut."""
+
+    def story_chars_in(self, start: int, end: int) -> int:
+        """Characters of story text in the blocks of elements ``start`` to ``end``."""
+        first = bisect.bisect_left(self.story_block_at, start)
+        last = bisect.bisect_right(self.story_block_at, end)
+        return self.story_chars_before[last] - self.story_chars_before[first]
+
+
+def _survey(tree: HtmlElement) -> _Survey:
+    """Walk the tree once (see :class:`_Survey`)."""
+    survey = _Survey()
+    named = survey.named
+    # A text block: [characters, characters in links, the number of its element].
+    outside: list[int] = [0, 0, -1]  # text outside any block element (a fragment's root)
+    blocks: list[list[int]] = [outside]
+    # One entry per open element: [its block, inside a link, its text is no story text,
+    # inside <head>, its index in ``named`` or -1]; the first stands for the root's parent.
+    stack: list[list[Any]] = [[outside, False, False, False, -1]]
+    count = 0
+    for event, el in lxml.etree.iterwalk(tree, events=("start", "end")):
+        if event == "end":
+            at = stack.pop()[4]
+            if at >= 0:
+                named[at][1] = count - 1
+            parent = stack[-1]
+            if el.tail and not parent[2]:
+                _add_text(parent[0], el.tail, parent[1])
+            continue
+        if count == MAX_ELEMENTS:
+            survey.cut_at = el
+            break
+        number = count
+        count += 1
+        tag = el.tag
+        parent = stack[-1]
+        no_text = parent[2] or _shows_no_text(el)
+        in_head = parent[3] or tag == "head"
+        if tag in _TEXT_BLOCK_TAGS:
+            block = [0, 0, number]
+            blocks.append(block)
+            if tag in _BLOCK_TAGS:
+                survey.blocks += 1
+        else:
+            block = parent[0]
+        in_link = parent[1] or tag == "a"
+        entry = [block, in_link, no_text, in_head, -1]
+        stack.append(entry)
+        if el.text and not no_text:
+            _add_text(block, el.text, in_link)
+        if tag == "h1":
+            survey.headline_at.append(number)
+        if in_head or not isinstance(tag, str):  # the metadata lives there, and no box does
+            continue
+        cls, ident, component = el.get("class"), el.get("id"), el.get("data-component")
+        if cls or ident or component:
+            entry[4] = len(named)
+            named.append([number, number, el, " ".join(n for n in (cls, ident, component) if n)])
+    # Elements still open (the walk stopped at the cut) end with the last element walked.
+    for entry in stack[1:]:
+        if entry[4] >= 0:
+            named[entry[4]][1] = count - 1
+    for chars, link_chars, number in blocks:
+        if chars >= _STORY_BLOCK_MIN_CHARS and link_chars <= _STORY_BLOCK_LINK_SHARE * chars:
+            survey.story_block_at.append(max(number, 0))
+            survey.story_chars_before.append(survey.story_chars_before[-1] + chars)
+    survey.page_story_chars = survey.story_chars = survey.story_chars_before[-1]
+    return survey
+
+
+def _shows_no_text(el: HtmlElement) -> bool:
+    """Whether the text inside ``el`` is no story text: a comment, code, a form control or a
+    caption (``_NO_TEXT_TAGS``). Hidden elements count: pages hide the rest of a story behind
+    a "read more" button."""
+    return not isinstance(el.tag, str) or el.tag in _NO_TEXT_TAGS
+
+
+def _add_text(block: list[int], text: str, in_link: bool) -> None:
+    """Count ``text`` (whitespace collapsed) into a text block's characters."""
+    chars = len(text.strip()) if "\n" not in text else len(_SPACE.sub(" ", text).strip())
+    block[0] += chars
+    if in_link:
+        block[1] += chars
 
 
 def _text_up_to(el: HtmlElement, limit: int) -> str | None:
@@ -394,16 +592,6 @@ def _text_up_to(el: HtmlElement, limit: int) -> str | None:
             return None
     text = _SPACE.sub(" ", "".join(parts)).strip()
     return text if len(text) <= limit else None
-
-
-def _text_longer_than(el: HtmlElement, length: int) -> bool:
-    """Whether ``el`` has at least ``length`` characters of text (read only that far)."""
-    size = 0
-    for piece in el.itertext():
-        size += len(piece.strip())
-        if size >= length:
-            return True
-    return False
 
 
 # -- the headline and the standfirst --------------------------------------------------------
@@ -466,7 +654,10 @@ def _standfirst(tree: HtmlElement, tags: dict[str, list[str]]) -> str | None:
                 continue
             shown = _text_up_to(el, 2 * len(description))
             # The description may be cut short, or lack the dateline ("Berlin. ") before it.
-            if shown and 0 <= shown.find(stem) <= _DATELINE_MAX:
+            # A standfirst is one paragraph: an element holding blocks of its own is the
+            # article (or a part of it) whose first words the description repeats.
+            if (shown and 0 <= shown.find(stem) <= _DATELINE_MAX
+                    and next(el.iterdescendants(*_TEXT_BLOCK_TAGS), None) is None):
                 return shown
     return None
 
@@ -503,6 +694,13 @@ def _agree_with_article_body(text: str, article_body: str) -> str:
 
 
 # -- the second look: pages without the body in their markup --------------------------------
+
+
+def _markup_falls_short(text: str, article_body: str | None) -> bool:
+    """Whether the JSON-LD ``articleBody`` holds the article that the markup does not (see
+    ``_MARKUP_SHORT_OF_BODY``)."""
+    return (article_body is not None and len(article_body) >= _MIN_EMBEDDED_BODY
+            and len(text) < _MARKUP_SHORT_OF_BODY * len(article_body))
 
 
 def _second_look(scripts: list[str], article_body: str | None) -> str:

@@ -165,12 +165,25 @@ def test_globe_and_mail_article_keeps_the_story_and_drops_the_boilerplate(labell
     "© dpa-infocom, dpa:230428-99-483045/5",
     "Copyright: Project Syndicate, 2025",
     "<Copyright ⓒ 한국일보. All rights reserved. 무단 전재 및 재배포 금지>",
+    # The sign anywhere in a short line: the notice of a picture or of the text.
+    "Text and photos © Example Media 2024",
+    "Illustration: Jane Doe ©",
+    "Reprinted with permission, copyright 2013 Example Press.",
     "Obeida Al Naimi/REUTERS",
     "STR/AFP via Getty Images",
     "Фото: Дмитрий Азаров, Коммерсантъ",
     "Follow TechRadar on Google News and add us as a preferred source to get our news.",
     "Folgst du schon 20 Minuten auf Whatsapp?",
     "Newsletter: sign up for our daily briefing",
+    # The page's reading-time estimate, a credit or a dateline standing alone: furniture, and
+    # the record's authors and dates.
+    "- 6 min read",
+    "Lesezeit: 4 Min.",
+    "Written by Jane Doe",
+    "Medically reviewed by Dr. Jane Doe, MD",
+    "Last updated on September 16th, 2023 at 09:27 am",
+    "Stand: 22.04.2024, 06:00 Uhr",
+    "PUBLISHED",
 ])
 def test_boilerplate_lines_are_dropped(line):
     text = f"The council met on Tuesday.\n{line}\nIt approved the bridge."
@@ -182,6 +195,11 @@ def test_boilerplate_lines_are_dropped(line):
     "The advertisement campaign cost the party more than it raised.",
     "Share prices fell by a third after the report.",
     "Copyright lawyers say the ruling changes little for publishers.",
+    "The copyright of the song passed to the estate in 1998, the court heard.",
+    "Updated figures show the bridge will cost 240 million euros.",
+    "Published in 1998, the report still shapes the city's transport policy.",
+    "Written by hand, the letters reached the council in May.",
+    "The 6 min read limit was set by the editors.",
     "Read more books, the minister told the students.",
     "The photo: a crowd outside parliament, taken by a bystander and shared thousands of times "
     "before the police asked for the original.",
@@ -278,6 +296,74 @@ def test_a_container_named_like_a_box_but_holding_the_story_is_kept():
     assert _lines(_extract(page)) == _STORY
 
 
+_NAV = "<nav><ul>" + "".join(f'<li><a href="/{s}/">{s.title()}</a></li>'
+                             for s in ("city", "port", "sport", "culture")) + "</ul></nav>"
+
+
+def test_a_rail_holding_the_story_in_div_paragraphs_is_kept():
+    # The column that holds the article is named a "rail" (a boilerplate word), the headline
+    # stands outside it, and the paragraphs are <div>s: its share of the page's text says it
+    # is the story. The rail beside it, one blurb, is still a box.
+    story = "".join(f'<div class="pg-text">{p}</div>' for p in _STORY)
+    side = ('<div class="pg-rail-side"><div class="promo">The ferry timetable changes again next '
+            'month, and commuters are not pleased about it at all.</div></div>')
+    page = (f"<html><head><title>Harbour bridge</title></head><body>{_NAV}<h1>Harbour bridge approved</h1>"
+            f'<div class="pg-rail-tall__wrapper"><div class="pg-rail-tall__body">{story}</div></div>'
+            f"{side}</body></html>")
+    lines = _lines(_extract(page))
+    assert [line for line in lines if line in _STORY] == _STORY
+    assert not any("ferry" in line for line in lines)
+
+
+def test_trafilaturas_fallbacks_run_when_the_story_is_not_in_paragraphs():
+    # No <p> at all: the story is bare text in a <div>, between subheadings, as some blog
+    # engines write it. trafilatura's main extractor keeps the text before the first
+    # subheading; the text blocks, whatever their tags, show how much more the page holds.
+    intro = ("The harbour bridge was approved on Tuesday night. The vote followed ten years of "
+             "studies, two public inquiries and a referendum that the city lost by a handful of "
+             "votes. The council's majority held in the end, but only after the mayor promised "
+             "to look again at the tolls that the opposition had fought for years.")
+    body = intro + "".join(f"<h2>Part {i}</h2> {p}" for i, p in enumerate(_STORY, 1))
+    page = (f"<html><head><title>Harbour bridge</title></head><body>{_NAV}<main><article>"
+            f'<h1>Harbour bridge approved</h1><div class="entry-content">{body}</div>'
+            f"</article></main><footer>{_NAV}</footer></body></html>")
+    text = _extract(page)
+    assert intro in text
+    assert all(p in text for p in _STORY)
+    assert "Culture" not in text
+
+
+def test_calls_to_action_and_disclosures_are_removed():
+    boxes = (
+        '<div class="post-cta"><h4>Want to win more contracts with less effort?</h4>'
+        '<p>Try our quoting app free for fourteen days and see how much time your crew saves.</p>'
+        '<a class="button" href="/signup">Start free trial</a></div>'
+        '<p class="affiliate-disclosure">Products are chosen independently by our editors. We may '
+        'earn a commission when you buy through the links on this page.</p>'
+    )
+    text = _extract(_page(_paragraphs(0, 1, 2) + boxes + _paragraphs(3, 4, 5)))
+    assert _lines(text) == _STORY
+
+
+def test_a_list_of_links_to_other_sites_is_kept_and_teasers_for_the_sites_own_pages_are_not():
+    # Both are lists of links inside the body; teasers promote the site's own articles, while
+    # links to other sites are the article's sources.
+    sources = [("https://www.port-authority.example.org/plan",
+                "The port authority's plan for the harbour and its bridge"),
+               ("https://transport.example.net/report", "The regional transport report on crossings"),
+               ("https://www.example.net/study", "A study of bridge tolls in ten European cities")]
+    teasers = [("/city/ferry-timetable", "Ferry timetable changes again next month"),
+               ("https://www.example.com/city/tolls", "What the bridge tolls will cost you")]
+    page = _page(_paragraphs(0, 1, 2) + "<p>The council read these before the vote:</p><ul>"
+                 + "".join(f'<li><a href="{href}">{label}</a></li>' for href, label in sources)
+                 + "</ul><ul>"
+                 + "".join(f'<li><a href="{href}">{label}</a></li>' for href, label in teasers)
+                 + "</ul>" + _paragraphs(3, 4, 5))
+    text = _extract(page)
+    assert all(label in text for _, label in sources)
+    assert not any(label in text for _, label in teasers)
+
+
 def test_teaser_links_and_cards_are_removed():
     teasers = (
         '<p><strong>READ MORE:</strong> <a href="/b">Bridge fares will rise next year, says the treasurer</a></p>'
@@ -309,6 +395,92 @@ def test_lines_missing_from_an_agreeing_json_ld_article_body_are_dropped():
     # A different article in JSON-LD is no reason to drop anything.
     other = " ".join(f"Unrelated sentence {i} about the weather in the mountains this weekend." for i in range(20))
     assert promo in _extract(page, article_body=other)
+
+
+def test_a_list_article_whose_items_trafilatura_skips_is_read_by_justext():
+    # The items of a list article stand in a container named "page-footer": trafilatura takes
+    # it for the page's footer and returns one item of five. Far less than the page's story
+    # text, so jusText's reading of the paragraphs is taken instead.
+    lead = ("The guide has named the city's best restaurants for the year, and the list holds a few "
+            "surprises: here is every place that kept, gained or lost its stars.")
+    venues = [
+        ("Harbour House", "The kitchen cooks over an open fire, and the fish comes from the boats at "
+         "the pier below. Its tasting menu changes with the catch, and the wine list favours small "
+         "growers from the coast."),
+        ("Old Town Noodle Bar", "Hand-pulled noodles in a dining room of twelve seats, where the broth "
+         "has simmered since morning. Expect a queue on weekends, and do not skip the pickles."),
+        ("Bridge Street Bistro", "A neighbourhood bistro that earned its first star this year with a "
+         "short menu of French classics, cooked with care and served without fuss by a team of four."),
+        ("The Granary", "Bread is the point here: the bakery in the back supplies half the city, and "
+         "the dinner menu is built around loaves, butter and the vegetables of the farms upstate."),
+        ("Lantern", "An omakase counter of eight seats whose chef trained for a decade before opening "
+         "his own place. Reservations open a month ahead and go within minutes."),
+    ]
+    items = "".join(f'<article class="venue"><h2>{name}</h2><div class="venue-excerpt"><p>{about}</p>'
+                    f"<p>{about.split('. ')[0]}, the inspectors wrote.</p></div></article>"
+                    for name, about in venues)
+    page = (f"<html><head><title>Stars</title></head><body>{_NAV}<main><h1>Every star in the city</h1>"
+            f"<section class='content-wrap'><div class='page-lead'><p>{lead}</p></div></section>"
+            f"<div class='page-footer'><div class='venues'>{items}</div></div></main></body></html>")
+    text = _extract(page)
+    assert all(about in text for _, about in venues)
+    assert lead in text
+
+
+# -- what the text keeps (README, "What the text keeps") ------------------------------------------
+
+
+_LEAD = "The city will build the harbour bridge after all: a narrow vote ended ten years of debate."
+
+
+def test_captions_and_picture_credits_are_left_out():
+    # On a short article a long caption is a third of the text: still not part of it.
+    caption = ("The mayor cuts the ribbon on the old ferry pier, where the bridge will land, watched "
+               "by residents who campaigned for a crossing for a decade.")
+    figures = (
+        f'<figure><img src="/a.jpg" alt=""><figcaption>{caption}</figcaption></figure>'
+        f'<div class="picture"><img src="/b.jpg" alt=""><p class="media-credit">{caption} '
+        "Picture: Jane Doe</p></div>"
+        '<p>Photo: Jane Doe/Example Agency</p>'
+    )
+    text = _extract(_page(_paragraphs(0) + figures + _paragraphs(1)))
+    assert _lines(text) == _STORY[:2]
+
+
+def test_embedded_social_posts_are_left_out():
+    # Each platform's own embed markup, as the page serves it before its script runs.
+    posts = (
+        '<blockquote class="twitter-tweet"><p>The bridge vote is a disgrace, says a councillor who '
+        'voted against it and wants a new referendum.</p>&mdash; A Councillor (@councillor) '
+        '<a href="/status/1">May 1, 2024</a></blockquote>'
+        '<blockquote class="bluesky-embed" data-bluesky-uri="at://x"><p>Finally a bridge! Can the '
+        'ferries now get a timetable that people can actually use in the mornings?</p>&mdash; '
+        'A Commuter (@commuter.example)</blockquote>'
+        '<blockquote class="text-post-media" data-text-post-permalink="/p/1"><a href="/p/1">View on '
+        'Threads: the harbour from the old pier this morning, the day the bridge was approved</a>'
+        '</blockquote>'
+    )
+    text = _extract(_page(_paragraphs(0, 1, 2) + posts + _paragraphs(3, 4, 5)))
+    assert _lines(text) == _STORY
+
+
+def test_the_standfirst_opens_the_text_when_the_body_comes_from_json_ld():
+    # The page renders its body with a script: the markup shows the headline, the standfirst
+    # and a menu; the JSON-LD articleBody is the article, and the standfirst still opens it.
+    page = (f'<html><head><title>Harbour bridge</title><meta name="description" content="{_LEAD}">'
+            f'</head><body><nav><a href="/">Home</a></nav><main><h1>Harbour bridge approved</h1>'
+            f'<p class="standfirst">{_LEAD}</p><div id="root"></div></main></body></html>')
+    assert _lines(_extract(page, article_body="\n".join(_STORY))) == [_LEAD, *_STORY]
+
+
+def test_a_body_that_opens_with_the_description_is_not_taken_for_a_standfirst():
+    # Some pages describe themselves with the start of their own text: the element whose text
+    # starts with the description is then the whole body, and it is no standfirst to put back.
+    description = f"Harbour bridge approved {_STORY[0]} {_STORY[1]} {_STORY[2][:50]}"
+    page = (f'<html><head><title>Harbour bridge</title><meta name="description" content="{description}">'
+            f'</head><body><div class="article-body">Harbour bridge approved\n<h1>Harbour bridge approved</h1>\n'
+            + "\n".join(f"<p>{p}</p>" for p in _STORY[:4]) + "</div></body></html>")
+    assert _lines(_extract(page)) == _STORY[:4]
 
 
 def test_a_tree_beyond_the_element_limit_is_cut_after_the_article():
