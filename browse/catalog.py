@@ -3,23 +3,26 @@ site and day, extraction health, full-text search.
 
 The catalog is append-only: an article archived again (a new version, a reprocessing) has
 one more row, in the same ``site=/date=`` partition since the date comes from the article's
-folder. Every answer here is about each article's latest row: the one with the most
-``versions`` (they are only ever added), then the latest ``fetched_at``.
+folder. Every answer here is about each article's latest row (see :mod:`storage.catalog`:
+the one with the most ``versions``, then the latest ``fetched_at``...), which
+:func:`storage.catalog.read_catalog` picks.
 
 Only the columns a question needs are read, and ``site``/``date`` filters skip whole
-partitions; search pushes a filter on its longest word into the scan, so only rows that
-have that word (and the small id columns that tell which rows are latest) are kept in
-memory.
+partitions. Search reads each catalog file at most once: its scan keeps every row's small
+columns (enough to tell which rows are latest) and the title and text only of the rows
+that have the query's longest word; it reads the newest days first and stops at the day
+where it has found enough results.
 
 A search query is bounded (:data:`MAX_QUERY_WORDS` words, :data:`MAX_QUERY_CHARS`
 characters) and its words are matched in one pass over each text, with one pattern for all
-of them: a query's cost grows with the text searched, not with the text times its words.
+of them, after a substring test that rejects most texts without it: a query's cost grows
+with the text searched, not with the text times its words.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -27,13 +30,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from storage.catalog import read_catalog
-
-LATEST_KEY_COLUMNS = ("id", "fetched_at", "versions")
-"""Columns that tell an article's latest row."""
+from storage.catalog import FIGURE_COLUMNS, Catalog, DayFigures, day_figures
 
 LISTING_COLUMNS = ("id", "site", "date", "title", "authors", "published", "language", "url",
-                   *LATEST_KEY_COLUMNS[1:])
+                   "fetched_at")
 """Columns of an article listing and of the per-day counts."""
 
 SNIPPET_CHARS = 160
@@ -104,50 +104,72 @@ def catalog_filter(site: str | None = None, since: date | None = None,
     return _all(parts)
 
 
-def latest_rows(table: pa.Table) -> pa.Table:
-    """One row per ``id``: its latest (most versions, then latest ``fetched_at``)."""
-    if table.num_rows <= 1:
-        return table
-    versions = pc.fill_null(pc.list_value_length(table["versions"]), 0)
-    keyed = table.append_column("_versions", versions)
-    order = pc.sort_indices(keyed, sort_keys=[("id", "ascending"), ("_versions", "descending"),
-                                              ("fetched_at", "descending")])
-    keyed = keyed.take(order)
-    ids = keyed["id"].combine_chunks()
-    first = pa.concat_arrays([pa.array([True]),
-                              pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1))])
-    return keyed.filter(first).drop_columns(["_versions"])
-
-
 def read_articles(archive_url: str, *, site: str | None = None, since: date | None = None,
                   until: date | None = None, columns: Sequence[str] = LISTING_COLUMNS) -> pa.Table:
     """The latest row of every article of ``site`` dated within [since, until]."""
-    wanted = list(dict.fromkeys([*columns, *LATEST_KEY_COLUMNS]))
-    table = read_catalog(archive_url, filter=catalog_filter(site, since, until), columns=wanted)
-    return latest_rows(table)
+    return Catalog(archive_url, site=site).read(filter=catalog_filter(site, since, until),
+                                                columns=list(columns))
+
+
+LIST_COLUMNS = ("id", "site", "date", "title", "url")
+"""The columns ``ls`` prints."""
+
+LISTING_CHUNK = 64
+"""(site, date) partitions read at once by :func:`iter_listing`: a listing of the whole
+archive holds a few of them in memory, not the archive."""
+
+
+def iter_listing(catalog: Catalog, *, since: date | None = None, until: date | None = None,
+                 language: str | None = None,
+                 columns: Sequence[str] = LIST_COLUMNS) -> Iterator[pa.Table]:
+    """The latest row of every article of ``catalog`` (an archive's, or a site's) dated
+    within [since, until] (in ``language``, an ISO 639-1 code, when given), as tables of
+    ``columns``, in the order of their ``meta.json`` keys, as a listing of the archive's
+    ``articles/`` gives them."""
+    # Listing order: keys compare site names followed by "/" ("a-b/" before "a/").
+    partitions = sorted((p for p in catalog.partitions()
+                         if (since is None or p[1] >= since) and (until is None or p[1] <= until)),
+                        key=lambda p: (f"{p[0]}/", p[1]))
+    wanted = list(dict.fromkeys([*columns, "meta_key", "language"]))
+    for first in range(0, len(partitions), LISTING_CHUNK):
+        table = catalog.read(columns=wanted, partitions=partitions[first:first + LISTING_CHUNK])
+        if language:
+            table = table.filter(pc.equal(pc.utf8_lower(pc.fill_null(table["language"], "")),
+                                          language.lower()))
+        # The partitions come in listing order; within them, a meta.json key is the order.
+        order = pc.sort_indices(table, sort_keys=[("meta_key", "ascending")])
+        yield table.take(order).select(list(columns))
 
 
 def day_counts(articles: pa.Table) -> list[DayCount]:
     """Articles per site and date, with their metadata health, sorted by site and date;
-    ``articles`` is a table of :data:`LISTING_COLUMNS` (latest rows)."""
-    if articles.num_rows == 0:
-        return []
-    flags = pa.table({
-        "site": articles["site"],
-        "date": articles["date"],
-        "has_date": pc.cast(pc.is_valid(articles["published"]), pa.int64()),
-        "has_author": pc.cast(pc.greater(pc.fill_null(pc.list_value_length(articles["authors"]),
-                                                      0), 0), pa.int64()),
-        "has_title": pc.cast(pc.greater(pc.fill_null(pc.utf8_length(articles["title"]), 0), 0),
-                             pa.int64()),
-    })
-    grouped = flags.group_by(["site", "date"]).aggregate([
-        ("has_date", "count"), ("has_date", "sum"), ("has_author", "sum"), ("has_title", "sum")])
-    out = [DayCount(site=row["site"], day=row["date"], articles=row["has_date_count"],
-                    with_date=row["has_date_sum"], with_author=row["has_author_sum"],
-                    with_title=row["has_title_sum"])
-           for row in grouped.to_pylist()]
-    return sorted(out, key=lambda c: (c.site, c.day))
+    ``articles`` is a table of latest rows with (at least) :data:`FIGURE_COLUMNS`."""
+    return _as_day_counts(day_figures(articles))
+
+
+def read_day_counts(archive_url: str, *, site: str | None = None, since: date | None = None,
+                    until: date | None = None) -> list[DayCount]:
+    """Articles per site and date (of ``site``, dated within [since, until]), with their
+    metadata health, sorted by site and date.
+
+    A closed day that is one compacted file is not read: its figures come from its site's
+    summary (:meth:`storage.catalog.Catalog.summarized`). So a year of history costs a
+    listing and a small read per site more than the open days' files, whatever its
+    length."""
+    catalog = Catalog(archive_url, site=site)
+    partitions = [p for p in catalog.partitions(site)
+                  if (since is None or p[1] >= since) and (until is None or p[1] <= until)]
+    known = catalog.summarized(site)
+    figures = {p: known[p] for p in partitions if p in known}
+    figures |= day_figures(catalog.read(columns=list(FIGURE_COLUMNS),
+                                        partitions=[p for p in partitions if p not in known]))
+    return _as_day_counts(figures)
+
+
+def _as_day_counts(figures: dict[tuple[str, date], DayFigures]) -> list[DayCount]:
+    return [DayCount(site=site, day=day, articles=f.articles, with_date=f.with_published,
+                     with_author=f.with_authors, with_title=f.with_title)
+            for (site, day), f in sorted(figures.items())]
 
 
 def words_of(query: str) -> list[str]:
@@ -161,13 +183,37 @@ def words_of(query: str) -> list[str]:
     return list({w.casefold(): w for w in words}.values())
 
 
+FOLDABLE_RANGES = "\x00-\u036f\u0400-\u052f\u1e00-\u1eff\u2000-\u206f\u20a0-\u20cf"
+"""Latin (with its accented letters, Vietnamese's too), Cyrillic, general punctuation and
+currency signs: the characters the substring pre-check of :class:`WordMatcher` lower-cases
+(Greek, with its several sigmas, and other scripts go straight to the pattern)..."""
+
+FOLD_EXCEPTIONS = "\u00b5\u0130\u0131\u017f\u0345\u1e60\u1e61\u1e9b"
+"""...but these: characters that ``re.IGNORECASE`` takes for others than
+``str.lower`` says (``ı`` for ``i``, ``ſ`` for ``s``, ``ẛ`` for ``ṡ``...), or that lower-case
+to two (``İ``). ``tests/test_browse_cli.py`` checks every pair of the ranges against ``re``."""
+
+_NOT_FOLDABLE = re.compile(f"[^{FOLDABLE_RANGES}]|[{FOLD_EXCEPTIONS}]")
+
+
+def foldable(text: str) -> bool:
+    """Whether ``text.lower()`` matches as ``re.IGNORECASE`` does: two of its characters
+    are equal for the pattern exactly when they are equal lower-cased, one for one."""
+    return text.isascii() or _NOT_FOLDABLE.search(text) is None
+
+
 class WordMatcher:
     """Which words of a query a text has, found in one pass over the text with one
     pattern for all the words.
 
     A word matches at the start of a word of the text (after a character that is neither
     a letter nor a digit), case-insensitively: ``elect`` finds ``election``, not
-    ``select``."""
+    ``select``.
+
+    The pattern (Python's ``re``, Unicode-aware) costs far more per character than a
+    substring test, so a text is first checked to hold every word anywhere, lower-cased
+    (a necessary condition, when :func:`foldable` says lower-casing agrees with the
+    pattern's case rule); most texts without every word never reach the pattern."""
 
     def __init__(self, words: Sequence[str]) -> None:
         self.words = tuple(words)
@@ -181,9 +227,21 @@ class WordMatcher:
         self._found_with = [frozenset(
             other for other, word in enumerate(self.words)
             if self.words[n].casefold().startswith(word.casefold())) for n in order]
+        self._lowered = (tuple(word.lower() for word in self.words)
+                         if all(foldable(word) for word in self.words) else None)
+
+    def may_have_every_word(self, text: str) -> bool:
+        """False when ``text`` certainly lacks a word (it does not hold it anywhere, in
+        any case); True when it may have them all."""
+        if self._lowered is None or not foldable(text):
+            return True
+        lowered = text.lower()
+        return all(word in lowered for word in self._lowered)
 
     def has_every_word(self, text: str) -> bool:
         """Whether ``text`` has every word (stops at the first place they all are found)."""
+        if not self.may_have_every_word(text):
+            return False
         missing = set(range(len(self.words)))
         for match in self.pattern.finditer(text):
             missing -= self._found_with[match.lastindex - 1]
@@ -215,41 +273,85 @@ def scan_filter(words: Sequence[str]) -> ds.Expression:
                                        ignore_case=True))
 
 
+_FOUND = "__found"
+"""Column of a search's scan: the row's title and text where the scan's filter matched,
+else null."""
+
+_FOUND_TYPE = pa.struct([("title", pa.string()), ("text", pa.string())])
+
+_HIT_COLUMNS = ("id", "site", "date", "url", "published", "fetched_at")
+"""The columns a search reads of every row, besides the title and text of the rows that
+match: what a hit shows and how hits are ordered."""
+
+FIRST_DAYS = 1
+"""Days a search reads first (the newest); each later read takes twice as many, so that a
+search over a long history is a few reads, and one that finds its results in the newest
+days reads nothing else."""
+
+_MATCH_CHUNK = 64
+"""Rows of a read handed to the matcher at a time, newest first."""
+
+
 def search(archive_url: str, query: str, *, site: str | None = None,
            limit: int | None = 20) -> list[SearchHit]:
     """Articles whose latest title or text holds every word of ``query`` (case-insensitive,
-    each word at the start of a word), newest first; at most ``limit`` (None: all).
-    Raises :class:`QueryTooLong` for a query beyond :data:`MAX_QUERY_WORDS` words or
-    :data:`MAX_QUERY_CHARS` characters."""
+    each word at the start of a word), newest first (by date, then publication time, else
+    fetch time); at most ``limit`` (None: all). Raises :class:`QueryTooLong` for a query
+    beyond :data:`MAX_QUERY_WORDS` words or :data:`MAX_QUERY_CHARS` characters.
+
+    One pass over the catalog: each file is read at most once. Results are newest first
+    and an article's rows all share one date partition, so the days are read newest first
+    (:data:`FIRST_DAYS`, then twice as many each time), each read keeping each article's
+    latest row; once ``limit`` hits are found, older days cannot hold a better one and are
+    not read.
+    """
     words = words_of(query)
     if not words:
         return []
     matcher = WordMatcher(words)
-    site_filter = catalog_filter(site)
-    columns = ["id", "site", "date", "title", "url", "published", "text", *LATEST_KEY_COLUMNS[1:]]
-    candidates = read_catalog(archive_url, filter=_all([site_filter, scan_filter(words)]),
-                              columns=columns)
-    # Title and text in one string, so that each row is one pass of the matcher.
-    keep = [matcher.has_every_word(f"{title or ''}\n{text or ''}")
-            for title, text in zip(candidates["title"].to_pylist(),
-                                   candidates["text"].to_pylist())]
-    hits = latest_rows(candidates.filter(pa.array(keep, pa.bool_())))
-    if hits.num_rows == 0:
-        return []
-    # A row that matches may have been superseded by a later one that does not: keep the
-    # hits that are their article's latest row.
-    current = latest_rows(read_catalog(
-        archive_url, filter=_all([site_filter, ds.field("id").isin(hits["id"].combine_chunks())]),
-        columns=list(LATEST_KEY_COLUMNS)))
-    latest = {(r["id"], len(r["versions"] or ()), r["fetched_at"]) for r in current.to_pylist()}
-    rows = [r for r in hits.to_pylist()
-            if (r["id"], len(r["versions"] or ()), r["fetched_at"]) in latest]
-    rows.sort(key=lambda r: (r["date"], r["published"] or r["fetched_at"], r["id"]), reverse=True)
-    if limit is not None:
-        rows = rows[:limit]
-    return [SearchHit(id=r["id"], site=r["site"], day=r["date"], title=r["title"], url=r["url"],
-                      published=r["published"], snippet=snippet(r["text"] or "", matcher))
-            for r in rows]
+    catalog = Catalog(archive_url, site=site)
+    partitions = catalog.partitions(site)
+    days = sorted({day for _site, day in partitions}, reverse=True)
+    projection = {name: ds.field(name) for name in _HIT_COLUMNS} | {
+        # The title and text of the rows whose title or text has the longest word, the
+        # others' left behind in the scan: an article's latest row is then chosen among
+        # all of its rows, and tested only if it matched.
+        _FOUND: pc.if_else(scan_filter(words),
+                           pc.make_struct(ds.field("title"), ds.field("text"),
+                                          field_names=["title", "text"]),
+                           pa.scalar(None, _FOUND_TYPE))}
+    hits: list[SearchHit] = []
+    size = FIRST_DAYS if limit is not None else len(days)
+    while days and (limit is None or len(hits) < limit):
+        batch, days = set(days[:size]), days[size:]
+        size *= 2
+        latest = catalog.read(columns=projection,
+                              partitions=[p for p in partitions if p[1] in batch])
+        found = latest.filter(pc.is_valid(latest[_FOUND]))
+        hits += _matching(found, matcher, None if limit is None else limit - len(hits))
+    return hits
+
+
+def _matching(found: pa.Table, matcher: WordMatcher, limit: int | None) -> list[SearchHit]:
+    """The rows of ``found`` (a read of latest rows whose title or text has the longest
+    word) that have every word, newest first, at most ``limit``."""
+    when = pc.coalesce(found["published"], found["fetched_at"])
+    order = pc.sort_indices(
+        pa.table({"date": found["date"], "when": when, "id": found["id"]}),
+        sort_keys=[("date", "descending"), ("when", "descending"), ("id", "descending")])
+    hits: list[SearchHit] = []
+    for start in range(0, len(order), _MATCH_CHUNK):
+        for row in found.take(order[start:start + _MATCH_CHUNK]).to_pylist():
+            title, text = row[_FOUND]["title"], row[_FOUND]["text"]
+            # Title and text in one string, so that each row is one pass of the matcher.
+            if not matcher.has_every_word(f"{title or ''}\n{text or ''}"):
+                continue
+            hits.append(SearchHit(id=row["id"], site=row["site"], day=row["date"],
+                                  title=title, url=row["url"], published=row["published"],
+                                  snippet=snippet(text or "", matcher)))
+            if limit is not None and len(hits) == limit:
+                return hits
+    return hits
 
 
 def snippet(text: str, matcher: WordMatcher, width: int = SNIPPET_CHARS) -> str:

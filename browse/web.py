@@ -51,8 +51,8 @@ from browse.catalog import (
     MAX_QUERY_WORDS,
     DayCount,
     QueryTooLong,
-    day_counts,
     read_articles,
+    read_day_counts,
     search,
     words_of,
 )
@@ -105,24 +105,25 @@ _VERSION = re.compile(r"[0-9]+")
 
 class ArchiveView:
     """What the UI reads from one archive, with the catalog's per-day counts cached for a
-    little while (every page needs them; reading them is a scan of the catalog)."""
+    little while (every page needs them; reading them is a scan of the catalog's open
+    days and a summary per site, see :func:`read_day_counts`)."""
 
     def __init__(self, archive: Archive, ttl: float = CATALOG_TTL_SECONDS) -> None:
         self.archive = archive
         self.ttl = ttl
         self._lock = threading.Lock()
-        self._counts: list[DayCount] | None = None
-        self._read_at = 0.0
+        self._counts: dict[str | None, tuple[float, list[DayCount]]] = {}
 
-    def counts(self) -> list[DayCount]:
-        """Articles per site and day, with extraction health (see :func:`day_counts`)."""
+    def counts(self, site: str | None = None) -> list[DayCount]:
+        """Articles per site and day (of every site, or of ``site``), with extraction health."""
         with self._lock:
-            if self._counts is None or time.monotonic() - self._read_at > self.ttl:
-                self._counts = day_counts(read_articles(
-                    self.archive.url, columns=("id", "site", "date", "title", "authors",
-                                               "published")))
-                self._read_at = time.monotonic()
-            return self._counts
+            cached = self._counts.get(site)
+            if cached is None or time.monotonic() - cached[0] > self.ttl:
+                cached = (time.monotonic(), read_day_counts(self.archive.url, site=site))
+                # Only sites that have articles: any name may be asked for.
+                if cached[1] or site is None:
+                    self._counts[site] = cached
+            return cached[1]
 
     def sites(self) -> dict[str, list[DayCount]]:
         """Per site, its days with articles, oldest first."""
@@ -227,7 +228,7 @@ def create_app(archive: Archive, allowed_hosts: Sequence[str] = LOOPBACK_NAMES) 
 
     def site_page(request: Request) -> Response:
         site = site_of(request)
-        days = view.sites().get(site)
+        days = view.counts(site)  # this site's files alone
         if not days:
             raise HTTPException(404, f"no articles of site {site}")
         return page(request, "site.html", site=site, days=list(reversed(days)),

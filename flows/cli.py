@@ -89,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     compact = commands.add_parser(
         "compact", parents=[common],
-        help="merge each closed day's catalog files (days before yesterday, UTC) into one "
-             "per site and day, with each article's latest row")
+        help="merge each closed day's catalog files (days before today, UTC, once 03:00 has "
+             "passed; before yesterday until then) into one per site and day, with each "
+             "article's latest row")
     compact.add_argument("--site", metavar="NAME", help="only this site")
     compact.set_defaults(func=cmd_compact)
     return parser

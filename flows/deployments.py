@@ -1,6 +1,6 @@
 """Deployments: one per configured site (``crawl/crawl-<site>``, on the site's cron
-``schedule``) plus ``backfill/backfill``, started by hand with ``site``, ``since`` and
-``until``.
+``schedule``), ``backfill/backfill``, started by hand with ``site``, ``since`` and
+``until``, and ``compact/compact``, the catalog's daily compaction.
 
 ``newsarchive serve`` runs them in its own process until stopped; ``newsarchive deploy
 --pool NAME`` registers the same deployments on a Prefect work pool, so that ``prefect
@@ -43,6 +43,7 @@ from prefect.settings import PREFECT_API_URL
 
 from flows import reclaim
 from flows.backfill import backfill
+from flows.compaction import COMPACT_SCHEDULE, compact_catalog
 from flows.crawl import crawl
 from flows.shutdown import Shutdown
 from spiders.interface import Config
@@ -55,6 +56,7 @@ class PrefectUnavailable(RuntimeError):
 
 
 BACKFILL_DEPLOYMENT = "backfill"
+COMPACT_DEPLOYMENT = "compact"
 
 
 def crawl_deployment_name(site: str) -> str:
@@ -63,7 +65,8 @@ def crawl_deployment_name(site: str) -> str:
 
 
 def build_deployments(config: Config, config_path: Path, archive_url: str) -> list[RunnerDeployment]:
-    """A crawl deployment per site of ``config``, on its schedule, and the backfill one."""
+    """A crawl deployment per site of ``config``, on its schedule, the backfill one, and
+    the catalog's compaction on :data:`flows.compaction.COMPACT_SCHEDULE`."""
     shared = {"config": str(config_path.resolve()), "archive": _absolute(archive_url)}
     deployments = [
         crawl.to_deployment(
@@ -86,6 +89,18 @@ def build_deployments(config: Config, config_path: Path, archive_url: str) -> li
         description="Archive what a site published in a date range: run with site, since "
                     "and until (YYYY-MM-DD); reprocess = none | failed | all; dry_run.",
         tags=[reclaim.TAG],
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    ))
+    deployments.append(compact_catalog.to_deployment(
+        name=COMPACT_DEPLOYMENT,
+        cron=COMPACT_SCHEDULE,
+        parameters={"archive": shared["archive"]},
+        description="Merge each closed day's catalog files into one per site and day, with "
+                    "each article's latest row (daily; as `newsarchive compact`).",
+        tags=[reclaim.TAG],
+        # Two at once would be safe, and the second one wasted work.
+        concurrency_limit=ConcurrencyLimitConfig(
+            limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
         entrypoint_type=EntrypointType.MODULE_PATH,
     ))
     return deployments

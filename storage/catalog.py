@@ -24,12 +24,17 @@ run's file too, in the same ``site=/date=`` folder (the date is the article's fo
 latest state is its *latest row*: the most ``versions`` (they are only ever added; a
 reprocessing adds one without a new fetch), then the latest ``fetched_at``, then the latest
 ``checked_at``; rows equal on all three (an alias added) go to the run file over the
-compacted one, then to the greater file name. :func:`read_catalog` returns that row alone.
+compacted one, then to the greater file name. :func:`read_catalog` returns that row alone;
+:class:`Catalog` lists the catalog once for readers that read it in parts, and lists it
+again when a compaction deleted a file it had listed.
 
-Files stay few: :func:`compact_catalog` (``newsarchive compact``) merges each closed day's
-files into one ``compacted-<hash>.parquet`` holding each article's latest row, and deletes
-the files it merged. A day then has its compacted file plus the run files written since,
-which readers merge as they merge run files.
+Files stay few: :func:`compact_catalog` (``newsarchive compact``, and ``serve`` every night)
+merges each closed day's files into one ``compacted-<hash>.parquet`` holding each article's
+latest row, and deletes the files it merged. A day then has its compacted file plus the
+run files written since, which readers merge as they merge run files. It also keeps, per
+site, ``catalog/site=<site>/_days.json`` (:data:`DAYS_SUMMARY`): each compacted day's file
+and :class:`DayFigures`, so that per-day figures over a long history read the open days
+only (:meth:`Catalog.summarized`).
 
 The columns are :class:`storage.record.Record`'s fields, written out with their Arrow types
 in :func:`catalog_schema`: a field added to the record needs its column added there (a test
@@ -46,7 +51,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -57,7 +62,7 @@ from storage.backends import Backend, archive_location
 from storage.errors import ArchiveAccessDenied, ArchiveError, InvalidKey, ObjectNotFound
 from storage.keys import day_of_meta_key, is_meta_key, validate_run_id, validate_site_name
 from storage.lazy import LazyModule
-from storage.record import Record, as_utc
+from storage.record import Extractor, Record, Version, as_utc
 
 # Imported on first use (storage.lazy): ``CatalogWriter.add`` writes JSON Lines, and pyarrow
 # is needed only when a run's catalog is written or read.
@@ -140,6 +145,7 @@ def catalog_schema() -> pa.Schema:
         ("meta_key", pa.string()),
         ("aliases", strings),
         ("near_duplicate_of", pa.string()),
+        ("duplicate_of", pa.string()),
         ("text_fingerprint", pa.string()),
         ("versions", pa.list_(pa.struct([
             ("fetched_at", timestamp),
@@ -276,6 +282,21 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def _file_row(record: Record, text: str | None) -> dict[str, Any]:
+    """A record and its text as one row of a catalog file."""
+    row = {c.name: c.convert(getattr(record, c.source)) for c in _record_columns()}
+    row[TEXT_COLUMN] = text
+    row[EXTRA_COLUMN] = _to_json(record.extra) if record.extra else None
+    return row
+
+
+def catalog_file_table(rows: Iterable[tuple[Record, str]]) -> pa.Table:
+    """Records and their texts as the table a run writes to a catalog file (one site and
+    date: the caller's to group), as :class:`CatalogWriter` writes it."""
+    return pa.Table.from_pylist([_file_row(record, text) for record, text in rows],
+                                schema=_file_schema())
+
+
 def catalog_key(site: str, day: date, run_id: str) -> str:
     """``catalog/site=<site>/date=<YYYY-MM-DD>/<run_id>.parquet`` (archive-relative). A run
     id that would read as a compacted file's name is refused."""
@@ -391,9 +412,7 @@ class CatalogWriter:
             text = data.pop(TEXT_COLUMN, None)
             record = Record.from_dict(data)
             group = (validate_site_name(record.site), archive_date(record, self.backend))
-            row = {c.name: c.convert(getattr(record, c.source)) for c in _record_columns()}
-            row[TEXT_COLUMN] = None if text is None else str(text)
-            row[EXTRA_COLUMN] = _to_json(record.extra) if record.extra else None
+            row = _file_row(record, None if text is None else str(text))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             # A torn last line (the process was killed mid-write) or a damaged one.
             logger.warning("%s line %d skipped: %s", self.path, number, exc)
@@ -497,47 +516,240 @@ def _keep_latest(table: pa.Table) -> pa.Table:
     return table.drop_columns(hidden)
 
 
+Columns = Sequence[str] | Mapping[str, "ds.Expression"]
+"""What a read returns: column names, or a projection (each name's expression, e.g.
+``{"title": ds.field("title"), "words": pc.utf8_length(ds.field("text"))}``)."""
+
+
+class Catalog:
+    """The catalog of one archive (a directory or ``s3://bucket/prefix``), or of one of its
+    sites, listed once and read in place, typed as :func:`catalog_schema`.
+
+    Listing is the one step whose cost grows with the number of files, whatever is read;
+    a reader that reads several parts of the catalog (search, day by day) lists it once.
+    On S3 the endpoint, region and credentials come from the standard ``AWS_*`` variables
+    (``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``, ``AWS_DEFAULT_REGION``,
+    ``AWS_ACCESS_KEY_ID``...), else the AWS SDK's default chain.
+    """
+
+    def __init__(self, archive_url: str, site: str | None = None) -> None:
+        self.archive_url = archive_url
+        self.site = None if site is None else validate_site_name(site)
+        self._filesystem, self._root = _catalog_location(archive_url)
+        self._parts: dict[tuple[str, date], list[tuple[str, int]]] = {}
+        self._summaries: set[str] = set()
+        self._list()
+
+    def _list(self) -> None:
+        """List the catalog's files (of :attr:`site` alone, when given) again: each
+        partition's paths and sizes, and the sites that have a summary."""
+        parts: dict[tuple[str, date], list[tuple[str, int]]] = {}
+        summaries: set[str] = set()
+        folder = self._root if self.site is None else f"{self._root}/site={self.site}"
+        try:
+            infos = self._filesystem.get_file_info(
+                pafs.FileSelector(folder, recursive=True, allow_not_found=True))
+        except (pa.ArrowException, OSError) as exc:
+            raise _read_error(self.archive_url, exc) from exc
+        for info in infos:
+            if info.type != pafs.FileType.File:
+                continue
+            relative = f"{CATALOG_ROOT}/" + info.path[len(self._root):].lstrip("/")
+            parsed = _parse_catalog_key(relative)
+            if parsed is not None:
+                site, day, name = parsed
+                # Hidden as pyarrow's discovery hides them: temporary files of writes.
+                if not name.startswith((".", "_")):
+                    parts.setdefault((site, day), []).append((info.path, info.size))
+            elif relative.endswith(f"/{DAYS_SUMMARY}") and relative.count("/") == 2:
+                summaries.add(relative.split("/")[1][len("site="):])
+        self._parts, self._summaries = parts, summaries
+
+    def partitions(self, site: str | None = None) -> list[tuple[str, date]]:
+        """The (site, date) partitions that have files (of ``site``), sorted."""
+        return sorted(p for p in self._parts if site is None or p[0] == site)
+
+    def files(self, partition: tuple[str, date]) -> list[str]:
+        """The file names of one (site, date) partition, sorted."""
+        return sorted(path.rsplit("/", 1)[-1] for path, _size in self._parts.get(partition, ()))
+
+    def summarized(self, site: str | None = None) -> dict[tuple[str, date], DayFigures]:
+        """The figures of the closed days (of ``site``) that are nothing but the compacted
+        file their site's summary names (:data:`DAYS_SUMMARY`): those days need not be read
+        for per-day figures. A day with a run file written since its compaction is not
+        among them. One small read per site."""
+        out: dict[tuple[str, date], DayFigures] = {}
+        for name in sorted({s for s, _ in self._parts if (site is None or s == site)
+                            and s in self._summaries}):
+            for day, entry in self._summary(name).items():
+                if self.files((name, day)) == [entry.file]:
+                    out[(name, day)] = entry.figures
+        return out
+
+    def _summary(self, site: str) -> dict[date, _SummaryEntry]:
+        path = f"{self._root}/site={site}/{DAYS_SUMMARY}"
+        try:
+            with self._filesystem.open_input_stream(path) as stream:
+                return _parse_summary(stream.read())
+        except FileNotFoundError:
+            return {}
+        except ValueError as exc:  # damaged: the files are read instead
+            logger.warning("catalog summary %s ignored: %s", path, exc)
+            return {}
+        except (pa.ArrowException, OSError) as exc:
+            raise _read_error(self.archive_url, exc) from exc
+
+    def read(self, *, filter: ds.Expression | None = None, columns: Columns | None = None,
+             latest: bool = True,
+             partitions: Iterable[tuple[str, date]] | None = None) -> pa.Table:
+        """The rows (``latest``: each article's latest row, see the module's docstring; else
+        every row of every file) that ``filter`` keeps, of every partition or of
+        ``partitions`` only, with ``columns`` (all by default).
+
+        ``filter`` is a ``pyarrow.dataset`` expression, e.g. ``ds.field("site") == "cbc"``
+        or ``ds.field("date") >= datetime.date(2024, 5, 1)``; partition filters skip whole
+        folders. The latest row is chosen among the rows the filter keeps: a filter on other
+        columns (``title``...) may keep an article's older row whose latest does not match
+        (a projection can test a column instead, leaving every row in). Columns written by
+        a newer version than this one are not returned.
+        """
+        schema = catalog_schema()
+        projection = ({name: ds.field(name) for name in schema.names} if columns is None
+                      else dict(columns) if isinstance(columns, Mapping)
+                      else {name: ds.field(name) for name in columns})
+        partitions = (sorted(self._parts) if partitions is None
+                      else list(dict.fromkeys(partitions)))
+        for attempt in range(1, RELISTS + 2):
+            try:
+                tables = [self._read_files(chunk, schema, projection, filter, latest)
+                          for chunk in self._chunks(partitions)]
+                break
+            except (pa.ArrowException, OSError, KeyError) as exc:
+                if not (_vanished(exc) and attempt <= RELISTS):
+                    raise _read_error(self.archive_url, exc) from exc
+                # A compaction deleted a file after this listing; what it held is in the
+                # compacted file written before, which a new listing finds.
+                logger.info("catalog file gone while being read (compacted?): listing again")
+                self._list()
+        tables = [table for table in tables if table.num_rows]
+        if not tables:
+            return self._empty(projection)
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+    def _chunks(self, partitions: list[tuple[str, date]]
+                ) -> Iterator[list[tuple[str, int, tuple[str, date]]]]:
+        """The files of ``partitions`` (path, size, partition), a few whole partitions at a
+        time (about :data:`FILES_PER_READ` files)."""
+        chunk: list[tuple[str, int, tuple[str, date]]] = []
+        for partition in partitions:
+            chunk += [(path, size, partition) for path, size in self._parts.get(partition, ())]
+            if len(chunk) >= FILES_PER_READ:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    def _read_files(self, files: list[tuple[str, int, tuple[str, date]]], schema: pa.Schema,
+                    projection: dict[str, ds.Expression], filter: ds.Expression | None,
+                    latest: bool) -> pa.Table:
+        """The rows of ``files`` (whole partitions: an article's rows are all in one), each
+        article's latest alone if ``latest``, in buffers of their own."""
+        file_format = ds.ParquetFileFormat()
+        fragments = [file_format.make_fragment(
+                         path, self._filesystem, file_size=size,
+                         partition_expression=(ds.field("site") == site) & (ds.field("date") == day))
+                     for path, size, (site, day) in files]
+        dataset = ds.FileSystemDataset(fragments, schema, file_format, self._filesystem)
+        if not latest:
+            return dataset.to_table(filter=filter, columns=projection).combine_chunks()
+        tagged = [(t.record_batch, t.fragment.path.rsplit("/", 1)[-1])
+                  for t in dataset.scanner(
+                      filter=filter, columns=projection | _latest_key_projection()).scan_batches()]
+        if not tagged:
+            return self._empty(projection)
+        rank = _source_rank(name for _, name in tagged)
+        batches = [batch.append_column(_SOURCE, pa.repeat(pa.scalar(rank[name], pa.int32()),
+                                                          batch.num_rows))
+                   for batch, name in tagged]
+        # Copied out: the scan's batches hold on to each file's buffers and metadata.
+        return _keep_latest(pa.Table.from_batches(batches)).combine_chunks()
+
+    def _empty(self, projection: Mapping[str, ds.Expression]) -> pa.Table:
+        """No rows, with the columns of ``projection`` typed as a read would give them."""
+        try:
+            empty = ds.dataset(catalog_schema().empty_table())
+            return empty.to_table(columns=dict(projection))
+        except (pa.ArrowException, KeyError) as exc:
+            raise _read_error(self.archive_url, exc) from exc
+
+
+FILES_PER_READ = 500
+"""Files a read scans at once (whole partitions): a scan holds each file's metadata until it
+ends (a few hundred kilobytes with the catalog's columns), so a year of run files is read
+in parts, each part's rows copied out and the rest let go."""
+
+RELISTS = 5
+"""Times a read lists the catalog again when a file it listed is gone (each time, a
+compaction merged a day the read had listed)."""
+
+# How pyarrow says a file is gone: FileNotFoundError for a local one; on S3 an OSError
+# naming the AWS error (its only form, see _S3_REFUSALS below).
+_GONE = ("NoSuchKey", "NO_SUCH_KEY", "Path does not exist", "HTTP status 404",
+         "specified key does not exist",
+         "RESOURCE_NOT_FOUND")
+
+
+def _vanished(exc: BaseException) -> bool:
+    """Whether ``exc`` says a file that was listed is no longer there."""
+    return isinstance(exc, FileNotFoundError) or (
+        isinstance(exc, OSError) and exc.errno is None and any(g in str(exc) for g in _GONE))
+
+
 def read_catalog(archive_url: str, *, filter: ds.Expression | None = None,
-                 columns: Sequence[str] | None = None, latest: bool = True) -> pa.Table:
+                 columns: Columns | None = None, latest: bool = True) -> pa.Table:
     """The catalog of the archive at ``archive_url`` (a directory or ``s3://bucket/prefix``),
     read in place, typed as :func:`catalog_schema`: one row per article, its latest (see
-    the module's docstring), unless ``latest`` is false (every row of every file).
+    the module's docstring), unless ``latest`` is false (every row of every file). See
+    :meth:`Catalog.read` for ``filter`` and ``columns``."""
+    return Catalog(archive_url).read(filter=filter, columns=columns, latest=latest)
 
-    ``filter`` is a ``pyarrow.dataset`` expression, e.g. ``ds.field("site") == "cbc"`` or
-    ``ds.field("date") >= datetime.date(2024, 5, 1)``; partition filters skip whole
-    folders. The latest row is chosen among the rows the filter keeps: a filter on other
-    columns (``title``...) may keep an article's older row whose latest does not match.
-    ``columns`` selects columns. On S3 the endpoint, region and credentials come
-    from the standard ``AWS_*`` variables (``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``,
-    ``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID``...), else the AWS SDK's default chain.
-    Columns written by a newer version than this one are not returned.
-    """
-    filesystem, root = _catalog_location(archive_url)
-    schema = catalog_schema()
-    wanted = schema.names if columns is None else list(columns)
-    try:
-        if filesystem.get_file_info(root).type == pafs.FileType.NotFound:
-            return schema.empty_table().select(wanted)
-        dataset = ds.dataset(
-            root, filesystem=filesystem, format="parquet", schema=schema,
-            partitioning=ds.partitioning(
-                pa.schema([pa.field("site", pa.string()), pa.field("date", pa.date32())]),
-                flavor="hive"),
-        )
-        if not latest:
-            return dataset.to_table(filter=filter, columns=wanted)
-        projection = {name: ds.field(name) for name in wanted} | _latest_key_projection()
-        tagged = [(t.record_batch, t.fragment.path.rsplit("/", 1)[-1])
-                  for t in dataset.scanner(filter=filter, columns=projection).scan_batches()]
-    except (pa.ArrowException, OSError, KeyError) as exc:
-        raise _read_error(archive_url, exc) from exc
-    if not tagged:
-        return schema.empty_table().select(wanted)
-    rank = _source_rank(name for _, name in tagged)
-    batches = [batch.append_column(_SOURCE, pa.repeat(pa.scalar(rank[name], pa.int32()),
-                                                      batch.num_rows))
-               for batch, name in tagged]
-    return _keep_latest(pa.Table.from_batches(batches))
+
+RECORD_COLUMNS = tuple(name for name in (f.name for f in dataclasses.fields(Record))
+                       if name != "extra")
+"""The catalog columns :func:`record_from_row` needs besides the offsets and ``extra_json``."""
+
+
+def record_columns() -> list[str]:
+    """The columns a read needs to rebuild records (:func:`record_from_row`): every column
+    but ``text`` and ``date``."""
+    return [name for name in catalog_schema().names if name not in (TEXT_COLUMN, "date")]
+
+
+def record_from_row(row: Mapping[str, Any]) -> Record:
+    """The record a catalog row (a dict of :func:`record_columns`, as ``to_pylist`` gives
+    it) was written from: the inverse of the writer's conversion. ``published`` and
+    ``modified`` get back their publisher's offset (naive, as they were, when the row
+    kept none), the other times are UTC, as the crawl writes them; fields this version
+    does not know come back from ``extra_json``."""
+    values: dict[str, Any] = {name: row.get(name) for name in RECORD_COLUMNS}
+    for name in OFFSET_FIELDS:
+        moment, offset = values[name], row.get(f"{name}_offset_minutes")
+        if moment is not None:
+            values[name] = (moment.replace(tzinfo=None) if offset is None
+                            else moment.astimezone(timezone(timedelta(minutes=offset))))
+    for name in ("authors", "aliases", "tags"):
+        values[name] = tuple(values[name] or ())
+    values["metadata_sources"] = dict(values["metadata_sources"] or ())
+    values["extractor"] = Extractor(**values["extractor"])
+    # A version's null field (one written before the field existed) takes its default.
+    values["versions"] = tuple(Version(**{k: v for k, v in version.items() if v is not None})
+                               for version in values["versions"] or ())
+    for name, field_ in ((f.name, f) for f in dataclasses.fields(Record)):
+        if values.get(name) is None and field_.default is not dataclasses.MISSING:
+            values[name] = field_.default  # a column added after the row was written
+    extra = row.get(EXTRA_COLUMN)
+    values["extra"] = json.loads(extra) if extra else {}
+    return Record(**values)
 
 
 # pyarrow raises every S3 error as a plain OSError, with no errno and no subclass that would
@@ -606,6 +818,99 @@ def s3_filesystem():
 # -- compaction ----------------------------------------------------------------------------
 
 
+DAYS_SUMMARY = "_days.json"
+"""Name of a site's summary of its compacted days (``catalog/site=<site>/_days.json``): each
+day's compacted file and :class:`DayFigures`, so that per-day figures need not open the
+files of closed days. Its leading ``_`` hides it from pyarrow's, Hive's, Athena's and
+Spark's discovery of the dataset, and it is no ``.parquet`` file for DuckDB's globs."""
+
+FIGURE_COLUMNS = ("site", "date", "title", "authors", "published")
+"""The columns :func:`day_figures` reads."""
+
+
+@dataclass(frozen=True)
+class DayFigures:
+    """How many articles (latest rows) one site has under one date, and how well their
+    metadata came out."""
+
+    articles: int
+    """Articles."""
+    with_published: int
+    """Of those, articles with a publication date."""
+    with_authors: int
+    """Of those, articles with at least one author."""
+    with_title: int
+    """Of those, articles with a non-empty title."""
+
+
+def day_figures(rows: pa.Table) -> dict[tuple[str, date], DayFigures]:
+    """Per (site, date), the figures of ``rows``: latest rows with :data:`FIGURE_COLUMNS`."""
+    if rows.num_rows == 0:
+        return {}
+    flags = _figure_flags(rows).append_column("site", rows["site"]).append_column(
+        "date", rows["date"])
+    grouped = flags.group_by(["site", "date"]).aggregate(
+        [("published", "count"), ("published", "sum"), ("authors", "sum"), ("title", "sum")])
+    return {(row["site"], row["date"]): DayFigures(
+                articles=row["published_count"], with_published=row["published_sum"],
+                with_authors=row["authors_sum"], with_title=row["title_sum"])
+            for row in grouped.to_pylist()}
+
+
+def _figure_flags(rows: pa.Table) -> pa.Table:
+    """1 or 0 per row: has a publication date, an author, a title."""
+    return pa.table({
+        "published": pc.cast(pc.is_valid(rows["published"]), pa.int64()),
+        "authors": pc.cast(pc.greater(pc.fill_null(pc.list_value_length(rows["authors"]), 0),
+                                      0), pa.int64()),
+        "title": pc.cast(pc.greater(pc.fill_null(pc.utf8_length(rows["title"]), 0), 0),
+                         pa.int64()),
+    })
+
+
+def _one_day_figures(rows: pa.Table) -> DayFigures:
+    """The figures of ``rows`` (one day's latest rows, with title, authors and published)."""
+    flags = _figure_flags(rows)
+    return DayFigures(articles=rows.num_rows,
+                      with_published=pc.sum(flags["published"]).as_py() or 0,
+                      with_authors=pc.sum(flags["authors"]).as_py() or 0,
+                      with_title=pc.sum(flags["title"]).as_py() or 0)
+
+
+def days_summary_key(site: str) -> str:
+    """``catalog/site=<site>/_days.json`` (archive-relative)."""
+    return f"{CATALOG_ROOT}/site={validate_site_name(site)}/{DAYS_SUMMARY}"
+
+
+@dataclass(frozen=True)
+class _SummaryEntry:
+    """One compacted day of a site's summary."""
+
+    file: str
+    """The day's compacted file (its name)."""
+    figures: DayFigures
+    """Its figures."""
+
+
+def _parse_summary(data: bytes) -> dict[date, _SummaryEntry]:
+    """A summary's entries; raises ValueError for one that does not parse."""
+    try:
+        days = json.loads(data)["days"]
+        return {date.fromisoformat(day): _SummaryEntry(
+                    file=str(entry["file"]),
+                    figures=DayFigures(**{f.name: int(entry[f.name])
+                                          for f in dataclasses.fields(DayFigures)}))
+                for day, entry in days.items()}
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"not a catalog summary: {exc}") from exc
+
+
+def _summary_json(entries: dict[date, _SummaryEntry]) -> bytes:
+    return json.dumps({"days": {
+        day.isoformat(): {"file": entry.file, **dataclasses.asdict(entry.figures)}
+        for day, entry in sorted(entries.items())}}, indent=0).encode()
+
+
 @dataclass(frozen=True)
 class SiteCompaction:
     """What :func:`compact_catalog` did to one site's catalog."""
@@ -623,17 +928,24 @@ class SiteCompaction:
     """Its files once compaction was done (files written since the listing not counted)."""
 
 
+CLOSED_AFTER = timedelta(hours=3)
+"""How long after its end (midnight UTC) a day counts as closed, for compaction."""
+
+
 def default_compaction_cutoff(now: datetime | None = None) -> date:
-    """The first day :func:`compact_catalog` leaves alone by default: yesterday (UTC).
+    """The first day :func:`compact_catalog` leaves alone by default: the day
+    :data:`CLOSED_AFTER` ago (UTC), so today, and yesterday until 03:00.
 
     Today's partition takes a run file from every crawl: compacting it would rewrite a
-    growing file every time and still leave it open. Yesterday's still receives the files of
-    crawls that started before midnight and close after it, and of killed crawls whose
-    rows the next one recovers. Compacting it would be safe (a file written after the
-    listing is kept and merged next time) but wasted work: it waits one more day.
+    growing file every time and still leave it open. Yesterday's still receives, for a
+    while after midnight, the files of crawls that started before and close after it, and
+    of killed crawls whose rows the next one recovers; three hours on, those have come
+    (``serve`` compacts at 03:15, see :mod:`flows.compaction`), and a file that comes later
+    still is merged by the next compaction (compaction is safe against late files). Every
+    day but today is then one file per site, which readers need not open.
     """
     now = now or datetime.now(timezone.utc)
-    return as_utc(now).date() - timedelta(days=1)
+    return (as_utc(now) - CLOSED_AFTER).date()
 
 
 def compact_catalog(backend: Backend, *, site: str | None = None, before: date | None = None,
@@ -674,17 +986,56 @@ def compact_catalog(backend: Backend, *, site: str | None = None, before: date |
         closed = days.get(key_site, {})
         todo = {day: sorted(keys) for day, keys in sorted(closed.items())
                 if not (len(keys) == 1 and _is_compacted(keys[0]))}
+        summary = _read_summary(backend, key_site)
+        entries = {day: entry for day, entry in summary.items() if day in closed}
         compacted = removed = 0
         for done, (day, keys) in enumerate(todo.items(), 1):
-            if _compact_day(backend, key_site, day, keys):
+            result = _compact_day(backend, key_site, day, keys)
+            if result is not None:
                 compacted += 1
                 removed += len(keys) - 1
+                entries[day] = result
             if progress is not None:
                 progress(key_site, done, len(todo))
+        # Days compacted before the summary knew them (by a compaction killed before it
+        # wrote the summary, or by two at once, the last one's summary winning): once.
+        for day, keys in closed.items():
+            name = keys[0].rsplit("/", 1)[-1]
+            if day not in todo and (day not in entries or entries[day].file != name):
+                figures = _figures_of_file(backend, keys[0])
+                if figures is not None:
+                    entries[day] = _SummaryEntry(name, figures)
+        if entries != summary:
+            backend.put(days_summary_key(key_site), _summary_json(entries),
+                        content_type="application/json")
         out.append(SiteCompaction(site=key_site, closed_days=len(closed),
                                   days_compacted=compacted, files_before=files[key_site],
                                   files_after=files[key_site] - removed))
     return out
+
+
+def _read_summary(backend: Backend, site: str) -> dict[date, _SummaryEntry]:
+    """A site's summary of its compacted days (empty when it has none, or a damaged one:
+    compaction writes it anew)."""
+    try:
+        return _parse_summary(backend.get(days_summary_key(site)))
+    except ObjectNotFound:
+        return {}
+    except ValueError as exc:
+        logger.warning("catalog summary of %s ignored and written again: %s", site, exc)
+        return {}
+
+
+def _figures_of_file(backend: Backend, key: str) -> DayFigures | None:
+    """The figures of a compacted file (one row per article), or None if it is gone."""
+    try:
+        table = pq.ParquetFile(pa.BufferReader(backend.get(key))).read(
+            columns=["title", "authors", "published"])
+    except ObjectNotFound:
+        return None
+    except (pa.ArrowException, OSError) as exc:
+        raise ArchiveError(f"cannot read {key}: {exc}") from exc
+    return _one_day_figures(table)
 
 
 def compacted_key(site: str, day: date, merged: Sequence[str]) -> str:
@@ -712,25 +1063,27 @@ def _is_compacted(key: str) -> bool:
     return key.rsplit("/", 1)[-1].startswith(COMPACTED_PREFIX)
 
 
-def _compact_day(backend: Backend, site: str, day: date, keys: list[str]) -> bool:
-    """Merge ``keys`` (one site and day) into one compacted file, then delete them; False
-    (nothing written) when the day is left for later."""
+def _compact_day(backend: Backend, site: str, day: date,
+                 keys: list[str]) -> _SummaryEntry | None:
+    """Merge ``keys`` (one site and day) into one compacted file, then delete them; returns
+    the file's name and figures, or None (nothing written) when the day is left for later."""
     schema = _file_schema()
     tables = []
     try:
         for key in keys:
-            table = pq.read_table(pa.BufferReader(backend.get(key)))
+            # One file: ParquetFile, without the dataset machinery of pq.read_table.
+            table = pq.ParquetFile(pa.BufferReader(backend.get(key))).read()
             unknown = set(table.column_names) - set(schema.names)
             if unknown:
                 logger.warning("catalog %s %s not compacted: %s has columns this version does "
                                "not know (%s)", site, day, key, ", ".join(sorted(unknown)))
-                return False
+                return None
             name = key.rsplit("/", 1)[-1]
             tables.append((name, _conformed(table, schema)))
     except ObjectNotFound:
         logger.info("catalog %s %s changed while being read (another compaction?): "
                     "left for the next", site, day)
-        return False
+        return None
     except (pa.ArrowException, OSError) as exc:
         raise ArchiveError(f"cannot compact the catalog of {site} {day}: {exc}") from exc
     rank = _source_rank(name for name, _ in tables)
@@ -748,7 +1101,7 @@ def _compact_day(backend: Backend, site: str, day: date, keys: list[str]) -> boo
             backend.delete(key)
     logger.info("catalog %s %s: %d file(s) compacted into %s (%d rows)",
                 site, day, len(keys), target, latest.num_rows)
-    return True
+    return _SummaryEntry(target.rsplit("/", 1)[-1], _one_day_figures(latest))
 
 
 def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:

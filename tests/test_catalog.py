@@ -9,6 +9,9 @@ import io
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
 import threading
 import types
 import typing
@@ -16,6 +19,7 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -25,6 +29,7 @@ import pytest
 from storage import Archive, ArchiveError, InvalidArchiveURL, LocalBackend, Record, S3Backend
 from storage.catalog import (
     CATALOG_ROOT,
+    DAYS_SUMMARY,
     OFFSET_FIELDS,
     PARQUET_CONTENT_TYPE,
     CatalogWriter,
@@ -36,6 +41,7 @@ from storage.catalog import (
     recover_pending,
 )
 from storage.record import Version
+from tests.conftest import REPO_ROOT
 from tests.test_storage import make_record, sha256
 
 SITES = ("alpha", "beta")
@@ -526,6 +532,34 @@ def test_documented_pyarrow_query_against_s3(s3_archive, tmp_path):
     assert dataset.to_table().num_rows == 6
 
 
+def test_the_readmes_duckdb_query_gives_each_articles_latest_row(tmp_path, monkeypatch):
+    """The README's one-line DuckDB query, read out of the README and run as written from
+    the directory holding ``archive/``: one row per article, the one read_catalog picks
+    (more versions, a later fetch, a run file over the compacted one), before compaction
+    and after it with a late run file beside a compacted day."""
+    duckdb = pytest.importorskip("duckdb")
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    catalog_paragraph = readme[readme.index("- **Catalog**"):readme.index("- **Run manifests**")]
+    (query,) = re.findall(r"```sql\n\s*(.+?)\n\s*```", catalog_paragraph, re.S)
+    assert "\n" not in query  # one line
+    backend = LocalBackend(tmp_path / "archive")
+    latest = write_history(backend, tmp_path)  # two and three versions of some articles
+    monkeypatch.chdir(tmp_path)
+
+    def run() -> pa.Table:
+        return duckdb.connect().sql(query).to_arrow_table()
+
+    table = run()
+    assert set(table.column_names) == set(catalog_schema().names)
+    assert_latest_rows(table, latest)
+    compact_catalog(backend, before=CLOSED)
+    record, _ = next(v for v in latest.values() if expected_date(v[0]) < CLOSED)
+    latest[record.id] = newer_version(record, "a late version", 5)
+    write_run(backend, tmp_path, "20240530T000000Z-late", [latest[record.id]])
+    assert_latest_rows(run(), latest)
+    assert sorted(run()["id"].to_pylist()) == sorted(read_catalog(backend.url)["id"].to_pylist())
+
+
 # -- reading: what an archive URL means, and errors by kind ----------------------------------
 
 
@@ -654,9 +688,11 @@ def write_history(backend, tmp_path) -> dict[str, tuple[Record, str]]:
 
 
 def catalog_files(backend) -> dict[tuple[str, str], list[str]]:
-    """The catalog's file names per (site, date)."""
+    """The catalog's file names per (site, date) (its sites' summaries aside)."""
     out: dict[tuple[str, str], list[str]] = {}
     for key in backend.iter_keys(CATALOG_ROOT + "/"):
+        if key.endswith("/" + DAYS_SUMMARY):
+            continue
         _, site, day, name = key.split("/")
         out.setdefault((site.removeprefix("site="), day.removeprefix("date=")), []).append(name)
     return {k: sorted(v) for k, v in out.items()}
@@ -678,6 +714,22 @@ def test_read_catalog_gives_each_articles_latest_row(backend, tmp_path):
     assert alpha.column_names == ["id", "text"]
     assert dict(zip(alpha["id"].to_pylist(), alpha["text"].to_pylist())) == {
         i: t for i, (r, t) in latest.items() if r.site == "alpha"}
+
+
+def test_records_come_back_from_their_catalog_rows(backend, tmp_path):
+    """``ls`` prints records read from the catalog: each latest row gives back the record it
+    was written from, its publisher's offsets and its unknown fields too."""
+    from storage.catalog import record_columns, record_from_row
+
+    latest = write_history(backend, tmp_path)
+    record, text = next(iter(latest.values()))
+    newer = replace(record, extra={"future_field": {"x": [1, 2]}}, paywalled=True,
+                    published=record.published.replace(tzinfo=None))  # a naive time stays so
+    write_run(backend, tmp_path, "20240530T000000Z-extra", [(newer, text)])
+    latest[record.id] = (newer, text)
+    rows = read_catalog(backend.url, columns=record_columns()).to_pylist()
+    assert {row["id"]: record_from_row(row).to_dict() for row in rows} == {
+        record_id: record.to_dict() for record_id, (record, _) in latest.items()}
 
 
 def test_compaction_leaves_one_file_per_closed_day_with_each_articles_latest_row(
@@ -703,6 +755,20 @@ def test_compaction_leaves_one_file_per_closed_day_with_each_articles_latest_row
     assert_latest_rows(read_catalog(backend.url), latest)
     assert [(r.site, r.closed_days, r.days_compacted) for r in results] == [
         ("alpha", 2, 2), ("beta", 2, 2)]
+    # Each site's summary names its closed days' compacted files, with their figures.
+    for site in SITES:
+        summary = json.loads(backend.get(f"{CATALOG_ROOT}/site={site}/{DAYS_SUMMARY}"))
+        closed = {day: names for (s, day), names in after.items()
+                  if s == site and date.fromisoformat(day) < CLOSED}
+        assert {day: entry["file"] for day, entry in summary["days"].items()} == {
+            day: names[0] for day, names in closed.items()}
+        for day, entry in summary["days"].items():
+            rows = [r for r, _ in latest.values()
+                    if r.site == site and f"{expected_date(r):%Y-%m-%d}" == day]
+            assert entry == {"file": closed[day][0], "articles": len(rows),
+                             "with_published": sum(r.published is not None for r in rows),
+                             "with_authors": sum(bool(r.authors) for r in rows),
+                             "with_title": sum(bool(r.title) for r in rows)}
     for result in results:
         site_before = sum(len(v) for (s, _), v in before.items() if s == result.site)
         site_after = sum(len(v) for (s, _), v in after.items() if s == result.site)
@@ -724,6 +790,21 @@ class _Counted:
             monkeypatch.setattr(backend, name, counted)
 
 
+def test_a_day_is_closed_three_hours_after_it_ends():
+    """Compaction's default cut-off: yesterday is closed from 03:00 UTC (serve compacts at
+    03:15), today never."""
+    from storage.catalog import default_compaction_cutoff
+
+    may_21 = date(2024, 5, 21)
+    assert default_compaction_cutoff(datetime(2024, 5, 21, 2, 59, tzinfo=timezone.utc)) \
+        == may_21 - timedelta(days=1)
+    assert default_compaction_cutoff(datetime(2024, 5, 21, 3, 15, tzinfo=timezone.utc)) \
+        == may_21
+    # 03:15 in UTC+5 is 22:15 UTC the day before.
+    assert default_compaction_cutoff(
+        datetime(2024, 5, 21, 3, 15, tzinfo=timezone(timedelta(hours=5)))) == may_21 - timedelta(days=1)
+
+
 def test_compaction_again_makes_no_request_beyond_the_listing(backend, tmp_path, monkeypatch):
     write_history(backend, tmp_path)
     compact_catalog(backend, before=CLOSED)
@@ -732,7 +813,7 @@ def test_compaction_again_makes_no_request_beyond_the_listing(backend, tmp_path,
 
     results = compact_catalog(backend, before=CLOSED)
 
-    assert counted.calls == {}
+    assert counted.calls == {"get": 2}  # each site's summary of its compacted days
     assert catalog_files(backend) == files
     assert [r.days_compacted for r in results] == [0, 0]
     assert [r.files_before - r.files_after for r in results] == [0, 0]
@@ -768,27 +849,162 @@ def test_a_run_file_written_after_the_listing_stays_and_is_read(backend, tmp_pat
     assert_latest_rows(read_catalog(backend.url), latest)
 
 
-class Killed(BaseException):
-    """The compaction's process dying at a given point."""
+def test_compaction_under_concurrent_crawls_loses_no_row(backend, tmp_path):
+    """Three writers close runs into the same closed days (two new articles a run, and a
+    new version of one of their earlier ones) while two compactions run again and again
+    and a reader reads the catalog: no compaction or read fails, and at the end every
+    article's latest row is there, each closed day one file."""
+    archive = Archive(backend)
+    runs = 12 if isinstance(backend, LocalBackend) else 5
+    latest: dict[str, tuple[Record, str]] = {}
+    lock = threading.Lock()
+    writing = threading.Event()
+    writing.set()
+    failures: list[BaseException] = []
+
+    def writer(number: int) -> None:
+        mine: dict[str, tuple[Record, str]] = {}
+        for run in range(runs):
+            rows = []
+            for k in range(2):
+                n = 1000 * (number + 1) + 10 * run + k
+                text = f"writer {number}, run {run}, article {k}"
+                rows.append((catalog_record(archive, n, site=SITES[k], published=PUBLISHED[k],
+                                            text=text), text))
+            if mine:  # a new version of an article of this writer's first run
+                record, _ = mine[sorted(mine)[run % len(mine)]]
+                rows.append(newer_version(record, f"writer {number}, version {run}",
+                                          len(record.versions)))
+            write_run(backend, tmp_path / f"writer-{number}",
+                      f"20240601T{number:02d}{run:04d}Z-writer", rows)
+            mine |= {record.id: (record, text) for record, text in rows}
+        with lock:
+            latest.update(mine)
+
+    def again_and_again(work) -> None:
+        try:
+            while writing.is_set():
+                work()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            failures.append(exc)
+
+    writers = [threading.Thread(target=writer, args=(n,)) for n in range(3)]
+    others = [threading.Thread(target=again_and_again,
+                               args=(lambda: compact_catalog(backend, before=CLOSED),))
+              for _ in range(2)]
+    others.append(threading.Thread(target=again_and_again,
+                                   args=(lambda: read_catalog(backend.url),)))
+    for thread in others + writers:
+        thread.start()
+    for thread in writers:
+        thread.join(timeout=600)
+    writing.clear()
+    for thread in others:
+        thread.join(timeout=600)
+
+    assert not failures, failures
+    assert len(latest) == 3 * runs * 2
+    assert_latest_rows(read_catalog(backend.url), latest)
+    compact_catalog(backend, before=CLOSED)
+    for (_site, _day), names in catalog_files(backend).items():
+        assert len(names) == 1 and names[0].startswith("compacted-"), names
+    assert_latest_rows(read_catalog(backend.url), latest)
+
+
+class DeleteHoldingProxy:
+    """An HTTP proxy on 127.0.0.1 in front of moto that forwards every request but the
+    DELETE number ``hold`` + 1, which it keeps waiting (never forwarded): a compaction
+    running through it stops right after writing a compacted file and ``hold`` deletes,
+    where the test kills its process."""
+
+    def __init__(self, target: str, hold: int) -> None:
+        import http.client
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        host, port = urlsplit(target).netloc.split(":")
+        proxy = self
+        self.held = threading.Event()
+        self.released = threading.Event()
+        self._deletes = 0
+        self._lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if self.command == "DELETE":
+                    with proxy._lock:
+                        proxy._deletes += 1
+                        number = proxy._deletes
+                    if number == hold + 1:
+                        proxy.held.set()
+                        proxy.released.wait(120)
+                        self.close_connection = True
+                        return
+                upstream = http.client.HTTPConnection(host, int(port), timeout=60)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() != "expect"}
+                    upstream.request(self.command, self.path, body=body, headers=headers)
+                    answer = upstream.getresponse()
+                    data = answer.read()
+                finally:
+                    upstream.close()
+                self.send_response(answer.status, answer.reason)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("transfer-encoding", "connection"):
+                        self.send_header(name, value)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+            def log_message(self, format, *args) -> None:  # noqa: A002
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> DeleteHoldingProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.released.set()
+        self._server.shutdown()
+        self._server.server_close()
 
 
 @pytest.mark.parametrize("deleted_before_the_kill", [0, 1])
 def test_a_killed_compaction_leaves_a_catalog_that_reads_the_same(
-        backend, tmp_path, monkeypatch, deleted_before_the_kill):
+        s3_archive, tmp_path, deleted_before_the_kill):
+    """``newsarchive compact`` in a process of its own, killed (SIGKILL) once it has written
+    the first day's compacted file and deleted none, or one, of the files it merged: the
+    catalog reads the same rows, and the next compaction finishes the job."""
+    backend = S3Backend(s3_archive.bucket, s3_archive.prefix)
     latest = write_history(backend, tmp_path)
-    delete = backend.delete
-    deleted = []
-
-    def delete_then_die(key):
-        if len(deleted) == deleted_before_the_kill:
-            raise Killed
-        deleted.append(key)
-        delete(key)
-
-    monkeypatch.setattr(backend, "delete", delete_then_die)
-    with pytest.raises(Killed):
-        compact_catalog(backend, before=CLOSED)
-    monkeypatch.setattr(backend, "delete", delete)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSARCHIVE_")}
+    with DeleteHoldingProxy(s3_archive.endpoint, hold=deleted_before_the_kill) as proxy:
+        compaction = subprocess.Popen(
+            [sys.executable, "-m", "flows", "compact", "--archive", s3_archive.url],
+            cwd=tmp_path, env={**env, **s3_archive.env, "AWS_ENDPOINT_URL": proxy.url,
+                               "PYTHONPATH": str(REPO_ROOT)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            if not proxy.held.wait(120):  # a hang guard
+                raise AssertionError(compaction.stderr.read().decode()[-3000:])
+            compaction.send_signal(signal.SIGKILL)
+            assert compaction.wait(timeout=60) == -signal.SIGKILL
+        finally:
+            compaction.kill()
+            compaction.stderr.close()
 
     # The first closed day has its compacted file beside the run files not yet deleted.
     first_day = catalog_files(backend)[("alpha", f"{DATES[0]:%Y-%m-%d}")]

@@ -32,6 +32,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.backfill import batch_label, batches, partition_state_name, should_run
 from storage import Archive
+from storage.catalog import default_compaction_cutoff
 from tests.conftest import REPO_ROOT, local_site_config, write_sites_file
 from tests.newssite import HOLD_LIMIT_SECONDS, NewsSite
 
@@ -143,8 +144,9 @@ def test_backfill_archives_exactly_the_in_range_articles_once(corpus, run_cli, t
 
 def test_serve_registers_a_deployment_per_site_and_runs_them(corpus, tmp_path):
     """`newsarchive serve` with no PREFECT_API_URL starts its own Prefect server, registers
-    `crawl/crawl-<site>` on each site's cron schedule and `backfill/backfill`, runs what the
-    API starts, answers the Dockerfile's health check, and stops both on SIGTERM."""
+    `crawl/crawl-<site>` on each site's cron schedule, `backfill/backfill` and the catalog's
+    daily `compact/compact`, runs what the API starts (the compaction too: it compacts),
+    answers the Dockerfile's health check, and stops both on SIGTERM."""
     first, second = corpus[:4], [p for p in corpus[4:] if SINCE <= published_day(p) <= UNTIL]
     port, runner_port = free_port(), free_port()
     archive = tmp_path / "archive"
@@ -167,15 +169,16 @@ def test_serve_registers_a_deployment_per_site_and_runs_them(corpus, tmp_path):
                 with get_client(sync_client=True) as client:
                     deployments = wait_for(lambda: _deployments(client, serve, tmp_path), 180,
                                            "serve to register its deployments")
-                    assert sorted(deployments) == ["backfill/backfill", "crawl/crawl-served-a",
-                                                   "crawl/crawl-served-b"]
+                    assert sorted(deployments) == ["backfill/backfill", "compact/compact",
+                                                   "crawl/crawl-served-a", "crawl/crawl-served-b"]
                     schedules = {name: [s.schedule.cron for s in d.schedules]
                                  for name, d in deployments.items()}
                     assert schedules == {"crawl/crawl-served-a": ["17 3 * * *"],
                                          "crawl/crawl-served-b": ["*/45 * * * 1-5"],
-                                         "backfill/backfill": []}
+                                         "backfill/backfill": [], "compact/compact": ["15 3 * * *"]}
                     assert all(d.schedules[0].active for n, d in deployments.items()
-                               if n.startswith("crawl/"))
+                               if n.startswith(("crawl/", "compact/")))
+                    assert deployments["compact/compact"].parameters == {"archive": str(archive)}
 
                     run = client.create_flow_run_from_deployment(
                         deployments["crawl/crawl-served-a"].id)
@@ -197,6 +200,21 @@ def test_serve_registers_a_deployment_per_site_and_runs_them(corpus, tmp_path):
                     assert archived_urls(str(archive), "served-b") == \
                         sorted(site_b.url_for(p) for p in second)
 
+                    # The catalog's daily compaction, run now: each closed day becomes one
+                    # file, with the same latest rows (a later run's row included).
+                    _write_a_later_row(archive, tmp_path)
+                    rows = _catalog_rows(archive)
+                    run = client.create_flow_run_from_deployment(
+                        deployments["compact/compact"].id)
+                    final = wait_for(lambda: _finished(client, run.id), 240, "the compaction")
+                    assert final.state.is_completed(), final.state
+                    closed = {day: names for day, names in _catalog_files(archive).items()
+                              if date.fromisoformat(day.split("date=")[1])
+                              < default_compaction_cutoff()}
+                    assert closed and all(len(names) == 1 and names[0].startswith("compacted-")
+                                          for names in closed.values()), closed
+                    assert _catalog_rows(archive) == rows
+
             # The Dockerfile's health check, run as written, passes against serve.
             health = _dockerfile_healthcheck().replace("8080", str(runner_port))
             checked = subprocess.run(shlex.split(health), capture_output=True, text=True, timeout=30)
@@ -216,6 +234,36 @@ def test_serve_registers_a_deployment_per_site_and_runs_them(corpus, tmp_path):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
 
+def _write_a_later_row(archive: Path, tmp_path: Path) -> None:
+    """A later run's catalog row for one archived article (one more version), in the
+    article's (closed) day: that day then has two files."""
+    from storage.catalog import CatalogWriter
+    from storage.record import Version
+
+    store = Archive.open(str(archive))
+    record = next(store.iter_records(site="served-a"))
+    fetched = record.fetched_at + timedelta(days=1)
+    later = replace(record, fetched_at=fetched,
+                    versions=(*record.all_versions, replace(Version.of(record), fetched_at=fetched)))
+    writer = CatalogWriter(store.backend, tmp_path / "later-run", "20991231T000000Z-later")
+    writer.add(later, "The later version's text.")
+    writer.close()
+
+
+def _catalog_files(archive: Path) -> dict[str, list[str]]:
+    """The catalog's file names per partition folder (site=…/date=…)."""
+    out: dict[str, list[str]] = {}
+    for path in sorted((archive / "catalog").glob("site=*/date=*/*.parquet")):
+        out.setdefault(f"{path.parent.parent.name}/{path.parent.name}", []).append(path.name)
+    return out
+
+
+def _catalog_rows(archive: Path) -> list[dict]:
+    from storage.catalog import read_catalog
+
+    return sorted(read_catalog(str(archive)).to_pylist(), key=lambda row: row["id"])
+
+
 def _deployments(client, serve: subprocess.Popen, tmp_path: Path) -> dict | None:
     if serve.poll() is not None:
         raise AssertionError("serve exited: " + (tmp_path / "serve.log").read_text()[-3000:])
@@ -223,7 +271,7 @@ def _deployments(client, serve: subprocess.Popen, tmp_path: Path) -> dict | None
         found = client.read_deployments()
     except Exception:  # the server is still starting
         return None
-    if len(found) < 3:
+    if len(found) < 4:
         return None
     flows = {f.id: f.name for f in client.read_flows()}
     return {f"{flows[d.flow_id]}/{d.name}": d for d in found}
