@@ -227,6 +227,7 @@ def cmd_show(args, archive: Archive) -> int:
         ("fetched", _when(record.fetched_at)), ("checked", _when(record.checked_at)),
         ("http status", record.http_status),
         ("extractor", f"{record.extractor.name}/{record.extractor.version}"),
+        ("copy of", record.duplicate_of or ""),
         ("near duplicate of", record.near_duplicate_of or ""),
         ("paywalled", "yes: only the teaser was archived" if record.paywalled else ""),
         ("text", record.text_key), ("raw", record.raw_key), ("meta", record.meta_key),
