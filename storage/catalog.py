@@ -700,9 +700,14 @@ _GONE = ("NoSuchKey", "NO_SUCH_KEY", "Path does not exist", "HTTP status 404",
 
 
 def _vanished(exc: BaseException) -> bool:
-    """Whether ``exc`` says a file that was listed is no longer there."""
-    return isinstance(exc, FileNotFoundError) or (
-        isinstance(exc, OSError) and exc.errno is None and any(g in str(exc) for g in _GONE))
+    """Whether ``exc`` says a file that was listed is no longer there. On S3 pyarrow says so
+    with an OSError, or, when a scan opens the file, with ArrowInvalid ("Could not open
+    Parquet input source ...: AWS Error RESOURCE_NOT_FOUND")."""
+    if isinstance(exc, FileNotFoundError):
+        return True
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return False  # a local error of its own (permissions, a full disk...)
+    return isinstance(exc, (OSError, pa.ArrowException)) and any(g in str(exc) for g in _GONE)
 
 
 def read_catalog(archive_url: str, *, filter: ds.Expression | None = None,

@@ -1062,3 +1062,19 @@ def test_compact_command(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().out.splitlines()[1].split() == ["beta", "3", "0", "3", "3"]
     assert main(["compact", "--archive", str(backend.root), "--site", "no such/site"]) == 2
     assert "bad argument" in capsys.readouterr().err
+
+
+def test_a_file_gone_while_a_scan_opens_it_is_told_apart_from_other_errors():
+    """On S3, a scan that opens a file compacted away since the listing fails with
+    ArrowInvalid, not OSError (seen in a fresh-clone run of the concurrency test above):
+    that read lists again; other errors are reported."""
+    import pyarrow as pa
+
+    from storage.catalog import _vanished
+
+    gone = ("Could not open Parquet input source 'b/news/catalog/site=a/date=2024-05-18/x.parquet'"
+            ": AWS Error RESOURCE_NOT_FOUND during GetObject operation: ")
+    assert _vanished(pa.lib.ArrowInvalid(gone))
+    assert _vanished(OSError(gone)) and _vanished(FileNotFoundError(2, "No such file"))
+    assert not _vanished(pa.lib.ArrowInvalid("Parquet magic bytes not found in footer"))
+    assert not _vanished(PermissionError(13, "Permission denied"))
