@@ -132,7 +132,7 @@ class Archive:
         """The near-duplicate index as this writer sees it: :meth:`flush` writes what it
         added."""
         self._locks = KeyLocks()
-        self._shingles: dict[tuple[str, str], set[str]] = {}
+        self._shingles: dict[tuple[str, str], frozenset[str]] = {}
         self._shingles_lock = threading.Lock()
         # An article's two objects are written at once: on S3 that is one round trip
         # instead of two.
@@ -531,7 +531,7 @@ class Archive:
         self._keep_shingles((record.id, version), shingles(text))
         self.near.add(entry, lsh_bands(text))
 
-    def _shingles_of(self, entry: NearEntry) -> set[str] | None:
+    def _shingles_of(self, entry: NearEntry) -> frozenset[str] | None:
         """The shingles of an indexed text: from memory, else read (None: unreadable)."""
         with self._shingles_lock:
             kept = self._shingles.get((entry.id, entry.version))
@@ -544,7 +544,7 @@ class Archive:
         self._keep_shingles((entry.id, entry.version), theirs)
         return theirs
 
-    def _keep_shingles(self, key: tuple[str, str], value: set[str]) -> None:
+    def _keep_shingles(self, key: tuple[str, str], value: frozenset[str]) -> None:
         with self._shingles_lock:
             self._shingles[key] = value
             while len(self._shingles) > _SHINGLES_KEPT:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Set as AbstractSet
 from functools import cache, lru_cache
 
 from storage.lazy import LazyModule
@@ -65,15 +66,19 @@ def words(text: str) -> tuple[str, ...]:
     return tuple(_WORD.findall(normalize_text(text)))
 
 
-def shingles(text: str) -> set[str]:
-    """Overlapping runs of :data:`SHINGLE_WORDS` words."""
+@lru_cache(maxsize=16)
+def shingles(text: str) -> frozenset[str]:
+    """Overlapping runs of :data:`SHINGLE_WORDS` words.
+
+    Cached, as :func:`words`: storing a new article asks for them to compare it with its
+    candidates, to keep them for the next ones, and to enter it in the index."""
     w = words(text)
     if len(w) < SHINGLE_WORDS:
-        return {" ".join(w)} if w else set()
-    return {" ".join(w[i:i + SHINGLE_WORDS]) for i in range(len(w) - SHINGLE_WORDS + 1)}
+        return frozenset({" ".join(w)} if w else ())
+    return frozenset(" ".join(w[i:i + SHINGLE_WORDS]) for i in range(len(w) - SHINGLE_WORDS + 1))
 
 
-def jaccard(a: set[str], b: set[str]) -> float:
+def jaccard(a: AbstractSet[str], b: AbstractSet[str]) -> float:
     """|a ∩ b| / |a ∪ b| (0.0 for two empty sets)."""
     union = len(a | b)
     return len(a & b) / union if union else 0.0
@@ -95,7 +100,7 @@ def lsh_bands(text: str) -> tuple[tuple[int, str], ...]:
     )
 
 
-def minhash(items: set[str]) -> np.ndarray:
+def minhash(items: AbstractSet[str]) -> np.ndarray:
     """The MinHash signature of a set: for each of the :data:`_NUM_PERM` hash functions
     ``(a * h + b) mod p`` over the items' 32-bit hashes, the smallest value.
 
