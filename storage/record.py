@@ -150,6 +150,18 @@ class Record:
     """The lead image, or null."""
     metadata_sources: dict[str, str] = field(default_factory=dict)
     """Where each metadata field came from (``title``: ``json-ld``, ...)."""
+    source: str = "crawl"
+    """Where the archived response came from: ``crawl`` (fetched from the site) or
+    ``ccnews`` (a capture in Common Crawl's news crawl, the site not asked)."""
+    source_file: str | None = None
+    """For a ``ccnews`` record, the CC-NEWS WARC file it was read from (its path under the
+    source, e.g. ``crawl-data/CC-NEWS/2024/05/CC-NEWS-20240501....warc.gz``), else null."""
+    source_offset: int | None = None
+    """For a ``ccnews`` record, the byte offset of the response record in that file, else
+    null."""
+    screenshot_key: str | None = None
+    """Key of the full-page screenshot of the page as it looked (PNG, beside
+    ``raw.html.gz``), or null: taken only for sites with ``screenshot = true``."""
     schema_version: int = SCHEMA_VERSION
     """Version of this record layout."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
