@@ -11,7 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     NEWSARCHIVE_CONFIG=/config/sites.toml \
     PREFECT_RUNNER_SERVER_ENABLE=true \
     PREFECT_RUNNER_SERVER_HOST=127.0.0.1 \
-    PREFECT_RUNNER_SERVER_PORT=8080
+    PREFECT_RUNNER_SERVER_PORT=8081
 
 RUN useradd --create-home --uid 10001 newsarchive \
     && mkdir -p /data /config \
@@ -33,8 +33,12 @@ RUN pip install --no-deps . && cp sites.toml /config/sites.toml
 USER newsarchive
 WORKDIR /data
 # `serve` is healthy while its runner keeps polling the Prefect server: Prefect's runner
-# webserver (enabled above, on loopback only) answers /health with 503 once polls stop.
+# webserver (enabled above, on loopback only) answers /health with 503 once polls stop. Its
+# port is not 8080, Prefect's default, which is `newsarchive browse`'s: a browse started in
+# a serve container (`docker compose exec serve newsarchive browse`) must not meet it there.
+# Other uses of this image (browse, a worker, the Prefect server) set health checks of
+# their own in docker-compose.yml.
 HEALTHCHECK --interval=60s --timeout=10s --start-period=60s \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=5)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8081/health', timeout=5)"]
 ENTRYPOINT ["newsarchive"]
 CMD ["serve"]

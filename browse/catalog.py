@@ -84,11 +84,13 @@ class SearchHit:
     title: str | None
     """Its title, or null."""
     url: str
-    """The URL it was fetched from."""
+    """The URL it was fetched from (with whatever tracking parameters the link had)."""
     published: datetime | None
     """Its publication time, or null."""
     snippet: str
-    """A stretch of its text around the first word found (one line)."""
+    """A stretch of its text around the first word found (one line), cut between words."""
+    canonical_url: str | None = None
+    """Its canonical URL (no tracking parameters: see :mod:`storage.urls`), or null."""
 
 
 def catalog_filter(site: str | None = None, since: date | None = None,
@@ -254,6 +256,24 @@ class WordMatcher:
         match = self.pattern.search(text)
         return match.start() if match else None
 
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Where the words are found in ``text``: the ``[start, end)`` of each word of the
+        text that starts with one of them (the whole word, ``election`` for ``elect``),
+        in order, overlapping ones merged."""
+        spans: list[tuple[int, int]] = []
+        for match in self.pattern.finditer(text):
+            start = match.start()
+            end = _WORD_REST.match(text, start + len(match.group(match.lastindex))).end()
+            if spans and start <= spans[-1][1]:
+                spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
+            else:
+                spans.append((start, end))
+        return spans
+
+
+_WORD_REST = re.compile(r"[^\W_]*")
+"""The rest of a word (letters and digits) from where a query word ended."""
+
 
 def _word_pattern(word: str) -> str:
     # The same rule as WordMatcher, for RE2 (pyarrow's regex engine), which takes a
@@ -279,7 +299,7 @@ else null."""
 
 _FOUND_TYPE = pa.struct([("title", pa.string()), ("text", pa.string())])
 
-_HIT_COLUMNS = ("id", "site", "date", "url", "published", "fetched_at")
+_HIT_COLUMNS = ("id", "site", "date", "url", "canonical_url", "published", "fetched_at")
 """The columns a search reads of every row, besides the title and text of the rows that
 match: what a hit shows and how hits are ordered."""
 
@@ -293,11 +313,13 @@ _MATCH_CHUNK = 64
 
 
 def search(archive_url: str, query: str, *, site: str | None = None,
+           since: date | None = None, until: date | None = None,
            limit: int | None = 20) -> list[SearchHit]:
-    """Articles whose latest title or text holds every word of ``query`` (case-insensitive,
-    each word at the start of a word), newest first (by date, then publication time, else
-    fetch time); at most ``limit`` (None: all). Raises :class:`QueryTooLong` for a query
-    beyond :data:`MAX_QUERY_WORDS` words or :data:`MAX_QUERY_CHARS` characters.
+    """Articles (of ``site``, archived under a date within [since, until], when given) whose
+    latest title or text holds every word of ``query`` (case-insensitive, each word at the
+    start of a word), newest first (by date, then publication time, else fetch time); at
+    most ``limit`` (None: all). Raises :class:`QueryTooLong` for a query beyond
+    :data:`MAX_QUERY_WORDS` words or :data:`MAX_QUERY_CHARS` characters.
 
     One pass over the catalog: each file is read at most once. Results are newest first
     and an article's rows all share one date partition, so the days are read newest first
@@ -310,7 +332,9 @@ def search(archive_url: str, query: str, *, site: str | None = None,
         return []
     matcher = WordMatcher(words)
     catalog = Catalog(archive_url, site=site)
-    partitions = catalog.partitions(site)
+    # The date range skips whole partitions, as the site does: they are never read.
+    partitions = [p for p in catalog.partitions(site)
+                  if (since is None or p[1] >= since) and (until is None or p[1] <= until)]
     days = sorted({day for _site, day in partitions}, reverse=True)
     projection = {name: ds.field(name) for name in _HIT_COLUMNS} | {
         # The title and text of the rows whose title or text has the longest word, the
@@ -348,21 +372,51 @@ def _matching(found: pa.Table, matcher: WordMatcher, limit: int | None) -> list[
                 continue
             hits.append(SearchHit(id=row["id"], site=row["site"], day=row["date"],
                                   title=title, url=row["url"], published=row["published"],
-                                  snippet=snippet(text or "", matcher)))
+                                  snippet=snippet(text or "", matcher),
+                                  canonical_url=row["canonical_url"]))
             if limit is not None and len(hits) == limit:
                 return hits
     return hits
 
 
+SNIPPET_WORD_SLACK = 30
+"""Most characters a snippet's ends move to fall between words: beyond that (a script
+written without spaces, a very long token), the snippet is cut where it was."""
+
+
 def snippet(text: str, matcher: WordMatcher, width: int = SNIPPET_CHARS) -> str:
     """About ``width`` characters of ``text`` around the first word of ``matcher`` found
-    in it, on one line, with ``…`` where it was cut."""
+    in it, on one line, cut between words (no word is cut in two), with ``…`` where it
+    was cut."""
     flat = " ".join(text.split())
     at = matcher.first(flat) or 0
     start = max(0, at - width // 3)
     end = min(len(flat), start + width)
     start = max(0, min(start, end - width))
+    start, end = _between_words(flat, start, end, at)
     return ("…" if start else "") + flat[start:end] + ("…" if end < len(flat) else "")
+
+
+def _between_words(flat: str, start: int, end: int, at: int) -> tuple[int, int]:
+    """[start, end) of ``flat`` (words separated by single spaces) moved to word boundaries,
+    keeping the word at ``at``: the word cut at the start is left out (or, if it is the
+    word found, taken whole), and so is the word cut at the end."""
+    if 0 < start and flat[start - 1] != " ":
+        after = flat.find(" ", start)
+        before = flat.rfind(" ", 0, start) + 1
+        if 0 <= after < at and after + 1 - start <= SNIPPET_WORD_SLACK:
+            start = after + 1
+        elif start - before <= SNIPPET_WORD_SLACK:
+            start = before
+    if end < len(flat) and flat[end] != " ":
+        cut = flat.rfind(" ", start, end)
+        following = flat.find(" ", end)
+        following = len(flat) if following < 0 else following
+        if cut > at and end - cut <= SNIPPET_WORD_SLACK:
+            end = cut
+        elif following - end <= SNIPPET_WORD_SLACK:
+            end = following
+    return start, end
 
 
 def _all(parts: Sequence[ds.Expression | None]) -> ds.Expression | None:

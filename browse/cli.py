@@ -1,23 +1,27 @@
 """The archive-reading commands of ``newsarchive``: ``ls``, ``show``, ``cat``, ``search``,
-``stats`` and ``browse`` (the web UI).
+``stats``, ``export`` and ``browse`` (the web UI).
 
 ``flows.cli`` owns the program: it parses the common options, opens the archive named by
 the config or ``--archive`` and calls the command registered here with it. This module
 only reads an :class:`storage.Archive`, so browsing never needs Scrapy or Prefect.
 
-On a terminal, tables are drawn with rich; piped, they are plain columns (and ``show``
-prints JSON), so scripts read them without surprises. Either way, no archived string
-reaches the terminal with a control or bidi character (see :mod:`browse.listing`).
+On a terminal, tables are drawn with rich; piped, they are plain columns (``ls``: whole
+fields separated by tabs; ``show`` prints JSON), so scripts read them without surprises.
+Either way, no archived string reaches the terminal with a control or bidi character (see
+:mod:`browse.listing`).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import ipaddress
 import re
 import sys
+from collections.abc import Iterable
 from datetime import date, timedelta
 
+from browse.export import FORMATS as EXPORT_FORMATS
 from browse.listing import (
     bar,
     format_record,
@@ -28,6 +32,7 @@ from browse.listing import (
     sparkline,
     terminal_text,
     to_json,
+    tsv_line,
 )
 from browse.records import iter_records
 from browse.stats import runs_window, site_run_totals
@@ -99,20 +104,20 @@ def add_commands(commands, parents: list[argparse.ArgumentParser]) -> None:
     ls.add_argument("--until", type=iso_date, metavar="YYYY-MM-DD")
     ls.add_argument("--lang", metavar="CODE", help="only articles in this language (ISO 639-1)")
     ls.add_argument("--json", action="store_true", help="one record per line, as JSON")
-    ls.set_defaults(browse_func=cmd_ls)
+    ls.set_defaults(browse_func=needs_archive(cmd_ls))
 
     show = commands.add_parser("show", parents=parents,
                                help="one record, with its versions and aliases, by id or URL")
     show.add_argument("ref", metavar="ID|URL")
     show.add_argument("--json", action="store_true",
                       help="the record as JSON (the default when not on a terminal)")
-    show.set_defaults(browse_func=cmd_show)
+    show.set_defaults(browse_func=needs_archive(cmd_show))
 
     cat = commands.add_parser("cat", parents=parents,
                               help="an article's cleaned text, or its raw HTML")
     cat.add_argument("ref", metavar="ID|URL")
     cat.add_argument("--raw", action="store_true", help="the raw HTML as received")
-    cat.set_defaults(browse_func=cmd_cat)
+    cat.set_defaults(browse_func=needs_archive(cmd_cat))
 
     find = commands.add_parser("search", parents=parents,
                                help="articles whose title or text has every word (catalog)")
@@ -122,7 +127,7 @@ def add_commands(commands, parents: list[argparse.ArgumentParser]) -> None:
     find.add_argument("--limit", type=positive_int, default=20, metavar="N",
                       help="at most N results, newest first (default 20)")
     find.add_argument("--json", action="store_true", help="one result per line, as JSON")
-    find.set_defaults(browse_func=cmd_search)
+    find.set_defaults(browse_func=needs_archive(cmd_search))
 
     stats = commands.add_parser("stats", parents=parents,
                                 help="articles per site and day, extraction health, "
@@ -131,10 +136,31 @@ def add_commands(commands, parents: list[argparse.ArgumentParser]) -> None:
     stats.add_argument("--since", type=iso_date, metavar="YYYY-MM-DD")
     stats.add_argument("--until", type=iso_date, metavar="YYYY-MM-DD")
     stats.add_argument("--days", type=positive_int, default=14, metavar="N",
-                       help="days shown in the per-day chart of each site, and the days "
-                            "up to today (or --until) whose runs are added up (default 14)")
+                       help="the days up to today (or --until), UTC, charted per day for "
+                            "each site and whose runs are added up (default 14)")
     stats.add_argument("--json", action="store_true", help="the figures as one JSON object")
-    stats.set_defaults(browse_func=cmd_stats)
+    stats.set_defaults(browse_func=needs_archive(cmd_stats))
+
+    export = commands.add_parser(
+        "export", parents=parents,
+        help="each article's latest version as JSON Lines, CSV or Parquet (from the catalog)")
+    export.add_argument("--format", choices=EXPORT_FORMATS,
+                        help="default: from the --output file's suffix (.jsonl, .csv, "
+                             ".parquet), else jsonl")
+    export.add_argument("--output", "-o", metavar="FILE",
+                        help="write to FILE (default: standard output; Parquet needs a file)")
+    export.add_argument("--site", action="append", default=[], metavar="NAME",
+                        help="only this site (repeatable)")
+    export.add_argument("--since", type=iso_date, metavar="YYYY-MM-DD",
+                        help="only articles dated from this day (UTC: publication date, else "
+                             "fetch date)")
+    export.add_argument("--until", type=iso_date, metavar="YYYY-MM-DD",
+                        help="only articles dated up to this day, included")
+    export.add_argument("--language", "--lang", metavar="CODE", dest="language",
+                        help="only articles in this language (ISO 639-1)")
+    export.add_argument("--text", action="store_true",
+                        help="add the cleaned text (the text column)")
+    export.set_defaults(browse_func=needs_archive(cmd_export))
 
     web = commands.add_parser("browse", parents=parents, help="web UI over the archive")
     web.add_argument("--port", type=port_number, default=DEFAULT_PORT,
@@ -146,6 +172,23 @@ def add_commands(commands, parents: list[argparse.ArgumentParser]) -> None:
                      help="a host name the UI answers to besides the address it is bound to "
                           "(e.g. the name of a proxy in front of it); repeatable")
     web.set_defaults(browse_func=cmd_browse)
+
+
+def needs_archive(command):
+    """``command`` (a ``cmd_*``), run only where there is an archive: elsewhere (no config
+    and no archive in this directory, a mistyped ``--archive``) one line says where none
+    was found, and the exit code is 1, rather than an empty answer that looks like one."""
+    @functools.wraps(command)
+    def run(args, archive: Archive) -> int:
+        # One listing request: an archive holds some object as soon as anything is stored.
+        if next(iter(archive.backend.iter_keys("")), None) is None:
+            print(f"newsarchive: no archive found at {archive.url} (nothing is stored there): "
+                  "give --archive URL, or --config FILE whose [archive] url names it",
+                  file=sys.stderr)
+            return 1
+        return command(args, archive)
+
+    return run
 
 
 # The catalog's modules load pyarrow, which commands that do not read it (crawl, show, cat)
@@ -173,11 +216,28 @@ def cmd_ls(args, archive: Archive) -> int:
         return 0
     # The archive's date (the article's folder: publication date in UTC, else fetch
     # date), which --since/--until filter on.
-    rows = [[r.id, r.site, archive_date(r, archive.backend).isoformat(), (r.title or "")[:70],
-             r.url]
-            for r in records]
-    print_table(["id", "site", "date", "title", "url"], rows)
+    print_articles([r.id, r.site, archive_date(r, archive.backend).isoformat(), r.title or "",
+                    r.url] for r in records)
     return 0
+
+
+TERMINAL_TITLE_CHARS = 70
+"""Characters of a title an ``ls`` table shows on a terminal (piped, titles are whole)."""
+
+
+def print_articles(rows: Iterable[list[str]]) -> None:
+    """``ls``'s rows (:data:`browse.catalog.LIST_COLUMNS`): on a terminal a table, titles
+    cut to fit; piped, a header line then one line per article, whole fields separated by
+    tabs (for ``cut -f`` and ``awk -F'\t'``), written as they come."""
+    from browse.catalog import LIST_COLUMNS
+
+    if is_terminal():
+        print_table(list(LIST_COLUMNS), [[*row[:3], row[3][:TERMINAL_TITLE_CHARS], *row[4:]]
+                                         for row in rows])
+        return
+    sys.stdout.write(tsv_line(LIST_COLUMNS) + "\n")
+    for row in rows:
+        sys.stdout.write(tsv_line(row) + "\n")
 
 
 def _ls_from_catalog(args, catalog) -> int:
@@ -196,9 +256,8 @@ def _ls_from_catalog(args, catalog) -> int:
             for row in table.to_pylist():
                 sys.stdout.write(to_json(record_from_row(row).to_dict(), sort_keys=True) + "\n")
         return 0
-    rows = [[r["id"], r["site"], r["date"].isoformat(), (r["title"] or "")[:70], r["url"]]
-            for table in tables for r in table.to_pylist()]
-    print_table(["id", "site", "date", "title", "url"], rows)
+    print_articles([r["id"], r["site"], r["date"].isoformat(), r["title"] or "", r["url"]]
+                   for table in tables for r in table.to_pylist())
     return 0
 
 
@@ -302,6 +361,10 @@ def cmd_stats(args, archive: Archive) -> int:
         print(to_json({"sites": summaries, "runs_since": runs_since.isoformat(),
                        "runs_until": runs_until.isoformat()}, indent=1, default=str))
         return 0
+    # The per-day chart: the --days calendar days (UTC) up to --until or today, a day
+    # without articles counted as 0, so that a site that stopped shows it.
+    chart_since, chart_until = runs_window(args.days, None, args.until)
+    chart_days = [(chart_since + timedelta(days=n)).isoformat() for n in range(args.days)]
     rows = []
     for s in summaries:
         rows.append([s["site"], s["articles"], s["days"], s["first"] or "-", s["last"] or "-",
@@ -309,9 +372,9 @@ def cmd_stats(args, archive: Archive) -> int:
                      percent(s["with_author"], s["articles"]),
                      percent(s["with_title"], s["articles"]), s["runs"],
                      percent(s["duplicates"], s["outcomes"]), percent(s["errors"], s["outcomes"]),
-                     _spark(s["per_day"], args.days)])
+                     sparkline([d["articles"] for d in _days_of(s["per_day"], chart_days)])])
     print_table(["site", "articles", "days", "first", "last", "date", "author", "title", "runs",
-                 "duplicates", "errors", f"last {args.days} days"], rows,
+                 "duplicates", "errors", f"per day {chart_since}..{chart_until}"], rows,
                 numeric=["articles", "days", "date", "author", "title", "runs", "duplicates",
                          "errors"])
     print(f"runs, duplicates and errors: runs started {runs_since} to {runs_until} (UTC)")
@@ -321,9 +384,7 @@ def cmd_stats(args, archive: Archive) -> int:
                                                              key=lambda kv: (-kv[1], kv[0])))
             print(f"{s['site']}: errors: {one_line(kinds)}")
     for s in summaries:
-        days = s["per_day"][-args.days:]
-        if not days:
-            continue
+        days = _days_of(s["per_day"], chart_days)
         print()
         top = max(d["articles"] for d in days)
         print_table(["day", "articles", "", "date", "author", "title"],
@@ -331,9 +392,17 @@ def cmd_stats(args, archive: Archive) -> int:
                       percent(d["with_date"], d["articles"]),
                       percent(d["with_author"], d["articles"]),
                       percent(d["with_title"], d["articles"])] for d in days],
-                    title=f"{s['site']}: articles per day (latest {len(days)} days with articles)",
+                    title=f"{s['site']}: articles per day, {chart_since} to {chart_until} (UTC)",
                     numeric=["articles", "date", "author", "title"])
     return 0
+
+
+def _days_of(per_day: list[dict], days: list[str]) -> list[dict]:
+    """The entries of ``per_day`` (a site summary's) for each of ``days`` (ISO dates), in
+    that order; a day without articles has an entry of zeros."""
+    by_day = {d["day"]: d for d in per_day}
+    return [by_day.get(day) or {"day": day, "articles": 0, "with_date": 0, "with_author": 0,
+                                "with_title": 0} for day in days]
 
 
 def _site_summary(site: str, days: list, runs) -> dict:
@@ -363,15 +432,40 @@ def _site_summary(site: str, days: list, runs) -> dict:
     return out
 
 
-def _spark(per_day: list[dict], days: int) -> str:
-    """A sparkline of the articles per calendar day over the ``days`` days up to the site's
-    last day with articles (days without articles included, as gaps)."""
-    if not per_day:
-        return ""
-    by_day = {d["day"]: d["articles"] for d in per_day}
-    last = date.fromisoformat(per_day[-1]["day"])
-    window = [last - timedelta(days=n) for n in range(days - 1, -1, -1)]
-    return sparkline([by_day.get(d.isoformat(), 0) for d in window])
+def cmd_export(args, archive: Archive) -> int:
+    from browse import export
+
+    to_file = args.output not in (None, "-")
+    try:
+        format_ = export.output_format(args.format, args.output)
+        if args.since and args.until and args.since > args.until:
+            raise export.ExportUsageError(f"--since {args.since} is after --until {args.until}")
+        chosen = export.sources(archive, args.site)
+    except export.ExportUsageError as exc:
+        print(f"newsarchive: export: {exc}", file=sys.stderr)
+        return 2
+    without = [source.site for source in chosen if source.catalog is None]
+    if without:
+        what = (f"{archive.url} has no catalog" if without == [None] else
+                f"no catalog of {', '.join(without)} in {archive.url}")
+        print(f"newsarchive: export: {what}: reading each article's meta.json instead "
+              "(a request each)", file=sys.stderr)
+    schema = export.export_schema(args.text)
+    try:
+        with export.open_writer(format_, args.output, schema,
+                                terminal=not to_file and is_terminal()) as writer:
+            count = export.export(archive, chosen, writer.write, schema=schema,
+                                  since=args.since, until=args.until, language=args.language,
+                                  progress=export.ProgressLines(sys.stderr))
+    except OSError as exc:
+        if not to_file or isinstance(exc, BrokenPipeError):
+            raise  # standard output's reader left: flows.cli's to handle
+        print(f"newsarchive: export: cannot write {args.output}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    where = args.output if to_file else "standard output"
+    print(f"newsarchive: exported {count:,} articles to {where}", file=sys.stderr)
+    return 0
 
 
 def cmd_browse(args, archive: Archive) -> int:

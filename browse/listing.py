@@ -51,6 +51,13 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def tsv_line(cells: Sequence[object]) -> str:
+    """One row of whole fields separated by tabs, for ``cut -f`` and ``awk -F'\\t'``: a
+    field never holds a tab or a line break (:func:`one_line` makes them spaces), so each
+    row is one line and each field one column, however long."""
+    return "\t".join(one_line(cell) for cell in cells)
+
+
 def format_record(record: Record) -> str:
     """A record as indented JSON, every field shown."""
     return to_json(record.to_dict(), indent=2, sort_keys=True)

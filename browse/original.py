@@ -17,6 +17,12 @@ some markup differently from a browser (inside ``<svg>``, ``<style>`` holds mark
 browser and text for libxml2), so whatever lxml kept as text or comment is checked too: a
 ``<link`` left anywhere is written ``&lt;link``, which no tokenizer reads as a tag.
 
+The page's stylesheets, fonts and images were not archived (only the HTML was), and a
+page that fetches nothing could not load them anyway. Shown as bare HTML, a publisher's
+menus are long lists of links before the article; so the UI gives the page
+:data:`READING_STYLE`, a small stylesheet of its own, put first in the ``<head>`` so that
+the page's inline styles still win over it.
+
 The stored raw page is never changed: ``newsarchive cat --raw`` gives it as received.
 """
 
@@ -35,16 +41,42 @@ _BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
 # or ">", and tag names are ASCII, matched without regard to case.
 _LINK_TAG = re.compile(rb"<(?=link[\t\n\f\r />])", re.IGNORECASE)
 
+READING_STYLE = """
+html { background: #fff; }
+body { font: 16px/1.5 system-ui, sans-serif; color: #222; max-width: 46em;
+       margin: 1.5em auto; padding: 0 1.2em; }
+a { color: #1f4f8f; }
+h1 { font-size: 1.6em; line-height: 1.25; }
+/* Menus: their link lists as wrapped rows of small text, not a column of bullets. */
+nav ul, nav ol, header ul, header ol, footer ul, footer ol, aside ul, menu,
+[role=navigation] ul, [role=menubar], [role=menu] {
+  display: flex; flex-wrap: wrap; gap: .1em 1em; list-style: none; padding: 0; margin: .3em 0; }
+nav, header, footer, aside, [role=navigation], [role=banner], [role=contentinfo],
+[role=complementary] { font-size: .85em; color: #555; }
+nav li, header li, footer li, aside li { margin: 0; }
+/* Images could not load (nothing is fetched): no empty frames of broken images. */
+img:not([src^="data:"]), picture, video, audio, iframe, object, embed { display: none; }
+svg { max-width: 2em; max-height: 2em; }
+table { border-collapse: collapse; max-width: 100%; }
+pre { white-space: pre-wrap; }
+"""
+"""The UI's stylesheet for an archived page, whose own were not archived (and would not
+load): readable text, menus as wrapped rows, no frames of images that cannot load."""
 
-def page_for_display(raw: bytes, charset: str | None = None) -> bytes:
+
+def page_for_display(raw: bytes, charset: str | None = None, *,
+                     style: str | None = None) -> bytes:
     """``raw`` (an archived HTML page, in ``charset`` if known) without any ``<link>``
-    element, as UTF-8; empty when it holds no HTML at all."""
+    element, as UTF-8, with ``style`` (CSS, ours) as the first element of its head when
+    given; empty when it holds no HTML at all."""
     document = _parse(raw, charset)
     if document is None:
         return b""
     for link in list(document.iter("link")):
         link.drop_tree()  # its tail (the text after it) stays
     _declare_utf8(document)
+    if style is not None:
+        _add_style(document, style)
     tree = document.getroottree()
     # The page's own doctype, if it had one (lxml adds none): it sets the rendering mode.
     doctype = tree.docinfo.doctype
@@ -52,6 +84,20 @@ def page_for_display(raw: bytes, charset: str | None = None) -> bytes:
     if doctype:
         out = doctype.encode("utf-8") + b"\n" + out
     return _LINK_TAG.sub(b"&lt;", out)
+
+
+def _add_style(document: lxml.html.HtmlElement, style: str) -> None:
+    """``style`` as a ``<style>`` element at the start of the page's head (made if it has
+    none), after its encoding declaration: the page's own styles come after it, and win."""
+    head = document.find("head")
+    if head is None:
+        head = lxml.html.Element("head")
+        document.insert(0, head)
+    element = lxml.html.Element("style")
+    element.text = style
+    charset = next((n for n, child in enumerate(head)
+                    if child.tag == "meta" and child.get("charset")), -1)
+    head.insert(charset + 1, element)
 
 
 def _declare_utf8(document: lxml.html.HtmlElement) -> None:

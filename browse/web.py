@@ -1,9 +1,15 @@
 """``newsarchive browse``: a web UI over an archive (Starlette, Jinja2 templates, uvicorn).
 
 Sites → days → articles, an article page (metadata, cleaned text, versions, aliases and
-the original page), search, and per-site charts of articles per day and of extraction
-health. Overviews and search come from the Parquet catalog (see :mod:`browse.catalog`);
-an article page reads the article's own ``meta.json``, text and raw page.
+the original page), search, and per-site overviews: articles, latest crawls with their
+error and duplicate rates (:mod:`browse.runs`), extraction health, and charts of articles
+per day and of extraction health (:mod:`browse.charts`). Overviews and search come from
+the Parquet catalog (see :mod:`browse.catalog`) and the run manifests; an article page
+reads the article's own ``meta.json``, text and raw page.
+
+Times are shown in this machine's time zone (the UI is served to it, on 127.0.0.1, unless
+told otherwise), ``6 Dec 2026, 14:03``, each in a ``<time>`` whose ``datetime`` and
+``title`` give the exact instant in UTC (ISO 8601).
 
 Everything shown was written by someone else's web site, so:
 
@@ -32,7 +38,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -47,18 +53,21 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from browse.catalog import (
+    LISTING_COLUMNS,
     MAX_QUERY_CHARS,
     MAX_QUERY_WORDS,
     DayCount,
     QueryTooLong,
     read_articles,
     read_day_counts,
-    search,
     words_of,
 )
-from browse.charts import articles_chart, health_chart
+from browse.charts import HEALTH_SERIES, articles_chart, day_label, health_chart
 from browse.listing import percent
-from browse.original import page_for_display
+from browse.original import READING_STYLE, page_for_display
+from browse.overview import site_overview
+from browse.runs import RECENT_DAYS, RECENT_RUNS, RecentRuns, recent_runs
+from browse.search_page import PAGE_SIZE, BadSearch, parse_day, parse_page, search_page
 from storage import Archive, ArchiveError, InvalidKey, ObjectNotFound, Record
 from storage.catalog import archive_date
 from storage.keys import SITE_NAME_PATTERN
@@ -75,6 +84,11 @@ ORIGINAL_CSP = ("sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src
                 "frame-ancestors 'self'")
 """An archived page: sandboxed without scripts, forms or popups, in an opaque origin, and
 fetching nothing (its inline styles and data: images still show)."""
+
+SCREENSHOT_CSP = "sandbox; default-src 'none'; frame-ancestors 'self'"
+"""A page's screenshot: an image, in which nothing may run or load, opened on its own too."""
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 COMMON_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -94,8 +108,8 @@ _WILDCARD_ADDRESSES = ("", "0.0.0.0", "::")
 CATALOG_TTL_SECONDS = 30.0
 """How long the catalog's per-day counts are reused before the catalog is read again."""
 
-SEARCH_LIMIT = 100
-"""Most search results shown."""
+DAY_COLUMNS = (*LISTING_COLUMNS, "canonical_url")
+"""The catalog columns of a day's listing."""
 
 _CHARSET = re.compile(r"^[A-Za-z0-9._:-]{1,40}$")
 
@@ -113,6 +127,7 @@ class ArchiveView:
         self.ttl = ttl
         self._lock = threading.Lock()
         self._counts: dict[str | None, tuple[float, list[DayCount]]] = {}
+        self._runs: dict[str, tuple[float, RecentRuns]] = {}
 
     def counts(self, site: str | None = None) -> list[DayCount]:
         """Articles per site and day (of every site, or of ``site``), with extraction health."""
@@ -125,6 +140,18 @@ class ArchiveView:
                     self._counts[site] = cached
             return cached[1]
 
+    def runs(self, site: str) -> RecentRuns:
+        """The site's latest runs (see :func:`browse.runs.recent_runs`), reused for as long
+        as the counts are."""
+        with self._lock:
+            cached = self._runs.get(site)
+        if cached is None or time.monotonic() - cached[0] > self.ttl:
+            # Read outside the lock: a page of many sites reads their runs one by one.
+            cached = (time.monotonic(), recent_runs(self.archive, site))
+            with self._lock:
+                self._runs[site] = cached
+        return cached[1]
+
     def sites(self) -> dict[str, list[DayCount]]:
         """Per site, its days with articles, oldest first."""
         out: dict[str, list[DayCount]] = {}
@@ -134,7 +161,8 @@ class ArchiveView:
 
     def day(self, site: str, day: date) -> list[dict]:
         """The articles of ``site`` archived under ``day``, newest first."""
-        rows = read_articles(self.archive.url, site=site, since=day, until=day).to_pylist()
+        rows = read_articles(self.archive.url, site=site, since=day, until=day,
+                             columns=DAY_COLUMNS).to_pylist()
         rows.sort(key=lambda r: (r["published"] or r["fetched_at"], r["id"]), reverse=True)
         return rows
 
@@ -157,6 +185,41 @@ def http_url(value: str | None) -> str | None:
     return value if scheme in ("http", "https") else None
 
 
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+           "Dec")
+
+
+def _aware(value: datetime) -> datetime:
+    # The archive's times are UTC-aware; a naive one (an old manifest) is taken as UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+def local_time(value: datetime) -> str:
+    """``value`` in this machine's time zone, to the minute: ``6 Dec 2026, 14:03``."""
+    local = _aware(value).astimezone()
+    return f"{local.day} {_MONTHS[local.month - 1]} {local.year}, {local:%H:%M}"
+
+
+def utc_iso(value: datetime) -> str:
+    """``value`` exactly, in UTC, as ISO 8601: ``2026-12-06T13:03:05.123456+00:00``."""
+    return _aware(value).astimezone(timezone.utc).isoformat()
+
+
+def local_zone() -> str:
+    """The name of this machine's time zone now (``CET``, ``UTC``...)."""
+    return datetime.now().astimezone().tzname() or "local time"
+
+
+def share(value: float | None) -> str:
+    """A share (0-1) as a percentage: whole ones, a decimal below 1% (``0.4%``, not a
+    ``0%`` that hides errors); ``—`` for none."""
+    if value is None:
+        return "—"
+    if 0 < value < 0.01:
+        return f"{value * 100:.1f}%"
+    return f"{value * 100:.0f}%"
+
+
 def make_templates() -> jinja2.Environment:
     """The UI's templates, with autoescaping on for every one of them."""
     env = jinja2.Environment(
@@ -167,7 +230,15 @@ def make_templates() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["http_url"] = http_url
+    env.filters["local_time"] = local_time
+    env.filters["utc_iso"] = utc_iso
+    env.filters["share"] = share
+    env.filters["day_label"] = functools.partial(day_label, year=True)
     env.globals["percent"] = functools.partial(percent, decimals=0)
+    env.globals["local_zone"] = local_zone
+    env.globals["health_series"] = HEALTH_SERIES
+    env.globals["recent_runs"] = RECENT_RUNS
+    env.globals["recent_days"] = RECENT_DAYS
     env.globals["max_words"] = MAX_QUERY_WORDS
     env.globals["max_chars"] = MAX_QUERY_CHARS
     return env
@@ -214,26 +285,21 @@ def create_app(archive: Archive, allowed_hosts: Sequence[str] = LOOPBACK_NAMES) 
 
     def index(request: Request) -> Response:
         sites = view.sites()
-        summary = [{
-            "site": name,
-            "articles": sum(d.articles for d in days),
-            "days": len(days),
-            "first": days[0].day,
-            "last": days[-1].day,
-            "with_date": sum(d.with_date for d in days),
-            "with_author": sum(d.with_author for d in days),
-            "with_title": sum(d.with_title for d in days),
-        } for name, days in sorted(sites.items())]
-        return page(request, "index.html", sites=summary)
+        # Every sparkline ends on the same day, the archive's last: they line up.
+        last = max((days[-1].day for days in sites.values()), default=None)
+        overviews = [site_overview(name, days, view.runs(name), last)
+                     for name, days in sorted(sites.items())]
+        return page(request, "index.html", sites=overviews)
 
     def site_page(request: Request) -> Response:
         site = site_of(request)
         days = view.counts(site)  # this site's files alone
         if not days:
             raise HTTPException(404, f"no articles of site {site}")
+        overview = site_overview(site, days, view.runs(site), days[-1].day)
         return page(request, "site.html", site=site, days=list(reversed(days)),
-                    articles=articles_chart(days), health=health_chart(days),
-                    total=sum(d.articles for d in days))
+                    overview=overview, articles=articles_chart(days),
+                    health=health_chart(days))
 
     def day_page(request: Request) -> Response:
         site = site_of(request)
@@ -285,25 +351,55 @@ def create_app(archive: Archive, allowed_hosts: Sequence[str] = LOOPBACK_NAMES) 
         except ObjectNotFound:
             raise HTTPException(404, "the raw page is missing") from None
         charset = record.charset if record.charset and _CHARSET.fullmatch(record.charset) else None
-        return Response(page_for_display(body, charset),
+        return Response(page_for_display(body, charset, style=READING_STYLE),
                         headers={**COMMON_HEADERS, "Content-Security-Policy": ORIGINAL_CSP,
                                  "Content-Type": "text/html; charset=utf-8"})
 
-    def search_page(request: Request) -> Response:
-        query = request.query_params.get("q", "")
-        site = request.query_params.get("site") or None
+    def original_view(request: Request) -> Response:
+        """The original page in the UI: a note on what was archived, and the page in a
+        sandboxed frame as tall as the window."""
+        record, number, _as_of = article_version(request)
+        return page(request, "original.html", record=record, number=number,
+                    day=archive_date(record, archive.backend), versions=record.all_versions)
+
+    def screenshot(request: Request) -> Response:
+        """The PNG of the page as it looked (``screenshot_key``), taken when it was archived."""
+        record = view.record(request.path_params["id"])
+        if record is None:
+            raise HTTPException(404, "no such article")
+        png = archive.read_screenshot(record)
+        # Served only if it is a PNG, as one: with nosniff, nothing else can be read into it.
+        if png is None or not png.startswith(_PNG_SIGNATURE):
+            raise HTTPException(404, "this article has no screenshot")
+        return Response(png, headers={**COMMON_HEADERS, "Content-Security-Policy": SCREENSHOT_CSP,
+                                      "Content-Type": "image/png",
+                                      "Content-Disposition": f'inline; filename="{record.id}.png"'})
+
+    def searched(request: Request) -> Response:
+        params = request.query_params
+        query = params.get("q", "")
+        site = params.get("site") or None
         if site is not None and not SITE_NAME_PATTERN.fullmatch(site):
             site = None
+        form = {"query": query[:MAX_QUERY_CHARS], "site": site, "since": params.get("since", ""),
+                "until": params.get("until", ""), "sites": sorted(view.sites()),
+                "page_size": PAGE_SIZE}
         try:
-            hits = search(archive.url, query, site=site, limit=SEARCH_LIMIT)
-        except QueryTooLong as exc:
+            since = parse_day(form["since"], "the first date")
+            until = parse_day(form["until"], "the last date")
+            if since and until and since > until:
+                raise BadSearch("the first date is after the last one")
+            number = parse_page(params.get("page", ""))
+            if not words_of(query):
+                return page(request, "search.html", refused=None, results=None, **form)
+            results = search_page(archive.url, query, site=site, since=since, until=until,
+                                  page=number)
+        except (QueryTooLong, BadSearch) as exc:
             # The form keeps what fits, for the user to shorten.
+            form["since"], form["until"] = form["since"][:10], form["until"][:10]
             return page(request, "search.html", status_code=400, refused=f"Not searched: {exc}.",
-                        searched=False, query=query[:MAX_QUERY_CHARS], site=site, hits=[],
-                        sites=sorted(view.sites()), limit=SEARCH_LIMIT)
-        return page(request, "search.html", query=query, site=site, hits=hits, refused=None,
-                    searched=bool(words_of(query)), sites=sorted(view.sites()),
-                    limit=SEARCH_LIMIT)
+                        results=None, **form)
+        return page(request, "search.html", refused=None, results=results, **form)
 
     async def not_found(request: Request, exc: HTTPException) -> Response:
         return page(request, "error.html", status_code=exc.status_code, message=exc.detail,
@@ -321,11 +417,13 @@ def create_app(archive: Archive, allowed_hosts: Sequence[str] = LOOPBACK_NAMES) 
 
     routes = [
         Route("/", index),
-        Route("/search", search_page),
+        Route("/search", searched),
         Route("/sites/{site}", site_page),
         Route("/sites/{site}/{day}", day_page),
         Route("/articles/{id}", article_page),
         Route("/articles/{id}/original", original),
+        Route("/articles/{id}/screenshot", screenshot),
+        Route("/articles/{id}/page", original_view),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     return _ArchiveUI(

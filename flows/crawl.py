@@ -15,7 +15,14 @@ from prefect.futures import as_completed
 
 from flows.launch import claim, new_run_id, site_crawl_command, spider_command, stats_file_of
 from flows.settings import Settings
-from spiders.interface import Config, ConfigError, SiteConfig, crawl_counts, load_config
+from spiders.interface import (
+    Config,
+    ConfigError,
+    SiteConfig,
+    crawl_counts,
+    crawl_log_file,
+    load_config,
+)
 from storage import InvalidArchiveURL, check_archive_url
 
 __all__ = ["CrawlCrashed", "SiteResult", "crawl", "crawl_configured", "crawl_site",
@@ -48,6 +55,9 @@ class SiteResult:
     """The recorded errors (url, kind, reason), as many as the crawl kept."""
     stats_file: str = ""
     """Path of the crawl's stats file."""
+    log_file: str = ""
+    """Path of the crawl's full log (Scrapy's, at INFO or DEBUG; its console showed only
+    progress lines, warnings and errors)."""
     partitions: dict[str, dict[str, int]] = field(default_factory=dict)
     """A backfill batch's counts per day partition (``YYYY-MM-DD`` -> fetched, archived,
     versions, duplicates, errors); each of ``errors`` then names its day (``partition``)
@@ -101,8 +111,14 @@ def run_site_crawl(site: SiteConfig, archive_url: str, run_id: str, settings: Se
             f"crawl of {site.name} exited with status {returncode} without a stats file"
         )
     result = summarize(json.loads(stats_file.read_text(encoding="utf-8")))
-    result = SiteResult(**{**asdict(result), "stats_file": str(stats_file)})
-    logger.info("%s: %s", site.name, ", ".join(f"{k} {v}" for k, v in result.counts.items()))
+    log_file = crawl_log_file(stats_file)
+    result = SiteResult(**{**asdict(result), "stats_file": str(stats_file),
+                           "log_file": str(log_file)})
+    # The crawl's console is its stderr, passed through to this process's (a terminal, or
+    # the worker's or serve's output); Prefect's log of the run says what it did and where
+    # its full log is.
+    logger.info("%s: %s; its log: %s", site.name,
+                ", ".join(f"{k} {v}" for k, v in result.counts.items()), log_file)
     return result
 
 

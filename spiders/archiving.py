@@ -1,6 +1,6 @@
 """The archive side of one crawl (a Scrapy extension, one per crawl process): the crawl's
-one :class:`storage.Archive`, its workspace, WARC and catalog writers, extraction workers
-and storage threads, and the work done with them.
+one :class:`storage.Archive`, its workspace, WARC and catalog writers, extraction workers,
+page renderer (sites with screenshots) and storage threads, and the work done with them.
 
 The item pipelines (:mod:`spiders.pipelines`) hand each page through it: extraction in a
 worker process, compression and the WARC record in a storage thread, then storing (or, while
@@ -41,7 +41,13 @@ from spiders.extraction_pool import (
 )
 from spiders.items import FetchedPage
 from spiders.page import BOILERPLATE_STATE, Problem, canonical_seen_urls, page_record, settle
-from spiders.stats import record_error
+from spiders.rendering import (
+    PageRenderer,
+    RenderSettings,
+    ScreenshotFailed,
+    declared_content_type,
+)
+from spiders.stats import record_error, record_warning
 from spiders.workspace import Workspace
 from storage import Archive, ArchiveError, ArchiveUnavailable, S3Backend, StoreOutcome
 from storage.catalog import CatalogWriter
@@ -77,9 +83,14 @@ class Outcome:
     """A new article flagged as the near duplicate of an archived one."""
     from_spool: bool = False
     """Stored from the spool (a page kept while the archive was unavailable)."""
+    screenshot: bool = False
+    """A screenshot was stored with the page."""
     retry_url: str = ""
     """The URL a page that failed for a reason that may pass was listed under (a soft
     block, a storage failure): its sitemap or feed is read again next time."""
+    warnings: list[tuple[str, str, str]] = field(default_factory=list)
+    """Warnings to record, (url, kind, reason): what failed without costing the page (its
+    screenshot)."""
 
 
 class ArchiveRun:
@@ -107,6 +118,8 @@ class ArchiveRun:
         self.warc: WarcWriter | None = None
         self.catalog: CatalogWriter | None = None
         self.pool: ExtractionPool | None = None
+        self.renderer: PageRenderer | None = None
+        """The page renderer, for a site with screenshots (spiders.rendering)."""
         if not storage_threads:
             storage_threads = (S3_STORAGE_THREADS if isinstance(self.archive.backend, S3Backend)
                                else LOCAL_STORAGE_THREADS)
@@ -152,17 +165,29 @@ class ArchiveRun:
         """Start the extraction of ``page`` in a worker process."""
         return self.pool.submit(page.body, page.encoding, page.url, page.status)
 
+    def render(self, page: FetchedPage) -> Future | None:
+        """Start rendering ``page``'s screenshot in the renderer process; None for a site
+        without screenshots."""
+        if self.renderer is None:
+            return None
+        return self.renderer.submit(page.body, page.url,
+                                    declared_content_type(page.response_headers))
+
     def tally(self, outcome: Outcome) -> None:
         """Count what a storage thread did (on the reactor thread only)."""
         stats = self.crawler.stats
         for url, kind, reason in outcome.errors:
             record_error(stats, url, kind, reason)
+        for url, kind, reason in outcome.warnings:
+            record_warning(stats, url, kind, reason)
         if outcome.name:
             stats.inc_value(f"newsarchive/archive/{outcome.name}")
         if outcome.near_duplicate:
             stats.inc_value("newsarchive/archive/near_duplicate")
         if outcome.from_spool:
             stats.inc_value("newsarchive/spool/flushed")
+        if outcome.screenshot:
+            stats.inc_value("newsarchive/screenshot/stored")
         if outcome.retry_url and hasattr(self.crawler.spider, "article_failed"):
             self.crawler.spider.article_failed(outcome.retry_url)
 
@@ -195,6 +220,11 @@ class ArchiveRun:
         # Workers start in the background: the first pages arrive after robots.txt and the
         # sitemaps, by which time they are ready.
         self.pool = ExtractionPool(self.extraction_workers, site.extract_timeout)
+        if site.screenshot:  # Chromium starts in the background too
+            self.renderer = PageRenderer(RenderSettings(
+                timeout=site.screenshot_timeout, allowed_domains=site.allowed_domains,
+                allow_private_hosts=site.allow_private_hosts,
+                user_agent=self.crawler.settings.get("USER_AGENT") or ""))
         # Claimed by the crawl's entry point (spiders.run) before Scrapy wrote in it.
         self.workspace = Workspace(self._claimed_workspace)
         self.warc = WarcWriter(self.archive.backend, self.workspace.warc_dir, self.site,
@@ -245,6 +275,8 @@ class ArchiveRun:
         # The workers were stopped once the spool was stored (in _finish); now the threads.
         if self.pool.replaced:
             stats.set_value("newsarchive/extract/workers_replaced", self.pool.replaced)
+        if self.renderer is not None and self.renderer.replaced:
+            stats.set_value("newsarchive/screenshot/renderers_replaced", self.renderer.replaced)
         self._storage.stop()
         usage = resource.getrusage(resource.RUSAGE_SELF)
         with self._cpu_lock:
@@ -282,6 +314,8 @@ class ArchiveRun:
         """Last resort at reactor shutdown: stop the workers and the storage threads."""
         if self.pool is not None:
             self.pool.close(wait=False)
+        if self.renderer is not None:
+            self.renderer.close(wait=False)
         if self._storage.started:
             self._storage.stop()
 
@@ -327,16 +361,18 @@ class ArchiveRun:
         return deflated, errors
 
     def store_or_spool(self, page: FetchedPage, extraction: PageExtraction,
-                       deflated: DeflatedBody | None = None) -> Outcome:
-        """Store a page; while the archive cannot take it, keep it in the spool. (The S3
-        client retries what is worth retrying already, by its own retry configuration.)"""
+                       deflated: DeflatedBody | None = None,
+                       screenshot: bytes | None = None) -> Outcome:
+        """Store a page (with its screenshot, if it has one); while the archive cannot take
+        it, keep it in the spool. (The S3 client retries what is worth retrying already, by
+        its own retry configuration.)"""
         started = time.thread_time()
         try:
             prepared = self._prepare(page, extraction)
             if isinstance(prepared, Outcome):
                 return prepared
             try:
-                return self._store(page, *prepared, deflated)
+                return self._store(page, *prepared, deflated, screenshot)
             except ArchiveUnavailable as exc:
                 return self._spool(page, exc)
             except ArchiveError as exc:
@@ -393,7 +429,23 @@ class ArchiveRun:
         prepared = self._prepare(page, extraction)
         if isinstance(prepared, Outcome):
             return prepared
-        return self._store(page, *prepared)
+        # Its screenshot, taken before it was spooled, was not kept: taken again.
+        screenshot, warnings = self._render_now(page)
+        outcome = self._store(page, *prepared, screenshot=screenshot)
+        outcome.warnings += warnings
+        return outcome
+
+    def _render_now(self, page: FetchedPage
+                    ) -> tuple[bytes | None, list[tuple[str, str, str]]]:
+        """``page``'s screenshot (None for a site without, or when it fails), with the
+        warnings to record; waits for the renderer (in a storage thread, never the reactor)."""
+        future = self.render(page)
+        if future is None:
+            return None, []
+        try:
+            return future.result(), []
+        except ScreenshotFailed as exc:
+            return None, [(page.url, exc.kind, str(exc))]
 
     def _finish(self) -> tuple[int, list[Outcome]]:
         """End of the crawl: store the spool (which needs the workers), stop the workers,
@@ -402,6 +454,8 @@ class ArchiveRun:
         done."""
         outcomes = self._flush(self.workspace)
         self.pool.close()
+        if self.renderer is not None:
+            self.renderer.close()
         for what, close in (("warc", self.warc.close), ("catalog", self.catalog.close)):
             try:
                 close()
@@ -451,9 +505,10 @@ class ArchiveRun:
                            paywalled=extraction.paywalled), text
 
     def _store(self, page: FetchedPage, record, text: str,
-               deflated: DeflatedBody | None = None) -> Outcome:
-        """Store a prepared page (``deflated``: its body compressed already, if it was).
-        Raises ArchiveError (ArchiveUnavailable when storage cannot be reached)."""
+               deflated: DeflatedBody | None = None, screenshot: bytes | None = None) -> Outcome:
+        """Store a prepared page (``deflated``: its body compressed already, if it was;
+        ``screenshot``: its PNG, if one was taken). Raises ArchiveError
+        (ArchiveUnavailable when storage cannot be reached)."""
         seen = canonical_seen_urls(page)  # the index's keys, and the summary's entries
         result = self.archive.store(
             record,
@@ -463,6 +518,7 @@ class ArchiveRun:
             run_id=self.run_id,
             seen_urls=seen,
             refetch=page.refetch,
+            screenshot=screenshot,
         )
         if result.outcome in (StoreOutcome.WRITTEN, StoreOutcome.VERSION):
             self.catalog.add(result.record, text)
@@ -475,7 +531,9 @@ class ArchiveRun:
         if result.outcome is not StoreOutcome.WRITTEN:
             logger.debug("%s: %s (article %s)", result.outcome.value, page.url, result.record.id)
         return Outcome(result.outcome.value, near_duplicate=result.outcome is StoreOutcome.WRITTEN
-                       and bool(result.record.near_duplicate_of))
+                       and bool(result.record.near_duplicate_of),
+                       screenshot=bool(screenshot) and result.outcome in (StoreOutcome.WRITTEN,
+                                                                          StoreOutcome.VERSION))
 
     def _add_store_cpu(self, seconds: float) -> None:
         with self._cpu_lock:

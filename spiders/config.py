@@ -101,6 +101,16 @@ class SiteConfig(BaseModel):
         "in full, not only those that changed since the last crawl (some publishers never "
         "update `<lastmod>`); 0: every crawl."
     )
+    screenshot: bool = Field(
+        False, description="Archive a full-page PNG screenshot of each new article or "
+        "version, rendered by headless Chromium from the archived page (`screenshot.png` "
+        "beside `raw.html.gz`)."
+    )
+    screenshot_timeout: float = Field(
+        30.0, gt=0, le=600, description="Seconds one page's rendering may take (loading it, "
+        "with its subresources from the site, and capturing it); a page that takes longer "
+        "gets no screenshot and a `screenshot_timeout` warning."
+    )
 
     @field_validator("name")
     @classmethod

@@ -1,11 +1,12 @@
 """The item pipelines: thin Scrapy components that hand a fetched page through the crawl's
 archive side (:class:`spiders.archiving.ArchiveRun`), in three steps that overlap:
 
-1. :class:`ExtractPipeline` starts the page's extraction in a worker process;
+1. :class:`ExtractPipeline` starts the page's extraction in a worker process (and, for a
+   site with screenshots, its rendering in the renderer process);
 2. :class:`WarcPipeline`, meanwhile, compresses the body once and writes the WARC record, in
    a storage thread;
-3. :class:`StorePipeline` waits for the extraction and stores the page (or keeps it in the
-   spool while the archive cannot take it), in a storage thread.
+3. :class:`StorePipeline` waits for the extraction (and the screenshot) and stores the page
+   (or keeps it in the spool while the archive cannot take it), in a storage thread.
 
 Scrapy's reactor only hands work out and collects results, so it keeps downloading while
 pages are processed, and Scrapy's back-pressure (``SCRAPER_SLOT_MAX_ACTIVE_SIZE``: no new
@@ -24,6 +25,7 @@ from scrapy.utils.defer import maybe_deferred_to_future
 from spiders.archiving import ArchiveRun, Outcome, deferred_from_future
 from spiders.extraction_pool import ExtractionFailed
 from spiders.items import FetchedPage
+from spiders.rendering import ScreenshotFailed
 from storage.compress import DeflatedBody
 
 __all__ = ["ExtractPipeline", "PageInWork", "PageNotStored", "StorePipeline", "WarcPipeline"]
@@ -48,6 +50,8 @@ class PageInWork:
     """Its extraction, under way in a worker process."""
     deflated: DeflatedBody | None = field(default=None, repr=False)
     """Its body compressed, once the WARC step is done."""
+    screenshot: Future | None = field(default=None, repr=False)
+    """Its screenshot, under way in the renderer process; None for a site without."""
 
 
 def _archive_run(crawler) -> ArchiveRun:
@@ -59,7 +63,7 @@ def _archive_run(crawler) -> ArchiveRun:
 
 
 class ExtractPipeline:
-    """Starts the extraction of each page in a worker process."""
+    """Starts the extraction of each page in a worker process, and its screenshot."""
 
     def __init__(self, crawler) -> None:
         self.crawler = crawler
@@ -71,7 +75,7 @@ class ExtractPipeline:
 
     def process_item(self, item: FetchedPage) -> PageInWork:
         self.run.pages_started(item)
-        return PageInWork(item, self.run.extract(item))
+        return PageInWork(item, self.run.extract(item), screenshot=self.run.render(item))
 
 
 class WarcPipeline:
@@ -120,7 +124,22 @@ class StorePipeline:
         try:
             extraction = await maybe_deferred_to_future(deferred_from_future(item.extraction))
         except ExtractionFailed as exc:
+            if item.screenshot is not None:
+                item.screenshot.cancel()  # if not begun: nothing to store it with
             return Outcome("failed", [(page.url, exc.kind, str(exc))])
         self.run.add_extract_cpu(extraction.cpu_seconds)
+        screenshot = await self._screenshot(item)
         return await maybe_deferred_to_future(
-            self.run.in_storage(self.run.store_or_spool, page, extraction, item.deflated))
+            self.run.in_storage(self.run.store_or_spool, page, extraction, item.deflated,
+                                screenshot))
+
+    async def _screenshot(self, item: PageInWork) -> bytes | None:
+        """The page's screenshot, or None (a site without; a failure, recorded as a
+        warning: the page is stored all the same)."""
+        if item.screenshot is None:
+            return None
+        try:
+            return await maybe_deferred_to_future(deferred_from_future(item.screenshot))
+        except ScreenshotFailed as exc:
+            self.run.tally(Outcome("", warnings=[(item.page.url, exc.kind, str(exc))]))
+            return None

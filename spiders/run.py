@@ -21,6 +21,8 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from spiders import redact
+
 # multiprocessing re-runs the main module in each extraction worker it starts (see
 # spiders.extraction_pool), and the workers need none of the crawl's machinery: so this
 # module imports Scrapy, the spider and storage where it uses them, not here.
@@ -49,6 +51,8 @@ def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Pa
     every sitemap and feed in full (see spiders.discovery_state)."""
     from scrapy.crawler import CrawlerProcess
 
+    from spiders.console import attach_console, finish_console, log_to_file
+    from spiders.interface import crawl_log_file
     from spiders.news import NewsSpider
     from spiders.settings import crawl_settings
     from spiders.stats import ERROR_LIST_KEY, PartitionTally, crawl_counts, errors_by_kind
@@ -72,8 +76,11 @@ def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Pa
                  priority="cmdline")
     if partitions:
         _count_per_partition(settings, partitions)
+    log_file = crawl_log_file(stats_file)
+    log_to_file(settings, log_file, log_level)
     started = datetime.now(timezone.utc)
     process = CrawlerProcess(settings)
+    console = attach_console(site.name, log_level, log_file, settings)
     crawler = process.create_crawler(NewsSpider)
     process.crawl(crawler, site=site, archive_url=archive_url, entries=entries, full=full)
     _stop_when_orphaned()
@@ -117,6 +124,7 @@ def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Pa
     })
     workspace.remove_if_done()
     _write_stats_file(stats_file, report)
+    finish_console(console)
     return report
 
 
@@ -185,11 +193,14 @@ def _stop_when_orphaned() -> None:
 
 
 def plan_backfill(site: SiteConfig, *, archive_url: str, window: Window, plan_file: Path,
-                  user_agent: str, log_level: str = "INFO") -> dict:
+                  user_agent: str, log_level: str = "INFO",
+                  data_dir: Path = Path(".newsarchive")) -> dict:
     """Discover the articles ``site`` lists as published in ``window`` and write them to
-    ``plan_file`` (JSON); fetch nothing else, write nothing to the archive."""
+    ``plan_file`` (JSON); fetch nothing else, write nothing to the archive. Its log goes to
+    ``data_dir``'s ``crawls/`` (see spiders.console)."""
     from scrapy.crawler import CrawlerProcess
 
+    from spiders.console import attach_console, finish_console, log_to_file
     from spiders.news import NewsSpider
     from spiders.settings import crawl_settings
     from spiders.stats import ERROR_LIST_KEY
@@ -198,7 +209,13 @@ def plan_backfill(site: SiteConfig, *, archive_url: str, window: Window, plan_fi
     settings = crawl_settings(site, archive_url=archive_url, run_id="plan",
                               user_agent=user_agent, log_level=log_level, data_dir="")
     settings.set("ITEM_PIPELINES", {}, priority="cmdline")  # nothing fetched to store
+    # The plan file is the caller's, and goes with its temporary directory: the log stays.
+    log_file = (data_dir / "crawls" /
+                f"plan-{site.name}-{window.since}..{window.until}-"
+                f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{os.getpid()}.log").resolve()
+    log_to_file(settings, log_file, log_level)
     process = CrawlerProcess(settings)
+    console = attach_console(site.name, log_level, log_file, settings)
     crawler = process.create_crawler(NewsSpider)
     plan: dict[str, dict] = {}
     process.crawl(crawler, site=site, archive_url=archive_url, window=window, plan=plan)
@@ -224,6 +241,7 @@ def plan_backfill(site: SiteConfig, *, archive_url: str, window: Window, plan_fi
     from storage.localfiles import write_atomic
 
     write_atomic(plan_file, json.dumps(report, default=_jsonable, indent=1).encode("utf-8"))
+    finish_console(console)
     return report
 
 
@@ -292,9 +310,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-id", help="required unless --plan-file")
     parser.add_argument("--stats-file", type=Path, help="required unless --plan-file")
     parser.add_argument("--user-agent", required=True)
-    parser.add_argument("--log-level", default="INFO")
-    parser.add_argument("--data-dir", type=Path, default=Path(".newsarchive"),
-                        help="where the run keeps what the archive has not taken yet")
+    parser.add_argument("--log-level", default="INFO", type=str.upper,
+                        help="INFO (default): the console shows progress lines, warnings and "
+                             "errors, and the log file Scrapy's full log; DEBUG: both show "
+                             "everything; WARNING, ERROR: the console shows only those")
+    # The default is the newsarchive command's (NEWSARCHIVE_DATA_DIR): a plan, to which the
+    # command passes no --data-dir, writes its log there too.
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(os.environ.get("NEWSARCHIVE_DATA_DIR") or ".newsarchive"),
+                        help="where the run keeps what the archive has not taken yet, and "
+                             "its log")
     parser.add_argument("--entries-file", type=Path,
                         help="backfill batch: fetch exactly these articles (JSON), no discovery")
     parser.add_argument("--partition",
@@ -306,6 +331,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--since", type=date.fromisoformat, help="with --plan-file: first day")
     parser.add_argument("--until", type=date.fromisoformat, help="with --plan-file: last day")
     args = parser.parse_args(argv)
+    if not isinstance(logging.getLevelName(args.log_level), int):
+        parser.error(f"--log-level {args.log_level}: not a log level (DEBUG, INFO, WARNING, "
+                     f"ERROR)")
+    # Before anything logs: no credential reaches the console or the log file.
+    redact.install()
     from spiders.config import SiteConfig
     from spiders.news import Window
 
@@ -315,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--plan-file needs --since and --until")
         plan_backfill(site, archive_url=args.archive, window=Window(args.since, args.until),
                       plan_file=args.plan_file, user_agent=args.user_agent,
-                      log_level=args.log_level)
+                      log_level=args.log_level, data_dir=args.data_dir)
         return 0
     if not (args.run_id and args.stats_file):
         parser.error("a crawl needs --run-id and --stats-file")

@@ -65,13 +65,21 @@ DOWNLOAD_HANDLERS = {"file": None, "data": None, "s3": None, "ftp": None,
 # Credentials in the environment are scrubbed from every log record of the crawl.
 EXTENSIONS = {"spiders.redact.RedactSecretsExtension": 0,
               # The crawl's archive side: its Archive, workspace, workers and threads.
-              "spiders.archiving.ArchiveRun": 100}
+              "spiders.archiving.ArchiveRun": 100,
+              # The crawl's progress line on its console (spiders.console).
+              "spiders.console.ProgressLog": 200}
 # A page's path: extraction starts, the WARC record is written meanwhile, then it is stored.
 ITEM_PIPELINES = {"spiders.pipelines.ExtractPipeline": 100,
                   "spiders.pipelines.WarcPipeline": 200,
                   "spiders.pipelines.StorePipeline": 300}
 LOG_LEVEL = "INFO"
+# Scrapy's own "Crawled N pages" line, in the crawl's log file only.
 LOGSTATS_INTERVAL = 30.0
+# The shortest time between two progress lines on the crawl's console (spiders.console).
+NEWSARCHIVE_PROGRESS_INTERVAL = 5.0
+# Scrapy logs a dropped or failed item with its repr (a page's whole record, over many
+# lines) as a WARNING: a duplicate is an outcome, counted, and a URL names the page.
+LOG_FORMATTER = "spiders.console.OneLineLogFormatter"
 # The reactor's own threads: DNS look-ups and the spider's archive look-ups. Extraction runs
 # in worker processes and archive writes in threads of the pipeline's own (see below).
 REACTOR_THREADPOOL_MAXSIZE = 10

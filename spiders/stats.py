@@ -3,6 +3,7 @@ file carries back to the flow."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the flows read stats files without importing Scrapy (50 MB)
@@ -12,14 +13,31 @@ ERROR_LIST_KEY = "newsarchive/error_list"
 # Enough to diagnose a broken site without letting a bad crawl bloat its stats file.
 MAX_RECORDED_ERRORS = 1000
 
+logger = logging.getLogger(__name__)
+
 
 def record_error(stats: StatsCollector, url: str, kind: str, reason: str) -> None:
-    """Count an error of ``kind`` and keep its URL and reason (up to a bound)."""
+    """Count an error of ``kind``, keep its URL and reason (up to a bound) and log it in
+    one line (the crawl's console shows the first few: spiders.console)."""
     stats.inc_value(f"newsarchive/errors/{kind}")
+    logger.warning("error %s: %s: %s", kind, url, reason[:500])
     errors = stats.get_value(ERROR_LIST_KEY) or []
     if len(errors) < MAX_RECORDED_ERRORS:
         errors.append({"url": url, "kind": kind, "reason": reason[:500]})
         stats.set_value(ERROR_LIST_KEY, errors)
+
+
+WARNING_LIST_KEY = "newsarchive/warning_list"
+
+
+def record_warning(stats: StatsCollector, url: str, kind: str, reason: str) -> None:
+    """Count a warning of ``kind`` and keep its URL and reason (up to a bound): something
+    that failed without costing the page (its screenshot, say), so not an error."""
+    stats.inc_value(f"newsarchive/warnings/{kind}")
+    warnings = stats.get_value(WARNING_LIST_KEY) or []
+    if len(warnings) < MAX_RECORDED_ERRORS:
+        warnings.append({"url": url, "kind": kind, "reason": reason[:500]})
+        stats.set_value(WARNING_LIST_KEY, warnings)
 
 
 # Counters under newsarchive/discovered/ that count listings left out, not articles found.

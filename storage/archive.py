@@ -196,6 +196,7 @@ class Archive:
         run_id: str = "",
         seen_urls: Iterable[str] = (),
         refetch: bool = False,
+        screenshot: bytes | None = None,
     ) -> StoreResult:
         """Archive one fetched article: new, a new version, or a duplicate of one we have.
 
@@ -206,17 +207,20 @@ class Archive:
         page: each gets an index marker pointing at the article, so a later crawl that finds
         it under one of them skips it before fetching. ``refetch`` says the page was fetched
         again to look for an update; finding none is then recorded in ``checked_at``.
+        ``screenshot``: a PNG of the page as it looked, written beside the raw page of a new
+        article or version (``screenshot_key``); a duplicate keeps the one it has.
         """
         fingerprint = text_fingerprint(text)
+        # Only the archive names places, the screenshot's too (set where it is written).
         record = replace(self.place(record), text_fingerprint=fingerprint,
-                         charset=record.charset or charset)
+                         charset=record.charset or charset, screenshot_key=None)
         seen_urls = set(seen_urls) | {record.canonical_url}
         with self._locks.hold(f"text:{fingerprint}", f"url:{record.canonical_url}"):
             if refetch:  # archived, most likely: look before claiming
                 existing = self.lookup(record.canonical_url)
                 if existing is not None:
                     return self._store_again(existing, record, raw_body, charset, text,
-                                             seen_urls, refetch, run_id)
+                                             seen_urls, refetch, run_id, screenshot)
             # A new article, most likely: claim its URL first, a request that a look-up
             # first would only precede.
             marker = _marker(record, run_id)
@@ -226,7 +230,7 @@ class Archive:
                 complete = self._complete_record(existing["meta_key"])
                 if complete is not None:  # archived (by another machine, maybe, since we looked)
                     return self._store_again(complete, record, raw_body, charset, text,
-                                             seen_urls, refetch, run_id)
+                                             seen_urls, refetch, run_id, screenshot)
                 if existing.get("run_id") != run_id and not is_stale(existing,
                                                                      self.claim_stale_after):
                     # Another writer is between its claim and its meta.json: leave it the
@@ -255,7 +259,7 @@ class Archive:
                     self.index.mark_urls(_marker(updated, run_id), seen_urls)
                     return StoreResult(StoreOutcome.ALIASED, updated)
             return self._store_new(record, marker, owner, raw_body, charset, text, seen_urls,
-                                   completed_claim)
+                                   completed_claim, screenshot)
 
     def add_extraction(self, record: Record, updated: Record, text: str) -> StoreResult:
         """Store a new extraction of an archived capture (reprocessing): ``updated`` is
@@ -298,10 +302,15 @@ class Archive:
 
     def _store_new(self, record: Record, marker: dict, same_text: Record | None,
                    raw_body: bytes | DeflatedBody, charset: str, text: str,
-                   seen_urls: set[str], completed_claim: bool) -> StoreResult:
+                   seen_urls: set[str], completed_claim: bool,
+                   screenshot: bytes | None = None) -> StoreResult:
         """Write a new article whose URL this writer holds. ``same_text``: an article of
         another site with the same text (this one is then its copy, or its original)."""
         record = replace(record, versions=(Version.of(record),))
+        shot = self._screenshot_object(keys_of_meta(self.backend.relative(record.meta_key)),
+                                       screenshot)
+        if shot is not None:
+            record = replace(record, screenshot_key=self.locate(shot[0]))
         # The search for its original and its entry as being stored are one step for the
         # texts it shares an LSH band with: two near copies of one story stored at once
         # (they share a band with probability 0.996 at the threshold) would otherwise both
@@ -323,7 +332,8 @@ class Archive:
                 self.near.storing(entry, lsh_bands(text))
         try:
             rel = self.backend.relative
-            self._put_objects(rel(record.raw_key), rel(record.text_key), raw_body, charset, text)
+            self._put_objects(rel(record.raw_key), rel(record.text_key), raw_body, charset, text,
+                              shot)
             self.index.mark_urls(marker, seen_urls)
             self.backend.put(rel(record.meta_key), record.to_json(),
                              content_type="application/json; charset=utf-8")
@@ -338,8 +348,9 @@ class Archive:
 
     def _store_again(self, existing: Record, record: Record, raw_body: bytes | DeflatedBody,
                      charset: str, text: str, seen_urls: set[str], refetch: bool,
-                     run_id: str) -> StoreResult:
-        """The article is archived: the same text is a duplicate, other text a new version."""
+                     run_id: str, screenshot: bytes | None = None) -> StoreResult:
+        """The article is archived: the same text is a duplicate, other text a new version
+        (with its own screenshot, if given: a duplicate keeps the one it has)."""
         self.index.mark_urls(_marker(existing, run_id), seen_urls)
         if _same_text(existing, record):
             def seen(current: Record) -> Record | None:
@@ -354,7 +365,10 @@ class Archive:
                             record.content_sha256)
         version = replace(Version.of(record), raw_key=self.locate(keys.raw),
                           text_key=self.locate(keys.text))
-        self._put_objects(keys.raw, keys.text, raw_body, charset, text)
+        shot = self._screenshot_object(keys, screenshot)
+        # The record's screenshot is its latest version's: none rather than an older look.
+        record = replace(record, screenshot_key=self.locate(shot[0]) if shot else None)
+        self._put_objects(keys.raw, keys.text, raw_body, charset, text, shot)
         indexed = replace(existing, text_key=version.text_key, text_fingerprint=record.text_fingerprint)
         self._claim_text(indexed, text)
 
@@ -377,17 +391,29 @@ class Archive:
         return StoreResult(StoreOutcome.VERSION if added else StoreOutcome.DUPLICATE, updated)
 
     def _put_objects(self, raw_key: str, text_key: str, raw_body: bytes | DeflatedBody,
-                     charset: str, text: str) -> None:
+                     charset: str, text: str, screenshot: tuple[str, bytes] | None = None) -> None:
         if not isinstance(raw_body, DeflatedBody):
             raw_body = DeflatedBody.of(raw_body)
         raw = self._writers.submit(self.backend.put, raw_key, raw_body.gzip(),
                                    content_type=f"text/html; charset={charset}",
                                    content_encoding="gzip")
+        shot = None
+        if screenshot is not None:
+            shot = self._writers.submit(self.backend.put, screenshot[0], screenshot[1],
+                                        content_type="image/png")
         try:
             self.backend.put(text_key, text.encode("utf-8"),
                              content_type="text/plain; charset=utf-8")
         finally:
             raw.result()
+            if shot is not None:
+                shot.result()
+
+    @staticmethod
+    def _screenshot_object(keys: ArticleKeys, screenshot: bytes | None
+                           ) -> tuple[str, bytes] | None:
+        """(archive-relative key, PNG) of the screenshot beside ``keys``' raw page, if any."""
+        return (keys.screenshot, screenshot) if screenshot else None
 
     def _add_urls(self, record: Record, urls: set[str]) -> Record:
         def add(current: Record) -> Record | None:
@@ -704,6 +730,16 @@ class Archive:
     def read_raw(self, record: Record) -> bytes:
         """The raw response body of a record, decompressed."""
         return gzip.decompress(self.backend.get(self.backend.relative(record.raw_key)))
+
+    def read_screenshot(self, record: Record) -> bytes | None:
+        """The PNG screenshot of the page as it looked (of the record's latest version), or
+        None when it has none or it is missing."""
+        if not record.screenshot_key:
+            return None
+        try:
+            return self.backend.get(self.backend.relative(record.screenshot_key))
+        except ObjectNotFound:
+            return None
 
 
 def _marker(record: Record, run_id: str) -> dict:

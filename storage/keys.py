@@ -24,6 +24,7 @@ CONTENT_INDEX_ROOT = "_index/content"
 NEAR_INDEX_ROOT = "_index/near"
 SITE_STATE_ROOT = "_index/sites"
 WARC_ROOT = "warc"
+SCREENSHOT_NAME = "screenshot.png"
 _STATE_NAME_PATTERN = re.compile(r"^[a-z0-9_-]{1,64}$")
 
 
@@ -82,6 +83,12 @@ class ArticleKeys:
     """The cleaned article text, UTF-8."""
     meta: str
     """The record (JSON); written last, so its presence means the article is complete."""
+
+    @property
+    def screenshot(self) -> str:
+        """The full-page PNG screenshot of the page as it looked, beside ``raw``: written
+        only for sites with ``screenshot = true``, and only when the rendering succeeded."""
+        return self.prefix + SCREENSHOT_NAME
 
 
 def article_keys(site: str, day: date, article_id_: str) -> ArticleKeys:

@@ -162,18 +162,20 @@ def day_of(record: dict) -> str:
 # -- ls ----------------------------------------------------------------------------------------
 
 
+def tsv(out: str) -> list[list[str]]:
+    """The lines of a piped ``ls``, split on its tabs."""
+    return [line.split("\t") for line in out.rstrip("\n").split("\n")]
+
+
 def test_ls_lists_every_archived_article(crawled, capsys):
     code, out, err = run(capsys, "ls", "--archive", crawled.url)
     assert code == 0, err
-    rows = table(out)
+    rows = tsv(out)
     assert rows[0] == LS_HEADER
     by_id = {row[0]: row for row in rows[1:]}
     assert len(by_id) == len(rows) - 1 == len(crawled.records)
     for aid, record in crawled.records.items():
-        assert by_id[aid][1] == SITE
-        assert by_id[aid][2] == day_of(record)
-        assert by_id[aid][-1] == record["url"]
-    assert crawled.versioned["title"].startswith(by_id[crawled.versioned["id"]][3][:40])
+        assert by_id[aid] == [aid, SITE, day_of(record), record["title"] or "", record["url"]]
 
     code, out, _ = run(capsys, "ls", "--archive", crawled.url, "--json")
     assert code == 0
@@ -268,6 +270,124 @@ def test_date_prefixes_cover_the_range_exactly():
     assert meta_key_prefixes(SITE, date(2024, 5, 2), date(2024, 5, 1)) == []
     assert meta_key_prefixes(SITE, None, date(2024, 5, 1)) == [f"articles/{SITE}/"]
     assert meta_key_prefixes(None, date(2024, 5, 1), date(2024, 5, 1)) == ["articles/"]
+
+
+# -- from a shell: the venv's newsarchive in a subprocess ------------------------------------------
+
+
+def local_articles(root, articles: list[tuple[str | None, datetime]], *,
+                   catalog: bool = True) -> list[Record]:
+    """A local archive of ``articles`` (title, publication time) of site ``alpha``, with
+    their catalog rows unless ``catalog`` is false; returns the records."""
+    from tests.test_cli import store_article
+
+    archive = Archive.open(str(root))
+    writer = CatalogWriter(archive.backend, root.parent / "pending", "shell-run")
+    stored = []
+    for n, (title, published) in enumerate(articles):
+        text = f"Story {n} of the harbour town."
+        record = store_article(archive, site="alpha", url=f"https://alpha.example/news/s-{n}",
+                               title=title, published=published, fetched_at=published,
+                               text=text, raw=b"<p>x</p>")
+        if catalog:
+            writer.add(record, text)
+        stored.append(record)
+    writer.close()
+    return stored
+
+
+def test_piped_ls_prints_whole_fields_separated_by_tabs(tmp_path):
+    """Piped, ls cut titles at 70 characters in space-padded columns, which cut and awk
+    cannot split when a title holds two spaces: now whole fields, one tab between them."""
+    from tests.test_export import NEWSARCHIVE, newsarchive
+
+    when = datetime(2024, 5, 1, 9, 0, tzinfo=timezone.utc)
+    title = "The harbour council  revises its budget, " * 5 + "\tafter a long debate"
+    root = tmp_path / "archive"
+    long, untitled = local_articles(root, [(title, when), (None, when)])
+    whole = title.replace("\t", " ")  # a tab in a field would split it
+    assert len(whole) > 200
+    day = "2024-05-01"
+    # From the catalog, and from the records of a closed date range.
+    for args in ([], ["--site", "alpha"], ["--since", day, "--until", day]):
+        done = newsarchive("ls", "--archive", str(root), *args, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert lines[0] == "\t".join(LS_HEADER)
+        assert sorted(line.split("\t") for line in lines[1:]) == sorted([
+            [long.id, "alpha", day, whole, long.url],
+            [untitled.id, "alpha", day, "", untitled.url]])
+    # As a script reads it.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSARCHIVE_")}
+    command = NEWSARCHIVE if NEWSARCHIVE.exists() else f"{sys.executable} -m flows"
+    done = subprocess.run(f"{command} ls --archive {root} | cut -f4 | sort", shell=True,
+                          cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO_ROOT)},
+                          capture_output=True, text=True, timeout=300, check=True)
+    assert done.stdout.splitlines() == ["", whole, "title"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["ls"], ["ls", "--json"], ["ls", "--since", "2024-05-01", "--until", "2024-05-02"],
+    ["stats"], ["search", "harbour"], ["show", "0" * 24], ["cat", "0" * 24], ["export"]])
+def test_reading_commands_where_there_is_no_archive_say_so(tmp_path, argv):
+    """In a directory with no sites.toml and no archive, a reading command printed an empty
+    table (or nothing) and exited 0, as if the archive were empty: now one line says where
+    it looked, and the exit code is 1."""
+    from tests.test_export import newsarchive, our_lines
+
+    done = newsarchive(*argv, cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert our_lines(done.stderr) == [
+        f"newsarchive: no archive found at {tmp_path / 'archive'} (nothing is stored there): "
+        "give --archive URL, or --config FILE whose [archive] url names it"]
+    assert not (tmp_path / "archive").exists()  # and nothing made
+
+
+def test_a_mistyped_archive_is_no_archive_locally_or_in_s3(tmp_path, moto_endpoint):
+    from tests.test_export import newsarchive, our_lines
+
+    local_articles(tmp_path / "archive", [("A story", datetime(2024, 5, 1, tzinfo=timezone.utc))])
+    # A bucket of its own (s3_archive would reset moto under the module's crawled bucket).
+    bucket = f"empty-{uuid.uuid4().hex[:12]}"
+    _client(moto_endpoint).create_bucket(Bucket=bucket)
+    env = {**AWS_TEST_ENV, "AWS_ENDPOINT_URL": moto_endpoint}
+    for url in (str(tmp_path / "archvie"), f"s3://{bucket}/news"):
+        done = newsarchive("ls", "--archive", url, cwd=tmp_path, env=env)
+        assert (done.returncode, done.stdout) == (1, "")
+        (line,) = our_lines(done.stderr)
+        assert line.startswith(f"newsarchive: no archive found at {url}")
+    done = newsarchive("ls", "--archive", str(tmp_path / "archive"), cwd=tmp_path)
+    assert done.returncode == 0 and len(done.stdout.splitlines()) == 2
+
+
+def test_stats_charts_the_calendar_days_up_to_today(tmp_path):
+    """The sparkline and the per-day chart showed the N days up to the site's latest
+    article, under a header saying "last N days": a site that stopped a week ago looked
+    alive. Now they cover the N days (UTC) up to today (or --until), a day without
+    articles as 0, and the header names them."""
+    from tests.test_export import newsarchive
+
+    now = datetime.now(timezone.utc)
+    root = tmp_path / "archive"
+    local_articles(root, [(f"Story {n}", now - timedelta(days=days))
+                          for n, days in enumerate((1, 1, 3, 30))])
+    for _attempt in range(2):  # a run across midnight (UTC) starts again
+        today = datetime.now(timezone.utc).date()
+        done = newsarchive("stats", "--archive", str(root), "--days", "5", cwd=tmp_path)
+        if datetime.now(timezone.utc).date() == today:
+            break
+    assert done.returncode == 0, done.stderr
+    window = [today - timedelta(days=n) for n in range(4, -1, -1)]
+    counts = {today - timedelta(days=1): 2, today - timedelta(days=3): 1}
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[-3:] == ["per", "day", f"{window[0]}..{today}"]
+    assert lines[1].split()[-1] == "·▅·█·"  # today-4 ... today
+    chart = lines[lines.index(f"alpha: articles per day, {window[0]} to {today} (UTC)") + 2:]
+    assert [row.split()[:2] for row in chart] == [[str(d), str(counts.get(d, 0))]
+                                                  for d in window]
+    done = newsarchive("stats", "--archive", str(root), "--days", "3", "--until",
+                       str(today - timedelta(days=1)), cwd=tmp_path)
+    assert done.stdout.splitlines()[1].split()[-1] == "▅·█"  # today-3 ... today-1
 
 
 # -- show and cat ------------------------------------------------------------------------------
@@ -479,24 +599,32 @@ def test_percent_is_one_function_for_the_terminal_and_the_web():
 
 
 def test_stats_prints_a_table_and_charts(crawled, capsys):
-    code, out, err = run(capsys, "stats", "--archive", crawled.url, "--days", "5")
+    per_day = Counter(day_of(r) for r in crawled.records.values())
+    until = max(per_day)
+    code, out, err = run(capsys, "stats", "--archive", crawled.url, "--days", "5", "--until",
+                         until)
     assert code == 0, err
+    window = [(date.fromisoformat(until) - timedelta(days=n)).isoformat()
+              for n in range(4, -1, -1)]
     lines = out.splitlines()
     assert lines[0].split() == ["site", "articles", "days", "first", "last", "date", "author",
-                                "title", "runs", "duplicates", "errors", "last", "5", "days"]
+                                "title", "runs", "duplicates", "errors", "per", "day",
+                                f"{window[0]}..{until}"]
     summary = lines[1].split()
-    assert summary[:2] == [SITE, str(len(crawled.records))]
+    assert summary[:2] == [SITE, str(sum(per_day.values()))]
     assert len(summary[-1]) == 5 and set(summary[-1]) <= set("▁▂▃▄▅▆▇█·")
-    assert f"{SITE}: errors: http_404 1" in lines
-    chart = lines[lines.index(f"{SITE}: articles per day (latest 5 days with articles)") + 2:]
-    per_day = Counter(day_of(r) for r in crawled.records.values())
-    latest = sorted(per_day)[-5:]
-    assert [row.split()[0] for row in chart] == latest
+    assert [c == "·" for c in summary[-1]] == [per_day[d] == 0 for d in window]
+    chart = lines[lines.index(f"{SITE}: articles per day, {window[0]} to {until} (UTC)") + 2:]
+    assert [row.split()[0] for row in chart] == window  # every day, with articles or not
     for row in chart:
-        day, count, bars = row.split()[:3]
+        day, count = row.split()[:2]
         assert int(count) == per_day[day]
-        assert set(bars) == {"█"} and len(bars) == round(per_day[day] / max(
-            per_day[d] for d in latest) * 30)
+        bars = row.split()[2] if per_day[day] else ""
+        assert len(bars) == round(per_day[day] / max(per_day[d] for d in window) * 30)
+    # The runs are those of the window too: the crawl's, up to today.
+    code, out, err = run(capsys, "stats", "--archive", crawled.url, "--days", "5")
+    assert code == 0, err
+    assert f"{SITE}: errors: http_404 1" in out.splitlines()
 
 
 # -- a local archive -------------------------------------------------------------------------------

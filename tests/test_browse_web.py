@@ -17,6 +17,7 @@ tested in-process, over a local archive.
 
 from __future__ import annotations
 
+import base64
 import html
 import http.client
 import itertools
@@ -47,7 +48,7 @@ import lxml.html
 import pytest
 from websockets.sync.client import connect
 
-from browse.original import page_for_display
+from browse.original import READING_STYLE, page_for_display
 from browse.web import create_app
 from storage import Archive, Record
 from tests.conftest import AWS_TEST_ENV, REPO_ROOT, crawl_site_subprocess, local_site_config
@@ -99,6 +100,7 @@ class DevTools:
         self.port = port
         self._ids = itertools.count(1)
         self._events: list[dict] = []
+        self.viewport: tuple[int, int] | None = None
 
     def call(self, method: str, timeout: float = 30, **params) -> dict:
         number = next(self._ids)
@@ -146,19 +148,48 @@ class DevTools:
         assert "exceptionDetails" not in result, result
         return result["result"].get("value")
 
-    def frame_html(self) -> str:
-        """The HTML of the document in the page's iframe. A sandboxed frame has an opaque
-        origin, so Chromium runs it in a process (and a DevTools target) of its own."""
+    @contextmanager
+    def frame(self) -> Iterator[DevTools]:
+        """The page's one iframe, as a DevTools client of its own. A sandboxed frame has an
+        opaque origin, so Chromium runs it in a process (and a DevTools target) of its own."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/list",
                                     timeout=10) as response:
             frames = [t for t in json.load(response) if t["type"] == "iframe"]
         assert len(frames) == 1, frames
         frame = DevTools(frames[0]["webSocketDebuggerUrl"], self.port)
         try:
-            root = frame.call("DOM.getDocument", depth=-1)["root"]
-            return frame.call("DOM.getOuterHTML", nodeId=root["nodeId"])["outerHTML"]
+            yield frame
         finally:
             frame.close()
+
+    def frame_html(self) -> str:
+        """The HTML of the document in the page's iframe."""
+        with self.frame() as frame:
+            root = frame.call("DOM.getDocument", depth=-1)["root"]
+            return frame.call("DOM.getOuterHTML", nodeId=root["nodeId"])["outerHTML"]
+
+    def set_viewport(self, width: int, height: int) -> None:
+        """Lay pages out in a window of ``width`` x ``height`` CSS pixels."""
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
+                  deviceScaleFactor=1, mobile=False)
+        self.viewport = (width, height)
+
+    def screenshot(self, path: Path) -> Path:
+        """Write a PNG of the whole page to ``path``. The window is made as tall as the
+        page first: Chromium does not paint a frame of another process (a sandboxed
+        iframe) that is out of the window, even for a screenshot beyond it."""
+        assert self.viewport is not None, "set_viewport() first: the window to restore"
+        width, height = self.viewport
+        size = self.call("Page.getLayoutMetrics")["cssContentSize"]
+        self.set_viewport(width, max(height, int(size["height"])))
+        try:
+            data = self.call("Page.captureScreenshot", timeout=HANG_GUARD_SECONDS,
+                             format="png")["data"]
+        finally:
+            self.set_viewport(width, height)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(data))
+        return path
 
     def close(self) -> None:
         self.ws.close()
@@ -514,9 +545,15 @@ def test_front_page_leads_to_an_article(served, browser):
     browser.open(sites[0][1])
     days = dict(links(browser, "a.day"))
     assert set(days) == {archive_day(r) for r in served.records.values()}
-    assert browser.evaluate("document.querySelectorAll('svg.bars rect').length") == 90
-    assert browser.evaluate(
-        "document.querySelectorAll('svg.lines polyline, svg.lines circle').length") >= 3
+    # One bar per calendar day of the chart, days without articles included.
+    bars = browser.evaluate("[...document.querySelectorAll('svg.bars rect.day')]"
+                            ".map(r => [r.dataset.day, +r.dataset.value])")
+    assert 14 <= len(bars) <= 90
+    shown = [day for day, _ in bars]
+    assert shown == sorted(shown) and len(set(shown)) == len(shown)
+    assert sum(v for _, v in bars) == sum(
+        1 for r in served.records.values() if archive_day(r) >= shown[0])
+    assert browser.evaluate("document.querySelectorAll('svg.lines polyline.series').length") == 3
 
     browser.open(days[archive_day(target)])
     articles = dict(links(browser, "a.article"))
@@ -624,8 +661,10 @@ def test_security_headers_and_routes(served):
     assert b"Council budget vote &lt;img src=x onerror=&#34;fetch(" in body
 
     status, headers, body = fetch(f"{served.ui}/articles/{hostile.id}/original")
-    # The page as archived, but for its <link> elements; the stored raw page keeps them.
-    assert status == 200 and body == page_for_display(served.hostile_raw, hostile.charset)
+    # The page as archived, but for its <link> elements, and with the UI's reading style;
+    # the stored raw page keeps them.
+    assert status == 200 and body == page_for_display(served.hostile_raw, hostile.charset,
+                                                      style=READING_STYLE)
     assert headers["content-type"] == "text/html; charset=utf-8"
     assert link_elements(body) == [] and not LINK_TAG.search(body)
     assert len(link_elements(served.hostile_raw)) == 7
@@ -724,13 +763,15 @@ def test_the_ui_over_a_local_archive(tmp_path):
     writer.close()
     with serving(create_app(archive)) as ui:
         front = get(ui + "/")[0]
-        assert 'href="/sites/alpha"' in front and '<td class="num">3</td>' in front
+        assert 'href="/sites/alpha"' in front and '<td class="num articles">3</td>' in front
         site_page = get(ui + "/sites/alpha")[0]
         assert 'href="/sites/alpha/2024-05-01"' in site_page
         assert 'href="/sites/alpha/2024-05-03"' in site_page
-        # 3 articles on 2 of the 90 days charted, 2 on the first: a full bar and a half one.
-        heights = sorted(float(h) for h in re.findall(r'<rect [^>]*height="([\d.]+)"', site_page))
-        assert heights[-2:] == [70.0, 140.0] and heights.count(0.0) == 88
+        # 3 articles on 2 days, 2 on the first: a full bar and a half one, on a chart of
+        # the 14 days up to the last (its least), the 12 others empty.
+        heights = sorted(float(h) for h in re.findall(
+            r'<rect class="day" [^>]*height="([\d.]+)"', site_page))
+        assert heights[-2:] == [70.0, 140.0] and heights.count(0.0) == 12
         day = get(ui + "/sites/alpha/2024-05-01")[0]
         assert day.count('class="article"') == 2
         assert f'href="/articles/{stored[0].id}">Harbour reopens</a>' in day
@@ -740,7 +781,8 @@ def test_the_ui_over_a_local_archive(tmp_path):
         assert "<p>The harbour reopened after the storm.</p>" in page
         assert "<p>Ferries run again.</p>" in page
         _, headers, raw = get(f"{ui}/articles/{stored[0].id}/original")
-        assert raw == (b"<html><body><p>The harbour reopened after the storm.\n"
+        assert raw == (b"<html><head><style>" + READING_STYLE.encode() + b"</style></head>"
+                       b"<body><p>The harbour reopened after the storm.\n"
                        b"Ferries run again.</p></body></html>")
         assert headers["content-security-policy"].startswith("sandbox;")
         found = get(f"{ui}/search?q=FERRIES+harb&site=alpha")[0]

@@ -215,8 +215,11 @@ def test_serve_registers_a_deployment_per_site_and_runs_them(corpus, tmp_path):
                                           for names in closed.values()), closed
                     assert _catalog_rows(archive) == rows
 
-            # The Dockerfile's health check, run as written, passes against serve.
-            health = _dockerfile_healthcheck().replace("8080", str(runner_port))
+            # The Dockerfile's health check, run as written (asking this serve's runner
+            # port instead of the image's), passes against serve.
+            health = _dockerfile_healthcheck().replace(f":{_dockerfile_runner_port()}/",
+                                                       f":{runner_port}/")
+            assert str(runner_port) in health, health
             checked = subprocess.run(shlex.split(health), capture_output=True, text=True, timeout=30)
             assert checked.returncode == 0, checked.stderr
         finally:
@@ -280,6 +283,12 @@ def _deployments(client, serve: subprocess.Popen, tmp_path: Path) -> dict | None
 def _finished(client, flow_run_id):
     run = client.read_flow_run(flow_run_id)
     return run if run.state and run.state.is_final() else None
+
+
+def _dockerfile_runner_port() -> int:
+    """The port the image runs Prefect's runner webserver on."""
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    return int(re.search(r"PREFECT_RUNNER_SERVER_PORT=(\d+)", dockerfile).group(1))
 
 
 def _dockerfile_healthcheck() -> str:
