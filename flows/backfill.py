@@ -33,6 +33,7 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from flows.ccnews import DEFAULT_SLACK_DAYS, CCNewsReport, ccnews_backfill
 from flows.crawl import (
     SiteResult,
     _artifact_key,
@@ -46,6 +47,7 @@ from spiders.interface import ConfigError, SiteConfig
 from storage import Archive
 
 Reprocess = Literal["none", "failed", "all"]
+Source = Literal["site", "ccnews"]
 MAX_BACKFILL_DAYS = 3660
 # Articles a batch of days fetches in one crawl subprocess (a day with more is a batch of its
 # own: days are never split). A crawl's start-up costs 7-10 s, paid here once per 500
@@ -283,15 +285,29 @@ def backfill_days(site: str, days: dict[date, list[dict]], config: str | None = 
 @flow(name="backfill", log_prints=False)
 def backfill(site: str, since: date, until: date, config: str | None = None,
              archive: str | None = None, reprocess: Reprocess = "none",
-             dry_run: bool = False, settings: Settings | None = None) -> BackfillReport:
-    """Archive what ``site`` published from ``since`` to ``until`` (UTC days, both included):
-    plan, then the days with articles in batches (see :func:`batches`), newest first, one
-    child flow run each. Finished partitions are skipped unless ``reprocess`` is ``failed``
-    or ``all``; ``dry_run`` plans only. ``settings``: the command's (built from the
-    environment when Prefect starts the run)."""
+             dry_run: bool = False, settings: Settings | None = None,
+             source: Source = "site",
+             slack_days: int = DEFAULT_SLACK_DAYS) -> BackfillReport | CCNewsReport:
+    """Archive what ``site`` published from ``since`` to ``until`` (UTC days, both included).
+
+    ``source="site"``: plan from the site's sitemaps and feeds, then the days with articles
+    in batches (see :func:`batches`), newest first, one child flow run each. Finished
+    partitions are skipped unless ``reprocess`` is ``failed`` or ``all``; ``dry_run`` plans
+    only. ``source="ccnews"``: read the captures of Common Crawl News instead, one task per
+    file (:mod:`flows.ccnews`; ``slack_days``: days after ``until`` whose captures are
+    read), the site never asked. ``settings``: the command's (built from the environment
+    when Prefect starts the run)."""
     logger = get_run_logger()
     settings = settings or Settings()
     _, (site_config,), archive_url = load_sites(config, [site], archive, settings)
+    if source == "ccnews":
+        check_range(since, until)
+        report = ccnews_backfill(site_config, archive_url, since, until, settings,
+                                 run_id=new_run_id(), reprocess=reprocess, slack_days=slack_days)
+        create_markdown_artifact(markdown=ccnews_markdown(report),
+                                 key=f"backfill-{_artifact_key(site + '-' + report.run_id)}",
+                                 description=f"CC-NEWS backfill of {site}, {since} to {until}")
+        return report
     plan = make_plan(site_config, archive_url, since, until, settings)
     logger.info("plan for %s, %s to %s: %d articles on %d days (%d out of range, %d undated)",
                 site, since, until, plan.total, len(plan.days), plan.out_of_range, plan.undated)
@@ -345,4 +361,22 @@ def report_markdown(report: BackfillReport) -> str:
         status = p.status + (": " + p.reason.replace("|", "\\|").replace("\n", " ")
                              if p.reason else "")
         lines.append(f"| {p.day} | {p.planned} | {status} | {counts} |")
+    return "\n".join(lines) + "\n"
+
+
+CCNEWS_COLUMNS = ("records", "kept", "archived", "duplicates", "out_of_range", "undated",
+                  "errors")
+
+
+def ccnews_markdown(report: CCNewsReport) -> str:
+    """A CC-NEWS backfill as a markdown table (its Prefect artifact): a row per file."""
+    lines = [f"# CC-NEWS backfill of {report.site}, {report.since} to {report.until}", "",
+             f"{len(report.files)} files from {report.source}.", "",
+             "| file | status | " + " | ".join(CCNEWS_COLUMNS) + " |",
+             "| --- | --- | " + " | ".join("---:" for _ in CCNEWS_COLUMNS) + " |"]
+    for f in report.files:
+        counts = " | ".join(str(f.counts.get(c, "-")) for c in CCNEWS_COLUMNS)
+        status = f.status + (": " + f.reason.replace("|", "\\|").replace("\n", " ")
+                             if f.reason else "")
+        lines.append(f"| {f.file.rsplit('/', 1)[-1]} | {status} | {counts} |")
     return "\n".join(lines) + "\n"

@@ -22,18 +22,35 @@ from browse.cli import iso_date as _date
 from browse.listing import format_table
 from flows import launch
 from flows.settings import Settings
-from spiders.interface import Config, ConfigError, load_config
+from spiders.interface import Config, ConfigError, load_config, scrub_secrets_from_logs
 from storage import Archive, ArchiveError, InvalidArchiveURL
 
 logger = logging.getLogger("newsarchive")
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+"""The console's levels (``--log-level``, ``NEWSARCHIVE_LOG_LEVEL``)."""
+
+# Libraries that log at INFO what an operator does not need: botocore says where it found
+# the credentials on every command that reads S3. Shown at --log-level debug.
+_CHATTY_AT_INFO = ("botocore", "boto3", "s3transfer", "urllib3", "httpx")
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, help="sites file (default: sites.toml, or NEWSARCHIVE_CONFIG)")
     common.add_argument("--archive", metavar="URL", help="archive directory or s3://bucket/prefix, overriding the config")
+    # Global, and accepted after the command too (SUPPRESS: not given there, the global
+    # option's value stands).
+    common.add_argument("--log-level", type=str.lower, choices=LOG_LEVELS, default=argparse.SUPPRESS,
+                        help="what the console shows (default: info; see newsarchive --help)")
 
     parser = argparse.ArgumentParser(prog="newsarchive", description="Scheduled news scraping and archival.")
+    parser.add_argument("--log-level", type=str.lower, choices=LOG_LEVELS, default=None,
+                        help="what the console shows (default: info, or NEWSARCHIVE_LOG_LEVEL): "
+                             "info, each crawl's progress (a line per site every 5 s at most), "
+                             "its warnings and errors in one line each, and the summary, with "
+                             "Scrapy's full log in a file per crawl; debug, Scrapy's detail and "
+                             "botocore's too; warning and error, less")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     crawl = commands.add_parser("crawl", parents=[common], help="crawl the configured sites once, now")
@@ -56,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--reprocess", choices=("none", "failed", "all"), default="none",
                           help="run again the partitions that finished in an earlier backfill: "
                                "those that failed, or all (default: none)")
+    backfill.add_argument("--source", choices=("site", "ccnews"), default="site",
+                          help="where the pages come from: the site's sitemaps and feeds "
+                               "(default), or Common Crawl News captures (NEWSARCHIVE_CCNEWS_URL; "
+                               "the site is not asked)")
+    backfill.add_argument("--slack-days", type=int, default=3, metavar="N",
+                          help="with --source ccnews: days after --until whose captures are "
+                               "read (a page is captured after it is published; default: 3)")
     backfill.set_defaults(func=cmd_backfill)
 
     serve = commands.add_parser(
@@ -213,6 +237,8 @@ def cmd_backfill(args, settings: Settings) -> int:
     )
 
     check_range(args.since, args.until)
+    if args.source == "ccnews":
+        return _backfill_ccnews(args, settings, path, site, archive_url)
     if args.dry_run:
         # No flow run: a dry run needs no Prefect server and leaves no trace anywhere.
         try:
@@ -257,6 +283,64 @@ def cmd_backfill(args, settings: Settings) -> int:
         print(f"newsarchive: {len(skipped_failed)} partitions failed in an earlier backfill; "
               f"run again with --reprocess failed", file=sys.stderr)
     return 0 if report.ok else 1
+
+
+def _backfill_ccnews(args, settings: Settings, path: Path, site, archive_url: str) -> int:
+    from flows.backfill import backfill
+    from flows.ccnews import plan_files, scan_time_note
+    from spiders.interface import CCNewsSourceError, ccnews_source
+
+    if args.slack_days < 0:
+        print("newsarchive: --slack-days cannot be negative", file=sys.stderr)
+        return 2
+    try:
+        if args.dry_run:
+            # No flow run and nothing written: the listings and each file's size are read.
+            source = ccnews_source(settings.ccnews_url)
+            archive = Archive.open(archive_url)
+            planned = plan_files(site, archive, source, args.since, args.until,
+                                 args.slack_days, args.reprocess)
+            rows, total = [], 0
+            for warc_file, previous, run in planned:
+                size = source.size(warc_file.path)
+                if run and size:
+                    total += size
+                status = "to do" if run else ("done" if previous == "ok" else "failed earlier")
+                rows.append([warc_file.name, _megabytes(size), status])
+            print(format_table(["file", "size", "status"], rows))
+            to_do = sum(run for *_, run in planned)
+            print(f"{len(planned)} CC-NEWS files from {source} can hold {site.name}'s articles "
+                  f"of {args.since} to {args.until} (captures up to {args.slack_days} days "
+                  f"later); {to_do} to scan, {total / 1e9:.2f} GB: "
+                  f"{scan_time_note(total)}. Dry run: nothing was "
+                  f"read from the files or written.")
+            return 0
+        report = backfill(site=site.name, since=args.since, until=args.until, config=str(path),
+                          archive=archive_url, reprocess=args.reprocess, settings=settings,
+                          source="ccnews", slack_days=args.slack_days)
+    except CCNewsSourceError as exc:
+        print(f"newsarchive: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:
+        return _prefect_unavailable(exc)
+    from flows.backfill import CCNEWS_COLUMNS
+
+    print(format_table(["file", "status", *CCNEWS_COLUMNS],
+                       [[f.file.rsplit("/", 1)[-1], f.status,
+                         *(str(f.counts.get(c, "-")) for c in CCNEWS_COLUMNS)]
+                        for f in report.files]))
+    counts = report.counts
+    print(f"{len(report.files)} CC-NEWS files; {counts['archived']} articles archived, "
+          f"{counts['duplicates']} already archived, {counts['out_of_range']} dated outside "
+          f"the range, {counts['undated']} undated.")
+    for result in report.files:
+        if result.status == "failed":
+            print(f"newsarchive: {result.file} failed: {result.reason}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _megabytes(size: int | None) -> str:
+    return "?" if size is None else f"{size / 1e6:.1f} MB"
 
 
 def _deployments(args, settings: Settings):
@@ -381,9 +465,6 @@ def cmd_compact(args, settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Prefect's API client logs every HTTP request at INFO.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         try:
             settings = Settings()
@@ -391,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
             first = exc.errors()[0]
             name = "NEWSARCHIVE_" + "_".join(str(p) for p in first["loc"]).upper()
             raise ConfigError(f"environment: {name}: {first['msg']}") from None
+        settings = _set_up_logging(args, settings)
         if hasattr(args, "browse_func"):
             return args.browse_func(args, _open_archive(args, settings))
         return args.func(args, settings)
@@ -407,3 +489,28 @@ def main(argv: list[str] | None = None) -> int:
         # `newsarchive ls | head`: the reader left; not an error.
         sys.stderr.close()
         return 0
+
+
+def _set_up_logging(args, settings: Settings) -> Settings:
+    """The console at ``--log-level`` (else ``NEWSARCHIVE_LOG_LEVEL``), for this process and
+    the crawls it starts; returns the settings with that level."""
+    level = (args.log_level or settings.log_level).strip().lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"environment: NEWSARCHIVE_LOG_LEVEL: {settings.log_level!r} is not "
+                          f"one of {', '.join(LOG_LEVELS)}")
+    if args.log_level:
+        # The flow-run processes `serve` starts read their settings from the environment.
+        os.environ["NEWSARCHIVE_LOG_LEVEL"] = level.upper()
+    # The handler's level too: Prefect's loggers set their own (INFO), and would reach the
+    # console through it at any level of the root logger.
+    console = logging.StreamHandler()
+    console.setLevel(level.upper())
+    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[console])
+    if level != "debug":
+        for name in _CHATTY_AT_INFO:
+            logging.getLogger(name).setLevel(logging.WARNING)
+    # At any level, no credential reaches the console: botocore's debug log shows the
+    # access key id of every request it signs.
+    scrub_secrets_from_logs()
+    return settings.model_copy(update={"log_level": level.upper()})

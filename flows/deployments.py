@@ -87,7 +87,9 @@ def build_deployments(config: Config, config_path: Path, archive_url: str) -> li
         name=BACKFILL_DEPLOYMENT,
         parameters=shared,
         description="Archive what a site published in a date range: run with site, since "
-                    "and until (YYYY-MM-DD); reprocess = none | failed | all; dry_run.",
+                    "and until (YYYY-MM-DD); reprocess = none | failed | all; dry_run; "
+                    "source = site | ccnews (Common Crawl News: run it several times with "
+                    "the same parameters and the runs share the files); slack_days.",
         tags=[reclaim.TAG],
         entrypoint_type=EntrypointType.MODULE_PATH,
     ))

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Log level of the crawl subprocesses.")
     max_parallel_sites: int = Field(2, ge=1, description="Sites crawled at the same time.")
+    ccnews_url: str = Field(
+        "https://data.commoncrawl.org/",
+        description="Where `backfill --source ccnews` reads Common Crawl News: its public "
+        "HTTPS endpoint, an s3:// URL (the usual AWS_* settings), or a local directory with "
+        "the same layout (crawl-data/CC-NEWS/<YYYY>/<MM>/warc.paths.gz and the files).",
+    )
     prefect_port: int = Field(
         4200, ge=1, le=65535,
         description="Port of the Prefect server `serve` starts on 127.0.0.1 when PREFECT_API_URL is unset.",
