@@ -13,6 +13,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PREFECT_RUNNER_SERVER_HOST=127.0.0.1 \
     PREFECT_RUNNER_SERVER_PORT=8081
 
+# Chromium only for sites with `screenshot = true` (about 300 MB): docker compose build
+# --build-arg WITH_CHROMIUM=1. Without it such a site's pages are archived with a warning.
+ARG WITH_CHROMIUM=0
+RUN if [ "$WITH_CHROMIUM" = "1" ]; then \
+        apt-get update && apt-get install -y --no-install-recommends chromium \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
+
 RUN useradd --create-home --uid 10001 newsarchive \
     && mkdir -p /data /config \
     && chown newsarchive /data
