@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from storage.catalog import FIGURE_COLUMNS, Catalog, DayFigures, day_figures
+from storage.word_filter import query_key
 
 LISTING_COLUMNS = ("id", "site", "date", "title", "authors", "published", "language", "url",
                    "fetched_at")
@@ -335,6 +336,10 @@ def search(archive_url: str, query: str, *, site: str | None = None,
     # The date range skips whole partitions, as the site does: they are never read.
     partitions = [p for p in catalog.partitions(site)
                   if (since is None or p[1] >= since) and (until is None or p[1] <= until)]
+    # Compacted days whose word filter says they lack a word are not read (a search for a
+    # word no article has then reads a small file a site and month, not every text); the
+    # filters are read as the days are reached.
+    keys = [query_key(word) for word in words]
     days = sorted({day for _site, day in partitions}, reverse=True)
     projection = {name: ds.field(name) for name in _HIT_COLUMNS} | {
         # The title and text of the rows whose title or text has the longest word, the
@@ -349,8 +354,9 @@ def search(archive_url: str, query: str, *, site: str | None = None,
     while days and (limit is None or len(hits) < limit):
         batch, days = set(days[:size]), days[size:]
         size *= 2
-        latest = catalog.read(columns=projection,
-                              partitions=[p for p in partitions if p[1] in batch])
+        latest = catalog.read(columns=projection, partitions=[
+            p for p in partitions if p[1] in batch
+            and not (all(keys) and catalog.cannot_hold(p, keys))])
         found = latest.filter(pc.is_valid(latest[_FOUND]))
         hits += _matching(found, matcher, None if limit is None else limit - len(hits))
     return hits

@@ -15,15 +15,11 @@ a run handled ended as exactly one of archived, a new version, a duplicate or an
 
 from __future__ import annotations
 
-import json
-import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from storage import Archive, ObjectNotFound
-
-logger = logging.getLogger(__name__)
+from storage import Archive
 
 RECENT_DAYS = 14
 """UTC days (up to today) whose run folders are listed."""
@@ -147,14 +143,8 @@ def recent_runs(archive: Archive, site: str, *, runs: int = RECENT_RUNS,
 
 def _read(archive: Archive, key: str) -> Run | None:
     """The run whose manifest is at ``key``; None when it is gone or not a manifest."""
-    try:
-        manifest = json.loads(archive.backend.get(key))
-    except ObjectNotFound:
-        return None
-    except ValueError as exc:
-        logger.warning("run manifest %s is not JSON: %s", key, exc)
-        return None
-    if not isinstance(manifest, dict):
+    manifest = archive.read_run_manifest(key)
+    if manifest is None:
         return None
     counts = manifest.get("counts") if isinstance(manifest.get("counts"), dict) else {}
     kinds = manifest.get("errors_by_kind")

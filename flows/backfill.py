@@ -375,7 +375,7 @@ def ccnews_markdown(report: CCNewsReport) -> str:
              "| file | status | " + " | ".join(CCNEWS_COLUMNS) + " |",
              "| --- | --- | " + " | ".join("---:" for _ in CCNEWS_COLUMNS) + " |"]
     for f in report.files:
-        counts = " | ".join(str(f.counts.get(c, "-")) for c in CCNEWS_COLUMNS)
+        counts = " | ".join(str(f.counts.get(c, 0 if f.counts else "-")) for c in CCNEWS_COLUMNS)
         status = f.status + (": " + f.reason.replace("|", "\\|").replace("\n", " ")
                              if f.reason else "")
         lines.append(f"| {f.file.rsplit('/', 1)[-1]} | {status} | {counts} |")

@@ -327,7 +327,7 @@ def _backfill_ccnews(args, settings: Settings, path: Path, site, archive_url: st
 
     print(format_table(["file", "status", *CCNEWS_COLUMNS],
                        [[f.file.rsplit("/", 1)[-1], f.status,
-                         *(str(f.counts.get(c, "-")) for c in CCNEWS_COLUMNS)]
+                         *(str(f.counts.get(c, 0 if f.counts else "-")) for c in CCNEWS_COLUMNS)]
                         for f in report.files]))
     counts = report.counts
     print(f"{len(report.files)} CC-NEWS files; {counts['archived']} articles archived, "

@@ -633,13 +633,15 @@ class Archive:
         pool = ThreadPoolExecutor(min(_PARALLEL_MANIFEST_READS, len(keys)),
                                   thread_name_prefix="archive-runs")
         try:
-            for manifest in pool.map(self._read_run_manifest, keys):
+            for manifest in pool.map(self.read_run_manifest, keys):
                 if manifest is not None:
                     yield manifest
         finally:
             pool.shutdown(cancel_futures=True)
 
-    def _read_run_manifest(self, key: str) -> dict | None:
+    def read_run_manifest(self, key: str) -> dict | None:
+        """The run manifest at ``key`` (from :meth:`run_manifest_keys`), or None when it is
+        gone or is no JSON object (said in the log)."""
         try:
             manifest = json.loads(self.backend.get(key))
         except ObjectNotFound:

@@ -63,6 +63,7 @@ from storage.errors import ArchiveAccessDenied, ArchiveError, InvalidKey, Object
 from storage.keys import day_of_meta_key, is_meta_key, validate_run_id, validate_site_name
 from storage.lazy import LazyModule
 from storage.record import Extractor, Record, Version, as_utc
+from storage.word_filter import WordFilter, text_keys, word_filter_key
 
 # Imported on first use (storage.lazy): ``CatalogWriter.add`` writes JSON Lines, and pyarrow
 # is needed only when a run's catalog is written or read.
@@ -542,6 +543,7 @@ class Catalog:
         self._filesystem, self._root = _catalog_location(archive_url)
         self._parts: dict[tuple[str, date], list[tuple[str, int]]] = {}
         self._summaries: set[str] = set()
+        self._word_filters: dict[tuple[str, date], WordFilter | None] = {}
         self._list()
 
     def _list(self) -> None:
@@ -601,6 +603,32 @@ class Catalog:
             logger.warning("catalog summary %s ignored: %s", path, exc)
             return {}
         except (pa.ArrowException, OSError) as exc:
+            raise _read_error(self.archive_url, exc) from exc
+
+    def cannot_hold(self, partition: tuple[str, date], keys: Sequence[str]) -> bool:
+        """True when the partition is a compacted day whose month's word filter says no word
+        of it starts with one of ``keys`` (:func:`storage.word_filter.query_key`): a search
+        for them need not read it. False when it may, or cannot be told (no filter, or a
+        file written to the day since its compaction)."""
+        site, day = partition
+        month = day.replace(day=1)
+        if (site, month) not in self._word_filters:
+            self._word_filters[(site, month)] = self._read_word_filter(site, month)
+        words = self._word_filters[(site, month)]
+        if words is None or [words.days.get(day)] != self.files(partition):
+            return False
+        return not all(words.may_hold(key) for key in keys)
+
+    def _read_word_filter(self, site: str, month: date) -> WordFilter | None:
+        path = f"{self._root}/{word_filter_key(CATALOG_ROOT, site, month).split('/', 1)[1]}"
+        try:
+            with self._filesystem.open_input_stream(path) as stream:
+                return WordFilter.from_bytes(stream.read())
+        except FileNotFoundError:
+            return None
+        except (pa.ArrowException, OSError) as exc:
+            if _vanished(exc):
+                return None
             raise _read_error(self.archive_url, exc) from exc
 
     def read(self, *, filter: ds.Expression | None = None, columns: Columns | None = None,
@@ -1015,12 +1043,67 @@ def compact_catalog(backend: Backend, *, site: str | None = None, before: date |
                 if figures is not None:
                     entries[day] = _SummaryEntry(name, figures)
         if entries != summary:
+            # The word filters first: a compaction killed before the summary is written
+            # finds these days changed again next time, and covers what it missed.
+            _cover_words(backend, key_site, {day: entry for day, entry in entries.items()
+                                             if summary.get(day) != entry})
             backend.put(days_summary_key(key_site), _summary_json(entries),
                         content_type="application/json")
         out.append(SiteCompaction(site=key_site, closed_days=len(closed),
                                   days_compacted=compacted, files_before=files[key_site],
                                   files_after=files[key_site] - removed))
     return out
+
+
+def _cover_words(backend: Backend, site: str, entries: dict[date, _SummaryEntry]) -> None:
+    """Add the days just compacted (``entries``) to their months' word filters
+    (:mod:`storage.word_filter`), unless a filter covers one already with the same file:
+    one read of each day's titles and texts. Compare-and-swap, so a compaction running at
+    once adds its days too. Only the months of these days are read: the cost is the new
+    days', whatever the history."""
+    months: dict[date, dict[date, str]] = {}
+    for day, entry in entries.items():
+        months.setdefault(day.replace(day=1), {})[day] = entry.file
+    for month, files in sorted(months.items()):
+        key = word_filter_key(CATALOG_ROOT, site, month)
+        for _attempt in range(5):
+            try:
+                data, tag = backend.get_tagged(key)
+                current = WordFilter.from_bytes(data) or WordFilter()
+            except ObjectNotFound:
+                current, tag = WordFilter(), None
+            todo = {day: name for day, name in files.items() if current.days.get(day) != name}
+            if not todo:
+                break
+            for day, name in sorted(todo.items()):
+                compacted = f"{CATALOG_ROOT}/site={site}/date={day:%Y-%m-%d}/{name}"
+                try:
+                    table = pq.ParquetFile(pa.BufferReader(backend.get(compacted))).read(
+                        columns=["title", TEXT_COLUMN])
+                except ObjectNotFound:
+                    continue  # compacted again meanwhile: the next compaction covers it
+                except (pa.ArrowException, OSError) as exc:
+                    raise ArchiveError(f"cannot read {compacted}: {exc}") from exc
+                current.add(day, name, text_keys(
+                    value for column in ("title", TEXT_COLUMN) for value in
+                    table[column].to_pylist()))
+            data = current.to_bytes()
+            written = (backend.put_if_absent(key, data, content_type="application/octet-stream")
+                       if tag is None else
+                       backend.put_if_match(key, data, tag, content_type="application/octet-stream"))
+            if written:
+                break
+        else:
+            logger.warning("word filter %s not updated (written by others five times over): "
+                           "searches read those days", key)
+
+
+def read_word_filter(backend: Backend, site: str, month: date) -> WordFilter | None:
+    """A site-month's word filter, or None when it has none (or a damaged one)."""
+    try:
+        return WordFilter.from_bytes(backend.get(word_filter_key(CATALOG_ROOT, site, month)))
+    except ObjectNotFound:
+        return None
 
 
 def _read_summary(backend: Backend, site: str) -> dict[date, _SummaryEntry]:

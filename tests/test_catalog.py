@@ -688,10 +688,11 @@ def write_history(backend, tmp_path) -> dict[str, tuple[Record, str]]:
 
 
 def catalog_files(backend) -> dict[tuple[str, str], list[str]]:
-    """The catalog's file names per (site, date) (its sites' summaries aside)."""
+    """The catalog's file names per (site, date) (its sites' summaries and word filters
+    aside)."""
     out: dict[tuple[str, str], list[str]] = {}
     for key in backend.iter_keys(CATALOG_ROOT + "/"):
-        if key.endswith("/" + DAYS_SUMMARY):
+        if key.count("/") == 2:  # a site's summary and word filters
             continue
         _, site, day, name = key.split("/")
         out.setdefault((site.removeprefix("site="), day.removeprefix("date=")), []).append(name)
