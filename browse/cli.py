@@ -335,9 +335,16 @@ def cmd_search(args, archive: Archive) -> int:
                 "url": hit.url, "published": _when(hit.published) or None,
                 "snippet": hit.snippet}) + "\n")
         return 0
-    print_table(["id", "site", "date", "title", "snippet"],
-                [[h.id, h.site, h.day.isoformat(), (h.title or "")[:60], h.snippet]
-                 for h in hits])
+    columns = ["id", "site", "date", "title", "url", "snippet"]
+    rows = [[h.id, h.site, h.day.isoformat(), h.title or "", h.url, h.snippet] for h in hits]
+    if is_terminal():
+        print_table(columns, [[*row[:3], row[3][:TERMINAL_TITLE_CHARS], *row[4:]]
+                              for row in rows])
+        return 0
+    # Piped: whole fields separated by tabs, as `ls` writes them, for `cut -f` and awk.
+    sys.stdout.write(tsv_line(columns) + "\n")
+    for row in rows:
+        sys.stdout.write(tsv_line(row) + "\n")
     return 0
 
 

@@ -143,8 +143,11 @@ def make_plan(site: SiteConfig, archive_url: str, since: date, until: date,
     workdir = Path(tempfile.mkdtemp(prefix="newsarchive-plan-"))
     try:
         plan_file = workdir / "plan.json"
+        # The data directory too: the plan's log file goes there (the settings' one, which
+        # a caller may have set otherwise than the environment says).
         command = spider_command(site, archive_url, settings, "--plan-file", str(plan_file),
-                                 "--since", since.isoformat(), "--until", until.isoformat())
+                                 "--since", since.isoformat(), "--until", until.isoformat(),
+                                 "--data-dir", str(settings.data_dir.resolve()))
         completed = subprocess.run(command, check=False)
         if not plan_file.exists():
             raise PlanFailed(f"discovery for {site.name} exited with status "

@@ -326,6 +326,25 @@ def test_piped_ls_prints_whole_fields_separated_by_tabs(tmp_path):
     assert done.stdout.splitlines() == ["", whole, "title"]
 
 
+def test_piped_search_prints_whole_fields_separated_by_tabs(tmp_path):
+    """Piped, search cut titles at 60 characters in space-padded columns, as ls did: now
+    whole fields (the URL too), one tab between them, one line per hit."""
+    from tests.test_export import newsarchive
+
+    when = datetime(2024, 5, 1, 9, 0, tzinfo=timezone.utc)
+    title = "The harbour council  revises its budget, " * 5
+    root = tmp_path / "archive"
+    (article,) = local_articles(root, [(title, when)])
+    done = newsarchive("search", "harbour", "--archive", str(root), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "id\tsite\tdate\ttitle\turl\tsnippet"
+    assert len(lines) == 2
+    fields = lines[1].split("\t")
+    assert fields[:5] == [article.id, "alpha", "2024-05-01", title, article.url]
+    assert "harbour" in fields[5]
+
+
 @pytest.mark.parametrize("argv", [
     ["ls"], ["ls", "--json"], ["ls", "--since", "2024-05-01", "--until", "2024-05-02"],
     ["stats"], ["search", "harbour"], ["show", "0" * 24], ["cat", "0" * 24], ["export"]])
@@ -517,7 +536,7 @@ def test_search_output(crawled, capsys):
     code, out, _ = run(capsys, "search", MARKER, "--archive", crawled.url)
     assert code == 0
     rows = table(out)
-    assert rows[0] == ["id", "site", "date", "title", "snippet"]
+    assert rows[0] == ["id", "site", "date", "title", "url", "snippet"]
     assert len(rows) == 2 and rows[1][0] == crawled.versioned["id"]
     assert rows[1][2] == day_of(crawled.versioned)
     assert MARKER in rows[1][-1]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from flows.cli import build_parser, main
@@ -154,6 +154,25 @@ def test_a_backfill_plan_shows_no_scrapy_detail_and_keeps_its_log(corpus, run_cl
                              planned.stderr, re.M)
     assert Path(log_path).parent == (tmp_path / "data" / "crawls").resolve()
     assert "Dumping Scrapy stats" in Path(log_path).read_text(encoding="utf-8")
+
+
+def test_a_plan_keeps_its_log_in_the_data_dir_of_its_settings(corpus, tmp_path, monkeypatch):
+    """make_plan with settings whose data directory is not the environment's: the plan's
+    log went to the environment's (or ./.newsarchive), not to the one it was given."""
+    from flows.backfill import make_plan
+    from flows.settings import Settings
+    from spiders.interface import SiteConfig
+
+    monkeypatch.setenv("NEWSARCHIVE_DATA_DIR", str(tmp_path / "elsewhere"))
+    given = tmp_path / "given"
+    with NewsSite(corpus[:5], feed_size=0) as site:
+        config = SiteConfig.model_validate(local_site_config(site, name="planned", feeds=[]))
+        plan = make_plan(config, str(tmp_path / "archive"), date(2020, 1, 1),
+                         date(2029, 12, 31), Settings(data_dir=given))
+    assert plan.total == 5
+    logs = list((given / "crawls").glob("plan-planned-*.log"))
+    assert len(logs) == 1 and "Dumping Scrapy stats" in logs[0].read_text(encoding="utf-8")
+    assert not (tmp_path / "elsewhere").exists()
 
 
 def test_log_level_is_global_and_accepted_after_the_command_too():
