@@ -370,7 +370,9 @@ def _member_head(data, start: int) -> dict[str, str] | None:
     with ``_size``: the record's length uncompressed; None when no member of a WARC record
     starts there (a chance match of the gzip magic inside compressed data cannot inflate to
     a WARC header)."""
-    if data[start + 3] & 0xE0:  # reserved flag bits: not a gzip header
+    # Not even a gzip header and trailer left (the magic's bytes by chance in the last
+    # member's trailer), or reserved flag bits set: no member starts here.
+    if start + 18 > len(data) or data[start + 3] & 0xE0:
         return None
     take = _HEAD_INPUT
     while True:

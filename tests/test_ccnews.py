@@ -350,3 +350,12 @@ def test_every_warc_layout_gives_the_same_captures(corpus, tmp_path):
     # In the plain file the offsets lead to the records too.
     for capture in iter_captures(io.BytesIO(plain.getvalue()), wanted):
         assert plain.getvalue()[capture.offset:capture.offset + 5] == b"WARC/"
+
+
+def test_the_gzip_magic_at_the_very_end_of_a_file_starts_no_member():
+    """The magic's three bytes can end a file by chance (a last member's size field): that is
+    no member's start, not an IndexError that fails the whole file."""
+    from spiders.ccnews import _member_head
+
+    assert _member_head(bytearray(b"\x1f\x8b\x08"), 0) is None
+    assert _member_head(b"..." + b"\x1f\x8b\x08\x00\x00", 3) is None
