@@ -463,7 +463,8 @@ class FileScan:
     counts: Counter = field(default_factory=Counter)
     """``records`` seen, ``kept`` (the site's HTML), ``archived`` (new articles),
     ``duplicates`` (found in the archive: before extraction, or by text), ``out_of_range``,
-    ``undated``, ``no_text``, ``errors``; ``bytes`` read."""
+    ``undated``, ``no_text``, ``too_large`` (over the site's ``max_page_bytes``), ``errors``;
+    ``bytes`` read."""
     errors: list[dict] = field(default_factory=list)
     """The errors: url, kind, reason."""
 
@@ -487,6 +488,9 @@ class ScanTarget:
     """Last publication day (UTC), included."""
     extract_timeout: float = 30.0
     """Seconds one page's extraction may take."""
+    max_page_bytes: int = 20 * 1024 * 1024
+    """The largest page kept (the site's ``max_page_bytes``, as a crawl downloads no more):
+    a larger capture is counted as ``too_large`` and left out."""
 
 
 class _Counting:
@@ -524,7 +528,7 @@ class Scanner:
         recover_abandoned(archive, data_dir, site.name)
         workspace = Workspace.create(data_dir, site.name, run_id)
         target = ScanTarget(site.name, SiteFilter(site.allowed_domains, site.article_pattern),
-                            since, until, site.extract_timeout)
+                            since, until, site.extract_timeout, site.max_page_bytes)
         return cls(archive, target, run_id=run_id, work_dir=workspace.root, workspace=workspace)
 
     def __init__(self, archive: Archive, target: ScanTarget, *, run_id: str, work_dir: Path,
@@ -602,6 +606,8 @@ class Scanner:
         error (kind, reason) if any."""
         if capture.status != 200:
             return "not_ok", None
+        if len(capture.body) > self.target.max_page_bytes:
+            return "too_large", None
         # Archived already (by a crawl, an earlier scan, another file's capture of it):
         # nothing to extract. One index read, where extraction costs tens of milliseconds.
         if self.archive.is_archived(canonicalize_url(capture.url)):

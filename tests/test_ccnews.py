@@ -359,3 +359,34 @@ def test_the_gzip_magic_at_the_very_end_of_a_file_starts_no_member():
 
     assert _member_head(bytearray(b"\x1f\x8b\x08"), 0) is None
     assert _member_head(b"..." + b"\x1f\x8b\x08\x00\x00", 3) is None
+
+
+def test_a_capture_over_the_sites_max_page_bytes_is_left_out(corpus, tmp_path):
+    """A crawl downloads no page over the site's max_page_bytes; a CC-NEWS capture over it
+    is left out too (counted), not extracted or archived."""
+    from spiders.ccnews import Scanner, ScanTarget, SiteFilter, Source, WarcFile
+    from storage import Archive
+    from tests.ccnews_local import write_warc
+
+    page = next(p for p in corpus if urlsplit(p.original_url).hostname == SITE_HOSTS[0]
+                and SINCE <= p.published.date() <= UNTIL)
+    small = Capture(page.original_url, _at("2025-11-07T00:00:00"), page.html)
+    big = Capture(page.original_url.replace(".html", "-big.html"), _at("2025-11-07T00:01:00"),
+                  page.html + b"<!--" + b"x" * len(page.html) + b"-->")
+    path = "crawl-data/CC-NEWS/2025/11/CC-NEWS-20251107000000-00001.warc.gz"
+    (tmp_path / path).parent.mkdir(parents=True)
+    with open(tmp_path / path, "wb") as stream:
+        write_warc(stream, [small, big])
+    target = ScanTarget("funke", SiteFilter(("morgenpost.de",)), SINCE, UNTIL,
+                        max_page_bytes=len(page.html) + 100)
+    archive = Archive.open(str(tmp_path / "archive"), run_id="scan")
+    scanner = Scanner(archive, target, run_id="scan", work_dir=tmp_path / "work",
+                      extraction_workers=1)
+    try:
+        scan = scanner.scan(Source(str(tmp_path)), WarcFile(path, _at("2025-11-07T00:00:00")))
+    finally:
+        scanner.close()
+    assert scan.counts["kept"] == 2 and scan.counts["too_large"] == 1
+    assert scan.counts["archived"] == 1 and scan.ok
+    assert [json.loads(p.read_text())["url"] for p in (tmp_path / "archive").rglob("meta.json")] \
+        == [small.url]
