@@ -51,10 +51,8 @@ from spiders.stats import record_error, record_warning
 from spiders.workspace import Workspace
 from storage import Archive, ArchiveError, ArchiveUnavailable, S3Backend, StoreOutcome
 from storage.catalog import CatalogWriter
-from storage.catalog import recover_pending as catalog_recover
 from storage.compress import DeflatedBody
 from storage.warc import WarcWriter
-from storage.warc import recover_pending as warc_recover
 
 logger = logging.getLogger(__name__)
 
@@ -474,13 +472,7 @@ class ArchiveRun:
                 logger.info("finishing the work of run %s, which ended early", workspace.run_id)
                 outcomes += self._flush(workspace)
                 try:
-                    warc_recover(self.archive.backend, workspace.warc_dir, is_alive=_never_alive)
-                    catalog_recover(self.archive.backend, workspace.catalog_dir,
-                                    is_alive=_never_alive)
-                    manifest = workspace.kept_manifest()
-                    if manifest is not None:
-                        self.archive.put_run_manifest(manifest)
-                        workspace.forget_manifest()
+                    workspace.upload_leftovers(self.archive)
                 except ArchiveError as exc:
                     logger.warning("cannot finish run %s yet: %s", workspace.run_id, exc)
                     continue
@@ -556,8 +548,3 @@ def deferred_from_future(future: Future) -> defer.Deferred:
 
     future.add_done_callback(settle_on_reactor)
     return deferred
-
-
-def _never_alive(_run_id: str) -> bool:
-    # Only abandoned workspaces are recovered: every run in them is over.
-    return False

@@ -45,6 +45,7 @@ from fastwarc.warc import ArchiveIterator, WarcRecordType
 from normalize.boilerplate import SiteBoilerplate
 from spiders.config import compile_user_pattern
 from spiders.extraction_pool import ExtractionFailed, ExtractionPool, default_pool_size
+from spiders.hosts import host_matcher
 from spiders.interface import CCNewsSourceError as SourceError
 from spiders.interface import SiteConfig
 from spiders.items import FetchedPage
@@ -52,10 +53,8 @@ from spiders.page import BOILERPLATE_STATE, Problem, canonical_seen_urls, page_r
 from spiders.workspace import Workspace
 from storage import Archive, ArchiveError, S3Backend, StoreOutcome, canonicalize_url
 from storage.catalog import CatalogWriter
-from storage.catalog import recover_pending as catalog_recover
 from storage.compress import DeflatedBody
 from storage.warc import WarcWriter
-from storage.warc import recover_pending as warc_recover
 
 logger = logging.getLogger(__name__)
 
@@ -237,18 +236,17 @@ class SiteFilter:
     """The site's article pattern (RE2, searched in the URL), or empty: any URL."""
 
     def matcher(self) -> Callable[[str], bool]:
-        """A fast predicate on a URL: the host (cut from the URL by hand: this runs on every
-        record of every file scanned) in the site's domains, and the pattern found."""
-        domains = tuple(d.lower().strip(".") for d in self.allowed_domains if d)
-        suffixes = tuple("." + d for d in domains)
+        """A fast predicate on a URL: its host (cut from the URL by hand: this runs on every
+        record of every file scanned, where ``urlsplit`` would cost more than the rest) one
+        of the site's domains (:func:`spiders.hosts.host_matcher`), and the pattern found."""
+        on_site = host_matcher(self.allowed_domains)
         pattern = compile_user_pattern(self.article_pattern) if self.article_pattern else None
 
         def matches(url: str) -> bool:
             rest = url.partition("://")[2]
             host = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
             host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-            host = host.lower().rstrip(".")
-            if not (host in domains or host.endswith(suffixes)):
+            if not on_site(host):
                 return False
             return pattern is None or pattern.search(url) is not None
 
@@ -665,7 +663,7 @@ class Scanner:
 
 def recover_abandoned(archive: Archive, data_dir: Path, site: str) -> int:
     """Upload what scans and crawls of ``site`` that died on this machine left in their
-    workspaces (WARC files, catalog rows), so that the articles they archived are in the
+    workspaces (WARC files, catalog rows, run manifests), so that the articles they archived are in the
     catalog. A workspace with pages in its spool is left to the site's next crawl, which
     extracts them. Returns the workspaces finished."""
     finished = 0
@@ -673,8 +671,7 @@ def recover_abandoned(archive: Archive, data_dir: Path, site: str) -> int:
         try:
             if workspace.spool_size():
                 continue
-            warc_recover(archive.backend, workspace.warc_dir, is_alive=_never_alive)
-            catalog_recover(archive.backend, workspace.catalog_dir, is_alive=_never_alive)
+            workspace.upload_leftovers(archive)
             if workspace.remove_if_done():
                 finished += 1
         except ArchiveError as exc:
@@ -682,8 +679,3 @@ def recover_abandoned(archive: Archive, data_dir: Path, site: str) -> int:
         finally:
             workspace.release()
     return finished
-
-
-def _never_alive(_run_id: str) -> bool:
-    # Only abandoned workspaces are recovered: every run in them is over.
-    return False

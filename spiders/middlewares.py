@@ -44,6 +44,7 @@ from scrapy.utils.response import response_status_message
 from w3lib.url import safe_url_string
 
 from normalize.metadata import parse_datetime
+from spiders.hosts import host_allowed
 from spiders.stats import record_error
 
 if TYPE_CHECKING:
@@ -65,21 +66,6 @@ class RequestRefused(IgnoreRequest):
 
 class RedirectRefused(RequestRefused):
     """A redirect off the site was refused; it is recorded already (``offsite_redirect``)."""
-
-
-def host_allowed(host: str, allowed_domains: Iterable[str]) -> bool:
-    """Whether ``host`` is one of ``allowed_domains`` or a subdomain of one (no domains:
-    everything is allowed, as with Scrapy's ``OffsiteMiddleware``). The one such check:
-    discovery's (which URLs to fetch) and the redirect guards' (where a redirect may go).
-
-    Not Scrapy's ``url_is_from_any_domain``: it compares a URL's whole network location,
-    port and user info included, so ``http://127.0.0.1:8080/`` is not from ``127.0.0.1``
-    there. This compares the host, as Scrapy's ``OffsiteMiddleware`` does."""
-    domains = [d.lower().strip(".") for d in allowed_domains if d]
-    if not domains:
-        return True
-    host = host.lower().rstrip(".")
-    return any(host == d or host.endswith("." + d) for d in domains)
 
 
 def redirect_refusal(url: str, allowed_domains: Iterable[str]) -> str | None:

@@ -47,9 +47,10 @@ from spiders.config import SiteConfig, compile_user_pattern
 from spiders.discovery import Entry, page_links, parse_feed, parse_sitemap
 from spiders.discovery_state import STATE_NAME, DiscoveryLog, DiscoveryState
 from spiders.download import HeadersTooLarge
+from spiders.hosts import host_allowed
 from spiders.items import FetchedPage
 from spiders.listings import Listings
-from spiders.middlewares import RequestRefused, host_allowed
+from spiders.middlewares import RequestRefused
 from spiders.stats import record_error
 from storage import Archive, ArchiveError, canonicalize_url
 from storage.summary import UrlSummary

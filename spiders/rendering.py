@@ -73,6 +73,7 @@ from dataclasses import dataclass
 from email.message import Message
 from urllib.parse import urlsplit
 
+from spiders.hosts import host_matcher
 from spiders.processes import when_gone
 
 logger = logging.getLogger(__name__)
@@ -625,7 +626,7 @@ class _Subresources:
     within the site, checked addresses, the page's time, bounded counts and sizes."""
 
     def __init__(self, settings: RenderSettings, deadline: float) -> None:
-        self.domains = tuple(d.lower().rstrip(".") for d in settings.allowed_domains)
+        self._on_site = host_matcher(settings.allowed_domains)
         self.allow_private_hosts = settings.allow_private_hosts
         self.user_agent = settings.user_agent
         self.deadline = deadline
@@ -691,10 +692,6 @@ class _Subresources:
             return None
         kept = {k: v for k, v in response.headers.items() if k.lower() in _KEPT_HEADERS}
         return response.status, kept, bytes(content)
-
-    def _on_site(self, host: str) -> bool:
-        host = host.lower()
-        return any(host == domain or host.endswith("." + domain) for domain in self.domains)
 
     def _checked_address(self, host: str, port: int) -> str | None:
         """The address to connect to for ``host``, if the crawl may reach it."""

@@ -210,6 +210,21 @@ class Workspace:
 
     # -- the end ------------------------------------------------------------------------
 
+    def upload_leftovers(self, archive) -> None:
+        """Upload what the run that died left here: its WARC files, catalog rows and run
+        manifest (a :class:`storage.Archive`'s). Raises ArchiveError while the archive
+        cannot take them; what is left stays for the next try."""
+        from storage.catalog import recover_pending as catalog_recover
+        from storage.warc import recover_pending as warc_recover
+
+        # Only abandoned workspaces are recovered: every run in them is over.
+        warc_recover(archive.backend, self.warc_dir, is_alive=lambda _run_id: False)
+        catalog_recover(archive.backend, self.catalog_dir, is_alive=lambda _run_id: False)
+        manifest = self.kept_manifest()
+        if manifest is not None:
+            archive.put_run_manifest(manifest)
+            self.forget_manifest()
+
     def is_empty(self) -> bool:
         """Whether nothing in the workspace still waits for the archive."""
         waiting = [p for d in (self.spool_dir, self.warc_dir, self.catalog_dir) if d.is_dir()

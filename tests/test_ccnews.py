@@ -259,7 +259,7 @@ def test_a_month_is_read_from_s3_under_the_real_key_layout(ccnews, s3_archive):
 ])
 def test_the_filter_judges_the_target_uri_host_like_the_crawl(url, expected):
     from spiders.ccnews import SiteFilter
-    from spiders.middlewares import host_allowed
+    from spiders.hosts import host_allowed
 
     matches = SiteFilter(("morgenpost.de",)).matcher()
     assert matches(url) is expected

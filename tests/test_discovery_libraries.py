@@ -28,7 +28,8 @@ from normalize.metadata import parse_datetime
 from spiders.config import SiteConfig
 from spiders.discovery import parse_feed, parse_sitemap
 from spiders.download import HeadersTooLarge
-from spiders.middlewares import host_allowed, redirect_refusal
+from spiders.hosts import host_allowed
+from spiders.middlewares import redirect_refusal
 from spiders.news import MAX_FRONT_LINKS, NewsSpider, _read_front, fetch_error_kind
 
 BASE = "https://news.example/feeds/"
