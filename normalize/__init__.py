@@ -8,6 +8,7 @@ from normalize.article import (
     decode_html,
     extract_article,
     is_article_page,
+    load_language_detector,
     settle_article_language,
 )
 from normalize.metadata import PageMetadata
@@ -25,5 +26,6 @@ __all__ = [
     "decode_html",
     "extract_article",
     "is_article_page",
+    "load_language_detector",
     "settle_article_language",
 ]

@@ -129,6 +129,13 @@ def settle_language(declared: str | None, text: str) -> tuple[str | None, str]:
     return declared, "declared"
 
 
+def load_language_detector() -> None:
+    """Load the language detector's model now (about a second, 75 MB), rather than when
+    the first text is checked: a crawl calls this in a thread of its own as it starts, so
+    that its first pages do not all wait for the model."""
+    _identifier()
+
+
 _identifier_lock = threading.Lock()
 
 

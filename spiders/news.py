@@ -65,8 +65,9 @@ MAX_FRONT_LINKS = 5_000
 # Sitemaps and feeds are asked for conditionally (spiders.discovery_state): a 304 is an
 # answer for their callback, not an HTTP error.
 _NOT_MODIFIED_IS_AN_ANSWER = {"handle_httpstatus_list": [304]}
-# Parallel archive look-ups when checking a sitemap's URLs before fetching them.
-_LOOKUP_THREADS = 8
+# Parallel archive look-ups when checking a sitemap's URLs before fetching them: on S3 a
+# look-up is a round trip (20 ms and more), and a chunk's look-ups hold up its fetches.
+_LOOKUP_THREADS = 16
 # Entries of a sitemap looked up in the archive and turned into requests at a time.
 _DISCOVERY_CHUNK = 500
 

@@ -11,6 +11,7 @@ text into the :class:`storage.Record` the archive stores (and places:
 from __future__ import annotations
 
 import hashlib
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from normalize import EXTRACTOR_NAME, EXTRACTOR_VERSION, Article, settle_article_language
@@ -58,19 +59,25 @@ class Problem:
 
 
 def settle(extraction: PageExtraction, boilerplate: SiteBoilerplate, *,
-           learn: bool = True) -> tuple[Article, str] | Problem:
+           learn: bool = True, lock: AbstractContextManager | None = None
+           ) -> tuple[Article, str] | Problem:
     """The article of an extracted page, its language checked against its text, and its
     text without the site's boilerplate (learning from it with ``learn``); or the Problem
     that leaves the page without a record: a soft block (a CAPTCHA, a consent wall), or no
-    article text. ``boilerplate`` is shared by a crawl's storage threads: the caller
-    serialises calls that learn."""
+    article text. ``boilerplate`` is shared by a crawl's storage threads: ``lock`` is held
+    while it learns, and only then (the language check before it, a millisecond or two of
+    CPU, would otherwise hold up every storing thread behind it)."""
     if extraction.blocked:
         block = extraction.block
         return Problem(f"blocked_{block.kind.value}", block.reason)
     # Settled here, not in the extraction workers: the detector's model (75 MB) is loaded
     # once, in the process that calls this.
     article = settle_article_language(extraction.article)
-    text = boilerplate.observe_and_strip(article.text) if learn else boilerplate.strip(article.text)
+    if learn:
+        with lock or nullcontext():
+            text = boilerplate.observe_and_strip(article.text)
+    else:
+        text = boilerplate.strip(article.text)
     if not text:
         return Problem("no_article_text", "extraction found no article text")
     return article, text

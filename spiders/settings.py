@@ -87,9 +87,10 @@ REACTOR_THREADPOOL_MAXSIZE = 10
 # workers beat one by a fifth, and three lose what they gain to contention with the crawl
 # process (README, Throughput).
 NEWSARCHIVE_EXTRACTION_WORKERS = 0
-# Threads writing to the archive (0: 8 into a directory, 32 into S3, as many as the S3
-# client's connection pool): a new article on S3 is four round trips one after the other,
-# so many threads keep them overlapped; locally a write takes no waiting.
+# Threads writing to the archive (0: 8 into a directory, 32 into S3; the S3 client's
+# connection pool has room for them and the crawl's other threads): a new article on S3 is
+# four round trips one after the other, so many threads keep them overlapped; locally a
+# write takes no waiting.
 NEWSARCHIVE_STORAGE_THREADS = 0
 # Back-pressure: while the responses whose pages are being extracted and stored hold more
 # than this many bytes, Scrapy sends no new request. Some 15 news pages: enough to keep every

@@ -39,19 +39,21 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from storage.backends import Backend, open_backend
 from storage.compress import DeflatedBody
 from storage.dedup import (
     NEAR_DUPLICATE_JACCARD,
     dedupable,
-    jaccard,
+    hashed_jaccard,
     lsh_bands,
-    shingles,
+    shingle_hashes,
     text_fingerprint,
 )
 from storage.errors import ArchiveError, InvalidKey, ObjectNotFound
@@ -77,6 +79,9 @@ from storage.record import RECORD_FIELDS, Record, Version, as_utc
 from storage.summary import UrlSummary, write_segment
 from storage.urls import canonicalize_url
 
+if TYPE_CHECKING:
+    import numpy as np
+
 logger = logging.getLogger(__name__)
 
 _MARKER_KEYS = ("raw_key", "text_key", "meta_key")
@@ -88,8 +93,14 @@ _MAX_CANDIDATES = 10
 # Run manifests read at once by iter_run_manifests.
 _PARALLEL_MANIFEST_READS = 8
 # Texts whose shingles are kept in memory: the near copies of a story tend to come
-# together, and each is compared with the ones before it.
-_SHINGLES_KEPT = 256
+# together, and each is compared with the ones before it, which are then not read again.
+# Kept as hashes (dedup.shingle_hashes), 4 KB for a 1,000-word text: 16 MB at most.
+_SHINGLES_KEPT = 4096
+# How long a record read to follow a near copy's original is trusted. Other writers'
+# corrections of an original (when an earlier copy on another site arrives) are seen this
+# late at most, as their index entries are (near_index.FLUSH_EVERY_SECONDS).
+_ORIGINALS_TRUSTED_SECONDS = 30.0
+_ORIGINALS_KEPT = 4096
 
 
 class StoreOutcome(enum.Enum):
@@ -132,8 +143,11 @@ class Archive:
         """The near-duplicate index as this writer sees it: :meth:`flush` writes what it
         added."""
         self._locks = KeyLocks()
-        self._shingles: dict[tuple[str, str], frozenset[str]] = {}
-        self._shingles_lock = threading.Lock()
+        self._shingles: dict[tuple[str, str], np.ndarray] = {}
+        self._kept_lock = threading.Lock()
+        # Original's id -> (when read, the article it now points to, or ""): see
+        # _ORIGINALS_TRUSTED_SECONDS.
+        self._originals: dict[str, tuple[float, str]] = {}
         # An article's two objects are written at once: on S3 that is one round trip
         # instead of two.
         self._writers = ThreadPoolExecutor(8, thread_name_prefix="archive-put")
@@ -328,7 +342,7 @@ class Archive:
             if entry is not None:
                 # Its shingles kept first: a near copy found meanwhile compares with them,
                 # its text not being written yet.
-                self._keep_shingles((record.id, ""), shingles(text))
+                self._keep_shingles((record.id, ""), shingle_hashes(text))
                 self.near.storing(entry, lsh_bands(text))
         try:
             rel = self.backend.relative
@@ -486,13 +500,13 @@ class Archive:
         (``(meta_key, field, original id)``)."""
         if not dedupable(text):
             return record, []
-        mine = shingles(text)
+        mine = shingle_hashes(text)
         originals: dict[str, NearEntryLike | None] = {}
         day = _day(record)
         for entry, _ in self.near.candidates(day, lsh_bands(text), exclude=record.id)[
                 :_MAX_CANDIDATES]:
             theirs = self._shingles_of(entry)
-            if theirs is None or jaccard(mine, theirs) < NEAR_DUPLICATE_JACCARD:
+            if theirs is None or hashed_jaccard(mine, theirs) < NEAR_DUPLICATE_JACCARD:
                 continue
             if entry.near_duplicate_of:
                 found = self.near.entry_of(entry.near_duplicate_of, day)
@@ -508,10 +522,7 @@ class Archive:
                                               if originals[i] else float("-inf"), i))
         original = originals[first]
         if original is not None:
-            # Its entry says what it was when indexed: a copy archived before its original
-            # has been corrected since in its record only.
-            current = self._complete_record(self.locate(original.meta_key))
-            hop = current and (current.near_duplicate_of or current.duplicate_of)
+            hop = self._now_points_to(original)
             if hop:
                 found = self.near.entry_of(hop, day)
                 first, original = hop, found and NearEntryLike(found.id, found.site, found.when,
@@ -524,19 +535,45 @@ class Archive:
                     record.id, ", ".join(o.id for o in later))
         return record, [(o.meta_key, "near_duplicate_of", record.id) for o in later]
 
+    def _now_points_to(self, original: NearEntryLike) -> str:
+        """The article that ``original``'s record points to now (``near_duplicate_of`` or
+        ``duplicate_of``), or "". Its index entry says what it was when indexed: a copy
+        archived before its original has been corrected since in its record only. The
+        record is read, then trusted for _ORIGINALS_TRUSTED_SECONDS: the near copies of one
+        story, which come together, cost one read, not one each."""
+        now = time.monotonic()
+        with self._kept_lock:
+            kept = self._originals.get(original.id)
+        if kept is not None and now - kept[0] < _ORIGINALS_TRUSTED_SECONDS:
+            return kept[1]
+        current = self._complete_record(self.locate(original.meta_key))
+        hop = (current.near_duplicate_of or current.duplicate_of or "") if current else ""
+        with self._kept_lock:
+            self._originals.pop(original.id, None)
+            self._originals[original.id] = (now, hop)
+            while len(self._originals) > _ORIGINALS_KEPT:
+                del self._originals[next(iter(self._originals))]
+        return hop
+
     def _point_to(self, meta_key: str, link: str, original: str) -> None:
         """Set ``link`` (``duplicate_of`` or ``near_duplicate_of``) of the record at
         ``meta_key`` to ``original``: the correction of a copy archived before its original.
         A failure is logged, not raised: the new article is stored, and the link is what
         was known before."""
+        corrected: list[str] = []
+
         def point(current: Record | None) -> Record | None:
             if current is None or getattr(current, link) == original or current.id == original:
                 return None
+            corrected.append(current.id)
             return replace(current, **{link: original})
         try:
             compare_and_swap(self.backend, meta_key, point, decode=Record.from_json,
                              encode=Record.to_json,
                              content_type="application/json; charset=utf-8")
+            with self._kept_lock:  # what this writer knew of it is out of date
+                for article in corrected:
+                    self._originals.pop(article, None)
         except (ArchiveError, ValueError) as exc:
             logger.warning("cannot point %s to its original %s: %s", meta_key, original, exc)
 
@@ -554,24 +591,24 @@ class Archive:
         entry = self._near_entry(record, text, version)
         if entry is None:
             return
-        self._keep_shingles((record.id, version), shingles(text))
+        self._keep_shingles((record.id, version), shingle_hashes(text))
         self.near.add(entry, lsh_bands(text))
 
-    def _shingles_of(self, entry: NearEntry) -> frozenset[str] | None:
-        """The shingles of an indexed text: from memory, else read (None: unreadable)."""
-        with self._shingles_lock:
+    def _shingles_of(self, entry: NearEntry) -> np.ndarray | None:
+        """The shingle hashes of an indexed text: from memory, else read (None: unreadable)."""
+        with self._kept_lock:
             kept = self._shingles.get((entry.id, entry.version))
         if kept is not None:
             return kept
         try:
-            theirs = shingles(self.backend.get(entry.text_key).decode("utf-8"))
+            theirs = shingle_hashes(self.backend.get(entry.text_key).decode("utf-8"))
         except (ObjectNotFound, InvalidKey, ValueError):
             return None  # removed or damaged: not evidence
         self._keep_shingles((entry.id, entry.version), theirs)
         return theirs
 
-    def _keep_shingles(self, key: tuple[str, str], value: frozenset[str]) -> None:
-        with self._shingles_lock:
+    def _keep_shingles(self, key: tuple[str, str], value: np.ndarray) -> None:
+        with self._kept_lock:
             self._shingles[key] = value
             while len(self._shingles) > _SHINGLES_KEPT:
                 del self._shingles[next(iter(self._shingles))]

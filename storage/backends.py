@@ -474,12 +474,24 @@ def make_s3_client():
         retries["mode"] = "standard"
     if not os.environ.get("AWS_MAX_ATTEMPTS"):
         retries["max_attempts"] = 5
+    # A CRC32 of every body sent and received is botocore's default since 1.36, on top of
+    # the signature's SHA-256 of the body (over plain HTTP) or TLS (over HTTPS): CPU for
+    # each of an article's requests, in the crawl's one process. Ours: only where the
+    # operation requires one, unless the standard variables say otherwise.
+    checksums = {}
+    if not os.environ.get("AWS_REQUEST_CHECKSUM_CALCULATION"):
+        checksums["request_checksum_calculation"] = "when_required"
+    if not os.environ.get("AWS_RESPONSE_CHECKSUM_VALIDATION"):
+        checksums["response_checksum_validation"] = "when_required"
     config = Config(
         retries=retries,
-        # A crawl asks from up to 8 storage threads, 8 look-up threads and 8 summary
-        # readers at once: with botocore's default pool of 10, connections are discarded
-        # and opened again (urllib3 says "Connection pool is full").
-        max_pool_connections=32,
+        # A crawl asks from up to 32 storage threads, 8 threads writing an article's
+        # objects at once, 16 look-up threads and 8 readers of the index at once: with a
+        # smaller pool, connections are discarded and opened again (urllib3 says
+        # "Connection pool is full"), a new socket for a request now and then. Idle
+        # connections cost a file descriptor each.
+        max_pool_connections=64,
+        **checksums,
         connect_timeout=10,
         read_timeout=60,
         s3={"addressing_style": "path"} if custom_endpoint else {},

@@ -52,6 +52,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -97,6 +98,8 @@ OFFSET_FIELDS = ("published", "modified")
 ROWS_PER_BATCH = 500
 """Rows converted to Arrow at a time when a run's catalog is written: bounds the memory of
 closing a run of any size."""
+
+_PARALLEL_UPLOADS = 8
 
 COMPACTED_PREFIX = "compacted-"
 """Name prefix of a day's compacted file (``compacted-<hash>.parquet``); no run id has it."""
@@ -381,10 +384,17 @@ class CatalogWriter:
                 self._file.close()
                 self._file = None
             try:
-                with open(self.path, "rb") as pending:
+                # A run touches a day or two, a backfill hundreds: each (site, date)'s file
+                # is made here, one after the other (pyarrow's memory, one at a time), and
+                # uploaded while the next is made, several at once (on S3 each upload is a
+                # round trip of its own).
+                with open(self.path, "rb") as pending, ThreadPoolExecutor(
+                        _PARALLEL_UPLOADS, thread_name_prefix="catalog-put") as uploads:
                     groups = self._group_rows(pending)
-                    keys = [self._write_group(pending, site, day, offsets)
-                            for (site, day), offsets in sorted(groups.items())]
+                    written = [uploads.submit(self._upload, *self._write_group(
+                                   pending, site, day, offsets))
+                               for (site, day), offsets in sorted(groups.items())]
+                    keys = [upload.result() for upload in written]
             except FileNotFoundError:
                 return []
             except OSError as exc:
@@ -425,8 +435,9 @@ class CatalogWriter:
         return group, record.id, row
 
     def _write_group(self, pending: IO[bytes], site: str, day: date,
-                     offsets: list[int]) -> str:
-        """Write one (site, date)'s rows as a Parquet file; returns its located key."""
+                     offsets: list[int]) -> tuple[str, Path]:
+        """Write one (site, date)'s rows as a local Parquet file; returns its key and the
+        file, for :meth:`_upload`."""
         key = catalog_key(site, day, self.run_id)
         schema = _file_schema()
         parquet = self.path.with_name(f"{self.path.stem}.{site}.{day:%Y-%m-%d}.parquet.tmp")
@@ -439,6 +450,15 @@ class CatalogWriter:
                         # Parsed in the first pass already: it parses again.
                         rows.append(self._row(pending.readline(), 0)[2])
                     writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+        except BaseException:
+            parquet.unlink(missing_ok=True)
+            raise
+        return key, parquet
+
+    def _upload(self, key: str, parquet: Path) -> str:
+        """Put a file of :meth:`_write_group` under its key, then remove it; returns the
+        located key."""
+        try:
             self.backend.put_file(key, parquet, content_type=PARQUET_CONTENT_TYPE)
         finally:
             parquet.unlink(missing_ok=True)

@@ -190,15 +190,26 @@ class _Chunk:
 
 class NearIndex:
     """The near-duplicate index of one archive, as one writer (a crawl) sees it.
-    Thread-safe: the storage threads of a crawl share one."""
+    Thread-safe: the storage threads of a crawl share one.
+
+    No request is made under the lock that searches take: on S3 each request is a round
+    trip (20 ms and more), and a crawl's 32 storing threads would queue behind one thread's
+    listing or writing. A month is read by the first thread that needs it, while threads
+    that need other months go on; a flush writes outside the lock, and its entries stay
+    findable throughout (pending until written, then in memory as a read segment)."""
 
     def __init__(self, backend: Backend, run_id: str = "adhoc") -> None:
         self.backend = backend
         self.run_id = validate_run_id(run_id or "adhoc")
-        self._lock = threading.RLock()
-        self._read_keys: dict[date, set[str]] = {}  # month loaded -> its segments read
+        self._lock = threading.RLock()  # the state below; held for memory work only
+        self._loaded: set[date] = set()  # months listed and read at least once
+        self._read_keys: dict[date, set[str]] = {}  # month -> the segments in _parts
         self._parts: dict[date, list] = {}  # month -> (entries, sites) of each segment read
         self._chunks: dict[date, _Chunk] = {}  # month -> its parts, ready for look-up
+        # One thread reads a month; the others that need it wait for that read, not for
+        # the index.
+        self._month_locks: dict[date, threading.Lock] = {}
+        self._flush_lock = threading.Lock()  # one flush at a time
         # This writer's entries not written yet, found by its next pages at once.
         self._pending: list[tuple[NearEntry, list[int]]] = []
         # Articles this writer is storing (between their near-duplicate search and their
@@ -224,8 +235,10 @@ class NearIndex:
             if entry.id not in found or found[entry.id][1] < shared:
                 found[entry.id] = (entry, shared)
 
+        months = months_around(day)
+        self._ensure_loaded(months)
         with self._lock:
-            for month in months_around(day):
+            for month in months:
                 chunk = self._chunk(month)
                 if chunk is not None:
                     for row, shared in chunk.rows_sharing(keys).items():
@@ -239,12 +252,14 @@ class NearIndex:
 
     def entry_of(self, article_id: str, day: date) -> NearEntry | None:
         """The entry of an article's first text, if dated within the window of ``day``."""
+        months = months_around(day)
+        self._ensure_loaded(months)
         with self._lock:
             for entry, _ in self._pending:
                 if entry.id == article_id and not entry.version:
                     return entry
             wanted = bytes.fromhex(article_id)
-            for month in months_around(day):
+            for month in months:
                 chunk = self._chunk(month)
                 if chunk is None:
                     continue
@@ -269,7 +284,8 @@ class NearIndex:
 
     def add(self, entry: NearEntry, bands: Iterable[tuple[int, str]]) -> None:
         """Enter a complete article's text: found by this writer at once, by others once
-        written (:meth:`flush`, called here when it is due)."""
+        written (:meth:`flush`, called here when it is due, unless another thread is
+        flushing already)."""
         with self._lock:
             self._storing.pop((entry.id, entry.version), None)
             if not self._pending:
@@ -277,66 +293,107 @@ class NearIndex:
             self._pending.append((entry, _band_keys(bands)))
             due = (len(self._pending) >= FLUSH_EVERY_ENTRIES
                    or time.monotonic() - self._pending_since >= FLUSH_EVERY_SECONDS)
-        if due:
-            self.flush()
+        if due and self._flush_lock.acquire(blocking=False):
+            try:
+                self._flush()
+            finally:
+                self._flush_lock.release()
 
     def flush(self, *, last: bool = False) -> int:
         """Write the pending entries (a segment per month), read what other writers added
         to the months loaded (unless ``last``: the writer stores no more), and fold a month
         of too many segments; returns the entries written. On a storage error the entries
         not written stay pending."""
+        with self._flush_lock:
+            return self._flush(last=last)
+
+    def _flush(self, *, last: bool = False) -> int:
         with self._lock:
             by_month: dict[date, list[tuple[NearEntry, list[int]]]] = {}
             for entry, keys in self._pending:
                 by_month.setdefault(entry.day.replace(day=1), []).append((entry, keys))
-            written = 0
-            for month, entries in sorted(by_month.items()):
-                key = f"{month_prefix(month)}{self.run_id}-{secrets.token_hex(6)}.near"
-                self.backend.put(key, _segment(entries), content_type="application/octet-stream")
-                done = {id(e) for e, _ in entries}
-                self._pending = [p for p in self._pending if id(p[0]) not in done]
-                written += len(entries)
-            # What others wrote since to the months this writer writes in, and ours: one
-            # listing a month (a concurrent crawl's copies of today's stories are dated today).
-            listed = {} if last else {month: self._load(month) for month in by_month
-                                      if month in self._read_keys}
-        for month in sorted(by_month):
-            keys = listed.get(month)
-            if keys is None:
-                keys = self._segment_keys(month)
-            if len(keys) > FOLD_OVER:
-                self._fold(month, keys)
-        return written
+        if not by_month:
+            return 0
+        # The months at once: a crawl writes into one or two, a backfill into dozens, and
+        # on S3 each is a few round trips.
+        with ThreadPoolExecutor(min(_PARALLEL_READS, len(by_month)),
+                                thread_name_prefix="archive-near") as pool:
+            written = pool.map(lambda item: self._flush_month(*item, last=last),
+                               sorted(by_month.items()))
+            return sum(written)
+
+    def _flush_month(self, month: date, entries: list[tuple[NearEntry, list[int]]], *,
+                     last: bool) -> int:
+        """Write a month's pending ``entries`` as a segment, read what others added to the
+        month (if loaded), and fold it when it has too many segments."""
+        key = f"{month_prefix(month)}{self.run_id}-{secrets.token_hex(6)}.near"
+        segment = _segment(entries)
+        self.backend.put(key, segment, content_type="application/octet-stream")
+        done = {id(e) for e, _ in entries}
+        with self._lock:
+            # Found from now on as a segment read, never missing in between.
+            self._add_parts(month, [(key, _parse_segment(segment))])
+            self._pending = [p for p in self._pending if id(p[0]) not in done]
+            loaded = month in self._loaded
+        # What others wrote since to the months this writer writes in: one listing a month
+        # (a concurrent crawl's copies of today's stories are dated today).
+        keys = self._refresh(month) if loaded and not last else self._segment_keys(month)
+        if len(keys) > FOLD_OVER:
+            self._fold(month, keys)
+        return len(entries)
 
     # -- reading segments --------------------------------------------------------------
 
     def _chunk(self, month: date) -> _Chunk | None:
-        """The month's entries ready for look-up, read on first use (under the lock)."""
-        if month not in self._read_keys:
-            self._load(month)
+        """The month's entries ready for look-up (under the lock; the month loaded)."""
         if month not in self._chunks and self._parts.get(month):
             self._chunks[month] = _Chunk(self._parts[month])
         return self._chunks.get(month)
 
+    def _ensure_loaded(self, months: list[date]) -> None:
+        """Read the months not read yet, each by one thread (not under the lock)."""
+        for month in months:
+            with self._lock:
+                if month in self._loaded:
+                    continue
+                month_lock = self._month_locks.setdefault(month, threading.Lock())
+            with month_lock:
+                with self._lock:
+                    if month in self._loaded:
+                        continue  # read by the thread this one waited for
+                self._refresh(month)
+                with self._lock:
+                    self._loaded.add(month)
+
     def _segment_keys(self, month: date) -> list[str]:
         return sorted(k for k in self.backend.iter_keys(month_prefix(month)) if k.endswith(".near"))
 
-    def _load(self, month: date) -> list[str]:
-        """Read the month's segments not read yet (under the lock); returns the keys of all
-        its segments, as listed now."""
-        seen = self._read_keys.setdefault(month, set())
+    def _refresh(self, month: date) -> list[str]:
+        """Read the month's segments not read yet (not under the lock); returns the keys of
+        all its segments, as listed now."""
         listed = self._segment_keys(month)
-        keys = [k for k in listed if k not in seen]
+        with self._lock:
+            seen = self._read_keys.get(month, set())
+            keys = [k for k in listed if k not in seen]
         if not keys:
             return listed
         with ThreadPoolExecutor(min(_PARALLEL_READS, len(keys)),
                                 thread_name_prefix="archive-near") as pool:
-            parts = [p for p in pool.map(self._read, keys) if p is not None and len(p[0])]
-        seen.update(keys)
-        if parts:
-            self._parts.setdefault(month, []).extend(parts)
-            self._chunks.pop(month, None)
+            parts = list(zip(keys, pool.map(self._read, keys)))
+        with self._lock:
+            self._add_parts(month, parts)
         return listed
+
+    def _add_parts(self, month: date, parts: list) -> None:
+        """Take the segments read, ``(key, (entries, sites) or None)``, into the month's
+        entries, each segment once (under the lock)."""
+        seen = self._read_keys.setdefault(month, set())
+        new = [part for key, part in parts if key not in seen and part is not None
+               and len(part[0])]
+        seen.update(key for key, _ in parts)
+        if new:
+            self._parts.setdefault(month, []).extend(new)
+            self._chunks.pop(month, None)
 
     def _read(self, key: str):
         try:

@@ -32,6 +32,9 @@ class S3Counter:
         self.expect_continue = 0
         """Requests that asked for a go-ahead before their body (``Expect: 100-continue``):
         each costs a round trip more."""
+        self.checksummed = 0
+        """Requests that carried a checksum of their body besides the signature's
+        (``x-amz-checksum-*``, ``x-amz-sdk-checksum-algorithm``): CPU for nothing."""
         self._lock = threading.Lock()
         counter = self
 
@@ -42,6 +45,10 @@ class S3Counter:
                 if self.headers.get("Expect"):
                     with counter._lock:
                         counter.expect_continue += 1
+                if any(name.lower().startswith(("x-amz-checksum-", "x-amz-sdk-checksum"))
+                       for name in self.headers.keys()):
+                    with counter._lock:
+                        counter.checksummed += 1
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 counter._count(self.command, self.path)

@@ -203,6 +203,26 @@ def test_records_of_other_runs_and_repeats(tmp_path):
     assert set(rows) == {first.id, second.id}
 
 
+def test_a_runs_catalog_files_are_uploaded_at_once(tmp_path):
+    """A backfill's run touches hundreds of days, a file each: on S3 every upload is a round
+    trip, so they overlap (here: two uploads must be under way together, or neither ends)."""
+    together = threading.Barrier(2, timeout=30)  # a hang guard: sequential uploads break it
+
+    class MeetingBackend(LocalBackend):
+        def put_file(self, key, path, **kwargs):
+            together.wait()
+            return super().put_file(key, path, **kwargs)
+
+    backend = MeetingBackend(tmp_path / "archive")
+    writer = CatalogWriter(backend, tmp_path / "pending", "run-1")
+    for record, text in make_records(backend):
+        writer.add(record, text)
+    keys = writer.close()  # raises BrokenBarrierError when the uploads go one by one
+    assert len(keys) == len(SITES) * len(DATES)
+    assert set(backend.iter_keys(CATALOG_ROOT + "/")) == {backend.relative(k) for k in keys}
+    assert not list((tmp_path / "pending").iterdir())  # no temporary file left
+
+
 def test_close_converts_in_batches_with_bounded_memory(tmp_path, monkeypatch):
     """close() reads the pending rows of one (site, date) a batch at a time: a run of any
     size is written without holding its rows in memory. Repeats keep their last state and

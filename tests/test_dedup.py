@@ -388,3 +388,151 @@ def test_near_copies_stored_at_once_by_one_writer_are_flagged(tmp_path):
     first.join(60)
     assert stored["first"].record.near_duplicate_of is None
     assert second.record.near_duplicate_of == stored["first"].record.id
+
+
+class _GatedBackend(LocalBackend):
+    """A local archive whose listings (or writes) under one prefix wait for a gate: a
+    request on S3 takes tens of milliseconds, here as long as the test wants."""
+
+    def __init__(self, root, prefix: str, *, writes: bool = False) -> None:
+        super().__init__(root)
+        self.gated_prefix, self.gate_writes = prefix, writes
+        self.waiting, self.gate = threading.Event(), threading.Event()
+
+    def _wait(self, key: str) -> None:
+        if key.startswith(self.gated_prefix):
+            self.waiting.set()
+            assert self.gate.wait(60), "the gate was never opened"
+
+    def iter_keys(self, prefix=""):
+        if not self.gate_writes:
+            self._wait(prefix)
+        return super().iter_keys(prefix)
+
+    def put(self, key, data, **kwargs):
+        if self.gate_writes:
+            self._wait(key)
+        return super().put(key, data, **kwargs)
+
+
+def _in_thread(function, *args):
+    """Run ``function`` in a thread; returns (thread, the list its result goes into)."""
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(function(*args)), daemon=True)
+    thread.start()
+    return thread, result
+
+
+def test_a_month_being_read_holds_up_no_search_in_other_months(tmp_path):
+    """On S3 a month's listing is a round trip: a crawl's storing threads searching months
+    read already must not queue behind it (they held the index's lock, all of them)."""
+    from datetime import date
+
+    backend = _GatedBackend(tmp_path / "archive", "_index/near/2024-06/")
+    text = article_text(31)
+    writer = Archive(backend, run_id="run-1")
+    store_text(writer, "https://a.example/jan", text,
+               published=datetime(2024, 1, 15, tzinfo=timezone.utc))
+    writer.flush()
+    index = NearIndex(backend, "run-2")
+    assert index.candidates(date(2024, 1, 16), lsh_bands(text))  # January read
+    june, _ = _in_thread(index.candidates, date(2024, 6, 15), lsh_bands(text))
+    assert backend.waiting.wait(60)  # June's listing is under way, and stays so
+    january, found = _in_thread(index.candidates, date(2024, 1, 17), lsh_bands(text))
+    january.join(60)  # a hang guard: the search needs no request
+    finished_first = not january.is_alive()
+    backend.gate.set()
+    june.join(60)
+    assert finished_first, "a search of a month read waited for another month's listing"
+    assert [entry.site for entry, _ in found[0]] == ["example"]
+
+
+def test_a_flush_being_written_holds_up_no_search_and_loses_no_entry(tmp_path):
+    """A flush writes the pending entries outside the search lock, and they are found
+    throughout: before the write, while it is under way, and after it."""
+    from datetime import date
+
+    backend = _GatedBackend(tmp_path / "archive", "_index/near/", writes=True)
+    archive = Archive(backend, run_id="run-1")
+    backend.gate.set()
+    text = article_text(32)
+    stored = store_text(archive, "https://a.example/one", text,
+                        published=datetime(2024, 3, 5, tzinfo=timezone.utc)).record
+    backend.gate.clear()
+    flushing, _ = _in_thread(archive.near.flush)
+    assert backend.waiting.wait(60)  # the segment's write is under way
+    searching, found = _in_thread(archive.near.candidates, date(2024, 3, 6), lsh_bands(text))
+    searching.join(60)  # a hang guard: the search needs no request
+    finished_first = not searching.is_alive()
+    backend.gate.set()
+    flushing.join(60)
+    assert finished_first, "a search waited for a flush's write"
+    assert [entry.id for entry, _ in found[0]] == [stored.id]
+    after = archive.near.candidates(date(2024, 3, 6), lsh_bands(text))
+    assert [entry.id for entry, _ in after] == [stored.id]
+    assert not archive.near._pending
+    assert len(list(backend.iter_keys("_index/near/2024-03/"))) == 1
+
+
+class _CountingBackend(LocalBackend):
+    """A local archive that counts the objects read, by the key's file name."""
+
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        self.reads: dict[str, int] = {}
+
+    def get(self, key):
+        name = key.rsplit("/", 1)[-1]
+        self.reads[name] = self.reads.get(name, 0) + 1
+        return super().get(key)
+
+
+def test_near_copies_of_a_story_read_its_texts_and_its_original_once(tmp_path):
+    """A writer keeps the texts it compared (as shingle hashes) and the original's record
+    it read: the near copies of one story, coming together among hundreds of other
+    articles, are compared without reading the earlier copies' texts or the original's
+    record again (on S3, two round trips per near copy)."""
+    backend = _CountingBackend(tmp_path / "archive")
+    archive = Archive(backend, run_id="run-1")
+    original = article_text(40)
+    first = store_text(archive, "https://a.example/story", original).record
+    for n in range(300):  # more than a small cache holds
+        store_text(archive, f"https://a.example/other-{n}", article_text(1000 + n))
+    backend.reads.clear()
+    copies = []
+    for n in range(5):
+        lines = original.splitlines()
+        lines[n] = lines[n].rsplit(" ", 1)[0] + f" wire{n}."
+        copy = store_text(archive, f"https://b.example/copy-{n}", "\n".join(lines),
+                          site="other", fetched_at=FETCHED + timedelta(hours=1 + n)).record
+        copies.append(copy.near_duplicate_of)
+    assert copies == [first.id] * 5
+    assert backend.reads.get("text.txt", 0) == 0, backend.reads
+    assert backend.reads.get("meta.json", 0) <= 1, backend.reads
+
+
+def test_a_flush_writes_the_months_it_holds_at_once(tmp_path):
+    """A backfill's flush holds entries of many months, a segment each: on S3 every write
+    is a round trip, so they overlap (two writes must be under way together, or neither
+    ends), and every entry is then found."""
+    from datetime import date
+
+    together = threading.Barrier(2, timeout=30)  # a hang guard: one write at a time breaks it
+
+    class MeetingBackend(LocalBackend):
+        def put(self, key, data, **kwargs):
+            if key.startswith("_index/near/"):
+                together.wait()
+            return super().put(key, data, **kwargs)
+
+    backend = MeetingBackend(tmp_path / "archive")
+    archive = Archive(backend, run_id="run-1")
+    days = [datetime(2024, 3, 5, tzinfo=timezone.utc), datetime(2024, 9, 5, tzinfo=timezone.utc)]
+    texts = [article_text(50 + n) for n in range(2)]
+    for n, (day, text) in enumerate(zip(days, texts)):
+        store_text(archive, f"https://a.example/{n}", text, published=day)
+    assert archive.near.flush() == 2  # raises BrokenBarrierError when written one by one
+    assert len(list(backend.iter_keys("_index/near/"))) == 2
+    reader = NearIndex(LocalBackend(tmp_path / "archive"), "run-2")
+    for day, text in zip(days, texts):
+        assert len(reader.candidates(date(day.year, day.month, 6), lsh_bands(text))) == 1

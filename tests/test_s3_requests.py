@@ -30,3 +30,18 @@ def test_a_write_is_one_round_trip(counted_backend):
     assert backend.put_if_match("articles/a.txt", b"new", tag)
     assert counter.count("PUT") == 3
     assert counter.expect_continue == 0
+
+
+def test_a_write_carries_no_checksum_besides_its_signature(counted_backend, monkeypatch):
+    """botocore's default CRC32 of every body is CPU for each request of the crawl's one
+    process; the signature (HTTP) or TLS (HTTPS) covers the body already. The standard
+    variable still turns it on."""
+    counter, backend = counted_backend
+    backend.put("articles/a.txt", b"text" * 1000)
+    assert backend.put_if_absent("_index/urls/x.json", b"{}")
+    assert counter.count("PUT") == 2
+    assert counter.checksummed == 0
+    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_supported")
+    client = make_s3_client()
+    client.put_object(Bucket=backend.bucket, Key=backend.locate("articles/b.txt"), Body=b"b")
+    assert counter.checksummed == 1
