@@ -33,11 +33,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from lxml.html import HtmlElement
-from trafilatura.utils import load_html
-
 from normalize import jsonld
-from normalize.article import decode_html
+from normalize.article import decode_html, parse_html
 
 logger = logging.getLogger(__name__)
 
@@ -190,8 +187,8 @@ _SKIP_TEXT_TAGS = frozenset(("script", "style", "template", "svg", "math", "head
 
 
 def _read_page(html: str) -> _Page | None:
-    tree = load_html(html)
-    if not isinstance(tree, HtmlElement):
+    tree = parse_html(html)
+    if tree is None:
         return None
     page = _Page(raw=html.lower())
     title = tree.find(".//title")

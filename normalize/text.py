@@ -7,8 +7,9 @@ trafilatura does the extraction; around it this module
   shows, whatever its tag, and which of it is story text (long enough, not mostly links);
 - prunes boilerplate containers from the tree first (ad slots, share bars, newsletter
   boxes, recommendation widgets, calls to action, fact boxes, captions and credits,
-  embedded posts, ...), recognised by the words in their ``class``/``id`` and kept when
-  they hold the story (the headline, or a good share of the page's story text);
+  embedded posts, cookie banners and dialogs, ...), recognised by the words in their
+  ``class``/``id`` and kept when they hold the story (the headline, or a good share of the
+  page's story text);
 - removes link-only paragraphs and list items ("READ MORE: ...") that lead to the site's
   own pages, and teaser cards;
 - runs trafilatura's fallbacks only when its main extractor found less than half the story
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import bisect
 import copy
+import functools
 import json
 import re
 from collections.abc import Iterator
@@ -89,7 +91,8 @@ _TEXT_BLOCK_TAGS = _BLOCK_TAGS | {
     "legend", "center", "hgroup",
 }
 # Text that is no story text: code, styles, form controls, and captions (README, "What the
-# text keeps").
+# text keeps"); comments' too. Hidden elements count: pages hide the rest of a story behind
+# a "read more" button.
 _NO_TEXT_TAGS = frozenset((
     "head", "script", "style", "noscript", "template", "textarea", "select", "option", "button",
     "svg", "math", "figcaption",
@@ -125,6 +128,8 @@ _BOILERPLATE_WORDS = "|".join((
     r"caption", r"credits?", r"copyright", r"figcaption",
     # consent placeholders standing in for blocked embeds
     r"consent", r"placeholder", r"privacy",
+    # cookie banners and dialogs (a consent form, a newsletter or login popup)
+    r"cookie\w*", r"modal",
     # fact and info boxes beside the story
     r"fact[-_]*box", r"info[-_]*box",
     # calls to action (the site's own product, a demo, a quote) and affiliate or advertiser
@@ -140,6 +145,9 @@ _BOILERPLATE_WORDS = "|".join((
     r"reddit[-_]*embed[-_]*bq", r"reddit[-_]*card",
 ))
 _BOILERPLATE_CLASS = re.compile(r"(?:^|[\s_-])(?:%s)(?=$|[\s_-])" % _BOILERPLATE_WORDS, re.I)
+# The same, for lowercase ASCII: three times faster, as a case-sensitive alternation passes
+# over a word by its first letter where a case-insensitive one tries it (see _names_boilerplate).
+_BOILERPLATE_CLASS_LOWER = re.compile(_BOILERPLATE_CLASS.pattern)
 # A matched container is spared when it holds the story, whatever tags carry it: the
 # headline, or at least this share of the page's story text in several text blocks, or the
 # larger share alone (WordPress, for one, puts the post's tags into the class of the element
@@ -156,8 +164,10 @@ _MAX_BOX_ELEMENTS = 2_000
 # A paragraph or list item this short whose text is nearly all link text is a teaser.
 _LINK_BLOCK_MAX_CHARS = 300
 _LINK_BLOCK_SHARE = 0.8
-_LINKING_BLOCKS = lxml.etree.XPath("//p[.//a] | //li[.//a]")
-_LINKED_HEADING = lxml.etree.XPath("//a[.//h2 or .//h3 or .//h4 or .//h5 or .//h6]")
+# Elements that may be teasers when they hold links, and the headings that make a link around
+# them a teaser card.
+_LINKING_BLOCK_TAGS = frozenset(("p", "li"))
+_SUBHEADING_TAGS = ("h2", "h3", "h4", "h5", "h6")
 # The host of an absolute (or scheme-relative) http(s) link.
 _ABSOLUTE_URL = re.compile(r"\s*(?:https?:)?//(?:[^/?#@]*@)?([^/?#:\s]+)", re.I)
 
@@ -241,10 +251,6 @@ _BODY_FILTER_MIN_WORDS = 8
 
 _SPACE = re.compile(r"\s+")
 _WORDS = re.compile(r"\w+")
-# Punctuation at the start and at the end of a line. The trailing run is tried only where a
-# run starts, ``(?<![\W_])``: tried from each character of a long run inside the line, it
-# read the rest of the run again (a line of 40,000 "!" between two letters took 13 s).
-_EDGE_PUNCTUATION = re.compile(r"^[\W_]+|(?<![\W_])[\W_]++$")
 _DESCRIPTION_META = ("og:description", "description", "twitter:description")
 _TITLE_META = ("og:title", "twitter:title")
 # How much may stand before the description in the standfirst ("Berlin. ", "PARIS (AP) — ").
@@ -277,7 +283,7 @@ def extract_body(tree: HtmlElement, url: str | None, article_body: str | None = 
     _flatten_ruby(tree)
     survey = _prune_boilerplate_containers(tree)
     large = survey.blocks > MAX_BLOCKS_FOR_FALLBACKS
-    _prune_link_blocks(tree, url)
+    _prune_link_blocks(survey, url)
     options = {"url": url, "with_metadata": with_metadata, "include_comments": False,
                "include_tables": True, "deduplicate": False}
     # trafilatura's main extractor alone first (it copies the tree, so ours stays intact); its
@@ -322,7 +328,7 @@ def drop_boilerplate_lines(text: str) -> str:
     kept = []
     for i, line in enumerate(lines):
         stripped = line.strip()
-        core = _SPACE.sub(" ", _EDGE_PUNCTUATION.sub("", stripped))
+        core = _SPACE.sub(" ", _without_edge_punctuation(stripped))
         if _BOILERPLATE_LINE.match(core):
             continue
         if len(stripped) <= _SHORT_LINE_MAX and (
@@ -332,6 +338,19 @@ def drop_boilerplate_lines(text: str) -> str:
             continue
         kept.append(line)
     return "\n".join(kept)
+
+
+def _without_edge_punctuation(line: str) -> str:
+    """``line`` without the runs of punctuation (``[\\W_]``: neither letter nor digit) at its
+    start and at its end. Read from both ends to the first letter or digit, each character
+    once: a regular expression searching for the trailing run tries it from every position
+    of every line, a third of the time of dropping boilerplate lines."""
+    start, end = 0, len(line)
+    while start < end and not line[start].isalnum():
+        start += 1
+    while end > start and not line[end - 1].isalnum():
+        end -= 1
+    return line[start:end]
 
 
 def _is_dateline(line: str) -> bool:
@@ -355,14 +374,10 @@ def _prune_boilerplate_containers(tree: HtmlElement) -> _Survey:
     survey = _survey(tree)
     doomed: list[HtmlElement] = []
     doomed_until = -1
-    verdicts: dict[str, bool] = {}  # class strings repeat within a page
-    for start, end, el, names in survey.named:
+    for start, end, el in survey.boxes:
         if start <= doomed_until:  # inside a box already doomed
             continue
-        verdict = verdicts.get(names)
-        if verdict is None:
-            verdict = verdicts[names] = _BOILERPLATE_CLASS.search(names) is not None
-        if verdict and el.tag not in ("html", "body") and not _holds_story(survey, start, end):
+        if not _holds_story(survey, start, end):
             doomed.append(el)
             doomed_until = end
             survey.story_chars -= survey.story_chars_in(start, end)
@@ -405,28 +420,34 @@ def _holds_story(survey: _Survey, start: int, end: int) -> bool:
     return blocks > 1 or held >= _STORY_SHARE_ALONE * total
 
 
-def _prune_link_blocks(tree: HtmlElement, url: str | None) -> None:
+def _prune_link_blocks(survey: _Survey, url: str | None) -> None:
     """Remove short paragraphs and list items that are (nearly) all link text, lists left
     empty by that, and links wrapping a heading: teasers for other articles. A block whose
     links all lead to other sites stays: teasers promote the site's own pages, and a list of
-    links elsewhere is the article's sources or recommendations ("Further reading")."""
+    links elsewhere is the article's sources or recommendations ("Further reading").
+
+    The candidates are the survey's, found before the boxes were pruned: pruning may have
+    taken their links or headings away (looked at again here), or the candidates themselves
+    (removing them from a removed box changes nothing)."""
     site = extract_domain(url) if url else None
     domains: dict[str, str | None] = {}  # host -> its registered domain, looked up once
     doomed = []
-    for el in _LINKING_BLOCKS(tree):
-        text = _text_up_to(el, _LINK_BLOCK_MAX_CHARS)
+    for el, size in survey.linking_blocks:
+        text = _text_up_to(el, _LINK_BLOCK_MAX_CHARS, size)
         if text is None or not text:
             continue
-        linked = sum(len(_SPACE.sub(" ", "".join(a.itertext())).strip()) for a in el.iter("a"))
+        # The text is short (and so is that of its links): serialising it in C is cheaper
+        # than joining the pieces of itertext().
+        linked = sum(len(_SPACE.sub(" ", _text_of(a)).strip()) for a in el.iter("a"))
         if linked and linked >= _LINK_BLOCK_SHARE * len(text) and not (
                 site and _links_elsewhere(el, site, domains)):
             doomed.append(el)
     # A link around a heading is a teaser card ("<a><h3>Other story</h3><p>...</p></a>").
-    doomed += _LINKED_HEADING(tree)
+    doomed += [a for a in survey.linked_headings if next(a.iter(*_SUBHEADING_TAGS), None) is not None]
     for el in doomed:
         if el.getparent() is not None:
             _remove(el)
-    for lst in [el for el in tree.iter("ul", "ol") if len(el) == 0 and not (el.text or "").strip()]:
+    for lst in [el for el in survey.lists if len(el) == 0 and not (el.text or "").strip()]:
         _remove(lst)
 
 
@@ -470,7 +491,8 @@ def _remove(el: HtmlElement) -> None:
 
 
 class _Survey:
-    """The text blocks of a tree, and its named elements, from one walk in document order.
+    """The text blocks of a tree, and its boxes (elements named like boilerplate), from one
+    walk in document order.
 
     Elements are numbered in document order; an element's subtree is the range from its
     number to its last descendant's. A text block is the text that a block-level element
@@ -482,9 +504,10 @@ class _Survey:
     def __init__(self) -> None:
         self.blocks = 0
         """Elements with a block-level tag (``_BLOCK_TAGS``)."""
-        self.named: list[list[Any]] = []
-        """[number, number of its last descendant, element, its class, id and
-        data-component] for each element that has any of those, in document order."""
+        self.boxes: list[list[Any]] = []
+        """[number, number of its last descendant, element] for each element outside
+        ``<head>`` (and other than ``<html>`` and ``<body>``) whose class, id or
+        data-component names boilerplate (``_names_boilerplate``), in document order."""
         self.headline_at: list[int] = []
         """The numbers of the ``<h1>`` elements, ascending."""
         self.story_block_at: list[int] = []
@@ -497,6 +520,13 @@ class _Survey:
         """Characters of story text left in the tree (pruning lowers it)."""
         self.cut_at: HtmlElement | None = None
         """The first element beyond ``MAX_ELEMENTS``, where the tree is to be cut."""
+        self.linking_blocks: list[tuple[HtmlElement, int]] = []
+        """The ``<p>`` and ``<li>`` elements with a link inside, in document order, each with
+        the number of elements in its subtree."""
+        self.linked_headings: list[HtmlElement] = []
+        """The links with a subheading (``<h2>`` to ``<h6>``) inside, in document order."""
+        self.lists: list[HtmlElement] = []
+        """The ``<ul>`` and ``<ol>`` elements."""
 
     def story_chars_in(self, start: int, end: int) -> int:
         """Characters of story text in the blocks of elements ``start`` to ``end``."""
@@ -506,92 +536,185 @@ class _Survey:
 
 
 def _survey(tree: HtmlElement) -> _Survey:
-    """Walk the tree once (see :class:`_Survey`)."""
+    """Walk the tree once (see :class:`_Survey`).
+
+    The walk is a tenth of the extraction's time, a Python step per element and per end of
+    one: hence plain tuples and parallel lists, whitespace told apart before it is measured,
+    and the verdict on a class string looked up, not searched, when it repeats."""
     survey = _Survey()
-    named = survey.named
-    # A text block: [characters, characters in links, the number of its element].
-    outside: list[int] = [0, 0, -1]  # text outside any block element (a fragment's root)
-    blocks: list[list[int]] = [outside]
-    # One entry per open element: [its block, inside a link, its text is no story text,
-    # inside <head>, its index in ``named`` or -1]; the first stands for the root's parent.
-    stack: list[list[Any]] = [[outside, False, False, False, -1]]
+    boxes, headline_at = survey.boxes, survey.headline_at
+    # The text blocks, by index: characters, characters in links, the number of the block's
+    # element. The first is the text outside any block element (a fragment's root).
+    chars: list[int] = [0]
+    link_chars: list[int] = [0]
+    block_at: list[int] = [0]
+    verdicts: dict[tuple[str | None, str | None, str | None], bool] = {}
+    # The links and the <p> and <li> elements, in document order: each with the index of
+    # the innermost one of its kind around it (or -1), and whether it holds a subheading
+    # (a link) or a link (a <p> or <li>); marking one marks those around it.
+    links: list[HtmlElement] = []
+    link_around: list[int] = []
+    link_holds: list[bool] = []
+    holders: list[HtmlElement] = []
+    holder_around: list[int] = []
+    holder_holds: list[bool] = []
+    holder_at: list[int] = []  # its number, and that of its last descendant
+    holder_end: list[int] = []
+    # One entry per open element: (its block, the innermost open link or -1, its text is no
+    # story text, inside <head>, its index in ``boxes`` or -1, the innermost open <p> or
+    # <li> or -1); the first stands for the root's parent.
+    stack: list[tuple[int, int, bool, bool, int, int]] = [(0, -1, False, False, -1, -1)]
     count = 0
+    # Names looked up once, not per element.
+    limit, text_block_tags, block_tags, no_text_tags = (
+        MAX_ELEMENTS, _TEXT_BLOCK_TAGS, _BLOCK_TAGS, _NO_TEXT_TAGS)
+    shown_chars = _shown_chars
     for event, el in lxml.etree.iterwalk(tree, events=("start", "end")):
         if event == "end":
-            at = stack.pop()[4]
-            if at >= 0:
-                named[at][1] = count - 1
+            entry = stack.pop()
+            box = entry[4]
+            if box >= 0:
+                boxes[box][1] = count - 1
             parent = stack[-1]
-            if el.tail and not parent[2]:
-                _add_text(parent[0], el.tail, parent[1])
+            if entry[5] != parent[5]:  # the end of a <p> or <li>
+                holder_end[entry[5]] = count - 1
+            if not parent[2]:
+                tail = el.tail
+                if tail and not tail.isspace():
+                    size = shown_chars(tail)
+                    chars[parent[0]] += size
+                    if parent[1] >= 0:
+                        link_chars[parent[0]] += size
             continue
-        if count == MAX_ELEMENTS:
+        if count == limit:
             survey.cut_at = el
             break
         number = count
         count += 1
         tag = el.tag
-        parent = stack[-1]
-        no_text = parent[2] or _shows_no_text(el)
-        in_head = parent[3] or tag == "head"
-        if tag in _TEXT_BLOCK_TAGS:
-            block = [0, 0, number]
-            blocks.append(block)
-            if tag in _BLOCK_TAGS:
+        block, link, no_text, in_head, _, holder = stack[-1]
+        if tag in text_block_tags:
+            block = len(chars)
+            chars.append(0)
+            link_chars.append(0)
+            block_at.append(number)
+            if tag in block_tags:
                 survey.blocks += 1
-        else:
-            block = parent[0]
-        in_link = parent[1] or tag == "a"
-        entry = [block, in_link, no_text, in_head, -1]
-        stack.append(entry)
-        if el.text and not no_text:
-            _add_text(block, el.text, in_link)
-        if tag == "h1":
-            survey.headline_at.append(number)
-        if in_head or not isinstance(tag, str):  # the metadata lives there, and no box does
-            continue
-        cls, ident, component = el.get("class"), el.get("id"), el.get("data-component")
-        if cls or ident or component:
-            entry[4] = len(named)
-            named.append([number, number, el, " ".join(n for n in (cls, ident, component) if n)])
+                if tag == "h1":
+                    headline_at.append(number)
+                elif tag in _LINKING_BLOCK_TAGS:
+                    holders.append(el)
+                    holder_around.append(holder)
+                    holder_holds.append(False)
+                    holder_at.append(number)
+                    holder_end.append(number)
+                    holder = len(holders) - 1
+                elif tag in _SUBHEADING_TAGS:
+                    _mark(link, link_around, link_holds)
+                elif tag == "ul" or tag == "ol":
+                    survey.lists.append(el)
+        elif tag == "a":
+            links.append(el)
+            link_around.append(link)
+            link_holds.append(False)
+            link = len(links) - 1
+            _mark(holder, holder_around, holder_holds)
+        elif tag == "head":
+            in_head = True
+        element = tag.__class__ is str  # not a comment or a processing instruction
+        if not no_text and (tag in no_text_tags or not element):
+            no_text = True
+        if not no_text:
+            text = el.text
+            if text and not text.isspace():
+                size = shown_chars(text)
+                chars[block] += size
+                if link >= 0:
+                    link_chars[block] += size
+        box = -1
+        if element and not in_head:  # the metadata lives in <head>, and no box
+            names = (el.get("class"), el.get("id"), el.get("data-component"))
+            if names != _UNNAMED:
+                verdict = verdicts.get(names)
+                if verdict is None:
+                    verdict = verdicts[names] = _names_boilerplate(" ".join(n for n in names if n))
+                if verdict and tag != "html" and tag != "body":
+                    box = len(boxes)
+                    boxes.append([number, number, el])
+        stack.append((block, link, no_text, in_head, box, holder))
     # Elements still open (the walk stopped at the cut) end with the last element walked.
     for entry in stack[1:]:
         if entry[4] >= 0:
-            named[entry[4]][1] = count - 1
-    for chars, link_chars, number in blocks:
-        if chars >= _STORY_BLOCK_MIN_CHARS and link_chars <= _STORY_BLOCK_LINK_SHARE * chars:
-            survey.story_block_at.append(max(number, 0))
-            survey.story_chars_before.append(survey.story_chars_before[-1] + chars)
-    survey.page_story_chars = survey.story_chars = survey.story_chars_before[-1]
+            boxes[entry[4]][1] = count - 1
+        if entry[5] >= 0:
+            holder_end[entry[5]] = count - 1
+    running = survey.story_chars_before
+    for size, linked, number in zip(chars, link_chars, block_at):
+        if size >= _STORY_BLOCK_MIN_CHARS and linked <= _STORY_BLOCK_LINK_SHARE * size:
+            survey.story_block_at.append(number)
+            running.append(running[-1] + size)
+    survey.page_story_chars = survey.story_chars = running[-1]
+    survey.linking_blocks = [(el, end - start + 1) for el, holds, start, end
+                             in zip(holders, holder_holds, holder_at, holder_end) if holds]
+    survey.linked_headings = [el for el, holds in zip(links, link_holds) if holds]
     return survey
 
 
-def _shows_no_text(el: HtmlElement) -> bool:
-    """Whether the text inside ``el`` is no story text: a comment, code, a form control or a
-    caption (``_NO_TEXT_TAGS``). Hidden elements count: pages hide the rest of a story behind
-    a "read more" button."""
-    return not isinstance(el.tag, str) or el.tag in _NO_TEXT_TAGS
+_UNNAMED = (None, None, None)
 
 
-def _add_text(block: list[int], text: str, in_link: bool) -> None:
-    """Count ``text`` (whitespace collapsed) into a text block's characters."""
-    chars = len(text.strip()) if "\n" not in text else len(_SPACE.sub(" ", text).strip())
-    block[0] += chars
-    if in_link:
-        block[1] += chars
+def _mark(at: int, around: list[int], marked: list[bool]) -> None:
+    """Mark element ``at`` and those of its kind around it (see ``_survey``). Those around a
+    marked one are marked already, so each is marked once."""
+    while at >= 0 and not marked[at]:
+        marked[at] = True
+        at = around[at]
 
 
-def _text_up_to(el: HtmlElement, limit: int) -> str | None:
+# A site's pages share their templates' class strings: a crawl of one site finds most of them
+# here (a few megabytes at most).
+@functools.lru_cache(maxsize=1 << 14)
+def _names_boilerplate(names: str) -> bool:
+    """Whether a class, id or data-component names boilerplate (``_BOILERPLATE_CLASS``)."""
+    if names.isascii():
+        return _BOILERPLATE_CLASS_LOWER.search(names.lower()) is not None
+    return _BOILERPLATE_CLASS.search(names) is not None
+
+
+def _shown_chars(text: str) -> int:
+    """The characters of ``text`` with the whitespace around it stripped and the runs of
+    whitespace across lines collapsed (how a text block is measured)."""
+    return len(text.strip()) if "\n" not in text else len(_SPACE.sub(" ", text).strip())
+
+
+def _text_up_to(el: HtmlElement, limit: int, elements: int | None = None) -> str | None:
     """The whitespace-collapsed text of ``el``, or None when it is longer than ``limit``
-    (found without reading all of a large element)."""
-    parts, size = [], 0
-    for piece in el.itertext():
-        parts.append(piece)
-        size += len(piece)
-        if size > 4 * limit:  # whitespace collapses, so read a little past the limit
+    (found without reading all of a large element). ``elements``, when known, is the number
+    of elements in its subtree: a small one is read whole, in C."""
+    if elements is not None and elements <= _SMALL_SUBTREE:
+        raw = _text_of(el)
+        if len(raw) > 4 * limit:  # as below: the reading stops there
             return None
-    text = _SPACE.sub(" ", "".join(parts)).strip()
+    else:
+        parts, size = [], 0
+        for piece in el.itertext():
+            parts.append(piece)
+            size += len(piece)
+            if size > 4 * limit:  # whitespace collapses, so read a little past the limit
+                return None
+        raw = "".join(parts)
+    text = _SPACE.sub(" ", raw).strip()
     return text if len(text) <= limit else None
+
+
+# A subtree of at most this many elements is read whole by _text_up_to: reading it costs
+# little more than stopping early, however its elements nest.
+_SMALL_SUBTREE = 64
+
+
+def _text_of(el: HtmlElement) -> str:
+    """The text of ``el``'s subtree, as ``"".join(el.itertext())`` (without its tail)."""
+    return lxml.etree.tostring(el, method="text", encoding=str, with_tail=False)
 
 
 # -- the headline and the standfirst --------------------------------------------------------
@@ -686,9 +809,11 @@ def _agree_with_article_body(text: str, article_body: str) -> str:
     lines = text.split("\n")
     kept = lines[:1]
     for line in lines[1:]:
+        if len(_WORDS.findall(line)) < _BODY_FILTER_MIN_WORDS or _squash(line) in squashed_body:
+            kept.append(line)
+            continue
         shingles = _shingles(line)
-        if (len(_WORDS.findall(line)) < _BODY_FILTER_MIN_WORDS or _squash(line) in squashed_body
-                or len(shingles & body) >= 0.5 * len(shingles)):
+        if len(shingles & body) >= 0.5 * len(shingles):
             kept.append(line)
     return "\n".join(kept)
 

@@ -11,11 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lxml.html
 import pytest
 from trafilatura.utils import load_html
 
 from normalize import extract_article
-from normalize.text import MAX_ELEMENTS, drop_boilerplate_lines, extract_body
+from normalize.text import MAX_ELEMENTS, _text_up_to, drop_boilerplate_lines, extract_body
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = REPO_ROOT / "tests" / "data" / "sample-article.txt"
@@ -345,6 +346,22 @@ def test_calls_to_action_and_disclosures_are_removed():
     assert _lines(text) == _STORY
 
 
+def test_cookie_banners_and_dialogs_are_removed():
+    # A consent dialog (its table of cookies) and a login dialog inside the page's main column,
+    # as plugins put them; their class names say what they are and nothing else does.
+    cookies = "".join(f"<tr><td>cookie-{kind}</td><td>11 months</td><td>Remembers your choice of "
+                      f"{kind} cookies.</td></tr>" for kind in ("analytics", "functional", "advertising"))
+    dialogs = (
+        '<div class="cli-modal"><div class="cli-modal-body"><p>This website uses cookies to '
+        'improve your experience while you navigate through the website and to count visitors.</p>'
+        f'<div class="wt-cli-cookie-description"><table>{cookies}</table></div></div></div>'
+        '<div class="login-modal"><p>Log in to your account to keep reading, save articles for '
+        'later and manage the newsletters you receive from us.</p></div>'
+    )
+    text = _extract(_page(_paragraphs(0, 1, 2, 3, 4, 5) + dialogs))
+    assert _lines(text) == _STORY
+
+
 def test_a_list_of_links_to_other_sites_is_kept_and_teasers_for_the_sites_own_pages_are_not():
     # Both are lists of links inside the body; teasers promote the site's own articles, while
     # links to other sites are the article's sources.
@@ -487,6 +504,29 @@ def test_a_tree_beyond_the_element_limit_is_cut_after_the_article():
     filler = "".join(f"<span>{i}</span>" for i in range(MAX_ELEMENTS + 5_000))
     text = _extract(_page(_paragraphs(0, 1, 2, 3, 4, 5), after=f"<div>{filler}</div>"))
     assert _lines(text) == _STORY
+
+
+def test_an_article_after_a_premature_closing_html_tag_is_read():
+    # The page closes its body and its <html> after the header, then goes on with the
+    # article, which a browser shows in the body; libxml2 puts it beside the tree.
+    page = ("<html><head><title>Harbour bridge</title></head><body>" + _NAV + "</body></html>"
+            "<div class='post'><h1>Harbour bridge approved</h1>" + _paragraphs(0, 1, 2, 3, 4, 5)
+            + "</div></body></html>")
+    assert _lines(extract_article(page, "https://example.com/a").text) == _STORY
+
+
+@pytest.mark.parametrize("inner", [
+    "<a href='/a'>Read more about the harbour bridge</a>",
+    "The <b>council</b> voted, <a href='/b'>see the <i>full</i> report</a> and\n  the map.",
+    " " * 2_000 + "<a href='/c'>Short text after a run of whitespace</a>",
+    "<span>" + "word " * 400 + "</span>",
+    "",
+], ids=["link", "inline-markup", "whitespace-run", "too-long", "empty"])
+def test_a_small_block_read_whole_gives_what_reading_it_piece_by_piece_gives(inner):
+    # Teaser candidates with few elements are read whole, in C; the result must not differ.
+    block = lxml.html.fragment_fromstring(f"<li>{inner}</li>")
+    size = sum(1 for _ in block.iter())
+    assert _text_up_to(block, 300, size) == _text_up_to(block, 300)
 
 
 # -- bounded time -------------------------------------------------------------------------------
