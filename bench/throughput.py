@@ -1166,6 +1166,23 @@ def run_design(design: str, work: Path, base_url: str, env: dict, exclude: set[i
     raise AssertionError(f"unknown design {design!r}")
 
 
+def autogroup_warning(setting: Path = Path("/proc/sys/kernel/sched_autogroup_enabled")
+                      ) -> str | None:
+    """A line for the reader when the kernel shares the cores out by session: ``nice`` then
+    orders the processes of one session only, and another session's work at ``nice 19``
+    (a test run, another bench) takes as much of the machine as this bench. Seen here: a
+    third of a crawl's speed, now and then, in one design of a round and not the next."""
+    try:
+        enabled = setting.read_text().strip() == "1"
+    except OSError:
+        return None
+    if not enabled:
+        return None
+    return ("note: the kernel's sched_autogroup is on: other sessions' work, however nice, takes "
+            "its share of the cores from this bench (as root, `echo 0 > "
+            f"{setting}` turns it off until the next boot)")
+
+
 def main() -> None:
     global BASELINE_TREE, LATENCY_MS
     if len(sys.argv) > 1 and sys.argv[1] == "_serve":
@@ -1220,6 +1237,9 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": pythonpath, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            # Prefect's state, like `make run`'s, outlives the runs: its database is set up once.
            "PREFECT_HOME": os.environ.get("PREFECT_HOME", str(ROOT / ".newsarchive" / "prefect"))}
+    warning = autogroup_warning()
+    if warning:
+        print(warning, flush=True)
     print(f"building the sites ({', '.join(kinds)}) of {args.pages} pages ...", flush=True)
     site, base_urls, info = start_site(args.pages, work, kinds)
     exclude = {site.pid}
