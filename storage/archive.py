@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from storage.backends import Backend, open_backend
 from storage.compress import DeflatedBody
@@ -84,6 +84,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+K = TypeVar("K")
+V = TypeVar("V")
+
 _MARKER_KEYS = ("raw_key", "text_key", "meta_key")
 # A claim older than this without its meta.json belongs to a writer that died. Writing one
 # article takes well under a second; storage retries stretch that to tens of seconds.
@@ -101,6 +104,31 @@ _SHINGLES_KEPT = 4096
 # late at most, as their index entries are (near_index.FLUSH_EVERY_SECONDS).
 _ORIGINALS_TRUSTED_SECONDS = 30.0
 _ORIGINALS_KEPT = 4096
+
+
+class _Kept(Generic[K, V]):
+    """What a writer keeps in memory of what it has read or written, thread-safe: at most
+    ``size`` entries, the oldest put going first."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: dict[K, V] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            return self._entries.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._entries.pop(key, None)  # put again: the newest
+            self._entries[key] = value
+            while len(self._entries) > self._size:
+                del self._entries[next(iter(self._entries))]
+
+    def pop(self, key: K) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
 
 
 class StoreOutcome(enum.Enum):
@@ -143,11 +171,11 @@ class Archive:
         """The near-duplicate index as this writer sees it: :meth:`flush` writes what it
         added."""
         self._locks = KeyLocks()
-        self._shingles: dict[tuple[str, str], np.ndarray] = {}
-        self._kept_lock = threading.Lock()
+        # (article id, version) -> the text's shingle hashes.
+        self._shingles: _Kept[tuple[str, str], np.ndarray] = _Kept(_SHINGLES_KEPT)
         # Original's id -> (when read, the article it now points to, or ""): see
         # _ORIGINALS_TRUSTED_SECONDS.
-        self._originals: dict[str, tuple[float, str]] = {}
+        self._originals: _Kept[str, tuple[float, str]] = _Kept(_ORIGINALS_KEPT)
         # An article's two objects are written at once: on S3 that is one round trip
         # instead of two.
         self._writers = ThreadPoolExecutor(8, thread_name_prefix="archive-put")
@@ -342,7 +370,7 @@ class Archive:
             if entry is not None:
                 # Its shingles kept first: a near copy found meanwhile compares with them,
                 # its text not being written yet.
-                self._keep_shingles((record.id, ""), shingle_hashes(text))
+                self._shingles.put((record.id, ""), shingle_hashes(text))
                 self.near.storing(entry, lsh_bands(text))
         try:
             rel = self.backend.relative
@@ -542,17 +570,12 @@ class Archive:
         record is read, then trusted for _ORIGINALS_TRUSTED_SECONDS: the near copies of one
         story, which come together, cost one read, not one each."""
         now = time.monotonic()
-        with self._kept_lock:
-            kept = self._originals.get(original.id)
+        kept = self._originals.get(original.id)
         if kept is not None and now - kept[0] < _ORIGINALS_TRUSTED_SECONDS:
             return kept[1]
         current = self._complete_record(self.locate(original.meta_key))
         hop = (current.near_duplicate_of or current.duplicate_of or "") if current else ""
-        with self._kept_lock:
-            self._originals.pop(original.id, None)
-            self._originals[original.id] = (now, hop)
-            while len(self._originals) > _ORIGINALS_KEPT:
-                del self._originals[next(iter(self._originals))]
+        self._originals.put(original.id, (now, hop))
         return hop
 
     def _point_to(self, meta_key: str, link: str, original: str) -> None:
@@ -571,9 +594,8 @@ class Archive:
             compare_and_swap(self.backend, meta_key, point, decode=Record.from_json,
                              encode=Record.to_json,
                              content_type="application/json; charset=utf-8")
-            with self._kept_lock:  # what this writer knew of it is out of date
-                for article in corrected:
-                    self._originals.pop(article, None)
+            for article in corrected:  # what this writer knew of it is out of date
+                self._originals.pop(article)
         except (ArchiveError, ValueError) as exc:
             logger.warning("cannot point %s to its original %s: %s", meta_key, original, exc)
 
@@ -591,27 +613,21 @@ class Archive:
         entry = self._near_entry(record, text, version)
         if entry is None:
             return
-        self._keep_shingles((record.id, version), shingle_hashes(text))
+        self._shingles.put((record.id, version), shingle_hashes(text))
         self.near.add(entry, lsh_bands(text))
 
     def _shingles_of(self, entry: NearEntry) -> np.ndarray | None:
         """The shingle hashes of an indexed text: from memory, else read (None: unreadable)."""
-        with self._kept_lock:
-            kept = self._shingles.get((entry.id, entry.version))
+        kept = self._shingles.get((entry.id, entry.version))
         if kept is not None:
             return kept
         try:
             theirs = shingle_hashes(self.backend.get(entry.text_key).decode("utf-8"))
         except (ObjectNotFound, InvalidKey, ValueError):
             return None  # removed or damaged: not evidence
-        self._keep_shingles((entry.id, entry.version), theirs)
+        self._shingles.put((entry.id, entry.version), theirs)
         return theirs
 
-    def _keep_shingles(self, key: tuple[str, str], value: np.ndarray) -> None:
-        with self._kept_lock:
-            self._shingles[key] = value
-            while len(self._shingles) > _SHINGLES_KEPT:
-                del self._shingles[next(iter(self._shingles))]
 
     def _complete_record(self, meta_key: str) -> Record | None:
         try:

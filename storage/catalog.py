@@ -61,6 +61,7 @@ from urllib.parse import urlsplit
 
 from storage.backends import Backend, archive_location
 from storage.errors import ArchiveAccessDenied, ArchiveError, InvalidKey, ObjectNotFound
+from storage.index import compare_and_swap
 from storage.keys import day_of_meta_key, is_meta_key, validate_run_id, validate_site_name
 from storage.lazy import LazyModule
 from storage.record import Extractor, Record, Version, as_utc
@@ -1084,18 +1085,14 @@ def _cover_words(backend: Backend, site: str, entries: dict[date, _SummaryEntry]
     months: dict[date, dict[date, str]] = {}
     for day, entry in entries.items():
         months.setdefault(day.replace(day=1), {})[day] = entry.file
-    for month, files in sorted(months.items()):
-        key = word_filter_key(CATALOG_ROOT, site, month)
-        for _attempt in range(5):
-            try:
-                data, tag = backend.get_tagged(key)
-                current = WordFilter.from_bytes(data) or WordFilter()
-            except ObjectNotFound:
-                current, tag = WordFilter(), None
-            todo = {day: name for day, name in files.items() if current.days.get(day) != name}
-            if not todo:
-                break
-            for day, name in sorted(todo.items()):
+
+    def covering(files: dict[date, str]) -> Callable[[WordFilter | None], WordFilter | None]:
+        def cover(current: WordFilter | None) -> WordFilter | None:
+            current = current or WordFilter()
+            added = False
+            for day, name in sorted(files.items()):
+                if current.days.get(day) == name:
+                    continue
                 compacted = f"{CATALOG_ROOT}/site={site}/date={day:%Y-%m-%d}/{name}"
                 try:
                     table = pq.ParquetFile(pa.BufferReader(backend.get(compacted))).read(
@@ -1107,15 +1104,18 @@ def _cover_words(backend: Backend, site: str, entries: dict[date, _SummaryEntry]
                 current.add(day, name, text_keys(
                     value for column in ("title", TEXT_COLUMN) for value in
                     table[column].to_pylist()))
-            data = current.to_bytes()
-            written = (backend.put_if_absent(key, data, content_type="application/octet-stream")
-                       if tag is None else
-                       backend.put_if_match(key, data, tag, content_type="application/octet-stream"))
-            if written:
-                break
-        else:
-            logger.warning("word filter %s not updated (written by others five times over): "
-                           "searches read those days", key)
+                added = True
+            return current if added else None
+        return cover
+
+    for month, files in sorted(months.items()):
+        key = word_filter_key(CATALOG_ROOT, site, month)
+        try:
+            compare_and_swap(backend, key, covering(files), decode=WordFilter.from_bytes,
+                             encode=WordFilter.to_bytes,
+                             content_type="application/octet-stream")
+        except ArchiveError as exc:
+            logger.warning("word filter %s not updated (%s): searches read those days", key, exc)
 
 
 def read_word_filter(backend: Backend, site: str, month: date) -> WordFilter | None:

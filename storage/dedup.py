@@ -96,8 +96,7 @@ def lsh_bands(text: str) -> tuple[tuple[int, str], ...]:
     Cached: a new article's buckets are searched, then joined, by one writer in a row."""
     return tuple(
         (band, hashlib.blake2b(row.tobytes(), digest_size=16).hexdigest())
-        for band, row in enumerate(_minhash_of_hashes(shingle_hashes(text))
-                                   .reshape(LSH_BANDS, LSH_ROWS))
+        for band, row in enumerate(minhash(shingle_hashes(text)).reshape(LSH_BANDS, LSH_ROWS))
     )
 
 
@@ -119,16 +118,6 @@ def hashed_jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return shared / union if union else 0.0
 
 
-def minhash(items: AbstractSet[str]) -> np.ndarray:
-    """The MinHash signature of a set: for each of the :data:`_NUM_PERM` hash functions
-    ``(a * h + b) mod p`` over the items' 32-bit hashes, the smallest value.
-
-    Everything here (the item hash, the functions' parameters) is derived from fixed
-    constants with hashlib, so signatures never change with a library's version.
-    """
-    return _minhash_of_hashes(_item_hashes(items))
-
-
 def _item_hashes(items: AbstractSet[str]) -> np.ndarray:
     """Each item's 4-byte blake2b digest, read as a little-endian 32-bit number (the
     digests are joined and read by numpy at once: a Python int per item cost as much as
@@ -138,7 +127,14 @@ def _item_hashes(items: AbstractSet[str]) -> np.ndarray:
     return np.frombuffer(digests, dtype="<u4")
 
 
-def _minhash_of_hashes(item_hashes: np.ndarray) -> np.ndarray:
+def minhash(item_hashes: np.ndarray) -> np.ndarray:
+    """The MinHash signature of a set, given its items' 32-bit hashes (:func:`shingle_hashes`):
+    for each of the :data:`_NUM_PERM` hash functions ``(a * h + b) mod p``, the smallest
+    value.
+
+    Everything here (the item hash, the functions' parameters) is derived from fixed
+    constants with hashlib, so signatures never change with a library's version.
+    """
     a, b, prime, max_hash = _parameters()
     if not len(item_hashes):
         return np.full(_NUM_PERM, max_hash, dtype=np.uint64)
