@@ -19,7 +19,7 @@ requests by method and key prefix.
    crawl`` of the whole site; at larger N by seeding, in this process, what a first crawl
    leaves that the next one reads before fetching: each article's URL marker and complete
    ``meta.json`` (``storage.Archive``'s own ``place``, marker and ``to_json``), and, when the
-   storage API has them (``Archive.note_archived``), the site's URL summary and discovery
+   storage API has them (``storage.summary.write_segment``), the site's URL summary and discovery
    state (:func:`seed_discovery_state`). Not seeded: raw pages, texts, WARC files, catalog
    rows, content claims, LSH buckets, run manifests (the look-ups before fetching read none
    of them). At 1,000 the seeded variant runs too, and its second crawl is compared with the
@@ -328,11 +328,11 @@ def seed_discovery_state(archive, model: NewsModel, base_url: str,
     was written. A real crawl records the feed too; phase 2 changes the feed, so its
     second crawl reads it in full either way. Its learned boilerplate is not seeded either:
     the second crawl reads that state once, found or not."""
-    from storage import Archive
-
-    if not hasattr(Archive, "note_archived"):
+    try:
+        from storage.summary import write_segment
+    except ImportError:  # a design before the summary
         return []
-    archive.note_archived(SITE_NAME, SEED_RUN_ID, captured)
+    write_segment(archive.backend, SITE_NAME, SEED_RUN_ID, captured)
     documents = {}
     for sitemap in model.sitemaps:
         served = model.sitemap(sitemap.name, base_url)

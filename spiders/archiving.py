@@ -290,20 +290,20 @@ class ArchiveRun:
 
     async def _remember_discovery(self, spider, reason: str) -> None:
         """Store what the crawl learnt for the next crawl's discovery: the URLs found
-        archived (the site's URL summary) and, after a crawl that ended normally with no page
-        left in its spool, which sitemaps and feeds it read completely. Failing costs the
-        next crawl look-ups or reads, never an article."""
+        archived (what the site's URL summary has not been told yet) and, after a crawl that
+        ended normally with no page left in its spool, which sitemaps and feeds it read
+        completely. Failing costs the next crawl fetches of pages it then finds archived, or
+        reads, never an article."""
         if hasattr(spider, "listings_closed"):
             # The spider's own end stores the URLs listed late; they belong in the summary.
             await maybe_deferred_to_future(spider.listings_closed)
-        captured = dict(getattr(spider, "captured", {}))
+        notes = getattr(spider, "summary_notes", None)
         state = spider.discovery_state(reason) if hasattr(spider, "discovery_state") else None
         # First the near-duplicate index (what this crawl added since its last flush):
         # the next crawls of every site compare their pages with it.
         writes = [("near-duplicate index", self.archive.flush, ())]
-        if captured:
-            writes.append(("URL summary", self.archive.note_archived,
-                           (self.site, self.run_id, captured)))
+        if notes is not None and len(notes):
+            writes.append(("URL summary", notes.write, ()))
         if state is not None:
             writes.append(("discovery state", self.archive.write_site_state,
                            (self.site, DISCOVERY_STATE, state.to_json())))

@@ -548,6 +548,9 @@ class Scanner:
         self._store = ThreadPoolExecutor(threads, thread_name_prefix="newsarchive-ccnews")
         self._wanted = target.filter.matcher()
         self._window = threading.BoundedSemaphore(self.pool.size * IN_FLIGHT_PER_WORKER)
+        # The site's URL summary learns what the scan archives: a crawl that lists those
+        # URLs later skips them without fetching.
+        self.summary_notes = archive.summary_notes(target.site, run_id)
 
     def scan(self, source: Source, warc_file: WarcFile,
              progress: Callable[[FileScan], None] | None = None) -> FileScan:
@@ -637,24 +640,28 @@ class Scanner:
                                      paywalled=extraction.paywalled),
                          source="ccnews", source_file=warc_file.path,
                          source_offset=capture.offset)
+        seen = canonical_seen_urls(page)
         result = self.archive.store(record, raw_body=deflated, charset=record.charset,
-                                    text=text, run_id=self.run_id,
-                                    seen_urls=canonical_seen_urls(page))
+                                    text=text, run_id=self.run_id, seen_urls=seen)
+        if result.outcome is not StoreOutcome.IN_PROGRESS:
+            self.summary_notes.note(result.record.urls | seen, result.record.last_seen)
         if result.outcome in (StoreOutcome.WRITTEN, StoreOutcome.VERSION):
             self.catalog.add(result.record, text)
             return "archived", None
         return "duplicates", None
 
     def close(self) -> None:
-        """Stop the workers and threads; upload the run's WARC and catalog files, and the
-        near-duplicate index. Raises ArchiveError if an upload fails (the files stay in the
-        work directory, for :func:`storage.warc.recover_pending` and its catalog twin)."""
+        """Stop the workers and threads; upload the run's WARC and catalog files, the
+        near-duplicate index, and what the site's URL summary has not been told yet. Raises
+        ArchiveError if an upload fails (the files stay in the work directory, for
+        :func:`storage.warc.recover_pending` and its catalog twin)."""
         self._store.shutdown(wait=True)
         self.pool.close()
         try:
             self.warc.close()
             self.catalog.close()
             self.archive.flush()
+            self.summary_notes.write()
         finally:
             if self.workspace is not None:
                 self.workspace.remove_if_done()

@@ -53,7 +53,7 @@ from spiders.listings import Listings
 from spiders.middlewares import RequestRefused
 from spiders.stats import record_error
 from storage import Archive, ArchiveError, canonicalize_url
-from storage.summary import UrlSummary
+from storage.summary import SummaryNotes, UrlSummary
 
 logger = logging.getLogger(__name__)
 
@@ -137,12 +137,10 @@ class NewsSpider(scrapy.Spider):
         self._failed_after_close = False
         self.listings_closed = Deferred()
         """Fires when the crawl's listings are closed and their late aliases stored (with
-        what they add to :attr:`captured`)."""
+        what they add to :attr:`summary_notes`)."""
         self._summary = UrlSummary()
-        self._captured_lock = threading.Lock()
-        self.captured: dict[str, datetime] = {}
-        """URLs found archived by the look-ups before fetching, with when the article they
-        lead to was captured: for the site's URL summary, with what the crawl archives."""
+        self._notes_lock = threading.Lock()
+        self._notes: SummaryNotes | None = None
 
     @property
     def archive(self) -> Archive:
@@ -240,13 +238,20 @@ class NewsSpider(scrapy.Spider):
         state = self._discovery.next_state(self._unfinished)
         return None if state == self._discovery.state else state
 
+    @property
+    def summary_notes(self) -> SummaryNotes:
+        """What this crawl adds to the site's URL summary: the URLs it archived, and those
+        its look-ups found archived; written as it goes, and the rest at its end."""
+        with self._notes_lock:
+            if self._notes is None:
+                run_id = self.crawler.settings.get("NEWSARCHIVE_RUN_ID", "") or "adhoc"
+                self._notes = self.archive.summary_notes(self.site.name, run_id)
+            return self._notes
+
     def note_captured(self, urls: Iterable[str], when: datetime) -> None:
         """Remember URLs that lead to a complete record captured at ``when`` (from any
         thread), for the site's URL summary."""
-        with self._captured_lock:
-            for url in urls:
-                if self.captured.get(url, when) <= when:
-                    self.captured[url] = when
+        self.summary_notes.note(urls, when)
 
     def article_failed(self, listed_url: str) -> None:
         """An article could not be had this time, for a reason that may pass: the sitemap
@@ -460,13 +465,15 @@ class NewsSpider(scrapy.Spider):
         for canonical, _hint, urls in entries_now:
             self._listings.reported(canonical, len(urls))
         try:
-            decisions, settled = await maybe_deferred_to_future(
+            decisions, settled, new = await maybe_deferred_to_future(
                 deferToThread(self._triage, entries_now))
         except ArchiveError as exc:
             # The archive will say again at write time; fetching is never the wrong choice.
             logger.warning("archive look-up failed, fetching all: %s", exc)
-            decisions, settled = {canonical: "fetch" for canonical in fresh}, 0
+            decisions, settled, new = {canonical: "fetch" for canonical in fresh}, 0, 0
         stats.inc_value("newsarchive/skipped/settled_by_summary", settled)
+        if new:
+            stats.inc_value("newsarchive/discovery/new_by_summary", new)
         requests = []
         for canonical, decision in decisions.items():
             if decision == "skip":
@@ -493,16 +500,19 @@ class NewsSpider(scrapy.Spider):
         planned["listed_as"] = sorted(self._listings.urls(canonical))
 
     def _triage(self, entries: list[tuple[str, datetime | None, frozenset[str]]]
-                ) -> tuple[dict[str, str], int]:
+                ) -> tuple[dict[str, str], int, int]:
         """``fetch``, ``refetch`` (archived, but listed with a newer date) or ``skip`` for
-        each canonical URL, and how many the summary settled; a skipped article learns the
-        URLs it was listed under.
+        each canonical URL, how many the summary settled as archived, and how many as new;
+        a skipped article learns the URLs it was listed under.
 
         The site's URL summary settles most of them without a request: an article it knows,
-        under every URL listed now, captured no earlier than the listing's date. The others
-        are looked up in the archive's index, the truth, and join the summary if archived."""
+        under every URL listed now, captured no earlier than the listing's date, is skipped;
+        when the summary is complete (every segment read), an article it knows under none of
+        the URLs is new, and fetched. The others are looked up in the archive's index, the
+        truth, and join the summary if archived."""
         decisions: dict[str, str] = {}
         unsettled = []
+        new = 0
         known = self._summary.captured_at(
             [url for canonical, _, urls in entries for url in (canonical, *urls)])
         at = 0
@@ -512,8 +522,14 @@ class NewsSpider(scrapy.Spider):
             at += 1 + len(urls)
             if captured is not None and all(listed) and (hint is None or hint <= captured):
                 decisions[canonical] = "skip"
+            elif self._summary.complete and captured is None and not any(listed):
+                # New: no run that wrote the summary archived it under any of these URLs.
+                # A look-up would only precede the URL claim that storing makes anyway.
+                decisions[canonical] = "fetch"
+                new += 1
             else:
                 unsettled.append(entry)
+        settled = len(decisions) - new
 
         def decide(entry) -> str:
             canonical, hint, urls = entry
@@ -527,10 +543,8 @@ class NewsSpider(scrapy.Spider):
             return "skip"
         if unsettled:
             with ThreadPoolExecutor(min(_LOOKUP_THREADS, len(unsettled))) as pool:
-                settled = len(decisions)
                 decisions.update(zip((e[0] for e in unsettled), pool.map(decide, unsettled)))
-                return decisions, settled
-        return decisions, len(decisions)
+        return decisions, settled, new
 
     async def closed(self, reason: str) -> None:
         """Record URLs that discovery listed for an article after it had been handled."""

@@ -40,7 +40,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -76,7 +76,7 @@ from storage.keys import (
 )
 from storage.near_index import NearEntry, NearIndex
 from storage.record import RECORD_FIELDS, Record, Version, as_utc
-from storage.summary import UrlSummary, write_segment
+from storage.summary import SummaryNotes, UrlSummary
 from storage.urls import canonicalize_url
 
 if TYPE_CHECKING:
@@ -298,7 +298,9 @@ class Archive:
                                      json.dumps({**_marker(updated, run_id),
                                                  "alias": record.canonical_url}).encode(),
                                      content_type="application/json")
-                    self.index.mark_urls(_marker(updated, run_id), seen_urls)
+                    # (The claimed URL is marked just above: not claimed a second time.)
+                    self.index.mark_urls(_marker(updated, run_id),
+                                         seen_urls - {record.canonical_url})
                     return StoreResult(StoreOutcome.ALIASED, updated)
             return self._store_new(record, marker, owner, raw_body, charset, text, seen_urls,
                                    completed_claim, screenshot)
@@ -647,10 +649,11 @@ class Archive:
         (see :mod:`storage.summary`): a few requests, however long the site's history."""
         return UrlSummary.load(self.backend, site)
 
-    def note_archived(self, site: str, run_id: str, captured: Mapping[str, datetime]) -> None:
-        """Add a run's URLs (URL -> when the article it leads to was last captured) to the
-        site's URL summary. Only URLs whose record is complete belong in it."""
-        write_segment(self.backend, site, run_id, captured)
+    def summary_notes(self, site: str, run_id: str) -> SummaryNotes:
+        """What the run ``run_id`` adds to the URL summary of ``site``, written as it goes
+        (see :class:`storage.summary.SummaryNotes`). Only URLs whose record is complete
+        belong in it."""
+        return SummaryNotes(self.backend, site, run_id)
 
     def put_run_manifest(self, manifest: dict) -> str:
         """Store a run's manifest (``site``, ``run_id``, ``started_at`` required); returns

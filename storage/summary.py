@@ -6,18 +6,23 @@ archived. Asking the dedup index costs a request or two per URL (its marker, the
 record), which grows with what the site ever published: a million listed URLs would be
 two million requests every run. The summary answers from memory instead.
 
-It is made of segments under ``_index/sites/<site>/urls/``: each crawl writes one at its end
-(``<run_id>.bin``: the URLs it found archived or archived itself, with their capture times),
-and a crawl that finds more than :data:`COMPACT_OVER` segments merges them into one and
+It is made of segments under ``_index/sites/<site>/urls/``: each run (a crawl, a CC-NEWS
+backfill) writes one at its end, and one every :data:`WRITE_EVERY` URLs before
+(``<run_id>-<n>.bin``: the URLs it found archived or archived itself, with their capture
+times), and a crawl that finds more than :data:`COMPACT_OVER` segments merges them into one and
 deletes those it merged. Segments are written once and never changed, so writers on any
 number of machines need no lock: two merges at once each write a segment holding all they
 read, and delete only what they read, so every entry stays in some segment.
 
-The summary only ever *settles* a URL as archived: it is written after the records it
-names are complete, and records are never removed. A URL it does not know (a new article, a
-crawl that died before writing its segment, a segment that cannot be read) is looked up in
-the dedup index, which stays the truth for claims and races. A summary behind the index
-costs look-ups, never a missed or a duplicated article.
+The summary *settles* a URL as archived: it is written after the records it names are
+complete, and records are never removed. A run writes what it adds as it goes
+(:class:`SummaryNotes`: a segment every :data:`WRITE_EVERY` URLs, and the rest at its end), so a
+run killed on the way leaves at most that many URLs out. When every segment was read
+(:attr:`UrlSummary.complete`), a crawl takes a URL the summary does not know for a new one and
+fetches it without a look-up; otherwise (no segment yet, a segment that cannot be read) it
+looks such URLs up in the dedup index. Either way the index stays the truth for claims and
+races: a summary behind the index (a URL of a run killed between two writes) costs a fetch of
+a page that then turns out archived, never a missed or a duplicated article.
 
 A segment is ``MAGIC`` followed by the entries' 16-byte URL digests (the first half of the
 URL's SHA-256, sorted) and then their capture times (int64 seconds since the epoch, UTC),
@@ -30,6 +35,7 @@ import hashlib
 import logging
 import re
 import secrets
+import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -48,6 +54,11 @@ MAGIC = b"NAURLS1\n"
 
 COMPACT_OVER = 16
 """Segments a crawl tolerates before it merges them: reading costs a request per segment."""
+
+WRITE_EVERY = 500
+"""URLs a run notes before it writes them as a segment: a run killed on the way leaves at
+most this many out of the summary (the next crawl fetches those pages again, and finds them
+archived). A scheduled run of a few dozen new articles writes one segment, at its end."""
 
 _DIGEST = "S16"  # numpy's fixed-width bytes: sorts and compares as the digests' bytes do
 _DIGEST_BYTES = 16
@@ -77,9 +88,14 @@ def segment_key(site: str, name: str) -> str:
 class UrlSummary:
     """A site's archived URLs with their capture times, held in memory (sorted arrays)."""
 
-    def __init__(self, digests=None, times=None) -> None:
+    def __init__(self, digests=None, times=None, *, complete: bool = False) -> None:
         self._digests = digests if digests is not None else np.empty(0, dtype=_DIGEST)
         self._times = times if times is not None else np.empty(0, dtype="<i8")
+        self.complete = complete
+        """Whether this is every segment of the site, each read: then a URL the summary does
+        not know was archived by no run that wrote one (see the module's docstring). False
+        for a site without a segment (never crawled, or archived before summaries were kept)
+        and when a segment could not be read."""
 
     def __len__(self) -> int:
         return len(self._digests)
@@ -110,6 +126,9 @@ class UrlSummary:
             read = list(pool.map(lambda key: _read_segment(backend, key), keys))
         parts = [(key, part) for key, part in zip(keys, read) if part is not None]
         summary = _merge([part for _, part in parts])
+        # A segment merged away by another crawl since it was listed is in a segment this
+        # listing may not have: complete only when every segment listed was read.
+        summary.complete = len(parts) == len(keys)
         if len(parts) > compact_over:
             name = f"merged-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
             backend.put(segment_key(site, name), summary.to_bytes(),
@@ -141,6 +160,60 @@ class UrlSummary:
         digests = np.array([url_digest(url) for url in captured], dtype=_DIGEST)
         times = np.array([int(when.timestamp()) for when in captured.values()], dtype="<i8")
         return _merge([cls(digests, times)])
+
+
+class SummaryNotes:
+    """What one run adds to a site's URL summary, written as it goes: a segment
+    (``<run_id>-<n>``) every ``every`` URLs, and what is left by :meth:`write` at the run's
+    end. Thread-safe: storing threads note what they archived."""
+
+    def __init__(self, backend: Backend, site: str, run_id: str, *,
+                 every: int = WRITE_EVERY) -> None:
+        self.backend = backend
+        self.site = validate_site_name(site)
+        self.run_id = run_id
+        self.every = every
+        self._lock = threading.Lock()
+        self._pending: dict[str, datetime] = {}
+        self._segments = 0
+
+    def __len__(self) -> int:
+        """URLs noted and not written yet."""
+        with self._lock:
+            return len(self._pending)
+
+    def note(self, urls: Iterable[str], when: datetime) -> None:
+        """URLs that lead to a complete record captured at ``when``; a segment is written
+        (in the calling thread) once ``every`` URLs wait. A write that fails keeps them for
+        the next (with a warning): a failure costs the next crawl fetches, never an article."""
+        with self._lock:
+            _keep_latest(self._pending, dict.fromkeys(urls, when))
+            due = len(self._pending) >= self.every
+        if due:
+            try:
+                self.write()
+            except Exception as exc:  # noqa: BLE001 - the run goes on; its end writes again
+                logger.warning("cannot write the URL summary yet, keeping it for later: %s", exc)
+
+    def write(self) -> str | None:
+        """Write the URLs noted since the last write as a segment; returns its key, or None
+        when there was nothing to write. Raises the backend's error (the URLs stay noted)."""
+        with self._lock:
+            taken, self._pending = self._pending, {}
+            name = f"{self.run_id}-{self._segments}"
+            self._segments += 1
+        try:
+            return write_segment(self.backend, self.site, name, taken)
+        except BaseException:
+            with self._lock:
+                _keep_latest(self._pending, taken)
+            raise
+
+
+def _keep_latest(into: dict[str, datetime], more: Mapping[str, datetime]) -> None:
+    for url, when in more.items():
+        if into.get(url, when) <= when:
+            into[url] = when
 
 
 def write_segment(backend: Backend, site: str, run_id: str,

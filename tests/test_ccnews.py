@@ -170,6 +170,12 @@ def test_a_backfill_archives_exactly_the_sites_in_range_articles_and_a_rerun_wri
                            partitioning="hive").to_table(columns=["id", "source"])
         assert sorted(table.column("id").to_pylist()) == sorted(r["id"] for r in records)
         assert set(table.column("source").to_pylist()) == {"ccnews"}
+        # The site's URL summary knows them: a crawl that lists them skips them unfetched
+        # (and takes what it does not know for new).
+        from storage import Archive, canonicalize_url
+        summary = Archive.open(str(archive_dir)).url_summary("funke")
+        assert summary.complete
+        assert all(summary.captured_at([canonicalize_url(url) for url in in_range]))
 
         before = _listing(archive_dir)
         requests_before = len(server.requests)

@@ -105,6 +105,28 @@ def test_same_text_under_another_url_becomes_an_alias(archive, raw_state):
     assert raw_state() == state
 
 
+def test_an_alias_claims_its_url_once(tmp_path):
+    """Same text under another URL: the URL is claimed, then pointed at the article that
+    has the text, and not claimed a second time (on S3, a request answered 412)."""
+    class ClaimCounting(LocalBackend):
+        def __init__(self, root) -> None:
+            super().__init__(root)
+            self.claims: dict[str, int] = {}
+
+        def put_if_absent(self, key, data, *, content_type=None) -> bool:
+            self.claims[key] = self.claims.get(key, 0) + 1
+            return super().put_if_absent(key, data, content_type=content_type)
+
+    backend = ClaimCounting(tmp_path / "archive")
+    archive = Archive(backend, run_id="run-1")
+    text = article_text(10)
+    store_text(archive, "https://a.example/story", text)
+    second = store_text(archive, "https://a.example/print/story", text)
+    assert second.outcome is StoreOutcome.ALIASED
+    assert backend.claims[url_index_key("https://a.example/print/story")] == 1
+    assert archive.lookup("https://a.example/print/story") == second.record
+
+
 def test_short_texts_are_not_deduplicated_by_content(archive):
     short = "Watch: the mayor opens the bridge."
     assert store_text(archive, "https://a.example/v1", short).outcome is StoreOutcome.WRITTEN

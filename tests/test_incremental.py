@@ -118,10 +118,12 @@ def test_a_second_crawl_asks_site_and_archive_only_for_what_is_new(pages, s3_arc
     listed = {p.path for p in site.pages if month_key(p) in changed_months} \
         | {p.path for p in site.feed_pages}
     assert second["stats"]["newsarchive/skipped/settled_by_summary"] == len(listed) - len(new)
-    # A new article: its marker looked up before fetching (1 GET); then its URL and its
-    # text claimed (2 PUTs, create-if-absent), its page and text written, its record last
-    # (3 PUTs): 6 requests. Nothing else is asked per article: the near-duplicate index
-    # is written once per run, whatever the number of articles.
+    # A new article: no look-up before fetching (the summary, complete, knows it under none
+    # of its URLs); its URL and its text claimed (2 PUTs, create-if-absent), its page and
+    # text written, its record last (3 PUTs): 5 requests. Nothing else is asked per
+    # article: the near-duplicate index is written once per run, whatever the number of
+    # articles.
+    assert second["stats"]["newsarchive/discovery/new_by_summary"] == len(new)
     # An article listed under one more URL after it was stored (the feed read after the
     # sitemap, with its own URL) then learns that URL: a look-up, and its record read and
     # written again. Whether that happens depends on which listing the crawl reads first.
@@ -130,7 +132,7 @@ def test_a_second_crawl_asks_site_and_archive_only_for_what_is_new(pages, s3_arc
     writes = [(m, k.split("/")[-1] if k.startswith("articles/") else k.split("/")[1])
               for m, k in counter.keys if k.startswith(("articles/", "_index/urls/",
                                                         "_index/content/"))]
-    assert Counter(writes) == Counter({("GET", "urls"): len(new) + len(late),
+    assert Counter(writes) == Counter({("GET", "urls"): len(late),
                                ("PUT", "urls"): len(new), ("PUT", "content"): len(new),
                                ("PUT", "raw.html.gz"): len(new), ("PUT", "text.txt"): len(new),
                                ("PUT", "meta.json"): len(new) + len(late),
@@ -293,6 +295,78 @@ def test_the_summary_settles_only_what_it_knows(tmp_path):
     assert len(list(archive.backend.iter_keys(summary_prefix("site")))) == 2
     again = UrlSummary.load(archive.backend, "site")
     assert len(again) == len(summary) == COMPACT_OVER + 2
+
+
+def test_the_summary_is_complete_only_when_every_segment_was_read(tmp_path):
+    """Only a summary made of every segment, each read, may call a URL it does not know new:
+    a site without a segment (never crawled, or archived before summaries were kept) and a
+    segment that cannot be read leave the crawl to look URLs up."""
+    from storage.summary import summary_prefix, write_segment
+
+    archive = Archive.open(str(tmp_path / "archive"))
+    when = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert not archive.url_summary("site").complete
+    write_segment(archive.backend, "site", "run-1", {"https://x.test/1": when})
+    assert archive.url_summary("site").complete
+    archive.backend.put(summary_prefix("site") + "junk.bin", b"not a summary")
+    assert not archive.url_summary("site").complete
+
+
+def test_a_runs_notes_are_written_as_it_goes(tmp_path):
+    """A run writes its URLs as a segment every ``every`` of them, and the rest when told:
+    a run killed on the way leaves at most ``every`` URLs out of the summary."""
+    from storage.summary import UrlSummary, summary_prefix
+
+    archive = Archive.open(str(tmp_path / "archive"))
+    notes = archive.summary_notes("site", "run-1")
+    notes.every = 3
+    early, late = (datetime(2026, 1, d, tzinfo=timezone.utc) for d in (1, 2))
+    urls = [f"https://x.test/{n}" for n in range(7)]
+    for url in urls:
+        notes.note([url], early)
+    notes.note([urls[0]], late)  # noted again, captured later: the later time is kept
+    segments = sorted(archive.backend.iter_keys(summary_prefix("site")))
+    assert [key.rsplit("/", 1)[-1] for key in segments] == ["run-1-0.bin", "run-1-1.bin"]
+    assert len(notes) == 2  # urls[6], and urls[0] again
+    assert all(UrlSummary.load(archive.backend, "site").captured_at(urls[:6]))
+    notes.write()
+    assert len(notes) == 0 and notes.write() is None
+    summary = UrlSummary.load(archive.backend, "site")
+    assert summary.captured_at(urls) == [late] + [early] * 6
+
+
+def test_a_url_the_summary_missed_is_fetched_and_found_archived(pages, s3_archive, counted,
+                                                              tmp_path):
+    """A complete summary that lacks an archived URL (its run was killed between two
+    writes) costs a fetch of that page, which then turns out archived: nothing is written
+    twice, and the summary learns the URL."""
+    from storage.summary import UrlSummary, summary_prefix, write_segment
+
+    counter, env = counted
+    site = NewsSite(pages, feed_size=0).start()
+    try:
+        _crawl(site, s3_archive, env, tmp_path, "run-1", feeds=[])
+        archive = Archive.open(s3_archive.url)
+        records = _records(s3_archive)
+        missed = next(r for r in records if r["url"] == site.base_url + pages[0].path)
+        # The summary as a run killed before noting that article leaves it.
+        kept = {url: datetime.fromisoformat(r["fetched_at"]) for r in records
+                if r is not missed for url in (r["canonical_url"], *r["aliases"])}
+        for key in list(archive.backend.iter_keys(summary_prefix("localnews"))):
+            archive.backend.delete(key)
+        write_segment(archive.backend, "localnews", "run-1-0", kept)
+        listing = {k for k in s3_archive.listing() if k.startswith("articles/")}
+        site.clear_requests()
+        second = _crawl(site, s3_archive, env, tmp_path, "run-2", "--full", feeds=[])
+    finally:
+        site.stop()
+    assert [urlsplit(t).path for t in site.article_requests()] == [pages[0].path]
+    assert second["stats"]["newsarchive/discovery/new_by_summary"] == 1
+    assert second["stats"]["newsarchive/archive/duplicate"] == 1
+    assert "newsarchive/archive/written" not in second["stats"]
+    assert {k for k in s3_archive.listing() if k.startswith("articles/")} == listing
+    assert UrlSummary.load(archive.backend, "localnews").captured_at(
+        [missed["canonical_url"]]) != [None]
 
 
 def test_two_merges_at_once_lose_no_url(tmp_path):
