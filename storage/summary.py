@@ -16,13 +16,14 @@ read, and delete only what they read, so every entry stays in some segment.
 
 The summary *settles* a URL as archived: it is written after the records it names are
 complete, and records are never removed. A run writes what it adds as it goes
-(:class:`SummaryNotes`: a segment every :data:`WRITE_EVERY` URLs, and the rest at its end), so a
-run killed on the way leaves at most that many URLs out. When every segment was read
-(:attr:`UrlSummary.complete`), a crawl takes a URL the summary does not know for a new one and
-fetches it without a look-up; otherwise (no segment yet, a segment that cannot be read) it
-looks such URLs up in the dedup index. Either way the index stays the truth for claims and
-races: a summary behind the index (a URL of a run killed between two writes) costs a fetch of
-a page that then turns out archived, never a missed or a duplicated article.
+(:class:`SummaryNotes`: a segment every :data:`WRITE_EVERY` URLs, and the rest at its end),
+so a run killed on the way leaves at most that many URLs out. When every segment was read,
+or the site has neither segment nor article yet (:attr:`UrlSummary.complete`), a crawl takes
+a URL the summary does not know for a new one and fetches it without a look-up; otherwise
+(articles but no segment, a segment that cannot be read) it looks such URLs up in the dedup
+index. Either way the index stays the truth for claims and races: a summary behind the
+index (a URL of a run killed between two writes) costs a fetch of a page that then turns out
+archived, never a missed or a duplicated article.
 
 A segment is ``MAGIC`` followed by the entries' 16-byte URL digests (the first half of the
 URL's SHA-256, sorted) and then their capture times (int64 seconds since the epoch, UTC),
@@ -42,7 +43,7 @@ from datetime import datetime, timezone
 
 from storage.backends import Backend
 from storage.errors import InvalidKey, ObjectNotFound
-from storage.keys import SITE_STATE_ROOT, validate_site_name
+from storage.keys import ARTICLES_ROOT, SITE_STATE_ROOT, validate_site_name
 from storage.lazy import LazyModule
 
 np = LazyModule("numpy")  # a crawl imports it anyway (MinHash); `browse` never needs it
@@ -93,9 +94,10 @@ class UrlSummary:
         self._times = times if times is not None else np.empty(0, dtype="<i8")
         self.complete = complete
         """Whether this is every segment of the site, each read: then a URL the summary does
-        not know was archived by no run that wrote one (see the module's docstring). False
-        for a site without a segment (never crawled, or archived before summaries were kept)
-        and when a segment could not be read."""
+        not know was archived by no run that wrote one (see the module's docstring). Also
+        true for a site without a segment and without an article; false for one with
+        articles but no segment (archived before summaries were kept), and when a segment
+        could not be read."""
 
     def __len__(self) -> int:
         return len(self._digests)
@@ -120,7 +122,11 @@ class UrlSummary:
         its URLs are then looked up one by one."""
         keys = list(backend.iter_keys(summary_prefix(site)))
         if not keys:
-            return cls()
+            # No segment: a site never archived (its first crawl, which then needs no
+            # look-ups: one listing says so), or one archived before summaries were kept or
+            # by a run killed before its first write, whose URLs only look-ups find.
+            return cls(complete=next(iter(backend.iter_keys(f"{ARTICLES_ROOT}/{site}/")),
+                                     None) is None)
         with ThreadPoolExecutor(min(_PARALLEL_READS, len(keys)),
                                 thread_name_prefix="archive-summary") as pool:
             read = list(pool.map(lambda key: _read_segment(backend, key), keys))
