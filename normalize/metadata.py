@@ -413,7 +413,12 @@ def _types(node: dict[str, Any]) -> set[str]:
 
 
 def _is_organisation(node: Any) -> bool:
-    return isinstance(node, dict) and any(_ORGANISATION_TYPE.search(t) for t in _types(node))
+    """Whether a JSON-LD object is an organisation and not a person: SEO plugins type a
+    site's writers ``["Person", "Organization"]``, and those are people."""
+    if not isinstance(node, dict):
+        return False
+    types = _types(node)
+    return "Person" not in types and any(_ORGANISATION_TYPE.search(t) for t in types)
 
 
 def _ld_authors(value: Any) -> list[str]:

@@ -10,10 +10,13 @@ trafilatura does the extraction; around it this module
   embedded posts, cookie banners and dialogs, ...), recognised by the words in their
   ``class``/``id`` and kept when they hold the story (the headline, or a good share of the
   page's story text);
-- removes link-only paragraphs and list items ("READ MORE: ...") that lead to the site's
-  own pages, and teaser cards;
+- removes sign-up boxes (the short text around an e-mail field), link-only paragraphs and
+  list items ("READ MORE: ...") that lead to the site's own pages, teaser cards (a link
+  around a heading) and teasers' titles (subheadings that are each one link to another page
+  of the site);
 - runs trafilatura's fallbacks only when its main extractor found less than half the story
-  text, and reads the page with jusText when even they found less than a quarter;
+  text, or ran a container's text together into one line, and reads the page with jusText
+  when even they found less than a quarter (or one line again);
 - after extraction, drops the headline repeated as the first line, a leading byline, and
   lines that are boilerplate wherever they stand ("Story continues below advertisement",
   "Report an error", share prompts, copyright and photo-credit lines, reading times,
@@ -22,6 +25,8 @@ trafilatura does the extraction; around it this module
   takes it when the markup holds far less (a body rendered by a script);
 - puts back the standfirst (the lead paragraph under the headline), which trafilatura
   often skips, when the page shows it and describes itself with it;
+- drops the short lines that end the text without ending a sentence (headings and labels
+  left of the boxes after the article: "Tags", "Follow us");
 - bounds the time: trees are cut after ``MAX_ELEMENTS`` elements, and on trees with many
   blocks trafilatura's fallbacks (jusText, readability), quadratic in the number of
   blocks, are skipped.
@@ -164,6 +169,11 @@ _MAX_BOX_ELEMENTS = 2_000
 # A paragraph or list item this short whose text is nearly all link text is a teaser.
 _LINK_BLOCK_MAX_CHARS = 300
 _LINK_BLOCK_SHARE = 0.8
+# The longest label before a teaser's link ("Read also:", "Lesen Sie auch |").
+_LINK_LABEL_MAX_CHARS = 30
+# What sets a label off from the link after it, at its end or at its start.
+_LABEL_SEPARATORS = frozenset(":|»>–—-•/")
+_LABEL_POINTERS = frozenset(">»▶►→")
 # Elements that may be teasers when they hold links, and the headings that make a link around
 # them a teaser card.
 _LINKING_BLOCK_TAGS = frozenset(("p", "li"))
@@ -231,6 +241,10 @@ _DATELINE = re.compile(
     r"publi[ée]|mis à jour|actualizado|publicado|aggiornato|pubblicato)\b(?: (?:on|at|am|le|el|il))?"
     r"\W*(.{0,50})$", re.I)
 _DATELINE_WORDS = 3
+# How a line that states something ends: closing punctuation, a quote or bracket, a figure.
+_SENTENCE_END = re.compile(r"[.!?…\"'”’»)\]0-9。！？」』）]$")
+# How trafilatura (and a page's own text) starts an item of a list.
+_LIST_ITEM_MARKS = ("- ", "• ")
 _LETTER_WORD = re.compile(r"\b[^\W\d_]+\b")
 # Contact prompts ("Got a story? Email us at ...") stand at the start or the end of a text.
 # Tried only where a run of address characters starts, ``(?<!...)``: from each character of
@@ -284,6 +298,7 @@ def extract_body(tree: HtmlElement, url: str | None, article_body: str | None = 
     survey = _prune_boilerplate_containers(tree)
     large = survey.blocks > MAX_BLOCKS_FOR_FALLBACKS
     _prune_link_blocks(survey, url)
+    _prune_teaser_headings(tree, url)
     options = {"url": url, "with_metadata": with_metadata, "include_comments": False,
                "include_tables": True, "deduplicate": False}
     # trafilatura's main extractor alone first (it copies the tree, so ours stays intact); its
@@ -291,12 +306,15 @@ def extract_body(tree: HtmlElement, url: str | None, article_body: str | None = 
     # jusText when even they found a fragment of it.
     doc = trafilatura.bare_extraction(tree, fast=True, **options)
     text = (getattr(doc, "text", None) or "").strip()
-    if not large and len(text) < FALLBACK_BELOW_SHARE * survey.story_chars:
+    if not large and (len(text) < FALLBACK_BELOW_SHARE * survey.story_chars
+                      or _run_together(text, survey)):
         doc = trafilatura.bare_extraction(tree, fast=False, **options)
         text = (getattr(doc, "text", None) or "").strip()
-        if len(text) < _RESCUE_BELOW_SHARE * survey.story_chars:
+        if len(text) < _RESCUE_BELOW_SHARE * survey.story_chars or _run_together(text, survey):
             rescued = _justext_paragraphs(tree, url)
-            if len(text) < len(rescued) <= _RESCUE_MAX_SHARE * survey.story_chars:
+            if ((len(text) < len(rescued) or _run_together(text, survey))
+                    and _RESCUE_BELOW_SHARE * survey.story_chars <= len(rescued)
+                    <= _RESCUE_MAX_SHARE * survey.story_chars):
                 text = rescued
     text = _drop_header_lines(text, headlines)
     text = drop_boilerplate_lines(text)
@@ -307,7 +325,14 @@ def extract_body(tree: HtmlElement, url: str | None, article_body: str | None = 
     # The standfirst opens the text, however the body was found (README, "What the text keeps").
     if text and lead and _squash(lead)[:80] not in _squash(text):
         text = f"{lead}\n{text}"
-    return text.strip(), doc
+    return _drop_dangling_lines(text.strip()), doc
+
+
+def _run_together(text: str, survey: _Survey) -> bool:
+    """Whether ``text`` is one line longer than any text block of the page: the text of a
+    whole container run together (trafilatura's last resort, its baseline, when its
+    extractor found too little), the article's paragraphs lost with the boxes between them."""
+    return "\n" not in text and len(text) > survey.longest_block > 0
 
 
 def _justext_paragraphs(tree: HtmlElement, url: str | None) -> str:
@@ -338,6 +363,24 @@ def drop_boilerplate_lines(text: str) -> str:
             continue
         kept.append(line)
     return "\n".join(kept)
+
+
+def _drop_dangling_lines(text: str) -> str:
+    """``text`` without the short lines that end it without ending a sentence: a heading or a
+    label that introduces nothing ("Tags", "Share", "Follow us", "Blog index", "Pin for later")
+    or links to other pages ("Next article: ..."), what is left of a box after the article
+    once its content is gone. Short is shorter than a story block (``_STORY_BLOCK_MIN_CHARS``);
+    a line ending with a full stop, a quote, a bracket or a figure is a statement (a
+    signature, a source, a date) and stops the trimming, as does an item of a list (the
+    list's own content, however short)."""
+    lines = text.split("\n")
+    while len(lines) > 1:
+        last = lines[-1].strip()
+        if last and (len(last) >= _STORY_BLOCK_MIN_CHARS or _SENTENCE_END.search(last)
+                     or last.startswith(_LIST_ITEM_MARKS)):
+            break
+        lines.pop()
+    return "\n".join(lines)
 
 
 def _without_edge_punctuation(line: str) -> str:
@@ -384,9 +427,36 @@ def _prune_boilerplate_containers(tree: HtmlElement) -> _Survey:
     if survey.cut_at is not None:
         # Before removing the doomed boxes: the element must still be in the tree.
         _cut_from(survey.cut_at)
+    # Before removing the doomed boxes too: a sign-up box is told by its field, which a box
+    # named "newsletter" may hold without its prompt.
+    _prune_signup_boxes(tree)
     for el in doomed:
         _remove(el)
     return survey
+
+
+def _prune_signup_boxes(tree: HtmlElement) -> None:
+    """Remove sign-up boxes: the largest element around an e-mail address field whose text
+    is short (``_SIGNUP_BOX_MAX_CHARS``): its prompt ("Join our newsletter", "Get the best of
+    ... in your inbox"), the field's label and the fine print beside it. A form that asks for
+    a reader's address is a newsletter or account box, whatever the site names it; the
+    bound keeps an article that happens to hold a form (and a page wrapped in one)."""
+    for field in _EMAIL_FIELD(tree):
+        box = None
+        for el in field.iterancestors():
+            if el.tag in ("body", "html") or _text_up_to(el, _SIGNUP_BOX_MAX_CHARS) is None:
+                break
+            box = el
+        if box is not None and box.getparent() is not None and next(box.iter("h1"), None) is None:
+            _remove(box)
+
+
+# An input for an e-mail address, by its type or its name.
+_EMAIL_FIELD = lxml.etree.XPath(
+    "//input[translate(@type, 'EMAIL', 'email') = 'email' or contains(translate(@name, 'EMAIL', "
+    "'email'), 'email')]")
+# The longest text a sign-up box shows: a prompt, a sentence of promise, the fine print.
+_SIGNUP_BOX_MAX_CHARS = 400
 
 
 def _cut_from(el: HtmlElement) -> None:
@@ -421,8 +491,9 @@ def _holds_story(survey: _Survey, start: int, end: int) -> bool:
 
 
 def _prune_link_blocks(survey: _Survey, url: str | None) -> None:
-    """Remove short paragraphs and list items that are (nearly) all link text, lists left
-    empty by that, and links wrapping a heading: teasers for other articles. A block whose
+    """Remove short paragraphs and list items that are (nearly) all link text or a label and
+    a link (``_labelled_link``), lists left empty by that, and links wrapping a heading:
+    teasers for other articles. A block whose
     links all lead to other sites stays: teasers promote the site's own pages, and a list of
     links elsewhere is the article's sources or recommendations ("Further reading").
 
@@ -439,8 +510,8 @@ def _prune_link_blocks(survey: _Survey, url: str | None) -> None:
         # The text is short (and so is that of its links): serialising it in C is cheaper
         # than joining the pieces of itertext().
         linked = sum(len(_SPACE.sub(" ", _text_of(a)).strip()) for a in el.iter("a"))
-        if linked and linked >= _LINK_BLOCK_SHARE * len(text) and not (
-                site and _links_elsewhere(el, site, domains)):
+        teaser = linked >= _LINK_BLOCK_SHARE * len(text) or _labelled_link(el, text)
+        if linked and teaser and not (site and _links_elsewhere(el, site, domains)):
             doomed.append(el)
     # A link around a heading is a teaser card ("<a><h3>Other story</h3><p>...</p></a>").
     doomed += [a for a in survey.linked_headings if next(a.iter(*_SUBHEADING_TAGS), None) is not None]
@@ -449,6 +520,64 @@ def _prune_link_blocks(survey: _Survey, url: str | None) -> None:
             _remove(el)
     for lst in [el for el in survey.lists if len(el) == 0 and not (el.text or "").strip()]:
         _remove(lst)
+
+
+def _labelled_link(el: HtmlElement, text: str) -> bool:
+    """Whether paragraph ``el`` (whose shown text is ``text``) is a label and one link that
+    ends it ("Read also: <a>Other story</a>", "MORE | <a>Other story</a>", ">> <a>...</a>"):
+    a teaser, however its label is worded. A label is short and set off by a separator
+    after it or a pointer before it; a sentence that ends with a link is not, nor is a
+    paragraph in a table's cell or a list's item."""
+    links = list(el.iter("a"))
+    if el.tag != "p" or len(links) != 1:
+        return False
+    shown = _SPACE.sub(" ", _text_of(links[0])).strip()
+    if not shown or not text.endswith(shown) or len(shown) < len(text) / 2:
+        return False
+    # In a table's cell or a list's item, it is a part of that row or item ("Review: <a>").
+    if next(el.iterancestors("td", "th", "li"), None) is not None:
+        return False
+    label = text[:len(text) - len(shown)].strip()
+    return 0 < len(label) <= _LINK_LABEL_MAX_CHARS and (
+        label[-1] in _LABEL_SEPARATORS or label[0] in _LABEL_POINTERS)
+
+
+def _prune_teaser_headings(tree: HtmlElement, url: str | None) -> None:
+    """Remove subheadings that are, whole, one link to another page of the same site, when
+    the page has several: the titles of teasers ("More like this", "Read next", a list of
+    the site's latest stories). An article's own subheadings introduce its sections and link
+    nowhere, or to the thing they name on another site (a product, a place, a source); a
+    link within the page (an anchor) is a table of contents, and stays. One such heading
+    alone is as often the author's name over a bio, which the metadata still reads."""
+    site = extract_domain(url) if url else None
+    domains: dict[str, str | None] = {}  # host -> its registered domain, looked up once
+    doomed = []
+    for heading in _LINKED_HEADING(tree):
+        links = list(heading.iter("a"))
+        if len(links) != 1:
+            continue
+        href = (links[0].get("href") or "").strip()
+        if not href or href.startswith("#") or _OTHER_SCHEME.match(href):
+            continue  # an anchor, a script ("javascript:", an FAQ's toggle), an address
+        shown = _SPACE.sub(" ", _text_of(heading)).strip()
+        if not shown or _SPACE.sub(" ", _text_of(links[0])).strip() != shown:
+            continue
+        # Without the page's address, only a relative link is known to stay on the site.
+        if (_links_elsewhere(heading, site, domains) if site
+                else _ABSOLUTE_URL.match(href) is not None):
+            continue
+        doomed.append(heading)
+    if len(doomed) < 2:
+        return
+    for heading in doomed:
+        _remove(heading)
+
+
+# A link's scheme other than http(s): "javascript:", "mailto:", "tel:".
+_OTHER_SCHEME = re.compile(r"^(?!https?:)[a-z][a-z0-9+.-]*:", re.I)
+# The subheadings with a link inside.
+_LINKED_HEADING = lxml.etree.XPath(
+    "//*[self::h2 or self::h3 or self::h4 or self::h5 or self::h6][.//a]")
 
 
 def _links_elsewhere(el: HtmlElement, site: str, domains: dict[str, str | None]) -> bool:
@@ -518,6 +647,8 @@ class _Survey:
         """Characters of story text in the page."""
         self.story_chars = 0
         """Characters of story text left in the tree (pruning lowers it)."""
+        self.longest_block = 0
+        """Characters of the page's longest text block."""
         self.cut_at: HtmlElement | None = None
         """The first element beyond ``MAX_ELEMENTS``, where the tree is to be cut."""
         self.linking_blocks: list[tuple[HtmlElement, int]] = []
@@ -653,6 +784,7 @@ def _survey(tree: HtmlElement) -> _Survey:
         if size >= _STORY_BLOCK_MIN_CHARS and linked <= _STORY_BLOCK_LINK_SHARE * size:
             survey.story_block_at.append(number)
             running.append(running[-1] + size)
+    survey.longest_block = max(chars)
     survey.page_story_chars = survey.story_chars = running[-1]
     survey.linking_blocks = [(el, end - start + 1) for el, holds, start, end
                              in zip(holders, holder_holds, holder_at, holder_end) if holds]
@@ -721,8 +853,14 @@ def _text_of(el: HtmlElement) -> str:
 
 
 def _squash(text: str) -> str:
-    """``text`` without whitespace, casefolded: how lines are compared with headlines."""
-    return _SPACE.sub("", text).casefold()
+    """``text``'s letters and digits, casefolded: how lines are compared with headlines. The
+    punctuation goes with the whitespace: a page joins its kicker to the headline with a
+    colon in one place and with nothing in another ("Kicker: Headline", "KickerHeadline")."""
+    return "".join(_WORD_CHARS.findall(text.casefold()))
+
+
+# A run of letters and digits.
+_WORD_CHARS = re.compile(r"[^\W_]+")
 
 
 def _headlines(tree: HtmlElement, tags: dict[str, list[str]]) -> set[str]:

@@ -151,6 +151,17 @@ def test_a_publication_is_never_an_author():
     assert alone.authors == ()
 
 
+def test_an_author_typed_both_person_and_organisation_is_a_person():
+    """SEO plugins type a site's writers ``["Person", "Organization"]``: a person, whose
+    name is the byline (the organisation type alone would keep every author out)."""
+    article = extract_article(page(ld({
+        "@type": "NewsArticle", "headline": "H",
+        "author": [{"@type": ["Person", "Organization"], "name": "Kyle Example"}],
+        "publisher": {"@type": "Organization", "name": "Daily Example"}})))
+    assert article.authors == ("Kyle Example",)
+    assert article.sources["authors"] == "json-ld"
+
+
 @pytest.mark.parametrize("value, expected", [
     ("2024-05-03T18:19:08Z", "2024-05-03T18:19:08+00:00"),
     ("2024-05-03T18:19:08.123+0530", "2024-05-03T18:19:08.123000+05:30"),

@@ -265,6 +265,16 @@ def test_headline_is_not_repeated_as_the_first_line():
     assert "Harbour bridge approved" not in text
 
 
+def test_headline_joined_to_its_kicker_without_the_colon_is_not_repeated():
+    # The page states "Kicker: Headline" in og:title and shows the two in one block, the
+    # colon left to its stylesheet.
+    page = ('<html><head><title>Harbour bridge</title><meta property="og:title" content="Harbour '
+            'bridge: Council approves the crossing after ten years"></head><body><article>'
+            '<div class="x1"><span>Harbour bridge</span> <span>Council approves the crossing after '
+            f'ten years</span></div>{_paragraphs(0, 1, 2, 3)}</article></body></html>')
+    assert _lines(_extract(page)) == _STORY[:4]
+
+
 def test_standfirst_is_kept_when_the_page_describes_itself_with_it():
     lead = "The city will build the harbour bridge after all: a narrow vote ended ten years of debate."
     page = _page(f'<p class="x1">{lead}</p><div class="body">{_paragraphs(0, 1, 2, 3)}</div>',
@@ -393,6 +403,81 @@ def test_teaser_links_and_cards_are_removed():
     assert _lines(text) == _STORY
     for word in ("fares", "Ferry", "traffic plan", "Ten bridges", "Porto"):
         assert word not in text
+
+
+def test_a_label_and_a_link_to_the_sites_own_page_is_a_teaser_whatever_the_label_says():
+    teasers = ('<p><b>Also from the harbour |</b> <a href="/c">Ferry service to end in March, the '
+               'operator says</a></p><p>&gt;&gt; <a href="/d">All of the council\'s decisions this '
+               'year at a glance</a></p>')
+    # A sentence that ends with a link is no teaser.
+    sentence = ('<p>In April the council <a href="/e">approved the plan for the new harbour '
+                'bridge and its tolls</a></p>')
+    page = _page(_paragraphs(0, 1, 2) + teasers + sentence + _paragraphs(3, 4, 5))
+    lines = _lines(_extract(page))
+    assert lines == [*_STORY[:3], "In April the council approved the plan for the new harbour "
+                     "bridge and its tolls", *_STORY[3:]]
+
+
+def test_subheadings_that_link_to_the_sites_other_pages_are_teasers_and_are_removed():
+    # "Read next": the titles of other stories of the site, each a subheading that is one
+    # link. The article's own subheadings stay, whether they link nowhere, to another site
+    # (what they name) or within the page.
+    teasers = "".join(f'<h3><a href="{href}">{title}</a></h3>' for href, title in (
+        ("/city/ferry-timetable", "Ferry timetable changes again next month"),
+        ("https://www.example.com/city/tolls", "What the bridge tolls will cost you")))
+    own = ('<h2>The vote</h2>', '<h2><a href="https://www.port-authority.example.org/">The port '
+           'authority</a></h2>', '<h2><a href="#tolls">Tolls</a></h2>')
+    page = _page(own[0] + _paragraphs(0, 1) + teasers + own[1] + _paragraphs(2, 3) + own[2]
+                 + _paragraphs(4, 5))
+    lines = _lines(_extract(page))
+    assert lines == ["The vote", *_STORY[:2], "The port authority", *_STORY[2:4], "Tolls",
+                     *_STORY[4:]]
+
+
+def test_a_story_that_trafilatura_runs_together_into_one_line_keeps_its_paragraphs():
+    # trafilatura drops the story's container (its class has "-ad-"), finds too little, and
+    # falls back on the <article>'s text in one line, the author box and the list of other
+    # stories with it. A line longer than any text block of the page is no paragraph: the
+    # fallbacks read the page again.
+    bio = ('<div><div>Jane Doe<h2>Jane Doe</h2><h3>City reporter</h3>Jane has covered the '
+           'harbour for the Gazette since 2009.<div><a href="/authors/jane">Read more from Jane '
+           'Doe</a></div></div></div>')
+    more = '<div><h3>More like this</h3>' + "".join(
+        f'<div><h3><a href="/{i}">{title}</a></h3></div>' for i, title in enumerate(
+            ("Ferry timetable changes again next month", "Ten bridges that changed their cities")))
+    page = (f"<html><head><title>Harbour bridge</title></head><body>{_NAV}<article>"
+            f'<h1>Harbour bridge approved</h1><div class="body-ad-wrapper"><div><div>'
+            f"{_paragraphs(0, 1, 2, 3, 4, 5)}</div></div></div>{bio}{more}</div></article>"
+            f"<footer>{_NAV}</footer></body></html>")
+    assert _lines(_extract(page)) == _STORY
+
+
+@pytest.mark.parametrize("box", [
+    # no name says what it is: the e-mail field does
+    '<div class="c7"><h3>Join our newsletter</h3><p>The week in the harbour, every Friday in your '
+    'inbox.</p><form><input type="email" name="address" placeholder="Your e-mail"><button>Sign up'
+    '</button></form><p>By entering your e-mail you agree to our terms and privacy policy.</p>'
+    '</div>',
+    # the form is in a box named for it, its prompt beside it
+    '<div class="promo"><p>Get the best of the Gazette delivered to your inbox weekly</p>'
+    '<div class="newsletter-form"><form><input type="text" name="EMAIL"></form></div></div>',
+], ids=["unnamed", "prompt-beside-a-named-form"])
+def test_sign_up_boxes_are_removed(box):
+    text = _extract(_page(_paragraphs(0, 1, 2) + box + _paragraphs(3, 4, 5)))
+    assert _lines(text) == _STORY
+
+
+def test_short_lines_that_end_the_text_without_ending_a_sentence_are_dropped():
+    # What is left of the boxes after the article: a label, a prompt, a heading that
+    # introduces nothing.
+    tail = ('<div class="x1"><h4>Follow the Gazette</h4></div>'
+            '<p><strong>Pin it for later</strong></p><div class="x2"><span>Tags</span></div>')
+    assert _lines(_extract(_page(_paragraphs(0, 1, 2, 3, 4, 5) + tail))) == _STORY
+    # A short line that states something (a signature, a figure) or a list's item stays.
+    kept = ("<p>Reporting by Jane Doe.</p><p>Tolls per crossing: 2.50</p>"
+            "<ul><li>Bus fares</li><li>Ferry fares</li></ul>")
+    assert _lines(_extract(_page(_paragraphs(0, 1, 2, 3, 4, 5) + kept))) == _STORY + [
+        "Reporting by Jane Doe.", "Tolls per crossing: 2.50", "- Bus fares", "- Ferry fares"]
 
 
 def test_ruby_readings_stay_inside_their_sentence():
