@@ -24,12 +24,12 @@ def scores():
     return score("trafilatura", plain_trafilatura, pages), score("newsarchive", ours, pages)
 
 
-# Regression guards: a little under today's figures (title 0.864, authors 0.894, date within
-# a day 0.985, within two minutes 0.955, text F1 0.971), so a real loss fails and noise does not.
+# Regression guards: a little under today's figures (title 0.864, authors 0.803, date within
+# a day 0.985, within two minutes 0.955, text F1 0.973), so a real loss fails and noise does not.
 # Authors: the Fundus references name the publisher as the author of an unsigned article
 # (BBC News, AP, Spiegel...); the archive never does (an organisation is not a person,
-# README "Extraction"), so those pages count as misses: 0.795 with the rule, 0.909 without.
-THRESHOLDS = {"title": 0.85, "authors": 0.78, "date_1d": 0.98, "date_2min": 0.94, "text_f1": 0.965}
+# README "Extraction"), so those pages count as misses: 0.803 with the rule.
+THRESHOLDS = {"title": 0.85, "authors": 0.79, "date_1d": 0.98, "date_2min": 0.94, "text_f1": 0.968}
 
 
 @pytest.mark.parametrize("measure", sorted(THRESHOLDS))
@@ -47,9 +47,9 @@ def wcxb_scores():
 
 # Regression guards on the 40 WCXB pages in tests/data/wcxb (pages from sites the extraction
 # was not written for), in the benchmark's own measures: a little under today's figures
-# (word F1 0.946, `with` 0.881, `without` 0.027, exact title 0.700), so a real loss fails.
-WCXB_AT_LEAST = {"word_f1": 0.93, "with_": 0.86, "title": 0.65}
-WCXB_AT_MOST = {"without": 0.04}
+# (word F1 0.948, `with` 0.886, `without` 0.019, exact title 0.725), so a real loss fails.
+WCXB_AT_LEAST = {"word_f1": 0.94, "with_": 0.87, "title": 0.70}
+WCXB_AT_MOST = {"without": 0.025}  # 0.027 before revision 6
 
 
 @pytest.mark.parametrize("measure", sorted(WCXB_AT_LEAST))
