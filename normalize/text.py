@@ -27,6 +27,8 @@ trafilatura does the extraction; around it this module
   often skips, when the page shows it and describes itself with it;
 - drops the short lines that end the text without ending a sentence (headings and labels
   left of the boxes after the article: "Tags", "Follow us");
+- puts back the blocks of the page that trafilatura left out and the block model
+  (``normalize.blocks``) calls content;
 - bounds the time: trees are cut after ``MAX_ELEMENTS`` elements, and on trees with many
   blocks trafilatura's fallbacks (jusText, readability), quadratic in the number of
   blocks, are skipped.
@@ -320,12 +322,25 @@ def extract_body(tree: HtmlElement, url: str | None, article_body: str | None = 
     text = drop_boilerplate_lines(text)
     if text and article_body:
         text = _agree_with_article_body(text, article_body)
+    from_markup = True
     if not text or _markup_falls_short(text, article_body):
         text = drop_boilerplate_lines(_second_look(scripts, article_body))
+        from_markup = False
     # The standfirst opens the text, however the body was found (README, "What the text keeps").
     if text and lead and _squash(lead)[:80] not in _squash(text):
         text = f"{lead}\n{text}"
-    return _drop_dangling_lines(text.strip()), doc
+    text = _drop_dangling_lines(text.strip())
+    if from_markup:
+        # Blocks of the page the text left out and the block model calls content.
+        from normalize.blocks import recover_blocks  # it reads this module's definitions
+
+        text = recover_blocks(tree, text, article_body, keep=_kept_line)
+    return text, doc
+
+
+def _kept_line(line: str) -> bool:
+    """Whether ``drop_boilerplate_lines`` keeps ``line`` standing alone."""
+    return bool(drop_boilerplate_lines(line).strip())
 
 
 def _run_together(text: str, survey: _Survey) -> bool:
