@@ -40,8 +40,11 @@ from normalize.text import (
 _BLOCK = _TEXT_BLOCK_TAGS
 _NO_TEXT = _NO_TEXT_TAGS - {"figcaption"}
 # Elements whose blocks are never candidates, by what HTML says they are (navigation, a
-# page's or section's footer): their subtrees are not walked.
-_SKIPPED = _NO_TEXT | {"nav", "footer"}
+# page's or section's footer, a dialog over the page): their subtrees are not walked.
+_SKIPPED = _NO_TEXT | {"nav", "footer", "dialog"}
+# The same by ARIA: a dialog (a cookie banner, a sign-up or login box) stands over the page,
+# not in it, however much text it holds.
+_DIALOG_ROLES = frozenset(("dialog", "alertdialog"))
 # Mozilla readability's class and id words: its "positive" list, and its "negative" and
 # "unlikely candidate" lists together. General by design, not fitted to any corpus.
 # Matched against lowercased names (a case-sensitive pattern is faster).
@@ -154,7 +157,8 @@ def text_blocks(tree: HtmlElement) -> list[Block]:
         count += 1
         entry = stack[-1]
         tag = el.tag
-        if tag.__class__ is not str or tag in no_text_tags:  # comments, scripts, ...
+        if tag.__class__ is not str or tag in no_text_tags or (  # comments, scripts, ...
+                el.get("role") in _DIALOG_ROLES or el.get("aria-modal") == "true"):
             stack.append(entry)
             walk.skip_subtree()
             continue

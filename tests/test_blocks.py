@@ -38,6 +38,20 @@ def test_candidates_are_the_blocks_the_text_lacks():
     assert [c.block.text for c in found] == [SKIPPED]
 
 
+def test_a_dialog_over_the_page_holds_no_candidate():
+    """A dialog (a cookie banner, a sign-up box: ``<dialog>``, ARIA ``role="dialog"`` or
+    ``aria-modal``) stands over the page, however much text it holds: none of its blocks
+    goes back into the article."""
+    banner = ("We and our partners store and access information on a device, such as cookies, "
+              "and process personal data for personalised advertising and content.")
+    for wrapper in ('<div role="dialog">{}</div>', '<div aria-modal="true">{}</div>',
+                    "<dialog open>{}</dialog>"):
+        page = PAGE.replace("</article>", "</article>" + wrapper.format(f"<div>{banner}</div>"))
+        found = blocks.candidates(blocks.text_blocks(lxml.html.fromstring(page)),
+                                  f"{STORY_1}\n{STORY_2}", None, keep=_kept_line)
+        assert [c.block.text for c in found] == [SKIPPED], wrapper
+
+
 def test_a_candidate_knows_where_it_stands():
     (candidate,) = _candidates(f"{STORY_1}\n{STORY_2}")
     vector = dict(zip(blocks.FEATURES, candidate.vector))
