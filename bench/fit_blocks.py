@@ -32,7 +32,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import normalize.text as normalize_text  # noqa: E402
 from bench.extraction import (  # noqa: E402
     FUNDUS,
     WCXB,
@@ -62,7 +61,7 @@ def collect(kind: str, pages, domains: dict[str, str]) -> list[dict]:
         seen["candidates"] = blocks.candidates(blocks.text_blocks(tree), text, article_body, keep)
         return text
 
-    normalize_text.recover_blocks = record
+    blocks.recover_blocks = record  # what normalize.text calls, read at each call
     out = []
     for page in pages:
         seen.clear()
