@@ -29,11 +29,15 @@ from normalize import block_model
 
 # The survey's definitions (normalize.text imports this module only when it first extracts).
 from normalize.text import (
+    _BODY_FILTER_MIN_WORDS,
     _NO_TEXT_TAGS,
     _STORY_BLOCK_LINK_SHARE,
     _STORY_BLOCK_MIN_CHARS,
     _TEXT_BLOCK_TAGS,
+    _WORDS,
+    _same_article,
 )
+from normalize.text import _word_shingles as _shingles
 
 # Text blocks, and text no reader sees as text, as the extraction's survey knows them
 # (captions are blocks here, for the model to judge).
@@ -69,13 +73,6 @@ _MIN_NOVEL = 0.5
 _MAX_SEARCH = 100_000_000
 # The JSON-LD articleBody is compared with only when it is this long.
 _MIN_BODY_CHARS = 200
-# When the articleBody is the same article as the text (this share of the word 4-grams of
-# each in common), the text dropped its lines that the articleBody lacks, but for short ones
-# (normalize.text._agree_with_article_body): no candidate of this many words that it lacks
-# goes back either.
-_BODY_AGREEMENT = 0.8
-_BODY_FILTER_MIN_WORDS = 8
-_WORDS = re.compile(r"\w+")
 _SENTENCE_END = tuple('.!?"”»)…:;')
 
 FEATURES = (
@@ -261,12 +258,6 @@ def _weighted_median(pairs: list[tuple[int, int]]) -> int:
     return pairs[-1][0]
 
 
-def _shingles(words: list[str]) -> set[tuple[str, ...]]:
-    if len(words) < 4:
-        return {tuple(words)} if words else set()
-    return set(zip(words, words[1:], words[2:], words[3:]))
-
-
 def _squash(text: str) -> str:
     return "".join(text.split()).casefold()
 
@@ -296,9 +287,9 @@ def candidates(blocks: list[Block], text: str, article_body: str | None,
     text_shingles = _shingles(text_words)
     body = (_shingles(_WORDS.findall(article_body.lower()))
             if article_body and len(article_body) >= _MIN_BODY_CHARS else None)
-    common = len(body & text_shingles) if body is not None else 0
-    body_agrees = (body is not None and common >= _BODY_AGREEMENT * len(text_shingles)
-                   and common >= _BODY_AGREEMENT * len(body))
+    # The text dropped its lines that an agreeing articleBody lacks, but for short ones
+    # (normalize.text._agree_with_article_body): no such candidate goes back either.
+    body_agrees = body is not None and _same_article(body, text_shingles)
     found: list[Candidate] = []
     previous = -1  # the index of the last block taken, walking in document order
     next_pos = 0  # index into ``taken`` of the next taken block

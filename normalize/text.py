@@ -943,10 +943,22 @@ def _standfirst(tree: HtmlElement, tags: dict[str, list[str]]) -> str | None:
 
 def _shingles(text: str) -> set[tuple[str, ...]]:
     """Word 4-grams of ``text``; a shorter text is one shingle."""
-    words = _WORDS.findall(text.casefold())
+    return _word_shingles(_WORDS.findall(text.casefold()))
+
+
+def _word_shingles(words: list[str]) -> set[tuple[str, ...]]:
+    """4-grams of ``words``; fewer words are one shingle."""
     if len(words) < 4:
         return {tuple(words)} if words else set()
-    return {tuple(words[i:i + 4]) for i in range(len(words) - 3)}
+    return set(zip(words, words[1:], words[2:], words[3:]))
+
+
+def _same_article(body: set, ours: set) -> bool:
+    """Whether the JSON-LD ``articleBody`` (its shingles, ``body``) is the article our text
+    (``ours``) is: ``_BODY_AGREEMENT`` of the shingles of each are common to both."""
+    common = len(body & ours)
+    return bool(common) and common >= _BODY_AGREEMENT * len(ours) \
+        and common >= _BODY_AGREEMENT * len(body)
 
 
 def _agree_with_article_body(text: str, article_body: str) -> str:
@@ -954,9 +966,7 @@ def _agree_with_article_body(text: str, article_body: str) -> str:
     it does not have (boxes and teasers inside the body's markup). The first line is kept,
     as are short lines: the articleBody often leaves out the standfirst and headings."""
     body = _shingles(article_body)
-    ours = _shingles(text)
-    common = len(body & ours)
-    if not common or common < _BODY_AGREEMENT * len(ours) or common < _BODY_AGREEMENT * len(body):
+    if not _same_article(body, _shingles(text)):
         return text
     squashed_body = _squash(article_body)
     lines = text.split("\n")
