@@ -144,31 +144,34 @@ def text_blocks(tree: HtmlElement) -> list[Block]:
             stack.pop()
             tail = el.tail
             if tail and not tail.isspace():
-                block, link = stack[-1][:2]
+                entry = stack[-1]
+                block = entry[0]
                 if block >= 0:
                     parts[block].append(tail)
-                    if link:
+                    if entry[1]:
                         links[block] += len(tail.strip())
             continue
         number = count
         count += 1
         entry = stack[-1]
         tag = el.tag
+        get = el.get
         if tag.__class__ is not str or tag in no_text_tags or (  # comments, scripts, ...
-                el.get("role") in _DIALOG_ROLES or el.get("aria-modal") == "true"):
+                get("role") in _DIALOG_ROLES or get("aria-modal") == "true"):
             stack.append(entry)
             walk.skip_subtree()
             continue
         block, link, depth, chain, negative, positive = entry
-        own_negative = False
-        for name in (el.get("class"), el.get("id")):
+        own_negative = changed = False
+        for name in (get("class"), get("id")):
             if name:
                 is_negative, is_positive = _names_verdict(name)
                 if is_negative:
                     negative = 0
-                    own_negative = True
+                    own_negative = changed = True
                 if is_positive:
                     positive = 0
+                    changed = True
         if tag in block_tags:
             if tag == "h1" and headline_at is None:
                 headline_at = number
@@ -185,14 +188,16 @@ def text_blocks(tree: HtmlElement) -> list[Block]:
             positives.append(positive)
             own_negatives.append(own_negative)
             negative, positive = negative + 1, positive + 1
-        elif tag == "a":
-            link = True
+            changed = True
+        elif tag == "a" and not link:
+            link = changed = True
         text = el.text
         if text and block >= 0 and not text.isspace():
             parts[block].append(text)
             if link:
                 links[block] += len(text.strip())
-        stack.append((block, link, depth, chain, negative, positive))
+        # An inline element that changes nothing shares its parent's entry.
+        stack.append((block, link, depth, chain, negative, positive) if changed else entry)
     texts = [" ".join("".join(p).split()) if p else "" for p in parts]
     # The story's container: the block whose child blocks hold the most story text; and the
     # depth at which the story's text stands (weighted median).
@@ -266,16 +271,19 @@ def candidates(blocks: list[Block], text: str, article_body: str | None,
                keep=lambda line: True) -> list[Candidate]:
     """The blocks that ``text`` does not hold, as candidates; ``keep`` tells the lines the
     text's own filters would keep (a candidate they would drop is none)."""
-    lines = text.split("\n")
-    squashed = _squash(text)
-    # Where each line starts in the squashed text, to place the blocks the text holds.
+    # The text squashed line by line, and where each line starts in it, to place the blocks
+    # the text holds.
+    squashed_lines = [_squash(line) for line in text.split("\n")]
     starts, at = [], 0
-    for line in lines:
+    for line in squashed_lines:
         starts.append(at)
-        at += len(_squash(line))
+        at += len(line)
+    squashed = "".join(squashed_lines)
+    find = squashed.find
     taken_line = []  # per block: the line holding it, or -1
     for b in blocks:
-        found = squashed.find(_squash(b.text))
+        # A block's text has single spaces for whitespace (text_blocks): squashed the cheap way.
+        found = find(b.text.replace(" ", "").casefold())
         taken_line.append(-1 if found < 0 else _line_of(starts, found))
     taken = [i for i, line in enumerate(taken_line) if line >= 0]
     if not taken:
