@@ -715,6 +715,19 @@ def _rss_kb(pid: int) -> int:
         return 0
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a process so far (0.0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15)
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _pss_kb(pid: int) -> int:
     """PSS of a process, in kB (0 once it is gone): the kernel walks every mapping for it,
     so it is read less often."""
@@ -742,6 +755,12 @@ class Measurement:
     crawl_pss_mb: float = 0.0
     parts_rss_mb: dict[str, float] = field(default_factory=dict)
     """Peak of each part's summed RSS (parts peak at different times: no total)."""
+    parts_cpu: dict[str, float] = field(default_factory=dict)
+    """CPU seconds of each part, as last sampled from ``/proc`` (a process's last fifth of a
+    second before it exits is missed: a lower bound)."""
+    crawl_span: tuple[float, float] | None = None
+    """Seconds from the command's start to the first and the last sample that saw the crawl
+    process: what the command spends before and after the crawl itself."""
     site_cpu: float = 0.0
     """CPU seconds the local site spent serving this design."""
     timeline: list[tuple[float, float, float]] = field(default_factory=list)
@@ -781,6 +800,7 @@ def measure(design: str, command: list[str], env: dict, cwd: Path, exclude: set[
     done = threading.Event()
 
     parts: dict[int, str] = {}
+    cpu_of: dict[int, float] = {}  # the last CPU seconds sampled, per process
 
     def sample() -> None:
         last_pss = -PSS_INTERVAL
@@ -789,6 +809,10 @@ def measure(design: str, command: list[str], env: dict, cwd: Path, exclude: set[
             for pid in pids:
                 if pid not in parts and (argv := _command_line(pid)) is not None:
                     parts[pid] = _part(argv)
+                cpu_of[pid] = _cpu_seconds(pid) or cpu_of.get(pid, 0.0)
+            if any(parts.get(pid) == "crawl" for pid in pids):
+                at = time.perf_counter() - started
+                result.crawl_span = (result.crawl_span or (at, at))[0], at
             rss = {pid: _rss_kb(pid) for pid in pids}
             total = sum(rss.values())
             crawl = sum(kb for pid, kb in rss.items() if parts.get(pid) in CRAWL_PARTS)
@@ -833,6 +857,9 @@ def measure(design: str, command: list[str], env: dict, cwd: Path, exclude: set[
     sampler.join()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result.cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    for pid, seconds in cpu_of.items():
+        name = parts.get(pid, "command")
+        result.parts_cpu[name] = result.parts_cpu.get(name, 0.0) + seconds
     return result
 
 
@@ -1439,6 +1466,14 @@ def report(results: list[Measurement], pages: int, title: str) -> None:
     for r in results:
         print(f"{r.design:<18} " + "  ".join(f"{name} {mb:.0f}" for name, mb in
                                              sorted(r.parts_rss_mb.items())))
+    print()
+    print("CPU s of each part (sampled: a lower bound); the crawl process seen from..to, "
+          "s after the command started")
+    for r in results:
+        span = (f"  crawl seen {r.crawl_span[0]:.1f}..{r.crawl_span[1]:.1f} of {r.wall:.1f}"
+                if r.crawl_span else "")
+        print(f"{r.design:<18} " + "  ".join(f"{name} {cpu:.1f}" for name, cpu in
+                                             sorted(r.parts_cpu.items())) + span)
     print()
     print("per-page CPU, ms (fetch: the crawl process besides storing; start-up included)")
     print(f"{'design':<18} {'fetch':>7} {'extract':>8} {'store':>7}")
