@@ -204,7 +204,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--wcxb-dir", type=Path, default=WCXB)
-    parser.add_argument("--threshold", type=float, default=0.8)
+    parser.add_argument("--threshold", type=float, default=0.75)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     index = json.loads((args.wcxb_dir / "index.json").read_text())

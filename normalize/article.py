@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import threading
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 EXTRACTOR_NAME = "newsarchive"
 # Bump when extraction logic changes, so records say which code produced them.
-EXTRACTOR_REVISION = "7"
+EXTRACTOR_REVISION = "8"
 EXTRACTOR_VERSION = f"{EXTRACTOR_REVISION}+trafilatura.{trafilatura.__version__}"
 
 # Real article pages are well under 2 MB of markup; beyond this we parse only the head of
@@ -92,6 +93,7 @@ def _extract(html: str | bytes, url: str | None) -> Article:
         html = decode_html(html)
     if not isinstance(html, str) or not html.strip():
         return Article()
+    html = repair_mojibake(html)
     # Control characters, which libxml2 refuses, are removed by trafilatura's loader (its
     # repair_faulty_html): a pass of our own over the page would cost as much again.
     tree = parse_html(html[:MAX_HTML_CHARS])
@@ -196,6 +198,70 @@ def decode_body(body: bytes, declared: str | None = None) -> tuple[str, str]:
     if encoding is None:
         encoding = "utf-8" if ascii_only else _FALLBACK_ENCODING
     return encoding, to_unicode(body, encoding)
+
+
+# Mojibake: UTF-8 text that was read as windows-1252 (or latin-1) and written out again as
+# UTF-8, by the page's own software, so that the page's bytes themselves hold "Ã©" for "é"
+# and "â€™" for "’": no charset reads them right. A run of such characters is the bytes of
+# one character in UTF-8, each byte shown as its windows-1252 character (latin-1's for the
+# five bytes windows-1252 leaves undefined): a lead, then 1 to 3 continuation bytes (0x80
+# to 0xBF). Only the leads of what the mistake turns up in pages written in Latin scripts
+# are looked for: Latin letters and signs (lead bytes 0xC2 to 0xC9), punctuation and
+# symbols (0xE2), the replacement character and variation selectors (0xEF), emoji (0xF0).
+_CONTINUATION = "\x80-\xbf\u20ac\u201a\u0192\u201e\u2026\u2020\u2021\u02c6\u2030\u0160\u2039\u0152\u017d" \
+    "\u2018\u2019\u201c\u201d\u2022\u2013\u2014\u02dc\u2122\u0161\u203a\u0153\u017e\u0178"
+_MOJIBAKE = re.compile(
+    f"[\xc2-\xc9][{_CONTINUATION}]|[\xe2\xef][{_CONTINUATION}]{{2}}|\xf0[{_CONTINUATION}]{{3}}")
+_MOJIBAKE_LEADS = "\xc2\xc3\xc4\xc5\xc6\xc7\xc8\xc9\xe2\xef\xf0"
+# What a repaired run may stand for (first and last code point, inclusive): a real word that
+# happens to be followed by such characters ("groß“", "NESCAFÉ®", "é\xa0–") reads as a letter
+# of another script (NKo, IPA, CJK), which is no repair.
+_REPAIRED_RANGES = (
+    (0x00A0, 0x024F),  # Latin-1 supplement, Latin extended-A and -B
+    (0x2000, 0x2BFF),  # punctuation, currency and letterlike signs, arrows, symbols, dingbats
+    (0xFE0F, 0xFE0F),  # the emoji variation selector
+    (0xFFFD, 0xFFFD),  # the replacement character
+    (0x1F000, 0x1FAFF),  # emoji
+)
+# A page repaired holds at least this many runs: one or two are as likely a real word's.
+_MIN_MOJIBAKE_RUNS = 3
+
+
+def repair_mojibake(html: str) -> str:
+    """``html`` with its runs of mojibake (see ``_MOJIBAKE``) read back as the characters
+    they stand for, when the page holds at least ``_MIN_MOJIBAKE_RUNS`` of them; else as it
+    is. A run is repaired only when its bytes are valid UTF-8 and stand for a character of
+    ``_REPAIRED_RANGES``. Pages without any of the leads are left after a scan in C."""
+    if html.isascii() or not any(lead in html for lead in _MOJIBAKE_LEADS):
+        return html
+    repairs: dict[str, str] = {}
+    runs = 0
+    for match in _MOJIBAKE.finditer(html):
+        run = match.group()
+        if run not in repairs:
+            repairs[run] = _repaired(run)
+        if repairs[run] != run:
+            runs += 1
+    if runs < _MIN_MOJIBAKE_RUNS:
+        return html
+    return _MOJIBAKE.sub(lambda m: repairs[m.group()], html)
+
+
+def _repaired(run: str) -> str:
+    """The character a run of mojibake stands for, or the run itself when it stands for none
+    (see ``repair_mojibake``)."""
+    data = bytearray()
+    for char in run:
+        try:
+            data += char.encode("cp1252")
+        except UnicodeEncodeError:  # the five bytes windows-1252 leaves undefined
+            data += char.encode("latin-1")
+    try:
+        char = bytes(data).decode("utf-8")
+    except UnicodeDecodeError:
+        return run
+    code = ord(char)
+    return char if any(low <= code <= high for low, high in _REPAIRED_RANGES) else run
 
 
 def is_article_page(html: str) -> bool:

@@ -40,7 +40,7 @@ from normalize.text import (
 from normalize.text import _word_shingles as _shingles
 
 # Text blocks, and text no reader sees as text, as the extraction's survey knows them
-# (captions are blocks here, for the model to judge).
+# (captions are blocks here, for their place among the blocks, though never candidates).
 _BLOCK = _TEXT_BLOCK_TAGS
 _NO_TEXT = _NO_TEXT_TAGS - {"figcaption"}
 # Elements whose blocks are never candidates, by what HTML says they are (navigation, a
@@ -306,7 +306,9 @@ def candidates(blocks: list[Block], text: str, article_body: str | None,
             previous = i
             next_pos += 1
             continue
-        if b.tag == "h1":  # the headline is the record's title, not its text
+        # The headline is the record's title, not its text; a picture's caption is left out
+        # of the text (README, "What the text keeps"), however much it reads like a paragraph.
+        if b.tag == "h1" or b.tag == "figcaption":
             continue
         words = _WORDS.findall(b.text.lower())
         if len(words) < _MIN_WORDS:

@@ -5,11 +5,13 @@ trafilatura does the extraction; around it this module
 
 - surveys the page's text blocks once (``_Survey``): the text each block-level element
   shows, whatever its tag, and which of it is story text (long enough, not mostly links);
+- makes plain containers of the menus, headers, footers, asides and buttons that hold the
+  page's ``<main>`` (markup left unclosed, which the parser wraps around the page);
 - prunes boilerplate containers from the tree first (ad slots, share bars, newsletter
   boxes, recommendation widgets, calls to action, fact boxes, captions and credits,
   embedded posts, cookie banners and dialogs, ...), recognised by the words in their
   ``class``/``id`` and kept when they hold the story (the headline, or a good share of the
-  page's story text);
+  page's story text), and never inside code, where class names are a syntax highlighter's;
 - removes sign-up boxes (the short text around an e-mail field), link-only paragraphs and
   list items ("READ MORE: ...") that lead to the site's own pages, teaser cards (a link
   around a heading) and teasers' titles (subheadings that are each one link to another page
@@ -297,6 +299,7 @@ def extract_body(tree: HtmlElement, url: str | None, article_body: str | None = 
     headlines = _headlines(tree, tags)
     lead = _standfirst(tree, tags)
     _flatten_ruby(tree)
+    _unwrap_misnested_landmarks(tree)
     survey = _prune_boilerplate_containers(tree)
     large = survey.blocks > MAX_BLOCKS_FOR_FALLBACKS
     _prune_link_blocks(survey, url)
@@ -334,7 +337,8 @@ def extract_body(tree: HtmlElement, url: str | None, article_body: str | None = 
         # Blocks of the page the text left out and the block model calls content.
         from normalize.blocks import recover_blocks  # it reads this module's definitions
 
-        text = recover_blocks(tree, text, article_body, keep=_kept_line)
+        # What the text's own edges are trimmed of, blocks put back at its end are too.
+        text = _drop_dangling_lines(recover_blocks(tree, text, article_body, keep=_kept_line))
     return text, doc
 
 
@@ -620,6 +624,23 @@ def _flatten_ruby(tree: HtmlElement) -> None:
             _remove(ruby)
 
 
+# Elements that may not hold the page's <main> (the HTML standard: no <main> inside the
+# landmarks, and nothing but phrasing content inside a button).
+_NOT_AROUND_MAIN = ("nav", "header", "footer", "aside", "button")
+
+
+def _unwrap_misnested_landmarks(tree: HtmlElement) -> None:
+    """Make plain containers (``<div>``) of the navigation bars, headers, footers, asides and
+    buttons that hold the page's ``<main>``: markup that leaves an element of its menu
+    unclosed (a menu's toggle button, a list of links) puts the rest of the page, the article
+    with it, inside the menu, where every step that drops navigation and controls (ours,
+    trafilatura's) would drop the article too. The standard allows no ``<main>`` there, so
+    such an element is an artefact of the parse, not the page's."""
+    for main in tree.iter("main"):
+        for landmark in main.iterancestors(*_NOT_AROUND_MAIN):
+            landmark.tag = "div"
+
+
 def _remove(el: HtmlElement) -> None:
     """Remove an element but keep its tail, the text after it, which belongs to the parent."""
     parent = el.getparent()
@@ -784,7 +805,7 @@ def _survey(tree: HtmlElement) -> _Survey:
                 verdict = verdicts.get(names)
                 if verdict is None:
                     verdict = verdicts[names] = _names_boilerplate(" ".join(n for n in names if n))
-                if verdict and tag != "html" and tag != "body":
+                if verdict and tag != "html" and tag != "body" and not _in_code(el):
                     box = len(boxes)
                     boxes.append([number, number, el])
         stack.append((block, link, no_text, in_head, box, holder))
@@ -808,6 +829,13 @@ def _survey(tree: HtmlElement) -> _Survey:
 
 
 _UNNAMED = (None, None, None)
+
+
+def _in_code(el: HtmlElement) -> bool:
+    """Whether ``el`` stands inside preformatted text or code, where class names are a
+    syntax highlighter's (``hljs-comment``, ``token comment``), naming parts of the code,
+    not boxes of the page."""
+    return next(el.iterancestors("pre", "code"), None) is not None
 
 
 def _mark(at: int, around: list[int], marked: list[bool]) -> None:

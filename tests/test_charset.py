@@ -169,6 +169,56 @@ def test_an_unknown_declaration_is_no_declaration():
     assert decode_body(page.encode("windows-1252"), "no-such-charset") == ("cp1252", page)
 
 
+# -- mojibake: UTF-8 read as windows-1252 and written out again, in the page's bytes ----------
+
+_MOJIBAKE_PARAGRAPHS = [
+    f"Paragraph {i}: the café’s owner said “we don’t close” — and the harbour’s "
+    f"crêperie, at 5 € a plate, stayed open all winter, said the council."
+    for i in range(1, 9)
+]
+
+
+def _double_encoded(text: str, codec: str) -> str:
+    """``text`` as software that read its UTF-8 bytes in ``codec`` writes it: each byte as
+    its windows-1252 character ("’", bytes E2 80 99, becomes "â€™"; latin-1's for the five
+    bytes windows-1252 leaves undefined), or as its latin-1 character ("â\x80\x99")."""
+    if codec == "latin-1":
+        return text.encode("utf-8").decode("latin-1")
+    return "".join(bytes([b]).decode("cp1252", errors="ignore") or chr(b)
+                   for b in text.encode("utf-8"))
+
+
+def test_mojibake_in_the_pages_own_bytes_is_repaired():
+    # The page's bytes are valid UTF-8 and say UTF-8: no charset reads them right, since
+    # the text was garbled before it was encoded. Software garbles it either way.
+    title = "The café’s winter — a harbour story"
+    paragraphs = [_double_encoded(p, ("cp1252", "latin-1")[i % 2])
+                  for i, p in enumerate(_MOJIBAKE_PARAGRAPHS)]
+    page = _page(_double_encoded(title, "cp1252"), paragraphs, "utf-8")
+    assert "â€™" in page and "â\x80\x99" in page
+    for body in (page.encode("utf-8"), page):
+        article = extract_article(body, "https://example.com/news/story")
+        assert article.title == title
+        assert article.text == _text_of(_MOJIBAKE_PARAGRAPHS)
+
+
+@pytest.mark.parametrize("paragraph", [
+    # A word followed by a sign whose characters would read as UTF-8 for a letter of another
+    # script: German "groß“" (NKo), a brand's "CAFÉ®" (IPA), Czech "é –" (Mongolian).
+    "Der Hafen wird „groß“ ausgebaut, sagt der Rat; „groß“ sei auch das Budget, und „groß“ der Ärger.",
+    "Our NESCAFÉ® blend, the NESCAFÉ® jar and the NESCAFÉ® mug are sold at the harbour café.",
+    "Přístav je velký a staré\xa0– říká rada, mosty\xa0– a silnice jsou krásné\xa0– a drahé.",
+    # One or two runs are as likely a real word's: "NÃO”" in Portuguese capitals.
+    "O conselho disse “NÃO” ao projeto do porto, e a cidade discute a ponte desde o verão.",
+], ids=["german-quotes", "brand-sign", "czech-dash", "few-runs"])
+def test_text_that_only_looks_like_mojibake_is_left_as_it_is(paragraph):
+    paragraphs = [f"{paragraph} ({i})" for i in range(1, 9)]
+    article = extract_article(_page(_EN_TITLE, paragraphs, "utf-8").encode("utf-8"),
+                              "https://example.com/news/story")
+    # (trafilatura writes a no-break space as a space)
+    assert article.text == _text_of(paragraphs).replace("\xa0", " ")
+
+
 # -- the crawl's extraction: bytes plus the charset Scrapy determined --------------------------
 
 

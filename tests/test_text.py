@@ -600,6 +600,38 @@ def test_an_article_after_a_premature_closing_html_tag_is_read():
     assert _lines(extract_article(page, "https://example.com/a").text) == _STORY
 
 
+def test_comments_in_highlighted_code_are_kept():
+    # A syntax highlighter names a code comment "hljs-comment" (or "token comment"): a part
+    # of the code the article shows, not a section of readers' comments.
+    code = ("<pre><code class='language-bash hljs'>"
+            "<span class='hljs-comment'># initialise the repository for the harbour plans</span>\n"
+            "git init\n"
+            "<span class='token comment'># stage every file the council sent</span>\n"
+            "git add -A\n</code></pre>")
+    text = _extract(_page(_paragraphs(0, 1, 2) + code + _paragraphs(3, 4, 5)))
+    assert "# initialise the repository for the harbour plans" in text
+    assert "# stage every file the council sent" in text
+    assert set(_STORY) <= set(_lines(text))
+
+
+@pytest.mark.parametrize("wrapper", [
+    # A menu's list left unclosed: libxml2 puts the rest of the page inside the <nav>.
+    "<header><nav class='menu'><ul><li><a href='/city/'>City</a><li><a href='/port/'>Port</a>"
+    "<div class='dropdown'>",
+    # A menu's toggle button left unclosed: the rest of the page inside the <button>.
+    "<header><button class='menu-toggle' aria-label='Menu'><span>Menu</span><div>",
+], ids=["unclosed-menu", "unclosed-button"])
+def test_the_main_content_inside_a_misnested_menu_is_read(wrapper):
+    # The HTML standard allows no <main> inside a <nav>, <header>, <footer>, <aside> or
+    # <button>: such nesting is the parser's, after markup left an element open.
+    page = ("<html><head><title>Harbour bridge</title></head><body>" + wrapper
+            + "<main><article><h1>Harbour bridge approved</h1>" + _paragraphs(0, 1, 2, 3, 4, 5)
+            + "</article></main></body></html>")
+    tree = load_html(page)
+    assert list(next(tree.iter("main")).iterancestors("nav", "button"))  # the parse nests it
+    assert _lines(extract_article(page, "https://example.com/a").text) == _STORY
+
+
 @pytest.mark.parametrize("inner", [
     "<a href='/a'>Read more about the harbour bridge</a>",
     "The <b>council</b> voted, <a href='/b'>see the <i>full</i> report</a> and\n  the map.",
