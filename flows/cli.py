@@ -193,16 +193,24 @@ def cmd_crawl(args, settings: Settings) -> int:
                 os.environ["PREFECT_API_URL"] = server.wait()
             except ServerFailed as exc:
                 return _prefect_unavailable(exc)
+        import prefect.settings
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         from flows.crawl import crawl  # Prefect is heavy; only commands that run flows need it
 
+        # Prefect reads its settings when it is first imported, which may have been before
+        # the server was up (loading the config checks cron schedules with Prefect's
+        # croniter): without this, its client would start a second server of its own,
+        # costing a core's share and 180 MB during the crawl.
+        updates = {PREFECT_API_URL: os.environ["PREFECT_API_URL"]}
+        if server is not None:
+            # Heartbeats tell a long-lived server's automation (serve's, flows.reclaim) that
+            # the run is alive; a temporary server has none and ends with the run. Without
+            # them the run also ends without waiting for the heartbeat thread, which
+            # Prefect joins after its next one-second sleep (half a second per crawl).
+            updates[prefect.settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
         try:
-            # Prefect reads its settings when it is first imported, which may have been
-            # before the server was up (loading the config checks cron schedules with
-            # Prefect's croniter): without this, its client would start a second server of
-            # its own, costing a core's share and 180 MB during the crawl.
-            with temporary_settings(updates={PREFECT_API_URL: os.environ["PREFECT_API_URL"]}):
+            with temporary_settings(updates=updates):
                 results = crawl(sites=args.site or None, config=str(path), archive=archive_url,
                                 run_id=run_id, settings=settings, full=args.full)
         except RuntimeError as exc:  # Prefect reports an unreachable or unstartable API so
