@@ -208,8 +208,11 @@ def decode_body(body: bytes, declared: str | None = None) -> tuple[str, str]:
 # to 0xBF). Only the leads of what the mistake turns up in pages written in Latin scripts
 # are looked for: Latin letters and signs (lead bytes 0xC2 to 0xC9), punctuation and
 # symbols (0xE2), the replacement character and variation selectors (0xEF), emoji (0xF0).
-_CONTINUATION = "\x80-\xbf\u20ac\u201a\u0192\u201e\u2026\u2020\u2021\u02c6\u2030\u0160\u2039\u0152\u017d" \
-    "\u2018\u2019\u201c\u201d\u2022\u2013\u2014\u02dc\u2122\u0161\u203a\u0153\u017e\u0178"
+# windows-1252's characters for the continuation bytes 0x80 to 0x9F that it defines.
+_CP1252_CONTINUATIONS = "\u20ac\u201a\u0192\u201e\u2026\u2020\u2021\u02c6\u2030\u0160\u2039" \
+    "\u0152\u017d\u2018\u2019\u201c\u201d\u2022\u2013\u2014\u02dc\u2122\u0161\u203a\u0153\u017e\u0178"
+_CONTINUATION = "\x80-\xbf" + _CP1252_CONTINUATIONS  # as a regular expression's class
+_CONTINUATION_CHARS = frozenset(map(chr, range(0x80, 0xC0))) | frozenset(_CP1252_CONTINUATIONS)
 _MOJIBAKE = re.compile(
     f"[\xc2-\xc9][{_CONTINUATION}]|[\xe2\xef][{_CONTINUATION}]{{2}}|\xf0[{_CONTINUATION}]{{3}}")
 _MOJIBAKE_LEADS = "\xc2\xc3\xc4\xc5\xc6\xc7\xc8\xc9\xe2\xef\xf0"
@@ -232,7 +235,7 @@ def repair_mojibake(html: str) -> str:
     they stand for, when the page holds at least ``_MIN_MOJIBAKE_RUNS`` of them; else as it
     is. A run is repaired only when its bytes are valid UTF-8 and stand for a character of
     ``_REPAIRED_RANGES``. Pages without any of the leads are left after a scan in C."""
-    if html.isascii() or not any(lead in html for lead in _MOJIBAKE_LEADS):
+    if html.isascii() or not _has_leads(html, _MIN_MOJIBAKE_RUNS):
         return html
     repairs: dict[str, str] = {}
     runs = 0
@@ -245,6 +248,23 @@ def repair_mojibake(html: str) -> str:
     if runs < _MIN_MOJIBAKE_RUNS:
         return html
     return _MOJIBAKE.sub(lambda m: repairs[m.group()], html)
+
+
+def _has_leads(html: str, count: int) -> bool:
+    """Whether ``html`` holds at least ``count`` leads of a run followed by a continuation:
+    what every run starts with. Each lead is looked for with ``str.find`` (a scan in C); a
+    regular expression would step through the page in Python's regex engine, several
+    milliseconds on a large page, which nearly every page would pay for nothing."""
+    found = 0
+    for lead in _MOJIBAKE_LEADS:
+        at = html.find(lead)
+        while at >= 0:
+            if html[at + 1:at + 2] in _CONTINUATION_CHARS:
+                found += 1
+                if found >= count:
+                    return True
+            at = html.find(lead, at + 1)
+    return False
 
 
 def _repaired(run: str) -> str:
