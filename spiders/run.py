@@ -84,7 +84,7 @@ def run_crawl(site: SiteConfig, *, archive_url: str, run_id: str, stats_file: Pa
     crawler = process.create_crawler(NewsSpider)
     process.crawl(crawler, site=site, archive_url=archive_url, entries=entries, full=full)
     _stop_when_orphaned()
-    _stop_if_asked_early()
+    _stop_if_asked_early(crawler)
     process.start()
     stats = dict(crawler.stats.get_stats())
     if stats.get("finish_reason") is None and _STOP_ASKED_EARLY.is_set():
@@ -156,7 +156,11 @@ def _write_stats_file(stats_file: Path, report: dict) -> None:
                                   f"{exc.strerror or exc}") from None
 
 
-# A SIGTERM that came while the crawl was starting, before Scrapy handles the signal itself.
+# The signals that stop a crawl gracefully (Scrapy's shutdown signals; a Ctrl-C reaches the
+# crawl with its whole process group).
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+# A stop signal that came while the crawl was starting, before its engine ran.
 _STOP_ASKED_EARLY = threading.Event()
 
 
@@ -164,18 +168,41 @@ def _note_early_stop(signum, frame) -> None:
     _STOP_ASKED_EARLY.set()
 
 
-def _stop_if_asked_early() -> None:
-    """Once the reactor runs (Scrapy's own SIGTERM handler installed), stop gracefully if
-    a SIGTERM came before: the crawl then writes its stats file like any stopped crawl,
-    instead of dying unrecorded by the signal's default action."""
+def _stop_if_asked_early(crawler) -> None:
+    """Until ``crawler``'s engine runs, a stop signal is only noted (``_note_early_stop``);
+    once it runs, Scrapy's own handler takes over, and a stop noted before is passed on to
+    it: the crawl then stops gracefully and writes its stats file like any stopped crawl.
+
+    Why not leave the window to Scrapy: its handler, installed as the reactor starts, stops
+    only a running engine. One that comes while the spider is opening (a few milliseconds:
+    the pipelines open the archive and start the extraction workers) stops the reactor with
+    the spider never closed, and the crawl ends with no finish reason and nothing it opened
+    closed (seen in CI)."""
+    from scrapy import signals
     from twisted.internet import reactor
 
-    def check() -> None:
+    scrapys: dict[int, object] = {}
+    engine_started = False
+
+    def keep_noting() -> None:
+        if not engine_started:
+            for signum in _STOP_SIGNALS:
+                scrapys[signum] = signal.getsignal(signum)
+                signal.signal(signum, _note_early_stop)
+
+    def hand_over() -> None:
+        nonlocal engine_started
+        engine_started = True
+        for signum, handler in scrapys.items():
+            signal.signal(signum, handler)
         if _STOP_ASKED_EARLY.is_set():
             logger.warning("asked to stop while starting: stopping")
             os.kill(os.getpid(), signal.SIGTERM)
 
-    reactor.callWhenRunning(check)
+    # Scrapy installs its handlers in a startup trigger that CrawlerProcess.start adds, after
+    # the ones callWhenRunning adds now: hence one more turn of the loop before ours go back.
+    reactor.callWhenRunning(reactor.callLater, 0, keep_noting)
+    crawler.signals.connect(hand_over, signal=signals.engine_started, weak=False)
 
 
 def _stop_when_orphaned() -> None:
@@ -219,7 +246,7 @@ def plan_backfill(site: SiteConfig, *, archive_url: str, window: Window, plan_fi
     crawler = process.create_crawler(NewsSpider)
     plan: dict[str, dict] = {}
     process.crawl(crawler, site=site, archive_url=archive_url, window=window, plan=plan)
-    _stop_if_asked_early()
+    _stop_if_asked_early(crawler)
     process.start()
     stats = dict(crawler.stats.get_stats())
     report = {
@@ -301,8 +328,9 @@ def tune_malloc() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # First of all: a SIGTERM from now on is noted, not fatal (see _stop_if_asked_early).
-    signal.signal(signal.SIGTERM, _note_early_stop)
+    # First of all: a stop signal from now on is noted, not fatal (see _stop_if_asked_early).
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, _note_early_stop)
     tune_malloc()
     parser = argparse.ArgumentParser(prog="python -m spiders.run", description=__doc__)
     parser.add_argument("--site-json", required=True, help="the site's config as JSON")

@@ -410,3 +410,47 @@ def test_a_crawl_told_to_stop_while_it_starts_stops_and_says_so(corpus, tmp_path
             crawl.kill()
     report = json.loads((data / "crawls" / "run-early.json").read_text())
     assert report["finish_reason"] == "shutdown", report["finish_reason"]
+
+
+# Runs a crawl as `python -m spiders.run` does, with one addition: the crawl sends itself a
+# SIGTERM as its spider opens, the moment between Scrapy's handler being installed (as the
+# reactor starts) and the engine running, which a signal from outside hits only by chance.
+_TERM_AS_THE_SPIDER_OPENS = """
+import os, runpy, signal, sys
+from scrapy import signals
+from scrapy.crawler import CrawlerProcess
+
+create_crawler = CrawlerProcess.create_crawler
+
+def create_and_hook(self, *args, **kwargs):
+    crawler = create_crawler(self, *args, **kwargs)
+    crawler.signals.connect(lambda: os.kill(os.getpid(), signal.SIGTERM),
+                            signal=signals.spider_opened, weak=False)
+    return crawler
+
+CrawlerProcess.create_crawler = create_and_hook
+sys.argv[0] = "spiders.run"
+runpy.run_module("spiders.run", run_name="__main__")
+"""
+
+
+def test_a_crawl_told_to_stop_as_its_spider_opens_stops_gracefully(corpus, tmp_path):
+    """SIGTERM while the spider is opening (the reactor runs, the engine does not yet): the
+    crawl stops gracefully once its engine runs, and says why in its stats file; not, as
+    Scrapy alone does, stop the reactor with the spider never closed and no finish reason."""
+    data = tmp_path / "data"
+    with NewsSite(corpus[:2], feed_size=0) as site:
+        entry = local_site_config(site, feeds=[])
+        done = subprocess.run(
+            [sys.executable, "-c", _TERM_AS_THE_SPIDER_OPENS, "--site-json",
+             SiteConfig.model_validate(entry).model_dump_json(), "--archive",
+             str(tmp_path / "archive"), "--run-id", "run-opening", "--stats-file",
+             str(data / "crawls" / "run-opening.json"), "--data-dir", str(data),
+             "--user-agent", "t", "--log-level", "WARNING"],
+            cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((data / "crawls" / "run-opening.json").read_text())
+    assert report["finish_reason"] == "shutdown", (report["finish_reason"], done.stderr[-3000:])
+    assert "asked to stop while starting" in done.stderr
+    # Closed, not abandoned: the spider's close ran (its counts are the closed crawl's).
+    assert report["stats"].get("finish_time"), report["stats"]
