@@ -31,7 +31,6 @@ from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-from normalize import load_language_detector
 from normalize.boilerplate import SiteBoilerplate
 from spiders.discovery_state import STATE_NAME as DISCOVERY_STATE
 from spiders.extraction_pool import (
@@ -219,10 +218,6 @@ class ArchiveRun:
         # Workers start in the background: the first pages arrive after robots.txt and the
         # sitemaps, by which time they are ready.
         self.pool = ExtractionPool(self.extraction_workers, site.extract_timeout)
-        # So does the language model, which every page's text is checked with here: loaded
-        # by the first page, it held up every storage thread for a second.
-        threading.Thread(target=load_language_detector, name="newsarchive-language-model",
-                         daemon=True).start()
         if site.screenshot:  # Chromium starts in the background too
             self.renderer = PageRenderer(RenderSettings(
                 timeout=site.screenshot_timeout, allowed_domains=site.allowed_domains,

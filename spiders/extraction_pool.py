@@ -37,7 +37,15 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from normalize import Article, PageKind, SoftBlock, classify_page, decode_body, extract_article
+from normalize import (
+    Article,
+    PageKind,
+    SoftBlock,
+    classify_page,
+    decode_body,
+    extract_article,
+    load_language_detector,
+)
 from spiders.processes import when_gone
 
 logger = logging.getLogger(__name__)
@@ -127,9 +135,9 @@ def extract_page(body: bytes, encoding: str | None, url: str, status: int) -> Pa
     it says (:func:`normalize.decode_body`)."""
     started = time.process_time()
     charset, html = decode_body(body, encoding)
-    # The language is settled in the crawl process (spiders.page.settle): the detector's model
-    # would take 75 MB in every worker.
-    article = extract_article(html, url, detect_language=False)
+    # The language is checked against the text here too: its model is loaded once, in the
+    # forkserver, and shared by the workers forked from it.
+    article = extract_article(html, url)
     block = None
     # CAPTCHAs, consent walls and teasers all come with little text; classifying means a
     # second parse, so long articles (nearly every page) skip it.
@@ -140,7 +148,8 @@ def extract_page(body: bytes, encoding: str | None, url: str, status: int) -> Pa
 
 def warm_up() -> None:
     """Load everything extraction uses, once per process."""
-    extract_article(_WARM_UP_HTML, "http://localhost/warm-up", detect_language=False)
+    load_language_detector()
+    extract_article(_WARM_UP_HTML, "http://localhost/warm-up")
 
 
 def _worker_main(conn: Connection, crawl_pid: int) -> None:

@@ -1,7 +1,6 @@
 """The forkserver's preload (see :mod:`spiders.extraction_pool`): importing this module
-loads the extractor (not the language detector: the crawl process runs that), once, in the
-forkserver, so that every worker forked from it starts warm and shares those pages with its
-siblings."""
+loads the extractor and the language detector, once, in the forkserver, so that every worker
+forked from it starts warm and shares those pages with its siblings."""
 
 import gc
 

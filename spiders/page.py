@@ -14,7 +14,7 @@ import hashlib
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
-from normalize import EXTRACTOR_NAME, EXTRACTOR_VERSION, Article, settle_article_language
+from normalize import EXTRACTOR_NAME, EXTRACTOR_VERSION, Article
 from normalize.boilerplate import SiteBoilerplate
 from spiders.extraction_pool import PageExtraction
 from spiders.items import FetchedPage
@@ -61,18 +61,15 @@ class Problem:
 def settle(extraction: PageExtraction, boilerplate: SiteBoilerplate, *,
            learn: bool = True, lock: AbstractContextManager | None = None
            ) -> tuple[Article, str] | Problem:
-    """The article of an extracted page, its language checked against its text, and its
-    text without the site's boilerplate (learning from it with ``learn``); or the Problem
-    that leaves the page without a record: a soft block (a CAPTCHA, a consent wall), or no
-    article text. ``boilerplate`` is shared by a crawl's storage threads: ``lock`` is held
-    while it learns, and only then (the language check before it, a millisecond or two of
-    CPU, would otherwise hold up every storing thread behind it)."""
+    """The article of an extracted page (its language already checked against its text, by
+    :func:`spiders.extraction_pool.extract_page`) and its text without the site's boilerplate
+    (learning from it with ``learn``); or the Problem that leaves the page without a record:
+    a soft block (a CAPTCHA, a consent wall), or no article text. ``boilerplate`` is shared
+    by a crawl's storage threads: ``lock`` is held while it learns, and only then."""
     if extraction.blocked:
         block = extraction.block
         return Problem(f"blocked_{block.kind.value}", block.reason)
-    # Settled here, not in the extraction workers: the detector's model (75 MB) is loaded
-    # once, in the process that calls this.
-    article = settle_article_language(extraction.article)
+    article = extraction.article
     if learn:
         with lock or nullcontext():
             text = boilerplate.observe_and_strip(article.text)

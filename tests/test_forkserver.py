@@ -63,3 +63,22 @@ def test_the_forkserver_stops_once_every_worker_runs_and_again_after_a_replaceme
         _until(lambda: not _forkservers(), "the forkserver to stop again")
     finally:
         pool.close()
+
+
+def test_the_workers_check_the_declared_language_against_the_text():
+    """A template that declares English over a German article: the extraction workers check
+    the declaration with the language model their forkserver loaded, so the crawl process
+    needs none of its own."""
+    paragraphs = "".join(
+        f"<p>Der Stadtrat hat am Dienstagabend nach langer Debatte beschlossen, dass die "
+        f"Straßenbahnlinie {n} bis zum Jahr 2030 in den Norden der Stadt verlängert wird. "
+        f"Die Anwohner hatten sich seit Jahren für eine bessere Anbindung eingesetzt.</p>"
+        for n in range(1, 7))
+    html = (f"<html lang='en'><head><title>Straßenbahn wird verlängert</title></head><body>"
+            f"<article><h1>Straßenbahn wird verlängert</h1>{paragraphs}</article></body></html>")
+    pool = ExtractionPool(1, timeout=_HANG_GUARD_SECONDS)
+    try:
+        article = pool.extract(html.encode(), "utf-8", "http://127.0.0.1/tram", 200).article
+    finally:
+        pool.close()
+    assert (article.language, article.sources.get("language")) == ("de", "detected")
