@@ -302,7 +302,7 @@ def _store_manifest(archive_url: str, workspace: Workspace, manifest: dict) -> s
     return None
 
 
-# glibc's malloc, tuned for a crawl (the names are glibc's own; mallopt(3)). Eight storage
+# glibc's malloc, tuned for a crawl (the names are glibc's own; mallopt(3)). The storage
 # threads and the extraction slots each get an arena of their own by default, and the bodies
 # they handle (300 KB and more) stay in those arenas once the dynamic mmap threshold has
 # risen past them: on 8,000 pages the crawl grew twice as much, and started 120 MB higher,

@@ -87,7 +87,7 @@ REACTOR_THREADPOOL_MAXSIZE = 10
 # workers beat one by a fifth, and three lose what they gain to contention with the crawl
 # process (README, Throughput).
 NEWSARCHIVE_EXTRACTION_WORKERS = 0
-# Threads writing to the archive (0: 8 into a directory, 32 into S3; the S3 client's
+# Threads writing to the archive (0: 4 into a directory, 32 into S3; the S3 client's
 # connection pool has room for them and the crawl's other threads): a new article on S3 is
 # four round trips one after the other, so many threads keep them overlapped; locally a
 # write takes no waiting.
