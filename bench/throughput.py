@@ -1117,13 +1117,6 @@ def start_prefect_server(env: dict) -> tuple[subprocess.Popen, str]:
             time.sleep(0.5)
 
 
-def _process_cpu(pid: int) -> float:
-    """CPU seconds a running process has used so far."""
-    with open(f"/proc/{pid}/stat", "rb") as fh:
-        fields = fh.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 DESIGNS = ("newsarchive", "naive", "newsarchive-server", "moto", "moto-latency", "crawl",
            "baseline")
 # --baseline-tree: another checkout of newsarchive (with its own .venv), run as the
@@ -1193,17 +1186,17 @@ def run_design(design: str, work: Path, base_url: str, env: dict, exclude: set[i
                      aws_access_key_id="bench", aws_secret_access_key="bench",
                      ).create_bucket(Bucket=bucket)
         read_counts(moto_endpoint, reset=True)  # the run's requests alone
-        moto_cpu = _process_cpu(moto.pid)
+        moto_cpu = _cpu_seconds(moto.pid)
         proxy = servers["latency"][0] if design == "moto-latency" else None
-        proxy_cpu = _process_cpu(proxy.pid) if proxy else 0.0
+        proxy_cpu = _cpu_seconds(proxy.pid) if proxy else 0.0
         result = run_newsarchive(design, work, base_url, f"s3://{bucket}/{ARCHIVE_PREFIX}",
                                  moto_env, exclude)
         result.s3 = read_counts(moto_endpoint, reset=True)
         result.notes += notes
-        result.notes.append(f"moto's server used {_process_cpu(moto.pid) - moto_cpu:.1f} "
+        result.notes.append(f"moto's server used {_cpu_seconds(moto.pid) - moto_cpu:.1f} "
                             "CPU s besides")
         if proxy:  # on the same cores too, where a network would cost the crawl nothing
-            result.notes.append(f"the latency proxy used {_process_cpu(proxy.pid) - proxy_cpu:.1f} "
+            result.notes.append(f"the latency proxy used {_cpu_seconds(proxy.pid) - proxy_cpu:.1f} "
                                 "CPU s besides")
         return result
     raise AssertionError(f"unknown design {design!r}")
@@ -1304,11 +1297,11 @@ def main() -> None:
                 # slows down during the rounds then favours no design.
                 for design in designs if number % 2 else designs[::-1]:
                     print(f"round {number}, {kind} site: running {design} ...", flush=True)
-                    site_cpu = _process_cpu(site.pid)
+                    site_cpu = _cpu_seconds(site.pid)
                     result = run_design(design, work / f"round-{number}" / kind, base_urls[kind],
                                         env, exclude, servers)
                     result.site = kind
-                    result.site_cpu = _process_cpu(site.pid) - site_cpu
+                    result.site_cpu = _cpu_seconds(site.pid) - site_cpu
                     if result.returncode:
                         result.notes.append(f"exit status {result.returncode}")
                     results.append(result)

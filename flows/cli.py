@@ -193,8 +193,11 @@ def cmd_crawl(args, settings: Settings) -> int:
                 os.environ["PREFECT_API_URL"] = server.wait()
             except ServerFailed as exc:
                 return _prefect_unavailable(exc)
-        import prefect.settings
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from prefect.settings import (
+            PREFECT_API_URL,
+            PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+            temporary_settings,
+        )
 
         from flows.crawl import crawl  # Prefect is heavy; only commands that run flows need it
 
@@ -208,7 +211,7 @@ def cmd_crawl(args, settings: Settings) -> int:
             # the run is alive; a temporary server has none and ends with the run. Without
             # them the run also ends without waiting for the heartbeat thread, which
             # Prefect joins after its next one-second sleep (half a second per crawl).
-            updates[prefect.settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
+            updates[PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
         try:
             with temporary_settings(updates=updates):
                 results = crawl(sites=args.site or None, config=str(path), archive=archive_url,
