@@ -14,7 +14,7 @@ loses it with its queue, and the next crawl discovers again.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 _SCHEMA = """
@@ -81,18 +81,24 @@ class Listings:
                                (canonical,)).fetchone()
         return bool(row and row[0])
 
-    def reported(self, canonical: str, count: int) -> None:
-        """The archive has been told about ``count`` of the article's URLs."""
+    def reported(self, canonical: str, urls: Collection[str]) -> None:
+        """The archive has been told about the article's ``urls``."""
         self._db.execute("INSERT INTO article (canonical, reported) VALUES (?, ?) "
                          "ON CONFLICT (canonical) DO UPDATE SET reported = excluded.reported",
-                         (canonical, count))
+                         (canonical, len(set(urls) - {canonical})))
 
     def late(self) -> Iterator[tuple[str, frozenset[str]]]:
         """Articles listed under more URLs than the archive was told about, with all their
-        URLs (articles never reported are not late: they were not handled)."""
+        URLs (articles never reported are not late: they were not handled).
+
+        The canonical URL itself is never late: the archive's URL index holds every article
+        under the canonical form of the URL it was fetched at, which is that very URL (an
+        article fetched at its feed link, with tracking parameters, and listed afterwards by
+        a sitemap under the plain URL taught the archive nothing new)."""
         rows = self._db.execute(
             "SELECT a.canonical FROM article a WHERE a.reported IS NOT NULL AND "
-            "(SELECT count(*) FROM listing l WHERE l.canonical = a.canonical) > a.reported"
+            "(SELECT count(*) FROM listing l WHERE l.canonical = a.canonical "
+            "AND l.url != a.canonical) > a.reported"
         ).fetchall()
         for (canonical,) in rows:
             yield canonical, self.urls(canonical)

@@ -463,7 +463,7 @@ class NewsSpider(scrapy.Spider):
             return []
         entries_now = [(c, hint, self._listings.urls(c)) for c, (_, hint) in fresh.items()]
         for canonical, _hint, urls in entries_now:
-            self._listings.reported(canonical, len(urls))
+            self._listings.reported(canonical, urls)
         try:
             decisions, settled, new = await maybe_deferred_to_future(
                 deferToThread(self._triage, entries_now))
@@ -588,7 +588,7 @@ class NewsSpider(scrapy.Spider):
                          f"binary content labelled {content_type or 'as nothing'}")
             return
         listed = self._listings.urls(canonical)
-        self._listings.reported(canonical, len(listed))
+        self._listings.reported(canonical, listed)
         yield FetchedPage(
             site=self.site.name,
             url=response.url,

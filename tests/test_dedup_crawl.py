@@ -12,6 +12,7 @@ moto S3 and the bucket is read back with boto3.
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta, timezone
 from xml.sax.saxutils import escape
 
@@ -172,9 +173,14 @@ def test_changed_article_becomes_a_second_version(english_pages, s3_archive, env
 
         # The publisher updates the story and its sitemap says so.
         site.add_route(story.path, _syndicated(story))
-        # A second ahead: the sitemap's dates have whole seconds, and the first crawl may
-        # have fetched the story within this one.
-        serve_sitemap(datetime.now(timezone.utc) + timedelta(seconds=1))
+        # The sitemap's dates have whole seconds: the update is dated the first whole second
+        # after the first crawl fetched the story (later than that capture), and the second
+        # crawl starts once the clock has passed it (its capture is then no earlier than the
+        # update, and the third crawl has nothing to fetch again).
+        first_fetched = datetime.fromisoformat(first["fetched_at"])
+        updated = first_fetched.replace(microsecond=0) + timedelta(seconds=1)
+        serve_sitemap(updated)
+        time.sleep(max(0.0, (updated - datetime.now(timezone.utc)).total_seconds()))
         site.clear_requests()
         report = crawl(entry, s3_archive.url, env, tmp_path, "run-2")
         assert site.article_requests() == [story.path]  # only the updated one is fetched
