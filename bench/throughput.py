@@ -81,6 +81,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import ctypes
 import hashlib
 import json
@@ -1057,41 +1058,87 @@ def start_latency_proxy(endpoint: str, latency_ms: float) -> tuple[subprocess.Po
             time.sleep(0.1)
 
 
+_EOF, _CLOSE = object(), object()
+
+
+class _DelayedSide(asyncio.Protocol):
+    """One side of a proxied connection: what it receives is written to its peer ``delay``
+    seconds later, in order. asyncio's Protocols with one timer per burst, not streams with
+    a task and a queue per direction: the proxy stands for a network, which costs the
+    machine's cores nothing, so it should cost them as little as it can (the streams
+    version took 6.3 CPU s per 2,000 pages, besides the crawl's)."""
+
+    def __init__(self, delay: float, peer: _DelayedSide | None = None) -> None:
+        self.delay = delay
+        self.peer = peer
+        self.transport: asyncio.Transport | None = None
+        # (when, what): bytes to write, _EOF to half-close the peer, _CLOSE to close it.
+        self._due: collections.deque = collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        if self.peer is not None and self.peer._due:
+            self.peer._schedule()  # what the other side received before this one connected
+
+    def data_received(self, data: bytes) -> None:
+        self._push(data)
+
+    def eof_received(self) -> bool:
+        self._push(_EOF)
+        return True  # half-closed: the answer may still come
+
+    def connection_lost(self, exc) -> None:
+        self._push(_CLOSE)  # once what came before it has been passed on
+
+    def _push(self, data: bytes | object) -> None:
+        loop = asyncio.get_running_loop()
+        self._due.append((loop.time() + self.delay, data))
+        if self._timer is None:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if self.peer is None or self.peer.transport is None or not self._due:
+            return
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_at(self._due[0][0], self._flush)
+
+    def _flush(self) -> None:
+        self._timer = None
+        # asyncio runs a timer up to its clock's resolution early: within a millisecond is due.
+        now = asyncio.get_running_loop().time() + 0.001
+        out = self.peer.transport
+        while self._due and self._due[0][0] <= now:
+            _, data = self._due.popleft()
+            if out.is_closing():
+                self._due.clear()
+                return
+            if data is _CLOSE or (data is _EOF and not out.can_write_eof()):
+                out.close()
+            elif data is _EOF:
+                out.write_eof()
+            else:
+                out.write(data)
+        self._schedule()
+
+
 def serve_latency(port: int, target: str, latency_ms: float) -> None:
     """The latency proxy's process (see :func:`start_latency_proxy`)."""
     host, target_port = target.rsplit(":", 1)
     delay = latency_ms / 2000
 
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-
-        async def send() -> None:
-            while (item := await queue.get()) is not None:
-                due, data = item
-                await asyncio.sleep(max(0.0, due - loop.time()))
-                writer.write(data)
-                await writer.drain()
-            writer.close()
-
-        sender = asyncio.create_task(send())
-        while data := await reader.read(65536):
-            queue.put_nowait((loop.time() + delay, data))
-        queue.put_nowait(None)
-        await sender
-
-    async def connection(reader, writer) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection(host, int(target_port))
-        try:
-            await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-            upstream_writer.close()
+    class Client(_DelayedSide):
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self.peer = _DelayedSide(delay, peer=self)
+            connecting = asyncio.ensure_future(asyncio.get_running_loop().create_connection(
+                lambda: self.peer, host, int(target_port)))
+            connecting.add_done_callback(
+                lambda done: transport.close() if done.exception() else None)
 
     async def listen() -> None:
-        server = await asyncio.start_server(connection, "127.0.0.1", port)
+        server = await asyncio.get_running_loop().create_server(
+            lambda: Client(delay), "127.0.0.1", port)
         await server.serve_forever()
 
     asyncio.run(listen())
