@@ -51,8 +51,9 @@ from typing import Any
 import lxml.etree
 import trafilatura
 from courlan import extract_domain
+from justext.core import ParagraphMaker, classify_paragraphs, revise_paragraph_classification
+from justext.utils import get_stoplist, get_stoplists
 from lxml.html import HtmlElement
-from trafilatura.external import try_justext
 
 from normalize.metadata import meta_tags
 
@@ -316,7 +317,7 @@ def extract_body(tree: HtmlElement, url: str | None, article_body: str | None = 
         doc = trafilatura.bare_extraction(tree, fast=False, **options)
         text = (getattr(doc, "text", None) or "").strip()
         if len(text) < _RESCUE_BELOW_SHARE * survey.story_chars or _run_together(text, survey):
-            rescued = _justext_paragraphs(tree, url)
+            rescued = _justext_paragraphs(tree)
             if ((len(text) < len(rescued) or _run_together(text, survey))
                     and _RESCUE_BELOW_SHARE * survey.story_chars <= len(rescued)
                     <= _RESCUE_MAX_SHARE * survey.story_chars):
@@ -354,13 +355,27 @@ def _run_together(text: str, survey: _Survey) -> bool:
     return "\n" not in text and len(text) > survey.longest_block > 0
 
 
-def _justext_paragraphs(tree: HtmlElement, url: str | None) -> str:
+def _justext_paragraphs(tree: HtmlElement) -> str:
     """The paragraphs of the (pruned) page that jusText classifies as text, one a line, with
-    the stop words of every language it knows (trafilatura's settings), read from a copy of
-    the tree. Not after trafilatura's basic cleaning, which takes list articles' items (each
-    an ``<article>`` of its own) for teasers."""
-    body = try_justext(copy.deepcopy(tree), url, None)
-    return "\n".join(line for line in ((p.text or "").strip() for p in body) if line)
+    the stop words of every language it knows and the thresholds trafilatura's own rescue
+    uses, read from a copy of the tree. Not after trafilatura's basic cleaning, which takes
+    list articles' items (each an ``<article>`` of its own) for teasers. jusText's public
+    functions, not trafilatura's ``try_justext``, which is no part of its API."""
+    try:
+        paragraphs = ParagraphMaker.make_paragraphs(copy.deepcopy(tree))
+        classify_paragraphs(paragraphs, _justext_stoplist(), 50, 150, 0.1, 0.2, 0.25, True)
+        revise_paragraph_classification(paragraphs, 150)
+    except Exception:  # noqa: BLE001 - a last resort: the page keeps what trafilatura found
+        return ""
+    return "\n".join(line for line in ((p.text or "").strip() for p in paragraphs
+                                        if not p.is_boilerplate) if line)
+
+
+@functools.cache
+def _justext_stoplist() -> frozenset[str]:
+    """Every language's stop words (154,000), for a page whose language is not known yet:
+    read from jusText's hundred files once a process, not once a page."""
+    return frozenset(word for language in get_stoplists() for word in get_stoplist(language))
 
 
 def drop_boilerplate_lines(text: str) -> str:
