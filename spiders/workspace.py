@@ -1,7 +1,8 @@
 """A crawl's local workspace: what it fetched but has not yet put in the archive.
 
 ``<data_dir>/pending/<site>/<run_id>/`` holds the run's WARC files until they are uploaded,
-its catalog rows until they become Parquet, its manifest until it is stored, pages that
+its catalog rows until they become Parquet, its near-duplicate index entries until they are
+written, its manifest until it is stored, pages that
 could not be stored while the archive was unreachable (the spool), and Scrapy's job
 directory and discovery's listings. A run that ends well leaves nothing behind; a run that
 dies (SIGKILL, a lost machine, a container recreated under another host name) leaves its
@@ -61,6 +62,8 @@ class Workspace:
         self.spool_dir = root / "spool"
         self.warc_dir = root / "warc"
         self.catalog_dir = root / "catalog"
+        # The near-duplicate index entries not written yet (storage.near_index's journal).
+        self.near_dir = root / "near"
         self._lock_fd: int | None = None
 
     @classmethod
@@ -86,7 +89,8 @@ class Workspace:
                 workspace._lock_fd, held._lock_fd = held._lock_fd, None
         if workspace._lock_fd is None and not workspace._try_lock():
             raise WorkspaceBusy(f"{workspace.root} belongs to a crawl that is still running")
-        for directory in (workspace.spool_dir, workspace.warc_dir, workspace.catalog_dir):
+        for directory in (workspace.spool_dir, workspace.warc_dir, workspace.catalog_dir,
+                          workspace.near_dir):
             directory.mkdir(parents=True, exist_ok=True)
         owner = {"run_id": run_id, "site": site, "host": socket.gethostname(),
                  "pid": os.getpid(), "started_at": datetime.now(timezone.utc).isoformat()}
@@ -211,15 +215,18 @@ class Workspace:
     # -- the end ------------------------------------------------------------------------
 
     def upload_leftovers(self, archive) -> None:
-        """Upload what the run that died left here: its WARC files, catalog rows and run
-        manifest (a :class:`storage.Archive`'s). Raises ArchiveError while the archive
-        cannot take them; what is left stays for the next try."""
+        """Upload what the run that died left here: its WARC files, catalog rows,
+        near-duplicate index entries and run manifest (a :class:`storage.Archive`'s). Raises
+        ArchiveError while the archive cannot take them; what is left stays for the next
+        try."""
         from storage.catalog import recover_pending as catalog_recover
+        from storage.near_index import recover_journal
         from storage.warc import recover_pending as warc_recover
 
         # Only abandoned workspaces are recovered: every run in them is over.
         warc_recover(archive.backend, self.warc_dir, is_alive=lambda _run_id: False)
         catalog_recover(archive.backend, self.catalog_dir, is_alive=lambda _run_id: False)
+        recover_journal(archive.backend, self.near_dir, self.run_id)
         manifest = self.kept_manifest()
         if manifest is not None:
             archive.put_run_manifest(manifest)
@@ -227,8 +234,8 @@ class Workspace:
 
     def is_empty(self) -> bool:
         """Whether nothing in the workspace still waits for the archive."""
-        waiting = [p for d in (self.spool_dir, self.warc_dir, self.catalog_dir) if d.is_dir()
-                   for p in d.iterdir()]
+        waiting = [p for d in (self.spool_dir, self.warc_dir, self.catalog_dir, self.near_dir)
+                   if d.is_dir() for p in d.iterdir()]
         return not waiting and not (self.root / _MANIFEST).exists()
 
     def remove_if_done(self) -> bool:

@@ -32,8 +32,15 @@ it backfills.
 **Concurrent crawls** see each other's entries at their next flush (every
 :data:`FLUSH_EVERY_SECONDS` or :data:`FLUSH_EVERY_ENTRIES`): a near copy stored by two crawls
 within that interval of each other is not flagged (the exact copy is: content claims are
-per article). A crawl killed before it flushed leaves its articles out of the index (the
-articles themselves are complete): near copies of them are then not flagged.
+per article).
+
+**Nothing added is lost.** A writer given a journal (:meth:`NearIndex.keep_journal`, a folder
+of the crawl's local workspace) appends each entry there as it adds it, and deletes the
+journal's files once a flush has written every entry they hold. A crawl killed before its
+flush, or whose last flush failed (the storage unreachable), leaves them to the next crawl
+of its site, which writes them (:func:`recover_journal`) as it finishes the dead crawl's other
+work; a repeat (an entry written before the crash and again from the journal) is dropped by
+readers and folds.
 
 A segment is :data:`MAGIC`, a JSON line (``{"sites": [...], "count": n}``), then ``count``
 entries of :data:`ENTRY` (little-endian, packed).
@@ -50,6 +57,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 from storage.backends import Backend
 from storage.dedup import LSH_BANDS
@@ -217,6 +225,13 @@ class NearIndex:
         # are complete. Never written: only complete articles go to segments.
         self._storing: dict[tuple[str, str], tuple[NearEntry, list[int]]] = {}
         self._pending_since = 0.0  # when the oldest entry pending was added
+        # The journal (keep_journal): the folder, the file entries are appended to now (opened
+        # at the first entry after a flush), and the files closed since the last flush that
+        # wrote everything, deleted by the next one that does.
+        self._journal_dir: Path | None = None
+        self._journal = None
+        self._journal_files: list[Path] = []
+        self._journal_number = 0
 
     # -- searching ---------------------------------------------------------------------
 
@@ -282,15 +297,25 @@ class NearIndex:
         with self._lock:
             self._storing.pop((entry.id, entry.version), None)
 
+    def keep_journal(self, directory: Path) -> None:
+        """Journal each entry added from now on in ``directory`` (local) until a flush has
+        written it: what a writer that dies leaves there, :func:`recover_journal` writes."""
+        directory.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            self._journal_dir = directory
+
     def add(self, entry: NearEntry, bands: Iterable[tuple[int, str]]) -> None:
         """Enter a complete article's text: found by this writer at once, by others once
         written (:meth:`flush`, called here when it is due, unless another thread is
         flushing already)."""
+        keys = _band_keys(bands)
         with self._lock:
             self._storing.pop((entry.id, entry.version), None)
             if not self._pending:
                 self._pending_since = time.monotonic()
-            self._pending.append((entry, _band_keys(bands)))
+            self._pending.append((entry, keys))
+            if self._journal_dir is not None:
+                self._journal_entry(entry, keys)
             due = (len(self._pending) >= FLUSH_EVERY_ENTRIES
                    or time.monotonic() - self._pending_since >= FLUSH_EVERY_SECONDS)
         if due and self._flush_lock.acquire(blocking=False):
@@ -312,15 +337,48 @@ class NearIndex:
             by_month: dict[date, list[tuple[NearEntry, list[int]]]] = {}
             for entry, keys in self._pending:
                 by_month.setdefault(entry.day.replace(day=1), []).append((entry, keys))
-        if not by_month:
-            return 0
-        # The months at once: a crawl writes into one or two, a backfill into dozens, and
-        # on S3 each is a few round trips.
-        with ThreadPoolExecutor(min(_PARALLEL_READS, len(by_month)),
-                                thread_name_prefix="archive-near") as pool:
-            written = pool.map(lambda item: self._flush_month(*item, last=last),
-                               sorted(by_month.items()))
-            return sum(written)
+            # Every entry pending now is in these files; those added from now on go to a
+            # new one.
+            journalled = self._close_journal()
+        written = 0
+        if by_month:
+            # The months at once: a crawl writes into one or two, a backfill into dozens,
+            # and on S3 each is a few round trips.
+            with ThreadPoolExecutor(min(_PARALLEL_READS, len(by_month)),
+                                    thread_name_prefix="archive-near") as pool:
+                written = sum(pool.map(lambda item: self._flush_month(*item, last=last),
+                                       sorted(by_month.items())))
+        # Everything that was pending is written (a failed month raised above, and its
+        # entries, still pending, keep their files for the next flush).
+        with self._lock:
+            for path in journalled:
+                path.unlink(missing_ok=True)
+            self._journal_files = [p for p in self._journal_files if p not in journalled]
+        return written
+
+    # -- the journal -------------------------------------------------------------------
+
+    def _journal_entry(self, entry: NearEntry, keys: list[int]) -> None:
+        """Append an entry to the journal (under the lock). Written through to the file at
+        once: a process killed keeps what it wrote (a lost machine, the last page cache)."""
+        record = _segment([(entry, keys)])
+        try:
+            if self._journal is None:
+                self._journal_number += 1
+                path = self._journal_dir / f"{self._journal_number:06d}{_JOURNAL_SUFFIX}"
+                self._journal = open(path, "ab", buffering=0)  # noqa: SIM115 - kept open
+                self._journal_files.append(path)
+            self._journal.write(len(record).to_bytes(4, "little") + record)
+        except OSError as exc:  # the entry stays pending, only not safe from a crash
+            logger.warning("cannot journal a near-duplicate index entry: %s", exc)
+
+    def _close_journal(self) -> list[Path]:
+        """Close the journal's current file (under the lock); the files that hold every
+        entry pending now."""
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        return list(self._journal_files)
 
     def _flush_month(self, month: date, entries: list[tuple[NearEntry, list[int]]], *,
                      last: bool) -> int:
@@ -433,6 +491,45 @@ class NearIndex:
             self.backend.delete(key)
         logger.info("near-duplicate index %s: %d segments folded into one (%d entries)",
                     f"{month:%Y-%m}", len(keys), len(entries))
+
+
+_JOURNAL_SUFFIX = ".journal"
+
+
+def recover_journal(backend: Backend, directory: Path, run_id: str) -> int:
+    """Write the entries a writer journalled in ``directory`` and did not flush (a crawl that
+    died, or whose last flush failed) as that run's segments, then delete the journal;
+    returns the entries written. Raises the backend's error (the journal then stays)."""
+    files = sorted(directory.glob(f"*{_JOURNAL_SUFFIX}")) if directory.is_dir() else []
+    entries = [pair for path in files for pair in _read_journal(path)]
+    if entries:
+        index = NearIndex(backend, run_id)
+        index._pending = entries
+        index.flush(last=True)
+    for path in files:
+        path.unlink(missing_ok=True)
+    return len(entries)
+
+
+def _read_journal(path: Path) -> list[tuple[NearEntry, list[int]]]:
+    """The entries of a journal file (each a one-entry segment after its length), with
+    their band keys; a record cut short by a crash ends it."""
+    data = path.read_bytes()
+    entries, at = [], 0
+    shifted = [band << 32 for band in range(LSH_BANDS)]
+    while at + 4 <= len(data):
+        size = int.from_bytes(data[at:at + 4], "little")
+        record = data[at + 4:at + 4 + size]
+        at += 4 + size
+        try:
+            rows, sites = _parse_segment(record)
+        except ValueError:
+            logger.warning("near-duplicate journal %s ends with a record cut short", path)
+            break
+        for row in rows:
+            entries.append((_entry_of(row, sites),
+                            [high | int(low) for high, low in zip(shifted, row["bands"].tolist())]))
+    return entries
 
 
 def _entry_of(row, sites: list[str]) -> NearEntry:

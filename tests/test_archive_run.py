@@ -19,6 +19,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from storage import Archive, canonicalize_url
 from storage.catalog import read_catalog
+from storage.near_index import _parse_segment
 from tests.conftest import REPO_ROOT, crawl_site_subprocess, local_site_config
 from tests.newssite import HOLD_LIMIT_SECONDS, NewsSite
 from tests.tcpproxy import TcpProxy
@@ -254,4 +255,12 @@ def test_a_crawl_killed_half_way_is_completed_by_the_next(corpus, s3_archive, tm
             data = s3_archive.get(record["warc_key"])
             rec = next(iter(ArchiveIterator(io.BytesIO(data[record["warc_offset"]:]))))
             assert rec.rec_headers.get_header("WARC-Target-URI") == record["url"]
+        # So were its near-duplicate index entries, which it held for its next write when it
+        # was killed: each of its articles is in the index, where near copies find it.
+        indexed = set()
+        for key in s3_archive.listing():
+            if key.startswith(f"{s3_archive.prefix}/_index/near/"):
+                rows, _ = _parse_segment(s3_archive.get(key))
+                indexed.update(bytes(row).ljust(12, b"\0").hex() for row in rows["id"])
+        assert {record["id"] for record in partial} <= indexed
     assert not list((tmp_path / "data" / "pending").rglob("*.json"))

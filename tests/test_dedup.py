@@ -15,6 +15,7 @@ import pytest
 
 from storage import Archive, LocalBackend, Record, StoreOutcome
 from storage.dedup import (
+    LSH_BANDS,
     MIN_DEDUP_WORDS,
     NEAR_DUPLICATE_JACCARD,
     jaccard,
@@ -22,8 +23,9 @@ from storage.dedup import (
     shingles,
     text_fingerprint,
 )
+from storage.errors import ArchiveUnavailable
 from storage.keys import content_index_key, url_index_key
-from storage.near_index import NearIndex
+from storage.near_index import NearIndex, recover_journal
 from tests.test_storage import FETCHED, make_record, meta_keys, sha256
 
 _VOCABULARY = (
@@ -357,6 +359,69 @@ def test_near_duplicates_are_found_across_writers_and_months(backend):
     keys = list(backend.iter_keys("_index/near/"))
     assert keys and all(k.startswith(("_index/near/2024-01/", "_index/near/2024-02/"))
                         for k in keys)
+
+
+def test_a_writer_that_dies_before_its_flush_leaves_its_entries_to_the_next(backend, tmp_path):
+    """A writer's entries wait in memory for its next flush, and in its journal: a writer
+    that dies first (no flush) leaves them there, and recover_journal writes them as its
+    run's segments, found by every writer after; the journal is then empty."""
+    text = article_text(95)
+    day = datetime(2024, 5, 6, 12, tzinfo=timezone.utc)
+    journal = tmp_path / "workspace" / "near"
+    writer = Archive(backend, run_id="killed")
+    writer.near.keep_journal(journal)
+    stored = store_text(writer, "https://a.example/story", text, site="sitea", published=day)
+    del writer  # dies here, before any flush
+    assert not list(backend.iter_keys("_index/near/"))
+    assert not NearIndex(backend, "reader").candidates(day.date(), lsh_bands(text))
+
+    assert recover_journal(backend, journal, "killed") == 1
+    assert not list(journal.iterdir())
+    keys = list(backend.iter_keys("_index/near/"))
+    assert keys and all(k.startswith("_index/near/2024-05/killed-") for k in keys)
+    hits = NearIndex(backend, "reader").candidates(day.date(), lsh_bands(text))
+    assert [(entry.id, shared) for entry, shared in hits] == [(stored.record.id, LSH_BANDS)]
+    # A near copy stored later is flagged against it, as if the writer had flushed.
+    copy = store_text(Archive(backend, run_id="next"), "https://b.example/story",
+                      _wire_copy(text), site="siteb", published=day + timedelta(days=2))
+    assert copy.record.near_duplicate_of == stored.record.id
+
+
+def test_the_journal_keeps_what_a_failed_flush_did_not_write(tmp_path):
+    """A flush that writes everything empties the journal; one that fails (the archive
+    unreachable) keeps it, and the entries are written from it later, once each."""
+
+    class Unreachable(LocalBackend):
+        down = False
+
+        def put(self, key, data, **kwargs):
+            if self.down and key.startswith("_index/near/"):
+                raise ArchiveUnavailable("the archive is unreachable")
+            return super().put(key, data, **kwargs)
+
+    backend = Unreachable(tmp_path / "archive")
+    journal = tmp_path / "workspace" / "near"
+    day = datetime(2024, 7, 1, tzinfo=timezone.utc)
+    writer = Archive(backend, run_id="run-1")
+    writer.near.keep_journal(journal)
+    first = store_text(writer, "https://a.example/1", article_text(120), site="sitea",
+                       published=day)
+    writer.flush()
+    assert not list(journal.iterdir())  # written: nothing journalled any more
+
+    backend.down = True
+    second = store_text(writer, "https://a.example/2", article_text(121), site="sitea",
+                        published=day)
+    with pytest.raises(ArchiveUnavailable):
+        writer.flush()
+    assert list(journal.iterdir())  # kept for the next crawl
+    backend.down = False
+    assert recover_journal(backend, journal, "run-1") == 1
+    assert not list(journal.iterdir())
+    index = NearIndex(backend, "reader")
+    for stored, seed in ((first, 120), (second, 121)):
+        hits = index.candidates(day.date(), lsh_bands(article_text(seed)))
+        assert [entry.id for entry, shared in hits if shared == LSH_BANDS] == [stored.record.id]
 
 
 def test_a_month_of_many_segments_is_folded_into_one(backend, monkeypatch):
