@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 EXTRACTOR_NAME = "newsarchive"
 # Bump when extraction logic changes, so records say which code produced them.
-EXTRACTOR_REVISION = "8"
+EXTRACTOR_REVISION = "9"
 EXTRACTOR_VERSION = f"{EXTRACTOR_REVISION}+trafilatura.{trafilatura.__version__}"
 
 # Real article pages are well under 2 MB of markup; beyond this we parse only the head of

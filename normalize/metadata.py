@@ -216,7 +216,8 @@ def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None,
     # or what the JSON-LD types as one) is not a person, and never an author: publishers
     # name themselves when an article has no byline, and an archive that counted them would
     # credit "BBC News" with every unsigned story.
-    not_people = labels.with_names(_organisation_names(nodes, ld))
+    not_people = labels.with_names(_organisation_names(nodes, ld)).with_people(
+        _person_names(nodes, ld))
     ld_author = ld.get("author") or ld.get("creator")
     for source, names in (("json-ld", lambda: _ld_authors(ld_author)),
                           ("meta", lambda: _meta_authors(props)),
@@ -448,6 +449,16 @@ def _organisation_names(nodes: list[dict[str, Any]], ld: dict[str, Any]) -> list
     return [name for name in (_text(node.get("name")) for node in found) if name]
 
 
+def _person_names(nodes: list[dict[str, Any]], ld: dict[str, Any]) -> list[str]:
+    """Names the page's JSON-LD types as a ``Person``: the article's authors, and top-level
+    objects."""
+    found = [item for key in ("author", "creator")
+             for item in _as_list(ld.get(key))[:_MAX_ORGANISATIONS]
+             if isinstance(item, dict) and "Person" in _types(item)]
+    found += islice((node for node in nodes if "Person" in _types(node)), _MAX_ORGANISATIONS)
+    return [name for name in (_text(node.get("name")) for node in found) if name]
+
+
 def _web_page_date(nodes: list[dict[str, Any]]) -> datetime | None:
     """The publication date the page's JSON-LD ``WebPage`` (or kin) states, for a page with
     no article object."""
@@ -585,6 +596,9 @@ class _Labels:
     """The host names, squashed ("goleminde" of golem.de), and their labels."""
     sections: frozenset[str]
     """The page's sections, squashed."""
+    people: frozenset[str] = frozenset()
+    """Names the page's JSON-LD types as persons, squashed: never an organisation, also
+    where the site bears the name (a personal site: "Ben Nadel" on bennadel.com)."""
 
     @classmethod
     def of(cls, site_names: list[str | None], urls: list[str | None],
@@ -605,6 +619,9 @@ class _Labels:
         return replace(self, site_names=tuple(_dedupe([*self.site_names, *more])),
                        names=self.names | {n for n in map(_squash, more) if n})
 
+    def with_people(self, names: list[str]) -> _Labels:
+        return replace(self, people=self.people | {n for n in map(_squash, names) if n})
+
     def names_the_site(self, text: str) -> bool:
         """Whether ``text`` (a part of a title) is the site's name, or close to it: one
         contains the other, and is at least half of it ("Golem.de" and golem.de)."""
@@ -618,12 +635,17 @@ class _Labels:
     def names_an_organisation(self, name: str) -> bool:
         """Whether an author's ``name`` is the site or another organisation: one of its names
         or its host ("STERN.de"), or a name of more than three letters followed by more
-        ("FOCUS online"). Stricter than :meth:`names_the_site`: a person may bear a name
-        that is part of the host's."""
+        ("FOCUS online"); never a name the page types as a person. Stricter than
+        :meth:`names_the_site`: a person may bear a name that is part of the host's."""
         squashed = _squash(name)
-        return bool(squashed) and (
-            squashed in self.names or squashed in self.hosts
-            or any(len(n) > 3 and squashed.startswith(n) for n in self.names | self.hosts))
+        if not squashed:
+            return False
+        if squashed in self.names or any(len(n) > 3 and squashed.startswith(n)
+                                         for n in self.names):
+            return True
+        return squashed not in self.people and (
+            squashed in self.hosts or any(len(n) > 3 and squashed.startswith(n)
+                                          for n in self.hosts))
 
     def is_label(self, text: str, *, dates: bool = False, leading: bool = False) -> bool:
         """Whether ``text``, a part of a title, is no part of the headline: the site's name,

@@ -190,6 +190,30 @@ def test_an_organisation_is_not_the_author_when_no_one_is_named():
     assert extract_article(html, "https://orf.at/stories/3375000/").authors == ()
 
 
+@pytest.mark.parametrize("head, url, expected", [
+    # A personal site: the host bears the author's name, and the JSON-LD types it a person.
+    (ld({"@type": "BlogPosting", "headline": "Council passes budget",
+         "author": {"@type": "Person", "name": "Jane Doe"}}),
+     "https://janedoe.example/2024/budget", ("Jane Doe",)),
+    (ld({"@type": "NewsArticle", "headline": "Council passes budget",
+         "author": {"@type": "Person", "name": "Jane Doe"}}),
+     "https://janedoe.substack.example/p/budget", ("Jane Doe",)),
+    # Typed a person, but the page's declared name for its site or publisher: an organisation.
+    (og("og:site_name", "Daily Example") + ld({
+        "@type": "NewsArticle", "headline": "Council passes budget",
+        "author": {"@type": "Person", "name": "Daily Example"}}),
+     "https://dailyexample.example/budget", ()),
+    (ld({"@type": "NewsArticle", "headline": "Council passes budget",
+         "author": {"@type": "Person", "name": "Daily Example"},
+         "publisher": {"@type": "Organization", "name": "Daily Example"}}),
+     "https://news.example/budget", ()),
+])
+def test_a_person_whose_site_bears_their_name_is_the_author(head, url, expected):
+    """The site's host is no author (an organisation's name), except the person the page's
+    JSON-LD names as one: on a personal site, the host is the author's name."""
+    assert extract_article(page(head=head), url).authors == expected
+
+
 # -- corpus pages ------------------------------------------------------------------------
 
 
