@@ -498,9 +498,17 @@ def _byline_authors(tree: HtmlElement) -> list[str]:
     for el in tree.xpath("//*[contains(concat(' ', @class, ' '), ' byline ') or "
                          "contains(@class, 'author-name') or contains(@class, 'byline__name')]"):
         names = _split_byline(_byline_text(el))
-        if names:
+        if names and _name_shaped(names):
             return names
     return []
+
+
+def _name_shaped(names: list[str]) -> bool:
+    """Whether every one of ``names`` has the shape of a name, as a byline in free text writes
+    it: a few words, the first capitalised, no digit (not a sentence of an author's bio), and
+    more than the word that introduces a byline ("By", its name in another element)."""
+    return all(len(name.split()) <= 5 and name[0].isupper() and not any(c.isdigit() for c in name)
+               and not _BYLINE_PREFIX.fullmatch(name + " ") for name in names)
 
 
 def _byline_text(el: HtmlElement) -> str | None:
@@ -527,8 +535,7 @@ def _headline_byline(headline: HtmlElement | None) -> list[str]:
             continue
         line = re.split(r" [|•·—–-] | ?[|•·] ?", line, maxsplit=1)[0]
         names = _split_byline(line)
-        if names and all(len(name.split()) <= 5 and name[0].isupper() and not any(c.isdigit() for c in name)
-                         for name in names):
+        if names and _name_shaped(names):
             return names
     return []
 

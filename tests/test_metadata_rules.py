@@ -214,6 +214,17 @@ def test_a_person_whose_site_bears_their_name_is_the_author(head, url, expected)
     assert extract_article(page(head=head), url).authors == expected
 
 
+@pytest.mark.parametrize("under", [
+    # The word that introduces the byline in an element of its own.
+    '<div class="byline">Written By</div><span class="author-name">Jane Doe</span>',
+    # A bio in byline markup before the name's own element.
+    '<div class="byline">works on microservices, secure developer tooling.</div>'
+    '<span class="author-name">Jane Doe</span>',
+])
+def test_byline_markup_that_holds_no_name_is_passed_over(under):
+    assert extract_article(page(under=under), URL).authors == ("Jane Doe",)
+
+
 # -- corpus pages ------------------------------------------------------------------------
 
 
