@@ -359,8 +359,9 @@ class NearIndex:
     # -- the journal -------------------------------------------------------------------
 
     def _journal_entry(self, entry: NearEntry, keys: list[int]) -> None:
-        """Append an entry to the journal (under the lock). Written through to the file at
-        once: a process killed keeps what it wrote (a lost machine, the last page cache)."""
+        """Append an entry to the journal (under the lock), unbuffered: what a killed process
+        wrote is the kernel's, and stays (a machine that loses power may lose the last
+        writes: the journal is not synced, which would cost a disk flush an article)."""
         record = _segment([(entry, keys)])
         try:
             if self._journal is None:
