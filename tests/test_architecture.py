@@ -1,11 +1,15 @@
 """The import rules of docs/ARCHITECTURE.md and the README's "Layout of the code", checked on
-the code itself: every ``import`` statement of every module (function-level ones included)."""
+the code itself: every ``import`` statement of every module (function-level ones included);
+and every third-party package imported is declared in pyproject.toml."""
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
+import tomllib
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
@@ -23,8 +27,8 @@ ALLOWED = {
 }
 
 
-def imports_of(path: Path) -> list[tuple[int, str]]:
-    """(line, module) of every import in ``path`` that names one of our packages."""
+def all_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every absolute import in ``path``."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
@@ -33,8 +37,13 @@ def imports_of(path: Path) -> list[tuple[int, str]]:
             names = [node.module]
         else:
             continue
-        found += [(node.lineno, name) for name in names if name.split(".")[0] in PACKAGES]
+        found += [(node.lineno, name) for name in names]
     return found
+
+
+def imports_of(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import in ``path`` that names one of our packages."""
+    return [(line, name) for line, name in all_imports(path) if name.split(".")[0] in PACKAGES]
 
 
 def _allowed(package: str, module: str) -> bool:
@@ -67,3 +76,30 @@ def test_the_interface_to_the_crawls_loads_no_crawler():
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout.strip()
     assert out == "[]", out
+
+
+def _distribution(requirement: str) -> str:
+    """A requirement's distribution name, normalised as PEP 503 says."""
+    return re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9._-]+", requirement)[0]).lower()
+
+
+def test_every_imported_third_party_package_is_declared():
+    """Every third-party package our code imports is declared in pyproject.toml, not only
+    brought by another package: an upgrade of that one could take it away (htmldate brings
+    dateparser, which normalize.metadata reads month names from)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    declared = {_distribution(r) for r in project["project"]["dependencies"]}
+    distributions = packages_distributions()
+    undeclared = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for _, name in all_imports(path):
+                module = name.split(".")[0]
+                if module in sys.stdlib_module_names or module in PACKAGES \
+                        or module == "__future__":
+                    continue
+                names = {_distribution(d) for d in distributions.get(module, [])}
+                assert names, f"{module} ({path.relative_to(ROOT)}) is in no installed distribution"
+                if not names & declared:
+                    undeclared[module] = str(path.relative_to(ROOT))
+    assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
