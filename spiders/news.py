@@ -563,7 +563,9 @@ class NewsSpider(scrapy.Spider):
             if all(self._summary.captured_at(urls)):
                 continue  # the article knows every one of them already
             try:
-                record = self.archive.lookup(canonical)
+                # Stored by this crawl, most likely (listed again after it was fetched): its
+                # record, as written, saves the look-up's two reads.
+                record = self.archive.stored_lately(canonical) or self.archive.lookup(canonical)
                 if record is not None:
                     record = self.archive.add_aliases(record, urls)
                     self.note_captured({canonical, *record.urls}, record.last_seen)

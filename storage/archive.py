@@ -104,6 +104,10 @@ _SHINGLES_KEPT = 4096
 # late at most, as their index entries are (near_index.FLUSH_EVERY_SECONDS).
 _ORIGINALS_TRUSTED_SECONDS = 30.0
 _ORIGINALS_KEPT = 4096
+# Records a writer keeps of what it stored (stored_lately), about 2 KB each: a crawl's feed
+# lists an article it has just stored under one more URL within the crawl, a few hundred
+# articles later at most.
+_STORED_KEPT = 1024
 
 
 class _Kept(Generic[K, V]):
@@ -176,6 +180,8 @@ class Archive:
         # Original's id -> (when read, the article it now points to, or ""): see
         # _ORIGINALS_TRUSTED_SECONDS.
         self._originals: _Kept[str, tuple[float, str]] = _Kept(_ORIGINALS_KEPT)
+        # Canonical URL -> the record this writer stored under it (stored_lately).
+        self._stored: _Kept[str, Record] = _Kept(_STORED_KEPT)
         # An article's two objects are written at once: on S3 that is one round trip
         # instead of two.
         self._writers = ThreadPoolExecutor(8, thread_name_prefix="archive-put")
@@ -252,11 +258,30 @@ class Archive:
         ``screenshot``: a PNG of the page as it looked, written beside the raw page of a new
         article or version (``screenshot_key``); a duplicate keeps the one it has.
         """
+        seen_urls = set(seen_urls)
+        result = self._store(record, raw_body=raw_body, charset=charset, text=text,
+                             run_id=run_id, seen_urls=seen_urls, refetch=refetch,
+                             screenshot=screenshot)
+        if result.outcome is not StoreOutcome.IN_PROGRESS:
+            for url in seen_urls | {result.record.canonical_url}:
+                self._stored.put(url, result.record)
+        return result
+
+    def stored_lately(self, url: str) -> Record | None:
+        """The record of an article this archive stored lately (in this process, one of the
+        last :data:`_STORED_KEPT`) under the canonical URL ``url``, as it wrote it: no
+        request. The stored record may know more since (its URLs and versions only grow);
+        :meth:`add_aliases` given this one reads it before writing, as it always does."""
+        return self._stored.get(url)
+
+    def _store(self, record: Record, *, raw_body: bytes | DeflatedBody, charset: str,
+               text: str, run_id: str, seen_urls: set[str], refetch: bool,
+               screenshot: bytes | None) -> StoreResult:
         fingerprint = text_fingerprint(text)
         # Only the archive names places, the screenshot's too (set where it is written).
         record = replace(self.place(record), text_fingerprint=fingerprint,
                          charset=record.charset or charset, screenshot_key=None)
-        seen_urls = set(seen_urls) | {record.canonical_url}
+        seen_urls = seen_urls | {record.canonical_url}
         with self._locks.hold(f"text:{fingerprint}", f"url:{record.canonical_url}"):
             if refetch:  # archived, most likely: look before claiming
                 existing = self.lookup(record.canonical_url)

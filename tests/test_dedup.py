@@ -574,6 +574,24 @@ class _CountingBackend(LocalBackend):
         return super().get(key)
 
 
+def test_a_url_learnt_right_after_storing_costs_no_look_up(tmp_path):
+    """A crawl that stored an article and then finds it listed under one more URL (its feed
+    read after its sitemap) starts from the record it wrote (stored_lately): no URL marker
+    read, only the compare-and-swap's read of the record; the URL is added."""
+    backend = _CountingBackend(tmp_path / "archive")
+    archive = Archive(backend, run_id="run-1")
+    url = "https://a.example/story"
+    stored = store_text(archive, url, article_text(130), site="sitea")
+    assert archive.stored_lately(url) == stored.record
+    assert archive.stored_lately("https://a.example/other") is None
+    backend.reads.clear()
+    feed_url = url + "?utm_source=feed"
+    updated = archive.add_aliases(archive.stored_lately(url), {feed_url})
+    assert feed_url in updated.aliases
+    assert backend.reads == {"meta.json": 1}  # the compare-and-swap's read; no marker
+    assert feed_url in Archive(backend).lookup(url).aliases
+
+
 def test_near_copies_of_a_story_read_its_texts_and_its_original_once(tmp_path):
     """A writer keeps the texts it compared (as shingle hashes) and the original's record
     it read: the near copies of one story, coming together among hundreds of other
