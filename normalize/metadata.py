@@ -553,12 +553,23 @@ def _clean_authors(names: list[str], not_people: _Labels) -> tuple[tuple[str, ..
     brackets. The rest: organisations, the site (as it calls itself, or its host) or what
     the page's JSON-LD types as one; and desk codes ("red"), which go with the people a
     byline names but do not stand for one."""
-    cleaned = _dedupe(_ROLE_SUFFIX.sub("", _drop_bracketed(name)).strip(" ,;") for name in names)
+    cleaned = _dedupe(_without_organisation_suffix(
+        _ROLE_SUFFIX.sub("", _drop_bracketed(name)).strip(" ,;"), not_people) for name in names)
     organisation = [not_people.names_an_organisation(name) for name in cleaned]
     named = [name for name, org in zip(cleaned, organisation) if not org]
     if all(_DESK_CODE.fullmatch(name) for name in named):
         return (), tuple(name for name, org in zip(cleaned, organisation) if org) + tuple(named)
     return tuple(named), tuple(name for name, org in zip(cleaned, organisation) if org)
+
+
+def _without_organisation_suffix(name: str, not_people: _Labels) -> str:
+    """``name`` without what a dash or bar adds after it when that names the site or an
+    organisation ("Jane Doe - Example Editorial Team" on example.com → "Jane Doe")."""
+    for separator in (" - ", " – ", " — ", " | "):
+        head, found, tail = name.partition(separator)
+        if found and head.strip() and not_people.names_an_organisation(tail.strip()):
+            return head.strip()
+    return name
 
 
 def _drop_bracketed(name: str) -> str:

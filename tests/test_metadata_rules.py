@@ -225,6 +225,17 @@ def test_byline_markup_that_holds_no_name_is_passed_over(under):
     assert extract_article(page(under=under), URL).authors == ("Jane Doe",)
 
 
+def test_what_a_dash_adds_to_an_author_for_the_site_is_cut():
+    head = og("og:site_name", "Daily Example") + ld({
+        "@type": "NewsArticle", "headline": "Council passes budget",
+        "author": {"@type": "Person", "name": "Jane Doe - Daily Example Editorial Team"}})
+    assert extract_article(page(head=head), URL).authors == ("Jane Doe",)
+    # A dash that joins no site or organisation is part of what the page says.
+    head = ld({"@type": "NewsArticle", "headline": "Council passes budget",
+               "author": {"@type": "Person", "name": "Jane Doe-Smith"}})
+    assert extract_article(page(head=head), URL).authors == ("Jane Doe-Smith",)
+
+
 # -- corpus pages ------------------------------------------------------------------------
 
 
