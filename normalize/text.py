@@ -819,7 +819,8 @@ def _survey(tree: HtmlElement) -> _Survey:
                 verdict = verdicts.get(names)
                 if verdict is None:
                     verdict = verdicts[names] = _names_boilerplate(" ".join(n for n in names if n))
-                if verdict and tag != "html" and tag != "body" and not _in_code(el):
+                if verdict and tag != "html" and tag != "body" and not _in_code(el) \
+                        and not _in_running_text(el, tag):
                     box = len(boxes)
                     boxes.append([number, number, el])
         stack.append((block, link, no_text, in_head, box, holder))
@@ -850,6 +851,24 @@ def _in_code(el: HtmlElement) -> bool:
     syntax highlighter's (``hljs-comment``, ``token comment``), naming parts of the code,
     not boxes of the page."""
     return next(el.iterancestors("pre", "code"), None) is not None
+
+
+def _in_running_text(el: HtmlElement, tag: str) -> bool:
+    """Whether ``el`` is an inline element inside a sentence: text runs on right before or
+    after it ("After <a class="recommendation-inline-link">announcing your engagement</a>,
+    you may be..."). Its words are the sentence's, whatever its class names."""
+    if tag not in _INLINE_TAGS:
+        return False
+    if el.tail and not el.tail.isspace():
+        return True
+    before = el.getprevious()
+    text = before.tail if before is not None else el.getparent().text
+    return bool(text) and not text.isspace()
+
+
+# Elements that flow within a line of text.
+_INLINE_TAGS = frozenset({"a", "abbr", "b", "cite", "code", "em", "i", "mark", "q", "s", "small",
+                          "span", "strong", "sub", "sup", "time", "u"})
 
 
 def _mark(at: int, around: list[int], marked: list[bool]) -> None:

@@ -307,6 +307,19 @@ def test_a_container_named_like_a_box_but_holding_the_story_is_kept():
     assert _lines(_extract(page)) == _STORY
 
 
+def test_a_link_inside_a_sentence_keeps_its_words_whatever_its_class_says():
+    """A link named like a box ("recommendation-inline-link", "product-modal") in the middle
+    of a sentence is the sentence's words; the same name on a box of its own is still one."""
+    sentence = ('After <a class="recommendation-inline-link" href="/engagement-ideas">announcing '
+                'your engagement</a>, you may be eager to jump into planning the whole day at '
+                'once, or feel overwhelmed by the number of things there are to decide.')
+    box = ('<div class="recommendation-box"><a href="/other">Ten more ideas for the big day that '
+           'every couple should read before they book anything</a></div>')
+    text = _extract(_page(_paragraphs(0, 1) + f"<p>{sentence}</p>" + box + _paragraphs(2, 3)))
+    assert "After announcing your engagement, you may be eager" in text
+    assert "Ten more ideas" not in text
+
+
 _NAV = "<nav><ul>" + "".join(f'<li><a href="/{s}/">{s.title()}</a></li>'
                              for s in ("city", "port", "sport", "culture")) + "</ul></nav>"
 
