@@ -955,9 +955,13 @@ def _drop_header_lines(text: str, headlines: set[str]) -> str:
     for line in lines[:_HEADER_LINES]:
         squashed = _squash(line)
         # The lengths first: a page may state thousands of headlines (og:title), and a line
-        # may be long; searching each line for each would take their product.
+        # may be long; searching each line for each would take their product. A kicker
+        # stands before the headline or after it, never around it: a sentence that names
+        # the headline in its middle ("Today I've rounded up <headline>, most of which...")
+        # is the body's.
         if squashed in headlines or any(
-            len(h) >= 20 and len(squashed) <= len(h) + 80 and h in squashed for h in headlines
+            len(h) >= 20 and len(squashed) <= len(h) + 80
+            and (squashed.startswith(h) or squashed.endswith(h)) for h in headlines
         ):
             continue
         if len(line.strip()) <= _BYLINE_MAX and _BYLINE.match(line.strip()):

@@ -16,7 +16,14 @@ import pytest
 from trafilatura.utils import load_html
 
 from normalize import extract_article
-from normalize.text import MAX_ELEMENTS, _text_up_to, drop_boilerplate_lines, extract_body
+from normalize.text import (
+    MAX_ELEMENTS,
+    _drop_header_lines,
+    _squash,
+    _text_up_to,
+    drop_boilerplate_lines,
+    extract_body,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = REPO_ROOT / "tests" / "data" / "sample-article.txt"
@@ -273,6 +280,17 @@ def test_headline_joined_to_its_kicker_without_the_colon_is_not_repeated():
             '<div class="x1"><span>Harbour bridge</span> <span>Council approves the crossing after '
             f'ten years</span></div>{_paragraphs(0, 1, 2, 3)}</article></body></html>')
     assert _lines(_extract(page)) == _STORY[:4]
+
+
+def test_a_first_sentence_that_names_the_headline_in_its_middle_is_kept():
+    # "Today I've rounded up <the headline>, most of which...": the body's first sentence,
+    # not the headline with a kicker (which stands before it or after it).
+    headlines = {_squash("Harbour bridge approved last night")}
+    sentence = ("Today the council said that the harbour bridge approved last night will open "
+                "in three years, and at half the cost first planned.")
+    text = "\n".join(["Harbour bridge approved last night", "City hall: Harbour bridge "
+                      "approved last night", sentence, _STORY[0]])
+    assert _drop_header_lines(text, headlines).split("\n") == [sentence, _STORY[0]]
 
 
 def test_standfirst_is_kept_when_the_page_describes_itself_with_it():
