@@ -104,9 +104,9 @@ _SHINGLES_KEPT = 4096
 # late at most, as their index entries are (near_index.FLUSH_EVERY_SECONDS).
 _ORIGINALS_TRUSTED_SECONDS = 30.0
 _ORIGINALS_KEPT = 4096
-# Records a writer keeps of what it stored (stored_lately), about 2 KB each: a crawl's feed
-# lists an article it has just stored under one more URL within the crawl, a few hundred
-# articles later at most.
+# URLs under which a writer keeps the records it stored (stored_lately; a record, about
+# 2 KB, is shared by its URLs): a crawl's feed lists an article it has just stored under one
+# more URL within the crawl, a few hundred articles later at most.
 _STORED_KEPT = 1024
 
 
@@ -268,8 +268,8 @@ class Archive:
         return result
 
     def stored_lately(self, url: str) -> Record | None:
-        """The record of an article this archive stored lately (in this process, one of the
-        last :data:`_STORED_KEPT`) under the canonical URL ``url``, as it wrote it: no
+        """The record of an article this archive stored lately (in this process, under one of
+        the last :data:`_STORED_KEPT` canonical URLs), found by ``url``, as it wrote it: no
         request. The stored record may know more since (its URLs and versions only grow);
         :meth:`add_aliases` given this one reads it before writing, as it always does."""
         return self._stored.get(url)
