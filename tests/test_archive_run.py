@@ -19,7 +19,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from storage import Archive, canonicalize_url
 from storage.catalog import read_catalog
-from storage.near_index import _parse_segment
+from storage.near_index import _parse_segment, _read_journal
 from tests.conftest import REPO_ROOT, crawl_site_subprocess, local_site_config
 from tests.newssite import HOLD_LIMIT_SECONDS, NewsSite
 from tests.tcpproxy import TcpProxy
@@ -217,6 +217,22 @@ def test_an_s3_outage_mid_crawl_loses_nothing(corpus, s3_archive, moto_endpoint,
     assert not list((tmp_path / "data" / "pending").rglob("*.json"))
 
 
+def _indexed(s3_archive) -> set[str]:
+    """The ids of the articles in the bucket's near-duplicate index segments."""
+    found = set()
+    for key in s3_archive.listing():
+        if key.startswith(f"{s3_archive.prefix}/_index/near/"):
+            rows, _ = _parse_segment(s3_archive.get(key))
+            found.update(bytes(row).ljust(12, b"\0").hex() for row in rows["id"])
+    return found
+
+
+def _journalled(directory) -> set[str]:
+    """The ids of the articles a crawl's near-duplicate journal holds."""
+    return {entry.id for path in sorted(directory.glob("*.journal"))
+            for entry, _ in _read_journal(path)}
+
+
 def test_a_crawl_killed_half_way_is_completed_by_the_next(corpus, s3_archive, tmp_path):
     env = {**os.environ, **s3_archive.env, "PYTHONPATH": str(REPO_ROOT)}
     with NewsSite(corpus[:40], feed_size=0) as site:
@@ -233,6 +249,11 @@ def test_a_crawl_killed_half_way_is_completed_by_the_next(corpus, s3_archive, tm
             cwd=REPO_ROOT, env=env)
         try:
             _wait_for(lambda: len(records(s3_archive)) == 10, 120, "ten articles")
+            # ... and their near-duplicate index entries, which follow each record by a few
+            # statements: journalled in the workspace, or written by a flush.
+            _wait_for(lambda: len(_indexed(s3_archive) | _journalled(
+                tmp_path / "data" / "pending" / "localnews" / "run-killed" / "near")) >= 10,
+                120, "ten index entries")
         finally:
             crawl.send_signal(signal.SIGKILL)
             crawl.wait(timeout=30)
@@ -257,10 +278,5 @@ def test_a_crawl_killed_half_way_is_completed_by_the_next(corpus, s3_archive, tm
             assert rec.rec_headers.get_header("WARC-Target-URI") == record["url"]
         # So were its near-duplicate index entries, which it held for its next write when it
         # was killed: each of its articles is in the index, where near copies find it.
-        indexed = set()
-        for key in s3_archive.listing():
-            if key.startswith(f"{s3_archive.prefix}/_index/near/"):
-                rows, _ = _parse_segment(s3_archive.get(key))
-                indexed.update(bytes(row).ljust(12, b"\0").hex() for row in rows["id"])
-        assert {record["id"] for record in partial} <= indexed
+        assert {record["id"] for record in partial} <= _indexed(s3_archive)
     assert not list((tmp_path / "data" / "pending").rglob("*.json"))
