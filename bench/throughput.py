@@ -97,6 +97,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -1094,13 +1095,12 @@ class _DelayedSide(asyncio.Protocol):
     def _push(self, data: bytes | object) -> None:
         loop = asyncio.get_running_loop()
         self._due.append((loop.time() + self.delay, data))
-        if self._timer is None:
-            self._schedule()
+        self._schedule()
 
     def _schedule(self) -> None:
-        if self.peer is None or self.peer.transport is None or not self._due:
-            return
-        if self._timer is None:
+        """A timer for the first thing due, unless one is set or the peer is not there yet."""
+        if self._timer is None and self._due and self.peer is not None \
+                and self.peer.transport is not None:
             self._timer = asyncio.get_running_loop().call_at(self._due[0][0], self._flush)
 
     def _flush(self) -> None:
@@ -1176,8 +1176,9 @@ def compile_bytecode(tree: Path) -> None:
     where PYTHONDONTWRITEBYTECODE is set, a fresh worktree's every process (the command, the
     crawl, the forkserver) would otherwise compile our modules again on each run, a handicap
     of seconds that only the baseline design carries."""
-    packages = [name for name in ("normalize", "storage", "spiders", "flows", "browse")
-                if (tree / name).is_dir()]
+    # The packages the tree itself declares (its pyproject's wheel), not this checkout's.
+    project = tomllib.loads((tree / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
     subprocess.run([str(tree / ".venv" / "bin" / "python"), "-m", "compileall", "-q", *packages],
                    cwd=tree, check=True)
 

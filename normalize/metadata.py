@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import html
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -443,19 +443,24 @@ def _ld_authors(value: Any) -> list[str]:
 def _organisation_names(nodes: list[dict[str, Any]], ld: dict[str, Any]) -> list[str]:
     """Names the page's JSON-LD gives organisations and websites: top-level objects, and the
     article's publisher and authors."""
-    found = [item for key in ("publisher", "author", "creator", "sourceOrganization")
-             for item in _as_list(ld.get(key))[:_MAX_ORGANISATIONS] if _is_organisation(item)]
-    found += islice((node for node in nodes if _is_organisation(node)), _MAX_ORGANISATIONS)
-    return [name for name in (_text(node.get("name")) for node in found) if name]
+    return _ld_names(nodes, ld, ("publisher", "author", "creator", "sourceOrganization"),
+                     _is_organisation)
 
 
 def _person_names(nodes: list[dict[str, Any]], ld: dict[str, Any]) -> list[str]:
-    """Names the page's JSON-LD types as a ``Person``: the article's authors, and top-level
-    objects."""
-    found = [item for key in ("author", "creator")
-             for item in _as_list(ld.get(key))[:_MAX_ORGANISATIONS]
-             if isinstance(item, dict) and "Person" in _types(item)]
-    found += islice((node for node in nodes if "Person" in _types(node)), _MAX_ORGANISATIONS)
+    """Names the page's JSON-LD types as a ``Person``: top-level objects, and the article's
+    authors."""
+    return _ld_names(nodes, ld, ("author", "creator"),
+                     lambda node: isinstance(node, dict) and "Person" in _types(node))
+
+
+def _ld_names(nodes: list[dict[str, Any]], ld: dict[str, Any], keys: tuple[str, ...],
+              kind: Callable[[Any], bool]) -> list[str]:
+    """The names of the JSON-LD objects of a ``kind``: the article's under ``keys``, and
+    top-level ones (a bounded number of each)."""
+    found = [item for key in keys for item in _as_list(ld.get(key))[:_MAX_ORGANISATIONS]
+             if kind(item)]
+    found += islice((node for node in nodes if kind(node)), _MAX_ORGANISATIONS)
     return [name for name in (_text(node.get("name")) for node in found) if name]
 
 
@@ -565,10 +570,12 @@ def _clean_authors(names: list[str], not_people: _Labels) -> tuple[tuple[str, ..
 def _without_organisation_suffix(name: str, not_people: _Labels) -> str:
     """``name`` without what a dash or bar adds after it when that names the site or an
     organisation ("Jane Doe - Example Editorial Team" on example.com → "Jane Doe")."""
-    for separator in (" - ", " – ", " — ", " | "):
-        head, found, tail = name.partition(separator)
-        if found and head.strip() and not_people.names_an_organisation(tail.strip()):
-            return head.strip()
+    for separator in _TITLE_SEPARATOR.finditer(name):
+        if any(c in separator.group() for c in ":：/"):  # a label before it, or two names
+            continue
+        head, tail = name[:separator.start()].strip(), name[separator.end():].strip()
+        if head and not_people.names_an_organisation(tail):
+            return head
     return name
 
 
@@ -656,14 +663,12 @@ class _Labels:
         ("FOCUS online"); never a name the page types as a person. Stricter than
         :meth:`names_the_site`: a person may bear a name that is part of the host's."""
         squashed = _squash(name)
-        if not squashed:
-            return False
-        if squashed in self.names or any(len(n) > 3 and squashed.startswith(n)
-                                         for n in self.names):
-            return True
-        return squashed not in self.people and (
-            squashed in self.hosts or any(len(n) > 3 and squashed.startswith(n)
-                                          for n in self.hosts))
+
+        def among(names: frozenset[str]) -> bool:
+            return squashed in names or any(len(n) > 3 and squashed.startswith(n) for n in names)
+        # The names the page declares win over a person's type; its host does not.
+        return bool(squashed) and (among(self.names)
+                                   or (squashed not in self.people and among(self.hosts)))
 
     def is_label(self, text: str, *, dates: bool = False, leading: bool = False) -> bool:
         """Whether ``text``, a part of a title, is no part of the headline: the site's name,

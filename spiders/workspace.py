@@ -66,6 +66,11 @@ class Workspace:
         self.near_dir = root / "near"
         self._lock_fd: int | None = None
 
+    @property
+    def _waiting_dirs(self) -> tuple[Path, ...]:
+        """The folders of what waits for the archive."""
+        return self.spool_dir, self.warc_dir, self.catalog_dir, self.near_dir
+
     @classmethod
     def create(cls, data_dir: Path, site: str, run_id: str) -> Workspace:
         """Claim the workspace of this process's run, before anything is written in it.
@@ -89,8 +94,7 @@ class Workspace:
                 workspace._lock_fd, held._lock_fd = held._lock_fd, None
         if workspace._lock_fd is None and not workspace._try_lock():
             raise WorkspaceBusy(f"{workspace.root} belongs to a crawl that is still running")
-        for directory in (workspace.spool_dir, workspace.warc_dir, workspace.catalog_dir,
-                          workspace.near_dir):
+        for directory in workspace._waiting_dirs:
             directory.mkdir(parents=True, exist_ok=True)
         owner = {"run_id": run_id, "site": site, "host": socket.gethostname(),
                  "pid": os.getpid(), "started_at": datetime.now(timezone.utc).isoformat()}
@@ -234,8 +238,7 @@ class Workspace:
 
     def is_empty(self) -> bool:
         """Whether nothing in the workspace still waits for the archive."""
-        waiting = [p for d in (self.spool_dir, self.warc_dir, self.catalog_dir, self.near_dir)
-                   if d.is_dir() for p in d.iterdir()]
+        waiting = [p for d in self._waiting_dirs if d.is_dir() for p in d.iterdir()]
         return not waiting and not (self.root / _MANIFEST).exists()
 
     def remove_if_done(self) -> bool:

@@ -309,13 +309,15 @@ class NearIndex:
         written (:meth:`flush`, called here when it is due, unless another thread is
         flushing already)."""
         keys = _band_keys(bands)
+        # Encoded before the lock that every search takes; only the append waits for it.
+        journalled = _journal_record(entry, keys) if self._journal_dir is not None else None
         with self._lock:
             self._storing.pop((entry.id, entry.version), None)
             if not self._pending:
                 self._pending_since = time.monotonic()
             self._pending.append((entry, keys))
-            if self._journal_dir is not None:
-                self._journal_entry(entry, keys)
+            if journalled is not None:
+                self._append_to_journal(journalled)
             due = (len(self._pending) >= FLUSH_EVERY_ENTRIES
                    or time.monotonic() - self._pending_since >= FLUSH_EVERY_SECONDS)
         if due and self._flush_lock.acquire(blocking=False):
@@ -351,25 +353,25 @@ class NearIndex:
         # Everything that was pending is written (a failed month raised above, and its
         # entries, still pending, keep their files for the next flush).
         with self._lock:
-            for path in journalled:
-                path.unlink(missing_ok=True)
             self._journal_files = [p for p in self._journal_files if p not in journalled]
+        for path in journalled:
+            path.unlink(missing_ok=True)
         return written
 
     # -- the journal -------------------------------------------------------------------
 
-    def _journal_entry(self, entry: NearEntry, keys: list[int]) -> None:
-        """Append an entry to the journal (under the lock), unbuffered: what a killed process
-        wrote is the kernel's, and stays (a machine that loses power may lose the last
+    def _append_to_journal(self, record: bytes) -> None:
+        """Append an entry's record (:func:`_journal_record`) to the journal, under the lock:
+        a flush then knows which files hold the entries it takes. Unbuffered: what a killed
+        process wrote is the kernel's, and stays (a machine that loses power may lose the last
         writes: the journal is not synced, which would cost a disk flush an article)."""
-        record = _segment([(entry, keys)])
         try:
             if self._journal is None:
                 self._journal_number += 1
                 path = self._journal_dir / f"{self._journal_number:06d}{_JOURNAL_SUFFIX}"
                 self._journal = open(path, "ab", buffering=0)  # noqa: SIM115 - kept open
                 self._journal_files.append(path)
-            self._journal.write(len(record).to_bytes(4, "little") + record)
+            self._journal.write(record)
         except OSError as exc:  # the entry stays pending, only not safe from a crash
             logger.warning("cannot journal a near-duplicate index entry: %s", exc)
 
@@ -510,6 +512,12 @@ def recover_journal(backend: Backend, directory: Path, run_id: str) -> int:
     for path in files:
         path.unlink(missing_ok=True)
     return len(entries)
+
+
+def _journal_record(entry: NearEntry, keys: list[int]) -> bytes:
+    """An entry as the journal holds it: a one-entry segment after its length."""
+    segment = _segment([(entry, keys)])
+    return len(segment).to_bytes(4, "little") + segment
 
 
 def _read_journal(path: Path) -> list[tuple[NearEntry, list[int]]]:
