@@ -40,7 +40,11 @@ journal's files once a flush has written every entry they hold. A crawl killed b
 flush, or whose last flush failed (the storage unreachable), leaves them to the next crawl
 of its site, which writes them (:func:`recover_journal`) as it finishes the dead crawl's other
 work; a repeat (an entry written before the crash and again from the journal) is dropped by
-readers and folds.
+readers and folds. An article being stored is journalled too, before its ``meta.json`` is
+written (:meth:`NearIndex.storing`), apart from the complete ones: a crawl killed between
+its ``meta.json`` and its entry would otherwise leave an archived article that no near copy
+finds. Recovery writes such an entry only if its ``meta.json`` exists (a request for each,
+and there are at most as many as the crawl's storing threads).
 
 A segment is :data:`MAGIC`, a JSON line (``{"sites": [...], "count": n}``), then ``count``
 entries of :data:`ENTRY` (little-endian, packed).
@@ -58,6 +62,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import BinaryIO
 
 from storage.backends import Backend
 from storage.dedup import LSH_BANDS
@@ -196,6 +201,11 @@ class _Chunk:
         return _entry_of(self.entries[row], self.sites)
 
 
+# The journal's files: the complete entries', and the entries of articles being stored.
+_JOURNAL_SUFFIX = ".journal"
+_STORING_SUFFIX = ".storing"
+
+
 class NearIndex:
     """The near-duplicate index of one archive, as one writer (a crawl) sees it.
     Thread-safe: the storage threads of a crawl share one.
@@ -225,11 +235,12 @@ class NearIndex:
         # are complete. Never written: only complete articles go to segments.
         self._storing: dict[tuple[str, str], tuple[NearEntry, list[int]]] = {}
         self._pending_since = 0.0  # when the oldest entry pending was added
-        # The journal (keep_journal): the folder, the file entries are appended to now (opened
-        # at the first entry after a flush), and the files closed since the last flush that
-        # wrote everything, deleted by the next one that does.
+        # The journal (keep_journal): the folder, the files appended to now (by suffix: the
+        # complete entries', the entries being stored'; opened at the first entry after a
+        # flush), and the files closed since the last flush that wrote everything, deleted by
+        # the next one that does.
         self._journal_dir: Path | None = None
-        self._journal = None
+        self._journal: dict[str, BinaryIO] = {}
         self._journal_files: list[Path] = []
         self._journal_number = 0
 
@@ -288,9 +299,15 @@ class NearIndex:
 
     def storing(self, entry: NearEntry, bands: Iterable[tuple[int, str]]) -> None:
         """Say this writer is storing ``entry``'s article: its other threads find it from
-        now on; :meth:`add` once it is complete, or :meth:`stored` if it was not."""
+        now on, and the journal holds it until it is written (should the writer die once the
+        article is complete, before :meth:`add`); :meth:`add` once it is complete, or
+        :meth:`stored` if it was not."""
+        keys = _band_keys(bands)
+        journalled = _journal_record(entry, keys) if self._journal_dir is not None else None
         with self._lock:
-            self._storing[(entry.id, entry.version)] = (entry, _band_keys(bands))
+            self._storing[(entry.id, entry.version)] = (entry, keys)
+            if journalled is not None:
+                self._append_to_journal(journalled, _STORING_SUFFIX)
 
     def stored(self, entry: NearEntry) -> None:
         """The article of :meth:`storing` is not stored after all (an error)."""
@@ -340,8 +357,12 @@ class NearIndex:
             for entry, keys in self._pending:
                 by_month.setdefault(entry.day.replace(day=1), []).append((entry, keys))
             # Every entry pending now is in these files; those added from now on go to a
-            # new one.
+            # new one, and so do the articles being stored (a few, one a storing thread),
+            # whose records in these files go with them.
             journalled = self._close_journal()
+            if self._journal_dir is not None:
+                for entry, keys in self._storing.values():
+                    self._append_to_journal(_journal_record(entry, keys), _STORING_SUFFIX)
         written = 0
         if by_month:
             # The months at once: a crawl writes into one or two, a backfill into dozens,
@@ -360,27 +381,29 @@ class NearIndex:
 
     # -- the journal -------------------------------------------------------------------
 
-    def _append_to_journal(self, record: bytes) -> None:
-        """Append an entry's record (:func:`_journal_record`) to the journal, under the lock:
-        a flush then knows which files hold the entries it takes. Unbuffered: what a killed
-        process wrote is the kernel's, and stays (a machine that loses power may lose the last
-        writes: the journal is not synced, which would cost a disk flush an article)."""
+    def _append_to_journal(self, record: bytes, suffix: str = _JOURNAL_SUFFIX) -> None:
+        """Append an entry's record (:func:`_journal_record`) to the journal's file of
+        ``suffix``, under the lock: a flush then knows which files hold the entries it takes.
+        Unbuffered: what a killed process wrote is the kernel's, and stays (a machine that
+        loses power may lose the last writes: the journal is not synced, which would cost a
+        disk flush an article)."""
         try:
-            if self._journal is None:
+            journal = self._journal.get(suffix)
+            if journal is None:
                 self._journal_number += 1
-                path = self._journal_dir / f"{self._journal_number:06d}{_JOURNAL_SUFFIX}"
-                self._journal = open(path, "ab", buffering=0)  # noqa: SIM115 - kept open
+                path = self._journal_dir / f"{self._journal_number:06d}{suffix}"
+                journal = self._journal[suffix] = open(path, "ab", buffering=0)  # noqa: SIM115
                 self._journal_files.append(path)
-            self._journal.write(record)
+            journal.write(record)
         except OSError as exc:  # the entry stays pending, only not safe from a crash
             logger.warning("cannot journal a near-duplicate index entry: %s", exc)
 
     def _close_journal(self) -> list[Path]:
-        """Close the journal's current file (under the lock); the files that hold every
+        """Close the journal's current files (under the lock); the files that hold every
         entry pending now."""
-        if self._journal is not None:
-            self._journal.close()
-            self._journal = None
+        for journal in self._journal.values():
+            journal.close()
+        self._journal.clear()
         return list(self._journal_files)
 
     def _flush_month(self, month: date, entries: list[tuple[NearEntry, list[int]]], *,
@@ -496,15 +519,23 @@ class NearIndex:
                     f"{month:%Y-%m}", len(keys), len(entries))
 
 
-_JOURNAL_SUFFIX = ".journal"
-
-
 def recover_journal(backend: Backend, directory: Path, run_id: str) -> int:
     """Write the entries a writer journalled in ``directory`` and did not flush (a crawl that
     died, or whose last flush failed) as that run's segments, then delete the journal;
-    returns the entries written. Raises the backend's error (the journal then stays)."""
-    files = sorted(directory.glob(f"*{_JOURNAL_SUFFIX}")) if directory.is_dir() else []
-    entries = [pair for path in files for pair in _read_journal(path)]
+    returns the entries written. An article the writer was storing counts when its
+    ``meta.json`` exists: the writer died after completing it. Raises the backend's error
+    (the journal then stays)."""
+    files = sorted([*directory.glob(f"*{_JOURNAL_SUFFIX}"), *directory.glob(f"*{_STORING_SUFFIX}")])
+    entries = [pair for path in files if path.suffix == _JOURNAL_SUFFIX
+               for pair in _read_journal(path)]
+    known = {(entry.id, entry.version) for entry, _ in entries}
+    for path in files:
+        if path.suffix != _STORING_SUFFIX:
+            continue
+        for entry, keys in _read_journal(path):
+            if (entry.id, entry.version) not in known and backend.exists(entry.meta_key):
+                known.add((entry.id, entry.version))
+                entries.append((entry, keys))
     if entries:
         index = NearIndex(backend, run_id)
         index._pending = entries

@@ -387,6 +387,60 @@ def test_a_writer_that_dies_before_its_flush_leaves_its_entries_to_the_next(back
     assert copy.record.near_duplicate_of == stored.record.id
 
 
+class _Killed(BaseException):
+    """The crawl process killed at this point (nothing after it runs)."""
+
+
+def test_a_writer_killed_between_a_record_and_its_entry_leaves_the_entry(tmp_path):
+    """An article is journalled as being stored before its meta.json is written: a writer
+    killed after the record and before its index entry leaves it in the journal, kept
+    there across the writer's flushes of other entries, and recovery writes it because its
+    record exists. An article whose record was never written is not entered."""
+
+    class RecordsFail(LocalBackend):
+        failing = False
+
+        def put(self, key, data, **kwargs):
+            if self.failing and key.endswith("meta.json"):
+                raise ArchiveUnavailable("the archive is unreachable")
+            return super().put(key, data, **kwargs)
+
+    backend = RecordsFail(tmp_path / "archive")
+    journal = tmp_path / "workspace" / "near"
+    day = datetime(2024, 9, 2, tzinfo=timezone.utc)
+    writer = Archive(backend, run_id="killed")
+    writer.near.keep_journal(journal)
+    backend.failing = True
+    with pytest.raises(ArchiveUnavailable):
+        store_text(writer, "https://a.example/never", article_text(130), site="sitea",
+                   published=day)
+    backend.failing = False
+
+    def killed(entry, bands):
+        raise _Killed
+    adding, writer.near.add = writer.near.add, killed
+    with pytest.raises(_Killed):
+        store_text(writer, "https://a.example/cut", article_text(131), site="sitea",
+                   published=day)
+    writer.near.add = adding
+    other = store_text(writer, "https://a.example/whole", article_text(132), site="sitea",
+                       published=day)
+    writer.flush()  # writes the whole article's entry and deletes the files that held it
+    assert list(journal.iterdir())  # the cut article's, journalled again after the flush
+    del writer  # dies with the cut article between its record and its entry
+    cut = Archive(backend, run_id="reader").lookup("https://a.example/cut")
+    assert cut is not None and Archive(backend, run_id="reader").lookup(
+        "https://a.example/never") is None
+
+    assert recover_journal(backend, journal, "killed") == 1
+    assert not list(journal.iterdir())
+    index = NearIndex(backend, "reader")
+    for record, seed in ((cut, 131), (other.record, 132)):
+        hits = index.candidates(day.date(), lsh_bands(article_text(seed)))
+        assert [entry.id for entry, shared in hits if shared == LSH_BANDS] == [record.id]
+    assert not index.candidates(day.date(), lsh_bands(article_text(130)))
+
+
 def test_the_journal_keeps_what_a_failed_flush_did_not_write(tmp_path):
     """A flush that writes everything empties the journal; one that fails (the archive
     unreachable) keeps it, and the entries are written from it later, once each."""
