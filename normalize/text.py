@@ -43,6 +43,7 @@ from __future__ import annotations
 import bisect
 import copy
 import functools
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -322,6 +323,7 @@ def extract_body(tree: HtmlElement, url: str | None, article_body: str | None = 
                     and _RESCUE_BELOW_SHARE * survey.story_chars <= len(rescued)
                     <= _RESCUE_MAX_SHARE * survey.story_chars):
                 text = rescued
+    text = _tables_as_tab_separated(text)
     text = _drop_header_lines(text, headlines)
     text = drop_boilerplate_lines(text)
     if text and article_body:
@@ -341,6 +343,32 @@ def extract_body(tree: HtmlElement, url: str | None, article_body: str | None = 
         # What the text's own edges are trimmed of, blocks put back at its end are too.
         text = _drop_dangling_lines(recover_blocks(tree, text, article_body, keep=_kept_line))
     return text, doc
+
+
+def _tables_as_tab_separated(text: str) -> str:
+    """trafilatura's tables (Markdown's pipes: ``| cell | cell |``, a ``|---|`` rule under
+    the header) as the text keeps them: a row a line, its cells separated by tabs, as a
+    reader reads a table's row and as a spreadsheet reads tab-separated values (README,
+    "What the text keeps"); a row with no text in any cell is left out."""
+    if "\n|" not in text and not text.startswith("|"):
+        return text
+    lines = []
+    for line in text.split("\n"):
+        row = _TABLE_ROW.match(line)
+        if row is None:
+            lines.append(line)
+        elif not _TABLE_RULE.match(line):
+            cells = [cell.strip().replace("\\|", "|") for cell in _CELL_BORDER.split(row[1])]
+            if any(cells):
+                lines.append("\t".join(cells))
+    return "\n".join(lines)
+
+
+# A row of trafilatura's tables, its header's rule, and the border between two cells (a "|"
+# in a cell is escaped, "\|").
+_TABLE_ROW = re.compile(r"^\|(.*)\|\s*$")
+_TABLE_RULE = re.compile(r"^\|(?:-+\|)+\s*$")
+_CELL_BORDER = re.compile(r"(?<!\\)\|")
 
 
 def _kept_line(line: str) -> bool:
@@ -529,7 +557,8 @@ def _prune_link_blocks(survey: _Survey, url: str | None) -> None:
     a link (``_labelled_link``), lists left empty by that, and links wrapping a heading:
     teasers for other articles. A block whose
     links all lead to other sites stays: teasers promote the site's own pages, and a list of
-    links elsewhere is the article's sources or recommendations ("Further reading").
+    links elsewhere is the article's sources or recommendations ("Further reading"); so does
+    one whose links all lead within the page (anchors: "Jump to the list").
 
     The candidates are the survey's, found before the boxes were pruned: pruning may have
     taken their links or headings away (looked at again here), or the candidates themselves
@@ -545,7 +574,8 @@ def _prune_link_blocks(survey: _Survey, url: str | None) -> None:
         # than joining the pieces of itertext().
         linked = sum(len(_SPACE.sub(" ", _text_of(a)).strip()) for a in el.iter("a"))
         teaser = linked >= _LINK_BLOCK_SHARE * len(text) or _labelled_link(el, text)
-        if linked and teaser and not (site and _links_elsewhere(el, site, domains)):
+        if linked and teaser and not _links_within_page(el) \
+                and not (site and _links_elsewhere(el, site, domains)):
             doomed.append(el)
     # A link around a heading is a teaser card ("<a><h3>Other story</h3><p>...</p></a>").
     doomed += [a for a in survey.linked_headings if next(a.iter(*_SUBHEADING_TAGS), None) is not None]
@@ -554,6 +584,12 @@ def _prune_link_blocks(survey: _Survey, url: str | None) -> None:
             _remove(el)
     for lst in [el for el in survey.lists if len(el) == 0 and not (el.text or "").strip()]:
         _remove(lst)
+
+
+def _links_within_page(el: HtmlElement) -> bool:
+    """Whether every link in ``el`` is an anchor of the page itself ("Jump to the full
+    list"): a way through the article, not a teaser for another page."""
+    return all((a.get("href") or "").lstrip().startswith("#") for a in el.iter("a"))
 
 
 def _labelled_link(el: HtmlElement, text: str) -> bool:
@@ -745,6 +781,8 @@ def _survey(tree: HtmlElement) -> _Survey:
     # story text, inside <head>, its index in ``boxes`` or -1, the innermost open <p> or
     # <li> or -1); the first stands for the root's parent.
     stack: list[tuple[int, int, bool, bool, int, int]] = [(0, -1, False, False, -1, -1)]
+    # The page's heading slugs, read when a box is first named by its id alone.
+    heading_slugs: list[set[str]] = []
     count = 0
     # Names looked up once, not per element.
     limit, text_block_tags, block_tags, no_text_tags = (
@@ -820,7 +858,8 @@ def _survey(tree: HtmlElement) -> _Survey:
                 if verdict is None:
                     verdict = verdicts[names] = _names_boilerplate(" ".join(n for n in names if n))
                 if verdict and tag != "html" and tag != "body" and not _in_code(el) \
-                        and not _in_running_text(el, tag):
+                        and not _in_running_text(el, tag) \
+                        and not _named_by_a_heading(el, tree, heading_slugs):
                     box = len(boxes)
                     boxes.append([number, number, el])
         stack.append((block, link, no_text, in_head, box, holder))
@@ -864,6 +903,41 @@ def _in_running_text(el: HtmlElement, tag: str) -> bool:
     before = el.getprevious()
     text = before.tail if before is not None else el.getparent().text
     return bool(text) and not text.isspace()
+
+
+def _named_by_a_heading(el: HtmlElement, tree: HtmlElement, slugs: list[set[str]]) -> bool:
+    """Whether ``el`` names boilerplate only by an id made from a heading of the page
+    (``id="1-heading-how-popular-is-meditation"`` for the section under "How popular is
+    meditation?", whose own id is ``how-popular-is-meditation``): an anchor to a section of
+    the article, whatever words its heading has. Asked of boxes only, a few a page;
+    ``slugs`` holds the page's heading slugs once read (:func:`_heading_slugs`)."""
+    anchor = (el.get("id") or "").casefold().replace("_", "-")
+    if not anchor or _names_boilerplate(" ".join(
+            n for n in (el.get("class"), el.get("data-component")) if n)):
+        return False
+    if not slugs:
+        slugs.append(_heading_slugs(tree))
+    return any(slug in anchor for slug in slugs[0])
+
+
+# A heading's text longer than this is no anchor's source; headings after the first
+# _MAX_SLUG_HEADINGS are not read (an article has a few dozen; the bound keeps a page of nested
+# headings linear).
+_MAX_SLUG_CHARS = 200
+_MAX_SLUG_HEADINGS = 100
+
+
+def _heading_slugs(tree: HtmlElement) -> set[str]:
+    """The ids and the text's words (joined by hyphens) of a page's subheadings, those of
+    three words or more: what a section's anchor is made of."""
+    slugs = set()
+    for heading in itertools.islice(tree.iter(*_SUBHEADING_TAGS), _MAX_SLUG_HEADINGS):
+        text = _text_up_to(heading, _MAX_SLUG_CHARS) or ""
+        for slug in ((heading.get("id") or "").casefold().replace("_", "-"),
+                     "-".join(_WORDS.findall(text.casefold()))):
+            if slug.count("-") >= 2:
+                slugs.add(slug)
+    return slugs
 
 
 # Elements that flow within a line of text.

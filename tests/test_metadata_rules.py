@@ -155,6 +155,21 @@ def test_the_headline_is_the_h1_that_another_statement_confirms():
     assert article.sources["title"] == "h1"
 
 
+@pytest.mark.parametrize("kind, expected", [
+    # A newsroom's NewsArticle (and its kinds) states the headline.
+    ("NewsArticle", "Council approves the harbour budget after a long debate"),
+    ("ReportageNewsArticle", "Council approves the harbour budget after a long debate"),
+    # A blog post's or a generic article's JSON-LD is most often an SEO plugin's: the <h1>
+    # its readers see is the title, when another statement confirms it.
+    ("BlogPosting", "Council passes budget"),
+    ("Article", "Council passes budget"),
+])
+def test_the_json_ld_headline_goes_first_for_news_articles_only(kind, expected):
+    head = ld({"@type": kind, "headline": "Council approves the harbour budget after a long debate"})
+    html = page(head=head, title="Council passes budget | Daily Example")
+    assert extract_article(html, URL).title == expected
+
+
 def test_a_headline_in_capitals_takes_the_case_another_statement_writes():
     html = page(h1="TIPS FOR ONLINE SUCCESS", title="Tips for Online Success | Example College")
     assert extract_article(html, URL).title == "Tips for Online Success"

@@ -449,6 +449,41 @@ def test_a_label_and_a_link_to_the_sites_own_page_is_a_teaser_whatever_the_label
                      "bridge and its tolls", *_STORY[3:]]
 
 
+def test_a_link_to_a_place_in_the_page_is_no_teaser():
+    """A paragraph that is one link within the page ("Jump to the full list") leads through
+    the article, not away from it; the same paragraph leading to another page is a teaser."""
+    jump = '<p><a href="#the-list">Jump to the full list of the ferry operators we tested.</a></p>'
+    teaser = '<p><a href="/ferries">Read the full list of the ferry operators we tested.</a></p>'
+    lines = _lines(_extract(_page(_paragraphs(0, 1) + jump + teaser + _paragraphs(2, 3))))
+    assert lines == [*_STORY[:2], "Jump to the full list of the ferry operators we tested.",
+                     *_STORY[2:4]]
+
+
+def test_a_section_whose_anchor_is_made_of_its_heading_is_no_box():
+    """An id made of a section's heading ("how-popular-are-ferries") names the section, not
+    a box, whatever words the heading has ("popular"); a box so named keeps its verdict."""
+    section = ('<h2 id="how-popular-are-ferries">How popular are ferries?</h2>'
+               '<div id="1-heading-how-popular-are-ferries"><p>According to the harbour office, '
+               'twice as many people crossed by ferry in 2024 as in 2014, most of them '
+               'commuters on the early boats.</p></div>')
+    box = ('<div id="popular-stories"><p>Mayor resigns over parking fines, and the city '
+           'council meets tonight to choose who follows him.</p></div>')
+    text = _extract(_page(_paragraphs(0, 1, 2) + section + box + _paragraphs(3, 4, 5)))
+    assert "twice as many people crossed by ferry" in text
+    assert "Mayor resigns" not in text
+
+
+def test_a_table_row_is_a_line_of_tab_separated_cells():
+    table = ("<table><tr><th>Operator</th><th>Crossings | day</th><th>Fare</th></tr>"
+             "<tr><td>Harbour Lines</td><td>48</td><td>€3.20</td></tr>"
+             "<tr><td></td><td></td><td></td></tr>"
+             "<tr><td>Blue Ferry</td><td></td><td>€2.90</td></tr></table>")
+    lines = _extract(_page(_paragraphs(0, 1, 2) + table + _paragraphs(3, 4, 5))).split("\n")
+    at = lines.index("Operator\tCrossings | day\tFare")
+    assert lines[at + 1:at + 3] == ["Harbour Lines\t48\t€3.20", "Blue Ferry\t\t€2.90"]
+    assert not any(line.startswith("|") for line in lines)
+
+
 def test_subheadings_that_link_to_the_sites_other_pages_are_teasers_and_are_removed():
     # "Read next": the titles of other stories of the site, each a subheading that is one
     # link. The article's own subheadings stay, whether they link nowhere, to another site
