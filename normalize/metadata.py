@@ -208,11 +208,14 @@ def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None,
     headline = _main_h1(h1_elements, [text for _, text in statements] + [title_element], labels)
     h1 = _title_text(_bounded_text(headline, 10 * _MAX_TITLE)) if headline is not None else None
     labels = labels.with_names([_site_name_from_title(title_element, h1)])
-    if ld and not any(t.endswith("NewsArticle") for t in _types(ld)):
+    og_type = (_text(_first(props.get("og:type"))) or "").casefold()
+    if (not any(t.endswith("NewsArticle") for t in _types(ld))) if ld else og_type != "article":
         # A newsroom's NewsArticle states its headline; other articles' JSON-LD (a blog's
         # BlogPosting, a generic Article) is most often an SEO plugin's, whose headline is the
-        # title written for search engines, and the page's own <h1> is the one its readers
-        # see. It is trusted only when another statement confirms it (_main_h1).
+        # title written for search engines, and a page without JSON-LD that does not call
+        # itself an article (og:type "website", or none) gives its page's title, not a
+        # headline: the page's own <h1> is the one its readers see. It is trusted only when
+        # another statement confirms it (_main_h1).
         statements.insert(0, ("h1", h1))
     else:
         statements.append(("h1", h1))

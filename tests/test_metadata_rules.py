@@ -139,8 +139,8 @@ def test_labels_are_cut_even_when_no_other_statement_says_where_the_headline_end
     (ld({"@type": "NewsArticle", "headline": "After the vote: council passes budget"}),
      "council passes budget", "After the vote: council passes budget"),
     # So is a subtitle after one.
-    (og("og:title", "Council passes budget: what it means for you"), "Council passes budget",
-     "Council passes budget: what it means for you"),
+    (og("og:type", "article") + og("og:title", "Council passes budget: what it means for you"),
+     "Council passes budget", "Council passes budget: what it means for you"),
 ])
 def test_what_a_colon_joins_to_the_headline_stays(head, h1, expected):
     assert extract_article(page(head=head, h1=h1, title="Daily Example"), URL).title == expected
@@ -166,6 +166,18 @@ def test_the_headline_is_the_h1_that_another_statement_confirms():
 ])
 def test_the_json_ld_headline_goes_first_for_news_articles_only(kind, expected):
     head = ld({"@type": kind, "headline": "Council approves the harbour budget after a long debate"})
+    html = page(head=head, title="Council passes budget | Daily Example")
+    assert extract_article(html, URL).title == expected
+
+
+@pytest.mark.parametrize("og_type, expected", [
+    ("article", "Council approves the harbour budget after a long debate"),
+    # A page that calls itself a website gives its page's title.
+    ("website", "Council passes budget"),
+])
+def test_og_title_goes_first_on_pages_that_call_themselves_articles(og_type, expected):
+    head = (og("og:type", og_type)
+            + og("og:title", "Council approves the harbour budget after a long debate"))
     html = page(head=head, title="Council passes budget | Daily Example")
     assert extract_article(html, URL).title == expected
 
