@@ -105,7 +105,8 @@ def _extract(html: str | bytes, url: str | None) -> Article:
     # cost: asked for only when the cascade found no title or author, the fields it may
     # supply (never the date: see complete_with).
     gaps = not (meta.title and meta.authors)
-    text, doc = extract_body(tree, url, article_body, tags, with_metadata=gaps)
+    text, doc = extract_body(tree, url, article_body, tags, with_metadata=gaps,
+                             authors=meta.authors)
     meta = complete_with(meta, doc)
     if meta.language is not None:
         meta = replace(meta, sources={**meta.sources, "language": "declared"})

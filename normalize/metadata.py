@@ -234,7 +234,8 @@ def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None,
                           ("meta", lambda: _meta_authors(props)),
                           ("microdata", lambda: _microdata_authors(tree)),
                           ("byline", lambda: _byline_authors(tree)),
-                          ("byline", lambda: _headline_byline(headline))):
+                          ("byline", lambda: _headline_byline(headline)),
+                          ("byline", lambda: _bold_byline(headline))):
         persons, organisations = _clean_authors(names(), not_people)
         if persons:
             take("authors", source, persons)
@@ -554,6 +555,61 @@ def _headline_byline(headline: HtmlElement | None) -> list[str]:
         if names and _name_shaped(names):
             return names
     return []
+
+
+def _bold_byline(headline: HtmlElement | None) -> list[str]:
+    """The names of a byline printed as a bold paragraph of its own before the story, as
+    some newspapers set it ("<p><strong>Jane Doe</strong></p>", two people as "Jane
+    Doe/John Roe"): among the first few paragraphs after the headline and before the first
+    long one, a paragraph all in bold whose text is names, each of two to five capitalised
+    words (a single bold word is a kicker, or the story's first letter)."""
+    if headline is None:
+        return []
+    seen = 0
+    for top in _around(headline, preceding=False):
+        for paragraph in top.iter("p"):
+            text = _bounded_text(paragraph, _MAX_BYLINE)
+            if text is None:  # a long paragraph: the story has begun
+                return []
+            text = _text(text)
+            if not text:
+                continue
+            seen += 1
+            if seen > _BOLD_BYLINE_PARAGRAPHS:
+                return []
+            if not _all_bold(paragraph):
+                continue
+            names = _dedupe(name.strip() for part in _split_byline(text)
+                            for name in part.split("/"))
+            if names and _name_shaped(names) and all(
+                    len(name.split()) >= 2 and all(word[0].isupper() or word in _NAME_PARTICLES
+                                                   for word in name.split())
+                    for name in names):
+                return names
+    return []
+
+
+# How many paragraphs after the headline a bold byline is looked for in.
+_BOLD_BYLINE_PARAGRAPHS = 4
+# The words of a name not written with a capital ("Ursula von der Leyen"): in a bold line,
+# any other is a term's ("Lecture with Remote Instruction").
+_NAME_PARTICLES = frozenset(("von", "van", "der", "den", "de", "du", "da", "das", "dos", "di",
+                             "del", "della", "la", "le", "bin", "ibn", "al", "el", "y", "e"))
+
+
+def _all_bold(paragraph: HtmlElement) -> bool:
+    """Whether all the text of ``paragraph`` stands in ``<strong>`` or ``<b>`` elements."""
+    if (paragraph.text or "").strip():
+        return False
+    bold = False
+    for child in paragraph:
+        if (child.tail or "").strip():
+            return False
+        if child.tag in ("strong", "b"):
+            bold = True
+        elif isinstance(child.tag, str) and child.tag != "br" and (_text(child.text_content()) or ""):
+            return False
+    return bold
 
 
 def _split_byline(value: str | None) -> list[str]:

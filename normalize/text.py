@@ -260,6 +260,8 @@ _EDGE_LINES = 3
 # A byline among the first lines ("By Jane Doe", "Von Nina Magoley").
 _BYLINE = re.compile(r"^(?:by|von|par|por|di|door|av|af|przez|от)\s+\S", re.I)
 _BYLINE_MAX = 60
+# What separates the names of a byline that names no more than the authors.
+_NAME_SEPARATORS = re.compile(r"\s*(?:[/,;&]|\band\b)\s*")
 # How far from the top the headline and the byline are looked for.
 _HEADER_LINES = 5
 
@@ -285,14 +287,16 @@ _TEXT_BLOCKS = {"p", "div", "h2", "h3", "section", "header", "li", "td"}
 
 def extract_body(tree: HtmlElement, url: str | None, article_body: str | None = None,
                  tags: dict[str, list[str]] | None = None,
-                 with_metadata: bool = True) -> tuple[str, Any]:
+                 with_metadata: bool = True, authors: tuple[str, ...] = ()) -> tuple[str, Any]:
     """The article text of a parsed page (the tree is pruned in place), and trafilatura's
     document, whose metadata serves as the last resort of the metadata cascade.
 
     ``article_body`` is the JSON-LD ``articleBody``, if the page has one; ``tags`` the
     page's :func:`normalize.metadata.meta_tags`, when the caller has read them already;
     ``with_metadata`` false leaves trafilatura's metadata out of the document (it costs
-    about a third of the extraction: the caller asks for it only when it has gaps to fill)."""
+    about a third of the extraction: the caller asks for it only when it has gaps to fill);
+    ``authors``, the names the metadata found: a line of them alone by the headline is a
+    byline, not the body's."""
     if tags is None:
         tags = meta_tags(tree)
     # Read what pruning and trafilatura remove first: scripts (for the second look), the
@@ -324,7 +328,7 @@ def extract_body(tree: HtmlElement, url: str | None, article_body: str | None = 
                     <= _RESCUE_MAX_SHARE * survey.story_chars):
                 text = rescued
     text = _tables_as_tab_separated(text)
-    text = _drop_header_lines(text, headlines)
+    text = _drop_header_lines(text, headlines, authors)
     text = drop_boilerplate_lines(text)
     if text and article_body:
         text = _agree_with_article_body(text, article_body)
@@ -341,7 +345,9 @@ def extract_body(tree: HtmlElement, url: str | None, article_body: str | None = 
         from normalize.blocks import recover_blocks  # it reads this module's definitions
 
         # What the text's own edges are trimmed of, blocks put back at its end are too.
-        text = _drop_dangling_lines(recover_blocks(tree, text, article_body, keep=_kept_line))
+        text = _drop_dangling_lines(recover_blocks(
+            tree, text, article_body,
+            keep=lambda line: _kept_line(line) and not _names_only(line, authors)))
     return text, doc
 
 
@@ -374,6 +380,11 @@ _CELL_BORDER = re.compile(r"(?<!\\)\|")
 def _kept_line(line: str) -> bool:
     """Whether ``drop_boilerplate_lines`` keeps ``line`` standing alone."""
     return bool(drop_boilerplate_lines(line).strip())
+
+
+def _names_only(line: str, authors: tuple[str, ...]) -> bool:
+    """Whether ``line`` names the ``authors`` and nothing else: a byline."""
+    return bool(authors) and set(_NAME_SEPARATORS.split(line.strip())) <= set(authors)
 
 
 def _run_together(text: str, survey: _Survey) -> bool:
@@ -1021,9 +1032,10 @@ def _headlines(tree: HtmlElement, tags: dict[str, list[str]]) -> set[str]:
     return {s for s in map(_squash, found) if s}
 
 
-def _drop_header_lines(text: str, headlines: set[str]) -> str:
+def _drop_header_lines(text: str, headlines: set[str], authors: tuple[str, ...] = ()) -> str:
     """Drop the headline (alone or with its kicker) and a byline from the first lines: the
-    headline is the article's title, not a paragraph of its body."""
+    headline is the article's title, not a paragraph of its body. A byline starts with "By"
+    (or its kin), or is the ``authors`` alone ("Jane Doe/John Roe")."""
     lines = text.split("\n")
     head = []
     for line in lines[:_HEADER_LINES]:
@@ -1039,6 +1051,8 @@ def _drop_header_lines(text: str, headlines: set[str]) -> str:
         ):
             continue
         if len(line.strip()) <= _BYLINE_MAX and _BYLINE.match(line.strip()):
+            continue
+        if _names_only(line, authors):
             continue
         head.append(line)
     return "\n".join(head + lines[_HEADER_LINES:]).strip()

@@ -252,6 +252,23 @@ def test_byline_markup_that_holds_no_name_is_passed_over(under):
     assert extract_article(page(under=under), URL).authors == ("Jane Doe",)
 
 
+@pytest.mark.parametrize("under, authors", [
+    # A byline set as a bold paragraph of its own before the story: the record's authors,
+    # and not a line of its text.
+    ("<p><strong>Jane Doe</strong></p>", ("Jane Doe",)),
+    ("<p><em>Short kicker above the story</em></p><p><b>Jane Doe/Ursula von Roe</b></p>",
+     ("Jane Doe", "Ursula von Roe")),
+    # A bold term is no name, nor is one word.
+    ("<p><strong>Lecture with Remote Instruction</strong></p>", ()),
+    ("<p><strong>Update</strong></p>", ()),
+])
+def test_a_bold_line_of_names_before_the_story_is_its_byline(under, authors):
+    article = extract_article(page(under=under), URL)
+    assert article.authors == authors
+    for name in authors:
+        assert name not in article.text
+
+
 def test_what_a_dash_adds_to_an_author_for_the_site_is_cut():
     head = og("og:site_name", "Daily Example") + ld({
         "@type": "NewsArticle", "headline": "Council passes budget",
