@@ -387,6 +387,20 @@ def test_a_writer_that_dies_before_its_flush_leaves_its_entries_to_the_next(back
     assert copy.record.near_duplicate_of == stored.record.id
 
 
+class _PutsFail(LocalBackend):
+    """A local archive whose PUTs of the keys ``failing`` picks fail, as an unreachable
+    archive's would."""
+
+    @staticmethod
+    def failing(key: str) -> bool:
+        return False
+
+    def put(self, key, data, **kwargs):
+        if self.failing(key):
+            raise ArchiveUnavailable("the archive is unreachable")
+        return super().put(key, data, **kwargs)
+
+
 class _Killed(BaseException):
     """The crawl process killed at this point (nothing after it runs)."""
 
@@ -397,24 +411,16 @@ def test_a_writer_killed_between_a_record_and_its_entry_leaves_the_entry(tmp_pat
     there across the writer's flushes of other entries, and recovery writes it because its
     record exists. An article whose record was never written is not entered."""
 
-    class RecordsFail(LocalBackend):
-        failing = False
-
-        def put(self, key, data, **kwargs):
-            if self.failing and key.endswith("meta.json"):
-                raise ArchiveUnavailable("the archive is unreachable")
-            return super().put(key, data, **kwargs)
-
-    backend = RecordsFail(tmp_path / "archive")
+    backend = _PutsFail(tmp_path / "archive")
     journal = tmp_path / "workspace" / "near"
     day = datetime(2024, 9, 2, tzinfo=timezone.utc)
     writer = Archive(backend, run_id="killed")
     writer.near.keep_journal(journal)
-    backend.failing = True
+    backend.failing = lambda key: key.endswith("meta.json")
     with pytest.raises(ArchiveUnavailable):
         store_text(writer, "https://a.example/never", article_text(130), site="sitea",
                    published=day)
-    backend.failing = False
+    backend.failing = _PutsFail.failing
 
     def killed(entry, bands):
         raise _Killed
@@ -445,15 +451,7 @@ def test_the_journal_keeps_what_a_failed_flush_did_not_write(tmp_path):
     """A flush that writes everything empties the journal; one that fails (the archive
     unreachable) keeps it, and the entries are written from it later, once each."""
 
-    class Unreachable(LocalBackend):
-        down = False
-
-        def put(self, key, data, **kwargs):
-            if self.down and key.startswith("_index/near/"):
-                raise ArchiveUnavailable("the archive is unreachable")
-            return super().put(key, data, **kwargs)
-
-    backend = Unreachable(tmp_path / "archive")
+    backend = _PutsFail(tmp_path / "archive")
     journal = tmp_path / "workspace" / "near"
     day = datetime(2024, 7, 1, tzinfo=timezone.utc)
     writer = Archive(backend, run_id="run-1")
@@ -463,13 +461,13 @@ def test_the_journal_keeps_what_a_failed_flush_did_not_write(tmp_path):
     writer.flush()
     assert not list(journal.iterdir())  # written: nothing journalled any more
 
-    backend.down = True
+    backend.failing = lambda key: key.startswith("_index/near/")
     second = store_text(writer, "https://a.example/2", article_text(121), site="sitea",
                         published=day)
     with pytest.raises(ArchiveUnavailable):
         writer.flush()
     assert list(journal.iterdir())  # kept for the next crawl
-    backend.down = False
+    backend.failing = _PutsFail.failing
     assert recover_journal(backend, journal, "run-1") == 1
     assert not list(journal.iterdir())
     index = NearIndex(backend, "reader")
