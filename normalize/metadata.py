@@ -208,8 +208,9 @@ def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None,
     headline = _main_h1(h1_elements, [text for _, text in statements] + [title_element], labels)
     h1 = _title_text(_bounded_text(headline, 10 * _MAX_TITLE)) if headline is not None else None
     labels = labels.with_names([_site_name_from_title(title_element, h1)])
-    og_type = (_text(_first(props.get("og:type"))) or "").casefold()
-    if (not any(t.endswith("NewsArticle") for t in _types(ld))) if ld else og_type != "article":
+    states_headline = (any(t.endswith("NewsArticle") for t in _types(ld)) if ld
+                       else (_text(_first(props.get("og:type"))) or "").casefold() == "article")
+    if not states_headline:
         # A newsroom's NewsArticle states its headline; other articles' JSON-LD (a blog's
         # BlogPosting, a generic Article) is most often an SEO plugin's, whose headline is the
         # title written for search engines, and a page without JSON-LD that does not call
