@@ -233,7 +233,7 @@ class ArchiveRun:
                                      self.run_id)
         # Near-duplicate index entries wait in memory for a flush: journalled here, a crawl
         # that dies leaves them to the next, as it leaves its WARC files and catalog rows.
-        self.archive.near.keep_journal(self.workspace.near_dir)
+        self.archive.keep_journal(self.workspace.near_dir)
         # What earlier crawls learnt about this site's boilerplate applies from the first page.
         try:
             state = await maybe_deferred_to_future(

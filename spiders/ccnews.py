@@ -540,7 +540,7 @@ class Scanner:
         self.warc = WarcWriter(archive.backend, work_dir / "warc", target.site, run_id)
         self.catalog = CatalogWriter(archive.backend, work_dir / "catalog", run_id)
         if workspace is not None:  # as a crawl's (spiders.archiving)
-            archive.near.keep_journal(workspace.near_dir)
+            archive.keep_journal(workspace.near_dir)
         state = archive.read_site_state(target.site, BOILERPLATE_STATE)
         # The site's learnt boilerplate is stripped, not learnt from: old pages must not
         # teach today's crawls (as in reprocess).

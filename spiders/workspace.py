@@ -62,7 +62,8 @@ class Workspace:
         self.spool_dir = root / "spool"
         self.warc_dir = root / "warc"
         self.catalog_dir = root / "catalog"
-        # The near-duplicate index entries not written yet (storage.near_index's journal).
+        # The near-duplicate index entries not written yet and the links being corrected
+        # (the archive's journal: storage.Archive.keep_journal).
         self.near_dir = root / "near"
         self._lock_fd: int | None = None
 
@@ -224,13 +225,12 @@ class Workspace:
         ArchiveError while the archive cannot take them; what is left stays for the next
         try."""
         from storage.catalog import recover_pending as catalog_recover
-        from storage.near_index import recover_journal
         from storage.warc import recover_pending as warc_recover
 
         # Only abandoned workspaces are recovered: every run in them is over.
         warc_recover(archive.backend, self.warc_dir, is_alive=lambda _run_id: False)
         catalog_recover(archive.backend, self.catalog_dir, is_alive=lambda _run_id: False)
-        recover_journal(archive.backend, self.near_dir, self.run_id)
+        archive.recover_journal(self.near_dir, self.run_id)
         manifest = self.kept_manifest()
         if manifest is not None:
             archive.put_run_manifest(manifest)

@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from storage.backends import Backend, open_backend
@@ -74,7 +75,7 @@ from storage.keys import (
     validate_article_id,
     version_keys,
 )
-from storage.near_index import NearEntry, NearIndex
+from storage.near_index import NearEntry, NearIndex, recover_journal
 from storage.record import RECORD_FIELDS, Record, Version, as_utc
 from storage.summary import SummaryNotes, UrlSummary
 from storage.urls import canonicalize_url
@@ -108,6 +109,9 @@ _ORIGINALS_KEPT = 4096
 # 2 KB, is shared by its URLs): a crawl's feed lists an article it has just stored under one
 # more URL within the crawl, a few hundred articles later at most.
 _STORED_KEPT = 1024
+# The file of the journal's folder (keep_journal) that holds the links being corrected: one
+# JSON line per original, ``{"meta_key": ..., "links": [[copy's meta_key, link, original]]}``.
+_LINKS_JOURNAL = "links.jsonl"
 
 
 class _Kept(Generic[K, V]):
@@ -185,6 +189,11 @@ class Archive:
         # An article's two objects are written at once: on S3 that is one round trip
         # instead of two.
         self._writers = ThreadPoolExecutor(8, thread_name_prefix="archive-put")
+        # The journal of the links this writer corrects (keep_journal): its file, and
+        # whether a correction failed (the file then stays for the next crawl).
+        self._links_journal: Path | None = None
+        self._links_lock = threading.Lock()
+        self._links_failed = False
 
     @classmethod
     def open(cls, url: str, run_id: str = "") -> Archive:
@@ -196,6 +205,41 @@ class Archive:
         """Write what this writer added to the near-duplicate index since the last flush
         (done every so often while storing): call it once storing is over."""
         self.near.flush(last=True)
+        with self._links_lock:
+            if self._links_journal is not None and not self._links_failed:
+                self._links_journal.unlink(missing_ok=True)
+
+    def keep_journal(self, directory: Path) -> None:
+        """Journal in ``directory`` (local) what a writer that dies would leave undone: its
+        near-duplicate index entries (:meth:`NearIndex.keep_journal`), and the links it
+        corrects in the records of copies archived before their original, written down
+        before the original's ``meta.json``; :meth:`recover_journal` finishes both."""
+        self.near.keep_journal(directory)
+        self._links_journal = directory / _LINKS_JOURNAL
+
+    def recover_journal(self, directory: Path, run_id: str) -> None:
+        """Finish what a writer that died journalled in ``directory`` (:meth:`keep_journal`):
+        write its near-duplicate index entries, and correct the links its stored originals
+        were to correct (those whose ``meta.json`` exists: the others are stored again, and
+        their links found again, when their pages are). Raises the backend's error; a
+        correction that fails leaves the journal for the next try."""
+        recover_journal(self.backend, directory, run_id)
+        path = directory / _LINKS_JOURNAL
+        if not path.is_file():
+            return
+        done = True
+        for line in path.read_bytes().splitlines():
+            try:
+                entry = json.loads(line)
+                meta_key, links = entry["meta_key"], entry["links"]
+            except (ValueError, KeyError, TypeError):
+                logger.warning("link journal %s ends with a record cut short", path)
+                break
+            if self.backend.exists(meta_key):
+                for copy_key, link, original in links:
+                    done = self._point_to(copy_key, link, original) and done
+        if done:
+            path.unlink(missing_ok=True)
 
     @property
     def url(self) -> str:
@@ -404,6 +448,8 @@ class Archive:
             self._put_objects(rel(record.raw_key), rel(record.text_key), raw_body, charset, text,
                               shot)
             self.index.mark_urls(marker, seen_urls)
+            if corrections:  # done after the record: a writer that dies first leaves them
+                self._journal_links(rel(record.meta_key), corrections)
             self.backend.put(rel(record.meta_key), record.to_json(),
                              content_type="application/json; charset=utf-8")
         except BaseException:
@@ -411,9 +457,24 @@ class Archive:
                 self.near.stored(entry)
             raise
         for meta_key, link, original in corrections:
-            self._point_to(meta_key, link, original)
+            if not self._point_to(meta_key, link, original):
+                with self._links_lock:
+                    self._links_failed = True
         self._index_text(record, text)
         return StoreResult(StoreOutcome.WRITTEN, record, completed_claim)
+
+    def _journal_links(self, meta_key: str, corrections: list[tuple[str, str, str]]) -> None:
+        """Write down the links an original (its record at ``meta_key``, archive-relative)
+        is to correct, when a journal is kept. Unbuffered, as the near-duplicate journal."""
+        if self._links_journal is None:
+            return
+        line = json.dumps({"meta_key": meta_key, "links": corrections}).encode() + b"\n"
+        with self._links_lock:
+            try:
+                with open(self._links_journal, "ab", buffering=0) as journal:
+                    journal.write(line)
+            except OSError as exc:  # the links are corrected all the same, only not safe
+                logger.warning("cannot journal the links of %s: %s", meta_key, exc)
 
     def _store_again(self, existing: Record, record: Record, raw_body: bytes | DeflatedBody,
                      charset: str, text: str, seen_urls: set[str], refetch: bool,
@@ -605,11 +666,11 @@ class Archive:
         self._originals.put(original.id, (now, hop))
         return hop
 
-    def _point_to(self, meta_key: str, link: str, original: str) -> None:
+    def _point_to(self, meta_key: str, link: str, original: str) -> bool:
         """Set ``link`` (``duplicate_of`` or ``near_duplicate_of``) of the record at
         ``meta_key`` to ``original``: the correction of a copy archived before its original.
-        A failure is logged, not raised: the new article is stored, and the link is what
-        was known before."""
+        A failure is logged, not raised (the new article is stored, and the link is what was
+        known before; the journal keeps it for the next crawl): returns False then."""
         corrected: list[str] = []
 
         def point(current: Record | None) -> Record | None:
@@ -625,6 +686,8 @@ class Archive:
                 self._originals.pop(article)
         except (ArchiveError, ValueError) as exc:
             logger.warning("cannot point %s to its original %s: %s", meta_key, original, exc)
+            return False
+        return True
 
     def _near_entry(self, record: Record, text: str, version: str = "") -> NearEntry | None:
         """What the near-duplicate index says of a text (None: too short to compare)."""

@@ -400,6 +400,11 @@ class _PutsFail(LocalBackend):
             raise ArchiveUnavailable("the archive is unreachable")
         return super().put(key, data, **kwargs)
 
+    def put_if_match(self, key, data, etag, **kwargs):
+        if self.failing(key):
+            raise ArchiveUnavailable("the archive is unreachable")
+        return super().put_if_match(key, data, etag, **kwargs)
+
 
 class _Killed(BaseException):
     """The crawl process killed at this point (nothing after it runs)."""
@@ -445,6 +450,64 @@ def test_a_writer_killed_between_a_record_and_its_entry_leaves_the_entry(tmp_pat
         hits = index.candidates(day.date(), lsh_bands(article_text(seed)))
         assert [entry.id for entry, shared in hits if shared == LSH_BANDS] == [record.id]
     assert not index.candidates(day.date(), lsh_bands(article_text(130)))
+
+
+def test_a_writer_that_corrects_links_and_ends_cleanly_leaves_no_journal(tmp_path):
+    journal = tmp_path / "workspace" / "near"
+    text = article_text(141)
+    published = datetime(2024, 5, 2, 9, 0, tzinfo=timezone.utc)
+    writer = Archive(LocalBackend(tmp_path / "archive"), run_id="crawl-1")
+    writer.keep_journal(journal)
+    copy = store_text(writer, "https://partner.example/wire/story", _wire_copy(text),
+                      site="partner", published=published + timedelta(hours=3)).record
+    original = store_text(writer, "https://origin.example/story", text, site="origin",
+                          published=published).record
+    assert (journal / "links.jsonl").is_file()  # written before the original's record
+    writer.flush()
+    assert not list(journal.iterdir())
+    assert writer.lookup(copy.canonical_url).near_duplicate_of == original.id
+
+
+@pytest.mark.parametrize("fault", ["killed", "unreachable"])
+def test_links_an_original_was_to_correct_are_corrected_after_a_crash(tmp_path, fault):
+    """An original archived after its copy on another site corrects the copy's link: the
+    correction is journalled before the original's record is written, so a writer killed
+    after the record (or whose correction failed, the archive unreachable) leaves it to the
+    next crawl's recovery, which makes it; a clean end leaves no journal."""
+    backend = _PutsFail(tmp_path / "archive")
+    journal = tmp_path / "workspace" / "near"
+    text = article_text(140)
+    published = datetime(2024, 5, 2, 9, 0, tzinfo=timezone.utc)
+    crawl_one = Archive(backend, run_id="crawl-1")
+    crawl_one.keep_journal(journal)
+    copy = store_text(crawl_one, "https://partner.example/wire/story", _wire_copy(text),
+                      site="partner", published=published + timedelta(hours=3)).record
+    crawl_one.flush()
+    assert not list(journal.iterdir())  # nothing to correct, nothing journalled
+
+    crawl_two = Archive(backend, run_id="crawl-2")
+    crawl_two.keep_journal(journal)
+    if fault == "killed":
+        def killed(meta_key, link, original):
+            raise _Killed
+        crawl_two._point_to = killed
+        with pytest.raises(_Killed):
+            store_text(crawl_two, "https://origin.example/story", text, site="origin",
+                       published=published)
+    else:
+        backend.failing = lambda key: copy.id in key and key.endswith("meta.json")
+        store_text(crawl_two, "https://origin.example/story", text, site="origin",
+                   published=published)
+        backend.failing = _PutsFail.failing
+        crawl_two.flush()  # a correction failed: the journal stays
+    original = Archive(backend).lookup("https://origin.example/story")
+    assert original is not None
+    assert Archive(backend).lookup("https://partner.example/wire/story").near_duplicate_of is None
+
+    Archive(backend, run_id="crawl-3").recover_journal(journal, "crawl-2")
+    assert Archive(backend).lookup(
+        "https://partner.example/wire/story").near_duplicate_of == original.id
+    assert not list(journal.iterdir())
 
 
 def test_the_journal_keeps_what_a_failed_flush_did_not_write(tmp_path):
