@@ -448,7 +448,7 @@ class Archive:
             self._put_objects(rel(record.raw_key), rel(record.text_key), raw_body, charset, text,
                               shot)
             self.index.mark_urls(marker, seen_urls)
-            if corrections:  # done after the record: a writer that dies first leaves them
+            if corrections:  # made once the record is written: journalled before it
                 self._journal_links(rel(record.meta_key), corrections)
             self.backend.put(rel(record.meta_key), record.to_json(),
                              content_type="application/json; charset=utf-8")
