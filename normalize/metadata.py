@@ -580,8 +580,7 @@ def _bold_byline(headline: HtmlElement | None) -> list[str]:
                 return []
             if not _all_bold(paragraph):
                 continue
-            names = _dedupe(name.strip() for part in _split_byline(text)
-                            for name in part.split("/"))
+            names = listed_names(_BYLINE_PREFIX.sub("", text))
             if names and _name_shaped(names) and all(
                     len(name.split()) >= 2 and all(word[0].isupper() or word in _NAME_PARTICLES
                                                    for word in name.split())
@@ -611,6 +610,13 @@ def _all_bold(paragraph: HtmlElement) -> bool:
         elif isinstance(child.tag, str) and child.tag != "br" and (_text(child.text_content()) or ""):
             return False
     return bold
+
+
+def listed_names(text: str) -> list[str]:
+    """The names a line lists, separated as a byline separates them (commas, "and" and its
+    kin, "&", slashes: "Jane Doe/John Roe")."""
+    return _dedupe(name.strip() for part in _AUTHOR_SPLIT.split(text)
+                   for name in part.split("/") if name.strip())
 
 
 def _split_byline(value: str | None) -> list[str]:

@@ -56,7 +56,7 @@ from justext.core import ParagraphMaker, classify_paragraphs, revise_paragraph_c
 from justext.utils import get_stoplist, get_stoplists
 from lxml.html import HtmlElement
 
-from normalize.metadata import meta_tags
+from normalize.metadata import listed_names, meta_tags
 
 # Shortest embedded HTML string worth treating as an article body in the second look, in
 # characters, an escape sequence (\") counting as one.
@@ -260,8 +260,6 @@ _EDGE_LINES = 3
 # A byline among the first lines ("By Jane Doe", "Von Nina Magoley").
 _BYLINE = re.compile(r"^(?:by|von|par|por|di|door|av|af|przez|от)\s+\S", re.I)
 _BYLINE_MAX = 60
-# What separates the names of a byline that names no more than the authors.
-_NAME_SEPARATORS = re.compile(r"\s*(?:[/,;&]|\band\b)\s*")
 # How far from the top the headline and the byline are looked for.
 _HEADER_LINES = 5
 
@@ -384,7 +382,10 @@ def _kept_line(line: str) -> bool:
 
 def _names_only(line: str, authors: tuple[str, ...]) -> bool:
     """Whether ``line`` names the ``authors`` and nothing else: a byline."""
-    return bool(authors) and set(_NAME_SEPARATORS.split(line.strip())) <= set(authors)
+    if not authors:
+        return False
+    names = listed_names(line)
+    return bool(names) and set(names) <= set(authors)
 
 
 def _run_together(text: str, survey: _Survey) -> bool:

@@ -231,8 +231,9 @@ class ArchiveRun:
                                self.run_id)
         self.catalog = CatalogWriter(self.archive.backend, self.workspace.catalog_dir,
                                      self.run_id)
-        # Near-duplicate index entries wait in memory for a flush: journalled here, a crawl
-        # that dies leaves them to the next, as it leaves its WARC files and catalog rows.
+        # Near-duplicate index entries wait in memory for a flush, and links are corrected
+        # after a record is written: journalled here, a crawl that dies leaves them to the
+        # next, as it leaves its WARC files and catalog rows.
         self.archive.keep_journal(self.workspace.near_dir)
         # What earlier crawls learnt about this site's boilerplate applies from the first page.
         try:

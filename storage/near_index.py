@@ -233,7 +233,8 @@ class NearIndex:
         # Articles this writer is storing (between their near-duplicate search and their
         # meta.json): its other threads' near copies of them find them, not only once they
         # are complete. Never written: only complete articles go to segments.
-        self._storing: dict[tuple[str, str], tuple[NearEntry, list[int]]] = {}
+        # Each with its band keys and its journal record (None: no journal kept).
+        self._storing: dict[tuple[str, str], tuple[NearEntry, list[int], bytes | None]] = {}
         self._pending_since = 0.0  # when the oldest entry pending was added
         # The journal (keep_journal): the folder, the files appended to now (by suffix: the
         # complete entries', the entries being stored'; opened at the first entry after a
@@ -270,7 +271,8 @@ class NearIndex:
                     for row, shared in chunk.rows_sharing(keys).items():
                         offer(chunk.entry(row), shared)
             wanted = set(keys)
-            for entry, entry_keys in [*self._pending, *self._storing.values()]:
+            being_stored = [(entry, entry_keys) for entry, entry_keys, _ in self._storing.values()]
+            for entry, entry_keys in [*self._pending, *being_stored]:
                 shared = len(wanted.intersection(entry_keys))
                 if shared:
                     offer(entry, shared)
@@ -305,7 +307,7 @@ class NearIndex:
         keys = _band_keys(bands)
         journalled = _journal_record(entry, keys) if self._journal_dir is not None else None
         with self._lock:
-            self._storing[(entry.id, entry.version)] = (entry, keys)
+            self._storing[(entry.id, entry.version)] = (entry, keys, journalled)
             if journalled is not None:
                 self._append_to_journal(journalled, _STORING_SUFFIX)
 
@@ -326,8 +328,14 @@ class NearIndex:
         written (:meth:`flush`, called here when it is due, unless another thread is
         flushing already)."""
         keys = _band_keys(bands)
-        # Encoded before the lock that every search takes; only the append waits for it.
-        journalled = _journal_record(entry, keys) if self._journal_dir is not None else None
+        # Encoded before the lock that every search takes (only the append waits for it),
+        # once: an article journalled as being stored has its record already. (Read without
+        # the lock: only the thread storing an article adds it.)
+        journalled = None
+        if self._journal_dir is not None:
+            being_stored = self._storing.get((entry.id, entry.version))
+            journalled = (being_stored[2] if being_stored is not None and being_stored[0] == entry
+                          and being_stored[2] is not None else _journal_record(entry, keys))
         with self._lock:
             self._storing.pop((entry.id, entry.version), None)
             if not self._pending:
@@ -361,8 +369,9 @@ class NearIndex:
             # whose records in these files go with them.
             journalled = self._close_journal()
             if self._journal_dir is not None:
-                for entry, keys in self._storing.values():
-                    self._append_to_journal(_journal_record(entry, keys), _STORING_SUFFIX)
+                for entry, keys, record in self._storing.values():
+                    self._append_to_journal(record or _journal_record(entry, keys),
+                                            _STORING_SUFFIX)
         written = 0
         if by_month:
             # The months at once: a crawl writes into one or two, a backfill into dozens,
