@@ -232,12 +232,13 @@ class Archive:
             try:
                 entry = json.loads(line)
                 meta_key, links = entry["meta_key"], entry["links"]
+                when = datetime.fromisoformat(entry["when"]) if "when" in entry else None
             except (ValueError, KeyError, TypeError):
                 logger.warning("link journal %s ends with a record cut short", path)
                 break
             if self.backend.exists(meta_key):
                 for copy_key, link, original in links:
-                    done = self._point_to(copy_key, link, original) and done
+                    done = self._point_to(copy_key, link, original, when) and done
         if done:
             path.unlink(missing_ok=True)
 
@@ -449,7 +450,7 @@ class Archive:
                               shot)
             self.index.mark_urls(marker, seen_urls)
             if corrections:  # made once the record is written: journalled before it
-                self._journal_links(rel(record.meta_key), corrections)
+                self._journal_links(rel(record.meta_key), corrections, _first_seen(record))
             self.backend.put(rel(record.meta_key), record.to_json(),
                              content_type="application/json; charset=utf-8")
         except BaseException:
@@ -457,18 +458,21 @@ class Archive:
                 self.near.stored(entry)
             raise
         for meta_key, link, original in corrections:
-            if not self._point_to(meta_key, link, original):
+            if not self._point_to(meta_key, link, original, _first_seen(record)):
                 with self._links_lock:
                     self._links_failed = True
         self._index_text(record, text)
         return StoreResult(StoreOutcome.WRITTEN, record, completed_claim)
 
-    def _journal_links(self, meta_key: str, corrections: list[tuple[str, str, str]]) -> None:
-        """Write down the links an original (its record at ``meta_key``, archive-relative)
-        is to correct, when a journal is kept. Unbuffered, as the near-duplicate journal."""
+    def _journal_links(self, meta_key: str, corrections: list[tuple[str, str, str]],
+                       when: datetime) -> None:
+        """Write down the links an original (its record at ``meta_key``, archive-relative,
+        published or first fetched at ``when``) is to correct, when a journal is kept.
+        Unbuffered, as the near-duplicate journal."""
         if self._links_journal is None:
             return
-        line = json.dumps({"meta_key": meta_key, "links": corrections}).encode() + b"\n"
+        line = json.dumps({"meta_key": meta_key, "links": corrections,
+                           "when": when.isoformat()}).encode() + b"\n"
         with self._links_lock:
             try:
                 with open(self._links_journal, "ab", buffering=0) as journal:
@@ -666,15 +670,21 @@ class Archive:
         self._originals.put(original.id, (now, hop))
         return hop
 
-    def _point_to(self, meta_key: str, link: str, original: str) -> bool:
+    def _point_to(self, meta_key: str, link: str, original: str,
+                  when: datetime | None) -> bool:
         """Set ``link`` (``duplicate_of`` or ``near_duplicate_of``) of the record at
-        ``meta_key`` to ``original``: the correction of a copy archived before its original.
-        A failure is logged, not raised (the new article is stored, and the link is what was
-        known before; the journal keeps it for the next crawl): returns False then."""
+        ``meta_key`` to ``original``, published (else first fetched) at ``when``: the
+        correction of a copy archived before its original. A link to an article known to
+        be earlier still is kept: a correction made late (from the journal, after a crash)
+        must not undo a later crawl's. A failure is logged, not raised (the new article is
+        stored, and the link is what was known before; the journal keeps it for the next
+        crawl): returns False then."""
         corrected: list[str] = []
 
         def point(current: Record | None) -> Record | None:
             if current is None or getattr(current, link) == original or current.id == original:
+                return None
+            if when is not None and self._links_earlier(current, link, original, when):
                 return None
             corrected.append(current.id)
             return replace(current, **{link: original})
@@ -688,6 +698,13 @@ class Archive:
             logger.warning("cannot point %s to its original %s: %s", meta_key, original, exc)
             return False
         return True
+
+    def _links_earlier(self, copy: Record, link: str, original: str, when: datetime) -> bool:
+        """Whether ``copy``'s ``link`` already names an article published before
+        ``original`` (at ``when``; ties: the smaller id), as its index entry says."""
+        linked = getattr(copy, link)
+        entry = self.near.entry_of(linked, _day(copy)) if linked else None
+        return entry is not None and (as_utc(entry.when), entry.id) < (as_utc(when), original)
 
     def _near_entry(self, record: Record, text: str, version: str = "") -> NearEntry | None:
         """What the near-duplicate index says of a text (None: too short to compare)."""

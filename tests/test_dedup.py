@@ -488,7 +488,7 @@ def test_links_an_original_was_to_correct_are_corrected_after_a_crash(tmp_path, 
     crawl_two = Archive(backend, run_id="crawl-2")
     crawl_two.keep_journal(journal)
     if fault == "killed":
-        def killed(meta_key, link, original):
+        def killed(meta_key, link, original, when):
             raise _Killed
         crawl_two._point_to = killed
         with pytest.raises(_Killed):
@@ -508,6 +508,45 @@ def test_links_an_original_was_to_correct_are_corrected_after_a_crash(tmp_path, 
     assert Archive(backend).lookup(
         "https://partner.example/wire/story").near_duplicate_of == original.id
     assert not list(journal.iterdir())
+
+
+def test_a_correction_made_late_keeps_a_link_to_an_earlier_original(tmp_path):
+    """A crawl's journalled correction (copy -> its original) made only after a crash, when
+    another crawl has meanwhile archived an article published earlier still and pointed the
+    copy to it, leaves the copy pointing to the earliest."""
+    backend = _PutsFail(tmp_path / "archive")
+    journal = tmp_path / "workspace" / "near"
+    text = article_text(142)
+    earliest = "PARIS (Agency) -\n" + text
+    assert NEAR_DUPLICATE_JACCARD <= jaccard(shingles(earliest), shingles(_wire_copy(text)))
+    published = datetime(2024, 5, 2, 9, 0, tzinfo=timezone.utc)
+    first = Archive(backend, run_id="crawl-1")
+    copy = store_text(first, "https://partner.example/wire/story", _wire_copy(text),
+                      site="partner", published=published + timedelta(hours=3)).record
+    first.flush()
+
+    # Crawl 2 archives an earlier original; its correction of the copy fails: journalled.
+    second = Archive(backend, run_id="crawl-2")
+    second.keep_journal(journal)
+    backend.failing = lambda key: copy.id in key and key.endswith("meta.json")
+    late = store_text(second, "https://origin.example/story", text, site="origin",
+                      published=published + timedelta(hours=1)).record
+    backend.failing = _PutsFail.failing
+    second.flush()
+    assert (journal / "links.jsonl").is_file()
+
+    # Crawl 3 archives the earliest, and points both to it.
+    third = Archive(backend, run_id="crawl-3")
+    first_of_all = store_text(third, "https://first.example/story", earliest, site="first",
+                              published=published).record
+    third.flush()
+    reader = Archive(backend)
+    assert reader.lookup(copy.canonical_url).near_duplicate_of == first_of_all.id
+    assert reader.lookup(late.canonical_url).near_duplicate_of == first_of_all.id
+
+    Archive(backend, run_id="crawl-4").recover_journal(journal, "crawl-2")
+    assert Archive(backend).lookup(copy.canonical_url).near_duplicate_of == first_of_all.id
+    assert not list(journal.iterdir())  # nothing left to do
 
 
 def test_the_journal_keeps_what_a_failed_flush_did_not_write(tmp_path):
