@@ -7,8 +7,10 @@ UV := $(TOOLS)/bin/uv
 # Four workers on two cores: much of the suite waits on servers, subprocesses and cron
 # ticks, not on the CPU (measured on 2 cores: 575 s with two workers, 459 s with three,
 # 419 s with four, using about 1.3 cores). Whole files go to one worker, so module fixtures
-# (a crawled archive) are built once; the slowest files start first (tests/conftest.py).
-PYTEST_ARGS ?= -n 4 --dist loadfile
+# (a crawled archive) are built once; the slowest files start first (tests/conftest.py),
+# which pytest-xdist's default reordering of files by their number of tests undid: the
+# 5-minute signals test started 13 minutes into the run, and ended it.
+PYTEST_ARGS ?= -n 4 --dist loadfile --no-loadscope-reorder
 PACKAGES := normalize storage spiders flows browse
 
 # uv must use the machine's Python, never download one.
