@@ -1,0 +1,61 @@
+"""The language detector's model, kept decompressed in the user's cache directory: a crawl
+loads the copy (0.2 s of CPU, not 0.8), which must detect exactly as the bundled model does;
+a damaged or unwritable copy is no error."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from normalize.language_model import load_identifier
+
+TEXTS = [
+    "The committee approved the budget on Tuesday after a long debate about school funding.",
+    "Der Ausschuss hat den Haushalt am Dienstag nach einer langen Debatte gebilligt.",
+    "Le comité a approuvé le budget mardi après un long débat sur le financement des écoles.",
+    "委员会在周二经过长时间辩论后批准了预算。",
+    "Комитет одобрил бюджет во вторник после долгих дебатов.",
+    "Komite, okul finansmanı hakkındaki uzun bir tartışmanın ardından bütçeyi onayladı.",
+]
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_identifier(None)
+
+
+def detections(identifier) -> list[tuple[str, float]]:
+    return [identifier.classify(text) for text in TEXTS]
+
+
+def test_the_copy_is_made_once_and_detects_as_the_bundled_model(tmp_path, bundled):
+    first = load_identifier(tmp_path)  # no copy yet: from the bundled model, then kept
+    (copy,) = tmp_path.iterdir()
+    assert copy.suffix == ".npz" and copy.stat().st_size > 10_000_000
+    made = copy.stat().st_mtime_ns
+    second = load_identifier(tmp_path)  # from the copy, which is left as it is
+    assert copy.stat().st_mtime_ns == made and list(tmp_path.iterdir()) == [copy]
+    assert detections(second) == detections(first) == detections(bundled)
+    assert [lang for lang, _ in detections(second)] == ["en", "de", "fr", "zh", "ru", "tr"]
+
+
+def test_a_damaged_copy_is_replaced_with_a_warning(tmp_path, bundled, caplog):
+    load_identifier(tmp_path)
+    (copy,) = tmp_path.iterdir()
+    copy.write_bytes(copy.read_bytes()[:1000])  # cut short, as by a full disk
+    with caplog.at_level(logging.WARNING, logger="normalize.language_model"):
+        again = load_identifier(tmp_path)
+    assert "unreadable" in caplog.text
+    assert detections(again) == detections(bundled)
+    assert detections(load_identifier(tmp_path)) == detections(bundled)  # the copy is whole
+    assert [p.name for p in tmp_path.iterdir()] == [copy.name]  # no temporary file left
+
+
+def test_a_cache_that_cannot_be_written_is_no_error(tmp_path, bundled, caplog):
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the directory would be")
+    with caplog.at_level(logging.WARNING, logger="normalize.language_model"):
+        identifier = load_identifier(blocked)
+    assert "cannot keep a copy" in caplog.text
+    assert detections(identifier) == detections(bundled)
