@@ -82,7 +82,7 @@ from bench.throughput import (  # noqa: E402
     VENV_BIN,
     Measurement,
     _become_subreaper,
-    _process_cpu,
+    _cpu_seconds,
     measure,
     start_prefect_server,
 )
@@ -424,15 +424,15 @@ def run_command(tree: Tree, servers: Servers, run_dir: Path, args: list[str], la
         servers.s3_counts(reset=True)
         if site:
             site.counts(reset=True)
-    moto_cpu = _process_cpu(servers.s3.pid)
-    site_cpu = _process_cpu(site.process.pid) if site else 0.0
+    moto_cpu = _cpu_seconds(servers.s3.pid)
+    site_cpu = _cpu_seconds(site.process.pid) if site else 0.0
     # The site is a child of this process too, but no part of what is measured.
     exclude = servers.exclude | ({site.process.pid} if site else set())
     result = measure(label, [str(tree.newsarchive), *args], tree.env(servers, data_dir),
                      tree.root, exclude, run_dir / f"{args[0]}.log")
     crawl = Crawl(result, site.counts(reset=True) if site else {}, servers.s3_counts(reset=True),
-                  moto_cpu=_process_cpu(servers.s3.pid) - moto_cpu,
-                  site_cpu=(_process_cpu(site.process.pid) - site_cpu) if site else 0.0)
+                  moto_cpu=_cpu_seconds(servers.s3.pid) - moto_cpu,
+                  site_cpu=(_cpu_seconds(site.process.pid) - site_cpu) if site else 0.0)
     for stats_file in sorted((data_dir / "crawls").glob("*.json")):
         try:
             for key, value in json.loads(stats_file.read_text())["stats"].items():

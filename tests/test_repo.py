@@ -4,6 +4,7 @@ by reading it against the tree.)"""
 
 from __future__ import annotations
 
+import importlib
 import re
 import tomllib
 from datetime import date
@@ -205,3 +206,11 @@ def test_the_suite_reads_nothing_beside_the_repository():
     # What the tests read instead: the corpus, its licence and the sample article.
     for path in ("fundus/index.json", "fundus/LICENSE", "sample-article.txt", "README.md"):
         assert (ROOT / "tests" / "data" / path).is_file(), path
+
+
+@pytest.mark.parametrize("bench", sorted(p.stem for p in (ROOT / "bench").glob("*.py")
+                                         if p.stem != "__init__"))
+def test_every_benchmark_imports(bench):
+    """Benchmarks run by hand, not by the suite: a name one of them imports from another
+    (or from the project) that a change renamed would otherwise go unnoticed until then."""
+    importlib.import_module(f"bench.{bench}")
