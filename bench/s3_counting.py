@@ -170,6 +170,29 @@ def read_counts(endpoint: str, reset: bool = True) -> S3Counts:
     return S3Counts(rows, data.get("expect_continue", 0))
 
 
+def make_moto_puts_atomic() -> None:
+    """Make moto's object PUTs atomic, as S3's are. moto checks a PUT's ``If-Match`` or
+    ``If-None-Match`` and then writes, and replaces an object while another request still
+    reads the one it replaces: two PUTs of one key at once (its server is threaded) can both
+    win a compare-and-swap that S3 lets only one win, or fail with a 500. The archive's
+    claims and record updates rely on S3's guarantee, so the tests' and the benchmarks'
+    server must give it; under a loaded machine's thread switching, a test lost an alias
+    without this."""
+    from moto.s3.responses import S3Response
+
+    if getattr(S3Response.put_object, "atomic", False):
+        return
+    put_object = S3Response.put_object
+    lock = threading.Lock()
+
+    def atomic_put_object(self):
+        with lock:
+            return put_object(self)
+
+    atomic_put_object.atomic = True
+    S3Response.put_object = atomic_put_object
+
+
 def serve(port_file: Path, archive_prefix: str) -> None:
     """moto's server, counting, until killed; writes its port to ``port_file`` once
     listening."""
@@ -182,6 +205,7 @@ def serve(port_file: Path, archive_prefix: str) -> None:
     # AWS services a request is for (its headers, its body, a list of moto's modules read
     # from disk) under one lock for all requests, a quarter of moto's CPU in the bench's
     # runs; every request here is for S3.
+    make_moto_puts_atomic()
     app = CountingS3(create_backend_app("s3"), archive_prefix)
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
     temporary = port_file.with_suffix(".tmp")

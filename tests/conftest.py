@@ -8,7 +8,6 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from bench.s3_counting import make_moto_puts_atomic
 from storage import Archive, LocalBackend, S3Backend
 from tests.newssite import NewsSite, load_corpus
 
@@ -68,34 +68,12 @@ def moto_endpoint() -> Iterator[str]:
     # werkzeug logs every S3 request at INFO, drowning failure reports.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
-    _atomic_object_writes()
+    make_moto_puts_atomic()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
-
-
-def _atomic_object_writes() -> None:
-    """Make moto's object PUTs atomic, as S3's are. moto checks a PUT's ``If-Match`` or
-    ``If-None-Match`` and then writes, and replaces an object while another request still
-    reads the one it replaces: two PUTs of one key at once (its server is threaded) can both
-    win a compare-and-swap that S3 lets only one win, or fail with a 500. The archive's
-    claims and record updates rely on S3's guarantee, so the tests' server must give it;
-    under a loaded machine's thread switching, an alias was lost without this."""
-    from moto.s3.responses import S3Response
-
-    if getattr(S3Response.put_object, "atomic", False):
-        return
-    put_object = S3Response.put_object
-    lock = threading.Lock()
-
-    def atomic_put_object(self):
-        with lock:
-            return put_object(self)
-
-    atomic_put_object.atomic = True
-    S3Response.put_object = atomic_put_object
 
 
 @dataclass(frozen=True)
