@@ -1,4 +1,5 @@
-"""Pure functions from HTML to article text and metadata. No Scrapy, no I/O."""
+"""Pure functions from HTML to article text and metadata. No Scrapy, no I/O but the language
+detector's model, read once per process (:mod:`normalize.language_model`)."""
 
 from normalize.article import (
     EXTRACTOR_NAME,
