@@ -29,6 +29,11 @@ AWS_TEST_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 
+# What the crawls of the tests keep in the user's cache directory (the language model's
+# decompressed copy) goes to the checkout's working directory instead, shared by the
+# workers and kept between runs, never to the home directory of whoever runs the tests.
+os.environ["XDG_CACHE_HOME"] = str(REPO_ROOT / ".newsarchive" / "cache")
+
 
 # The files that take longest (minutes of cron ticks, Prefect servers, whole crawls), run
 # first: pytest-xdist hands whole files to its workers in collection order, and a long file
