@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from array import array
 from importlib.metadata import version
 from pathlib import Path
@@ -23,6 +24,10 @@ from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
 
 logger = logging.getLogger(__name__)
 
+_COPY_PREFIX = "py3langid-"
+# A temporary copy older than this was left by a process killed while writing it (writing
+# takes about a second).
+_TEMPORARY_KEPT_SECONDS = 3600.0
 # The arrays of the copy, named as LanguageIdentifier's attributes that hold them.
 _ARRAYS = ("nb_ptc", "nb_pc", "nb_classes", "tk_nextmove", "tk_row", "tk_output")
 
@@ -54,7 +59,7 @@ def _from_bundled_model() -> LanguageIdentifier:
 def _copy_name() -> str:
     """The copy's file name: a new py3langid, or another model file, makes another copy."""
     bundled = (MODEL_DIR / MODEL_FILE).stat()
-    return f"py3langid-{version('py3langid')}-{bundled.st_size}.npz"
+    return f"{_COPY_PREFIX}{version('py3langid')}-{bundled.st_size}.npz"
 
 
 def _from_copy(path: Path) -> LanguageIdentifier:
@@ -99,3 +104,26 @@ def _keep_copy(identifier: LanguageIdentifier, path: Path) -> None:
             raise
     except OSError as exc:
         logger.warning("cannot keep a copy of the language model in %s: %s", path.parent, exc)
+        return
+    _remove_stale_copies(path)
+
+
+def _remove_stale_copies(kept: Path) -> None:
+    """Remove the copies of other py3langid versions or models (68 MB each), and what a
+    process killed while writing one left, once it is surely not being written any more."""
+    now = time.time()
+    for other in kept.parent.glob(f"*{_COPY_PREFIX}*.npz*"):
+        temporary = other.name.startswith(".")
+        if other == kept or (temporary and now - _mtime(other) < _TEMPORARY_KEPT_SECONDS):
+            continue
+        try:
+            other.unlink()
+        except OSError:
+            pass  # removed by another crawl meanwhile, or not ours to remove
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return time.time()

@@ -5,6 +5,8 @@ a damaged or unwritable copy is no error."""
 from __future__ import annotations
 
 import logging
+import os
+import time
 
 import pytest
 
@@ -59,3 +61,20 @@ def test_a_cache_that_cannot_be_written_is_no_error(tmp_path, bundled, caplog):
         identifier = load_identifier(blocked)
     assert "cannot keep a copy" in caplog.text
     assert detections(identifier) == detections(bundled)
+
+
+def test_copies_of_other_versions_and_temporaries_left_by_a_killed_writer_are_removed(tmp_path):
+    older = tmp_path / "py3langid-0.3.0-4000000.npz"  # a copy an earlier py3langid made
+    older.write_bytes(b"old model")
+    left = tmp_path / ".py3langid-0.4.0-4586720.npz.k1ll3d"  # a writer killed an hour ago
+    left.write_bytes(b"half a model")
+    os.utime(left, (time.time() - 7200, time.time() - 7200))
+    writing = tmp_path / ".py3langid-0.4.0-4586720.npz.wr1t1n"  # another crawl, writing now
+    writing.write_bytes(b"a model being written")
+    unrelated = tmp_path / "notes.txt"
+    unrelated.write_text("not ours")
+    load_identifier(tmp_path)
+    (copy,) = tmp_path.glob("py3langid-*.npz")
+    assert copy != older
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [copy.name, writing.name, unrelated.name])
