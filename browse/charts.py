@@ -19,6 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import ClassVar
 
 from browse.catalog import DayCount
 
@@ -90,8 +91,33 @@ class Bar:
     """Tooltip: the day and its count."""
 
 
+class _Frame:
+    """What the two charts share: the SVG's geometry (the same for every chart, so class
+    attributes, not fields) and their window of calendar days."""
+
+    first: date
+    last: date
+    width: ClassVar[int] = CHART_WIDTH
+    """Plotting width."""
+    height: ClassVar[int] = CHART_HEIGHT
+    """Plotting height."""
+    margin_left: ClassVar[int] = MARGIN_LEFT
+    """Room for the y labels."""
+    margin_top: ClassVar[int] = MARGIN_TOP
+    """Room above."""
+    outer_width: ClassVar[int] = CHART_WIDTH + MARGIN_LEFT + MARGIN_RIGHT
+    """The whole SVG's width."""
+    outer_height: ClassVar[int] = CHART_HEIGHT + MARGIN_TOP + MARGIN_BOTTOM
+    """The whole SVG's height."""
+
+    @property
+    def days(self) -> int:
+        """Calendar days of the window."""
+        return (self.last - self.first).days + 1
+
+
 @dataclass(frozen=True)
-class BarChart:
+class BarChart(_Frame):
     """Articles per day over a window of calendar days."""
 
     bars: tuple[Bar, ...]
@@ -106,23 +132,6 @@ class BarChart:
     """Date ticks."""
     y_ticks: tuple[Tick, ...]
     """Count ticks, from 0 to :attr:`top`."""
-    width: int = CHART_WIDTH
-    """Plotting width."""
-    height: int = CHART_HEIGHT
-    """Plotting height."""
-    margin_left: int = MARGIN_LEFT
-    """Room for the y labels."""
-    margin_top: int = MARGIN_TOP
-    """Room above."""
-    outer_width: int = CHART_WIDTH + MARGIN_LEFT + MARGIN_RIGHT
-    """The whole SVG's width."""
-    outer_height: int = CHART_HEIGHT + MARGIN_TOP + MARGIN_BOTTOM
-    """The whole SVG's height."""
-
-    @property
-    def days(self) -> int:
-        """Calendar days of the window."""
-        return len(self.bars)
 
 
 @dataclass(frozen=True)
@@ -148,7 +157,7 @@ class Line:
 
 
 @dataclass(frozen=True)
-class LineChart:
+class LineChart(_Frame):
     """Shares (0-100 %) per day over a window of calendar days."""
 
     lines: tuple[Line, ...]
@@ -163,23 +172,6 @@ class LineChart:
     """0%, 50% and 100%."""
     days_with_data: int
     """Days of the window with articles (the points of each line)."""
-    width: int = CHART_WIDTH
-    """Plotting width."""
-    height: int = CHART_HEIGHT
-    """Plotting height."""
-    margin_left: int = MARGIN_LEFT
-    """Room for the y labels."""
-    margin_top: int = MARGIN_TOP
-    """Room above."""
-    outer_width: int = CHART_WIDTH + MARGIN_LEFT + MARGIN_RIGHT
-    """The whole SVG's width."""
-    outer_height: int = CHART_HEIGHT + MARGIN_TOP + MARGIN_BOTTOM
-    """The whole SVG's height."""
-
-    @property
-    def days(self) -> int:
-        """Calendar days of the window."""
-        return (self.last - self.first).days + 1
 
 
 @dataclass(frozen=True)
