@@ -28,6 +28,8 @@ _COPY_PREFIX = "py3langid-"
 # A temporary copy older than this was left by a process killed while writing it (writing
 # takes about a second).
 _TEMPORARY_KEPT_SECONDS = 3600.0
+# What reading a copy raises when it is damaged, or was not made for this py3langid.
+_UNREADABLE = (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, BadZipFile)
 # The arrays of the copy, named as LanguageIdentifier's attributes that hold them.
 _ARRAYS = ("nb_ptc", "nb_pc", "nb_classes", "tk_nextmove", "tk_row", "tk_output")
 
@@ -43,8 +45,7 @@ def load_identifier(cache_dir: Path | None = None) -> LanguageIdentifier:
         return _from_copy(copy)
     except FileNotFoundError:
         pass
-    except (OSError, ValueError, KeyError, TypeError, EOFError, BadZipFile) as exc:
-        # Damaged (cut short, overwritten): made again below.
+    except _UNREADABLE as exc:  # damaged (cut short, overwritten): made again below
         logger.warning("the language model's copy %s is unreadable (%s): loading the "
                        "bundled model", copy, exc)
     identifier = _from_bundled_model()
@@ -81,28 +82,21 @@ def _typed_array(values: np.ndarray) -> array:
 
 
 def _keep_copy(identifier: LanguageIdentifier, path: Path) -> None:
-    """Write the decompressed copy whole or not at all (crawls start side by side)."""
-    try:
-        arrays = {name: np.asarray(getattr(identifier, name)) for name in _ARRAYS}
-        arrays["tk_output"] = np.asarray(identifier.tk_output, dtype=np.int64)
-    except (AttributeError, TypeError, ValueError) as exc:  # a py3langid of another layout
-        logger.debug("the language model is not kept: %s", exc)
-        return
-    if arrays["tk_output"].ndim != 1 or not all(isinstance(getattr(identifier, name), array)
-                                                 for name in ("tk_nextmove", "tk_row")):
-        logger.debug("the language model is not kept: a layout of another py3langid")
-        return
+    """Write the decompressed copy whole or not at all (crawls start side by side), and only
+    one that loads: a py3langid whose identifier is laid out otherwise gets none, rather
+    than one rewritten, and found unreadable, by every crawl."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
             with os.fdopen(fd, "wb") as out:
-                np.savez(out, **arrays)
+                np.savez(out, **{name: getattr(identifier, name) for name in _ARRAYS})
+            _from_copy(Path(temporary))
             os.replace(temporary, path)
         except BaseException:
             os.unlink(temporary)
             raise
-    except OSError as exc:
+    except _UNREADABLE as exc:
         logger.warning("cannot keep a copy of the language model in %s: %s", path.parent, exc)
         return
     _remove_stale_copies(path)

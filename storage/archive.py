@@ -444,13 +444,15 @@ class Archive:
                 # its text not being written yet.
                 self._shingles.put((record.id, ""), shingle_hashes(text))
                 self.near.storing(entry, lsh_bands(text))
+        # What its corrections of copies (rare) compare with.
+        first_seen = _first_seen(record) if corrections else None
         try:
             rel = self.backend.relative
             self._put_objects(rel(record.raw_key), rel(record.text_key), raw_body, charset, text,
                               shot)
             self.index.mark_urls(marker, seen_urls)
             if corrections:  # made once the record is written: journalled before it
-                self._journal_links(rel(record.meta_key), corrections, _first_seen(record))
+                self._journal_links(rel(record.meta_key), corrections, first_seen)
             self.backend.put(rel(record.meta_key), record.to_json(),
                              content_type="application/json; charset=utf-8")
         except BaseException:
@@ -458,7 +460,7 @@ class Archive:
                 self.near.stored(entry)
             raise
         for meta_key, link, original in corrections:
-            if not self._point_to(meta_key, link, original, _first_seen(record)):
+            if not self._point_to(meta_key, link, original, first_seen):
                 with self._links_lock:
                     self._links_failed = True
         self._index_text(record, text)

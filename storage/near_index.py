@@ -333,9 +333,8 @@ class NearIndex:
         # the lock: only the thread storing an article adds it.)
         journalled = None
         if self._journal_dir is not None:
-            being_stored = self._storing.get((entry.id, entry.version))
-            journalled = (being_stored[2] if being_stored is not None and being_stored[0] == entry
-                          and being_stored[2] is not None else _journal_record(entry, keys))
+            stored, _, record = self._storing.get((entry.id, entry.version), (None, None, None))
+            journalled = record if stored == entry and record else _journal_record(entry, keys)
         with self._lock:
             self._storing.pop((entry.id, entry.version), None)
             if not self._pending:
