@@ -24,6 +24,7 @@ from flows import launch
 from flows.settings import Settings
 from spiders.interface import Config, ConfigError, load_config, scrub_secrets_from_logs
 from storage import Archive, ArchiveError, InvalidArchiveURL
+from storage.catalog import keep_pandas_out
 
 logger = logging.getLogger("newsarchive")
 
@@ -472,6 +473,13 @@ def cmd_compact(args, settings: Settings) -> int:
                        [[s.site, str(s.closed_days), str(s.days_compacted),
                          str(s.files_before), str(s.files_after)] for s in sites]))
     return 0
+
+
+def run() -> int:
+    """The ``newsarchive`` command (and ``python -m flows``): :func:`main` in a process of
+    its own, which does not need pandas (:func:`storage.catalog.keep_pandas_out`)."""
+    keep_pandas_out()
+    return main()
 
 
 def main(argv: list[str] | None = None) -> int:

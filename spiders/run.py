@@ -393,6 +393,9 @@ if __name__ == "__main__":
     # A native crash (one was seen once: "double free or corruption") then leaves a Python
     # traceback on stderr for the flow's log.
     faulthandler.enable()
+    from storage.catalog import keep_pandas_out
+
+    keep_pandas_out()
     code = main()
     # Everything the crawl did is on disk or in the archive by now. Leave without the
     # interpreter's teardown, where Twisted's threads and the destructors of several native

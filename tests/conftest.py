@@ -3,11 +3,15 @@ server (one fresh bucket per test), and a Prefect API server for CLI runs."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -131,15 +135,68 @@ def s3_archive(moto_endpoint, monkeypatch) -> S3Archive:
 
 @pytest.fixture(scope="session")
 def prefect_api_url(tmp_path_factory) -> Iterator[str]:
-    """A real Prefect API server shared by the CLI runs of the session."""
+    """A real Prefect API server shared by the CLI runs of the session (Prefect's own test
+    server, as ``prefect_test_harness`` runs it, on a copy of :func:`seed_prefect_database`)."""
     home = tmp_path_factory.mktemp("prefect-home")
     os.environ["PREFECT_HOME"] = str(home)
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    from prefect.settings import get_current_settings
-    from prefect.testing.utilities import prefect_test_harness
+    database = seed_prefect_database(home)
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_DATABASE_CONNECTION_URL,
+        temporary_settings,
+    )
 
-    with prefect_test_harness(server_startup_timeout=300):
-        yield str(get_current_settings().api.url)
+    with temporary_settings(updates={
+            PREFECT_SERVER_DATABASE_CONNECTION_URL: f"sqlite+aiosqlite:///{database}"}):
+        server = SubprocessASGIServer(port=free_port())
+        server.start(timeout=300)
+        try:
+            with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+                yield server.api_url
+        finally:
+            server.stop()
+
+
+def seed_prefect_database(home: Path) -> Path:
+    """Give the Prefect server that will keep its state under ``home`` (``prefect.db``, as
+    ``serve`` and Prefect's temporary servers name it) an empty database already migrated to
+    this Prefect's schema; returns its path. Migrating a new SQLite database costs a server
+    14 s of CPU at its first start: the tests' dozen servers would spend minutes on it, so it
+    is done once per checkout and Prefect version (a template under ``.newsarchive/cache``),
+    and copied. A server's first start on an empty directory is still tested (test_e2e)."""
+    import importlib.metadata
+
+    cache = Path(os.environ["XDG_CACHE_HOME"])
+    template = cache / f"prefect-{importlib.metadata.version('prefect')}.db"
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / "prefect-template.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one xdist worker builds it, the others wait
+        if not template.exists():
+            _build_prefect_template(template)
+    home.mkdir(parents=True, exist_ok=True)
+    database = home / "prefect.db"
+    shutil.copyfile(template, database)
+    return database
+
+
+def _build_prefect_template(template: Path) -> None:
+    with tempfile.TemporaryDirectory(dir=template.parent) as work:
+        building = Path(work) / "prefect.db"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        env.update(PREFECT_HOME=work, PREFECT_SERVER_ANALYTICS_ENABLED="false",
+                   PREFECT_SERVER_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{building}")
+        subprocess.run([sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"],
+                       env=env, cwd=work, check=True, capture_output=True, timeout=600)
+        os.replace(building, template)
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture

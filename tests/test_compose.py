@@ -17,7 +17,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ import pytest
 import yaml
 
 from browse.cli import DEFAULT_PORT as BROWSE_DEFAULT_PORT
-from tests.conftest import AWS_TEST_ENV, REPO_ROOT, write_sites_file
+from tests.conftest import AWS_TEST_ENV, REPO_ROOT, free_port, write_sites_file
 
 COMPOSE_TEXT = (REPO_ROOT / "docker-compose.yml").read_text(encoding="utf-8")
 COMPOSE = yaml.safe_load(COMPOSE_TEXT)
@@ -257,12 +256,6 @@ def test_the_checks_catch_what_they_look_for():
 
 
 # -- the steps that can run here, run as written ---------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def health_command(name: str, port: int) -> list[str]:
     """The service's health check as a command line here, asking ``port`` instead."""

@@ -33,7 +33,13 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from flows.backfill import batch_label, batches, partition_state_name, should_run
 from storage import Archive
 from storage.catalog import default_compaction_cutoff
-from tests.conftest import REPO_ROOT, local_site_config, write_sites_file
+from tests.conftest import (
+    REPO_ROOT,
+    free_port,
+    local_site_config,
+    seed_prefect_database,
+    write_sites_file,
+)
 from tests.newssite import HOLD_LIMIT_SECONDS, NewsSite
 
 SINCE, UNTIL = date(2025, 11, 6), date(2025, 11, 21)
@@ -56,12 +62,6 @@ def tree(root: Path) -> dict[str, tuple[int, int]]:
     """Every file under ``root``: path -> (size, mtime in ns)."""
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
             for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(condition, timeout: float, what: str, interval: float = 0.5):
@@ -160,6 +160,7 @@ def test_serve_registers_a_deployment_per_site_and_runs_them(corpus, tmp_path):
                    NEWSARCHIVE_PREFECT_PORT=str(port), PYTHONPATH=str(REPO_ROOT),
                    PREFECT_RUNNER_SERVER_ENABLE="true", PREFECT_RUNNER_SERVER_HOST="127.0.0.1",
                    PREFECT_RUNNER_SERVER_PORT=str(runner_port))
+        seed_prefect_database(tmp_path / "data" / "prefect")  # where serve keeps its server's
         log = open(tmp_path / "serve.log", "w")  # noqa: SIM115
         serve = subprocess.Popen([sys.executable, "-m", "flows", "serve", "--config", str(config)],
                                  cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)

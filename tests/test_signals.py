@@ -30,9 +30,15 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from flows.reclaim import ZOMBIE_AUTOMATION
 from flows.server import local_server, stop_leftover_server
 from storage import Archive
-from tests.conftest import REPO_ROOT, local_site_config, write_sites_file
+from tests.conftest import (
+    REPO_ROOT,
+    free_port,
+    local_site_config,
+    seed_prefect_database,
+    write_sites_file,
+)
 from tests.newssite import NewsSite
-from tests.test_orchestration import free_port, wait_for
+from tests.test_orchestration import wait_for
 
 SITE = "signalled"
 UNFINISHED = {StateType.PENDING, StateType.RUNNING, StateType.CANCELLING}
@@ -125,6 +131,7 @@ def test_serve_stopped_by_sigterm_ctrl_c_or_sigkill_leaves_runs_final_and_the_ne
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
         env.update(NEWSARCHIVE_DATA_DIR=str(data), NEWSARCHIVE_PREFECT_PORT=str(port),
                    PYTHONPATH=str(REPO_ROOT))
+        seed_prefect_database(data / "prefect")  # where serve keeps its Prefect server's state
         serve = Serve(tmp_path, site, env)
         seen: set = set()
         try:
@@ -246,6 +253,7 @@ def _stop_workers_mid_crawl(pages_a, pages_b, tmp_path: Path) -> list:
     port = free_port()
     pool = f"pool-{uuid.uuid4().hex[:8]}"
     workers: list[subprocess.Popen] = []
+    seed_prefect_database(tmp_path / "prefect")
     with NewsSite(pages_a, feed_size=0) as site_a, NewsSite(pages_b, feed_size=0) as site_b, \
             local_server(tmp_path / "prefect", port) as api_url:
         sites = {"worker-killed": site_a, "worker-terminated": site_b}
