@@ -199,6 +199,14 @@ def serve(port_file: Path, archive_prefix: str) -> None:
     from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
+    class KeepAlive(MotoRequestHandler):
+        """moto's request handler speaking HTTP/1.1, as S3 does. werkzeug's default,
+        HTTP/1.0, closes each connection after one answer: every request of a crawl then
+        paid for a new connection in boto3, in the latency proxy and in moto (a thread per
+        connection), on the cores the crawl runs on, which no S3 endpoint makes a client do."""
+
+        protocol_version = "HTTP/1.1"
+
     # werkzeug logs every request at INFO: formatting the lines would be much of moto's work.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     # moto's S3 app itself, not behind moto's dispatcher: the dispatcher finds which of the
@@ -207,7 +215,7 @@ def serve(port_file: Path, archive_prefix: str) -> None:
     # runs; every request here is for S3.
     make_moto_puts_atomic()
     app = CountingS3(create_backend_app("s3"), archive_prefix)
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=KeepAlive)
     temporary = port_file.with_suffix(".tmp")
     temporary.write_text(str(server.server_port))
     temporary.rename(port_file)  # whole, or not there: the bench polls for it
