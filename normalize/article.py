@@ -10,21 +10,20 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 import lxml.etree
 import lxml.html
-import trafilatura
 from lxml.html import HtmlComment, HtmlElement, HtmlEntity, HtmlProcessingInstruction
 from trafilatura.utils import repair_faulty_html
 from w3lib.encoding import html_body_declared_encoding, read_bom, resolve_encoding, to_unicode
 
 from normalize.metadata import (
+    Article,
     PageMetadata,
     complete_with,
-    declares_article,
     meta_tags,
     read_metadata,
 )
@@ -32,10 +31,6 @@ from normalize.text import extract_body
 
 logger = logging.getLogger(__name__)
 
-EXTRACTOR_NAME = "newsarchive"
-# Bump when extraction logic changes, so records say which code produced them.
-EXTRACTOR_REVISION = "9"
-EXTRACTOR_VERSION = f"{EXTRACTOR_REVISION}+trafilatura.{trafilatura.__version__}"
 
 # Real article pages are well under 2 MB of markup; beyond this we parse only the head of
 # the document, which bounds time and memory on hostile or broken pages.
@@ -46,16 +41,6 @@ _DETECTION_CONFIDENCE = 0.95
 
 # What a body that is not UTF-8 and declares nothing is read as, like browsers in the West.
 _FALLBACK_ENCODING = resolve_encoding("windows-1252")
-
-
-@dataclass(frozen=True)
-class Article(PageMetadata):
-    """What extraction found on one page: the article's text and the page's metadata (the
-    fields of :class:`~normalize.metadata.PageMetadata`, defined there once, with
-    ``language`` checked against the text). Every field may be empty."""
-
-    text: str = ""
-    """The article body, one paragraph per line; no navigation, ads or comments."""
 
 
 def extract_article(html: str | bytes, url: str | None = None, *,
@@ -281,17 +266,6 @@ def _repaired(run: str) -> str:
         return run
     code = ord(char)
     return char if any(low <= code <= high for low, high in _REPAIRED_RANGES) else run
-
-
-def is_article_page(html: str) -> bool:
-    """Whether the page says it is an article (``og:type`` article, or a JSON-LD article
-    object); safe and linear on any input."""
-    try:
-        # lxml's own parser, not trafilatura's loader, which turns short documents away.
-        tree = lxml.html.document_fromstring(html) if html.strip() else None
-    except (lxml.etree.ParserError, ValueError):
-        return False
-    return tree is not None and declares_article(tree)
 
 
 # trafilatura's own parser settings (its extraction is tuned to the trees they make), with

@@ -35,6 +35,8 @@ from itertools import islice
 from typing import Any
 from urllib.parse import urlsplit
 
+import lxml.etree
+import lxml.html
 from lxml.html import HtmlElement
 
 from normalize import jsonld
@@ -165,6 +167,16 @@ class PageMetadata:
     how an ``Article``'s language was settled (``declared``, ``detected``,
     ``declared+detected``), and ``article_body`` that the page ships a JSON-LD
     ``articleBody``."""
+
+
+@dataclass(frozen=True)
+class Article(PageMetadata):
+    """What extraction found on one page: the article's text and the page's metadata (the
+    fields of :class:`~normalize.metadata.PageMetadata`, defined there once, with
+    ``language`` checked against the text). Every field may be empty."""
+
+    text: str = ""
+    """The article body, one paragraph per line; no navigation, ads or comments."""
 
 
 def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None,
@@ -403,6 +415,18 @@ def declares_article(tree: HtmlElement) -> bool:
     return any(ARTICLE_TYPES.intersection(t for t in _as_list(node.get("@type"))
                                           if isinstance(t, str))
                for node in _json_ld_nodes(tree))
+
+
+def is_article_page(html: str) -> bool:
+    """Whether the page says it is an article (``og:type`` article, or a JSON-LD article
+    object); safe and linear on any input."""
+    try:
+        # lxml's own parser, not trafilatura's loader, which turns short documents away.
+        tree = lxml.html.document_fromstring(html) if html.strip() else None
+    except (lxml.etree.ParserError, ValueError):
+        return False
+    return tree is not None and declares_article(tree)
+
 
 
 def _json_ld_nodes(tree: HtmlElement) -> Iterator[dict[str, Any]]:

@@ -34,7 +34,6 @@ from itertools import islice
 from typing import Any
 
 from normalize import jsonld
-from normalize.article import decode_html, parse_html
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +186,8 @@ _SKIP_TEXT_TAGS = frozenset(("script", "style", "template", "svg", "math", "head
 
 
 def _read_page(html: str) -> _Page | None:
+    from normalize.article import parse_html  # here: see normalize/__init__.py
+
     tree = parse_html(html)
     if tree is None:
         return None
@@ -635,6 +636,8 @@ def _paywall(page: _Page, text: str, words: int) -> SoftBlock | None:
 
 def _classify(html: Any, text: Any, status: Any) -> SoftBlock:
     if isinstance(html, (bytes, bytearray)):
+        from normalize.article import decode_html
+
         html = decode_html(bytes(html))  # whole: a cut through a UTF-8 sequence would garble it
     if not isinstance(html, str) or not html.strip():
         return _ARTICLE

@@ -40,15 +40,8 @@ from pathlib import Path
 
 import platformdirs
 
-from normalize import (
-    Article,
-    PageKind,
-    SoftBlock,
-    classify_page,
-    decode_body,
-    extract_article,
-    load_language_detector,
-)
+import normalize
+from normalize import Article, PageKind, SoftBlock
 from spiders.processes import when_gone
 
 logger = logging.getLogger(__name__)
@@ -137,15 +130,17 @@ def extract_page(body: bytes, encoding: str | None, url: str, status: int) -> Pa
     fetch determined (declared, or guessed), if any; valid UTF-8 is read as UTF-8 whatever
     it says (:func:`normalize.decode_body`)."""
     started = time.process_time()
-    charset, html = decode_body(body, encoding)
+    # normalize.<function>: the extractor loads in the workers, not in the crawl's process,
+    # which only reads what they found (normalize/__init__.py).
+    charset, html = normalize.decode_body(body, encoding)
     # The language is checked against the text here too: its model is loaded once, in the
     # forkserver, and shared by the workers forked from it.
-    article = extract_article(html, url)
+    article = normalize.extract_article(html, url)
     block = None
     # CAPTCHAs, consent walls and teasers all come with little text; classifying means a
     # second parse, so long articles (nearly every page) skip it.
     if status != 200 or len(article.text.split()) < SOFT_BLOCK_CHECK_WORDS:
-        block = classify_page(html, article.text, status=status)
+        block = normalize.classify_page(html, article.text, status=status)
     return PageExtraction(article, block, time.process_time() - started, charset)
 
 
@@ -153,8 +148,8 @@ def warm_up() -> None:
     """Load everything extraction uses, once per process."""
     # The user's cache directory (XDG_CACHE_HOME, else ~/.cache, on Linux) keeps the language
     # model decompressed for the next crawls: 0.6 s of CPU less for each.
-    load_language_detector(Path(platformdirs.user_cache_dir("newsarchive")))
-    extract_article(_WARM_UP_HTML, "http://localhost/warm-up")
+    normalize.load_language_detector(Path(platformdirs.user_cache_dir("newsarchive")))
+    normalize.extract_article(_WARM_UP_HTML, "http://localhost/warm-up")
 
 
 def _worker_main(conn: Connection, crawl_pid: int) -> None:

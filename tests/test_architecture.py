@@ -78,6 +78,26 @@ def test_the_interface_to_the_crawls_loads_no_crawler():
     assert out == "[]", out
 
 
+def test_a_crawls_own_process_loads_no_extractor():
+    """The crawl's process only records what its extraction workers found: loading every
+    module it runs, and reading an Article back as it comes from a worker (pickled), loads
+    neither trafilatura nor the language detector (0.2 s of each crawl's start-up;
+    normalize/__init__.py). Every name ``normalize`` exports still resolves."""
+    probe = (
+        "import pickle, sys\n"
+        "import spiders.archiving, spiders.news, spiders.page, spiders.pipelines, spiders.run\n"
+        "from normalize import Article, PageKind, SoftBlock\n"
+        "pickle.loads(pickle.dumps((Article(text='x'), SoftBlock(PageKind.ARTICLE))))\n"
+        "print(sorted(m for m in ('trafilatura', 'py3langid', 'normalize.article') "
+        "if m in sys.modules))\n"
+        "import normalize\n"
+        "print(sorted(n for n in normalize.__all__ if getattr(normalize, n, None) is None))\n"
+        "print('trafilatura' in normalize.EXTRACTOR_VERSION)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout.split("\n")
+    assert out[:3] == ["[]", "[]", "True"], out
+
+
 def _distribution(requirement: str) -> str:
     """A requirement's distribution name, normalised as PEP 503 says."""
     return re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9._-]+", requirement)[0]).lower()
