@@ -4,7 +4,7 @@ detector's model, read once per process (:mod:`normalize.language_model`).
 The names below are loaded on first use (PEP 562): a crawl's own process records what its
 extraction workers found (:class:`Article`, :data:`EXTRACTOR_VERSION`) and reads dates and
 JSON-LD, but never extracts, and trafilatura with its language model and their imports
-(0.2 s of each crawl's start-up) load in the workers only."""
+(0.2-0.4 s of each crawl's start-up) load in the workers only."""
 
 from __future__ import annotations
 

@@ -428,7 +428,6 @@ def is_article_page(html: str) -> bool:
     return tree is not None and declares_article(tree)
 
 
-
 def _json_ld_nodes(tree: HtmlElement) -> Iterator[dict[str, Any]]:
     """Every object of the page's JSON-LD scripts (``@graph`` and lists walked)."""
     for script in jsonld.scripts(tree):
