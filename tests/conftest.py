@@ -43,7 +43,8 @@ os.environ["XDG_CACHE_HOME"] = str(REPO_ROOT / ".newsarchive" / "cache")
 # first: pytest-xdist hands whole files to its workers in collection order, and a long file
 # taken up last would keep one worker busy long after the others are done.
 SLOWEST_FIRST = ("test_signals.py", "test_orchestration.py", "test_concurrency.py",
-                 "test_e2e.py", "test_recovery.py", "test_archive_run.py", "test_throughput.py")
+                 "test_e2e.py", "test_incremental.py", "test_recovery.py", "test_browse_cli.py",
+                 "test_archive_run.py", "test_throughput.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
