@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 EXTRACTOR_NAME = "newsarchive"
 """The extractor's name in every record (``extractor.name``)."""
 # Bump when extraction logic changes, so records say which code produced them.
 EXTRACTOR_REVISION = "9"
 EXTRACTOR_VERSION = f"{EXTRACTOR_REVISION}+trafilatura.{importlib.metadata.version('trafilatura')}"
-"""The extractor's version in every record: our revision and trafilatura's (from its
-installed metadata, which is what ``trafilatura.__version__`` reads, without importing it)."""
+"""The extractor's version in every record: our revision and trafilatura's, read from its
+installed metadata rather than by importing it (the same as ``trafilatura.__version__``: a
+test compares them)."""
 
 # Where each name is defined.
 _DEFINED_IN = {
@@ -35,33 +36,7 @@ _DEFINED_IN = {
     "classify_page": "normalize.softblock",
 }
 
-__all__ = [
-    "EXTRACTOR_NAME",
-    "EXTRACTOR_REVISION",
-    "EXTRACTOR_VERSION",
-    "Article",
-    "PageKind",
-    "PageMetadata",
-    "SoftBlock",
-    "classify_page",
-    "decode_body",
-    "decode_html",
-    "extract_article",
-    "is_article_page",
-    "load_language_detector",
-    "settle_article_language",
-]
-
-if TYPE_CHECKING:
-    from normalize.article import (
-        decode_body,
-        decode_html,
-        extract_article,
-        load_language_detector,
-        settle_article_language,
-    )
-    from normalize.metadata import Article, PageMetadata, is_article_page
-    from normalize.softblock import PageKind, SoftBlock, classify_page
+__all__ = ["EXTRACTOR_NAME", "EXTRACTOR_REVISION", "EXTRACTOR_VERSION", *_DEFINED_IN]
 
 
 def __getattr__(name: str) -> Any:

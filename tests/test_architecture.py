@@ -92,7 +92,8 @@ def test_a_crawls_own_process_loads_no_extractor():
         "if m in sys.modules))\n"
         "import normalize\n"
         "print(sorted(n for n in normalize.__all__ if getattr(normalize, n, None) is None))\n"
-        "print('trafilatura' in normalize.EXTRACTOR_VERSION)")
+        "import trafilatura\n"
+        "print(normalize.EXTRACTOR_VERSION.endswith(f'+trafilatura.{trafilatura.__version__}'))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout.split("\n")
     assert out[:3] == ["[]", "[]", "True"], out
