@@ -39,7 +39,7 @@ from spiders.extraction_pool import (
     PageExtraction,
     default_pool_size,
 )
-from spiders.items import FetchedPage
+from spiders.items import FetchedPage, articles_requested
 from spiders.page import BOILERPLATE_STATE, Problem, canonical_seen_urls, page_record, settle
 from spiders.rendering import (
     PageRenderer,
@@ -151,6 +151,7 @@ class ArchiveRun:
         )
         crawler.signals.connect(run.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(run.spider_closed, signal=signals.spider_closed)
+        crawler.signals.connect(run.articles_requested, signal=articles_requested)
         return run
 
     # -- on the reactor -------------------------------------------------------------------
@@ -160,6 +161,12 @@ class ArchiveRun:
         from twisted.internet import reactor
 
         return deferToThreadPool(reactor, self._storage, function, *args)
+
+    def articles_requested(self) -> None:
+        """The spider asked for its first articles: the workers start while they download
+        (a page that comes first, from the spool, starts them itself)."""
+        if self.pool is not None:
+            self.pool.start()
 
     def extract(self, page: FetchedPage) -> Future:
         """Start the extraction of ``page`` in a worker process."""
@@ -217,8 +224,8 @@ class ArchiveRun:
         # Also when the crawl is cut short and spider_closed never comes: no thread or
         # worker process outlives the reactor.
         reactor.addSystemEventTrigger("during", "shutdown", self._shut_down)
-        # Workers start in the background: the first pages arrive after robots.txt and the
-        # sitemaps, by which time they are ready.
+        # Its workers start when the spider first asks for articles (articles_requested),
+        # in the background: by the time the first page arrives they are ready.
         self.pool = ExtractionPool(self.extraction_workers, site.extract_timeout)
         if site.screenshot:  # Chromium starts in the background too
             self.renderer = PageRenderer(RenderSettings(
@@ -277,6 +284,7 @@ class ArchiveRun:
             logger.exception("cannot store what discovery learnt")
             record_error(stats, self.site, "internal", f"{exc.__class__.__name__}: {exc}")
         # The workers were stopped once the spool was stored (in _finish); now the threads.
+        stats.set_value("newsarchive/extract/workers_started", self.pool.started)
         if self.pool.replaced:
             stats.set_value("newsarchive/extract/workers_replaced", self.pool.replaced)
         if self.renderer is not None and self.renderer.replaced:

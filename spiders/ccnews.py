@@ -537,6 +537,7 @@ class Scanner:
         self.target = target
         self.run_id = run_id
         self.pool = ExtractionPool(extraction_workers or default_pool_size(), target.extract_timeout)
+        self.pool.start()  # every capture is an article to extract
         self.warc = WarcWriter(archive.backend, work_dir / "warc", target.site, run_id)
         self.catalog = CatalogWriter(archive.backend, work_dir / "catalog", run_id)
         if workspace is not None:  # as a crawl's (spiders.archiving)

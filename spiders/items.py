@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+articles_requested = object()
+"""Scrapy signal the spider sends once, when it first asks for article pages: the pipeline
+then starts its extraction workers, which a crawl that fetches no article never needs."""
+
 
 @dataclass
 class FetchedPage:

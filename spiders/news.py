@@ -48,7 +48,7 @@ from spiders.discovery import Entry, page_links, parse_feed, parse_sitemap
 from spiders.discovery_state import STATE_NAME, DiscoveryLog, DiscoveryState
 from spiders.download import HeadersTooLarge
 from spiders.hosts import host_allowed
-from spiders.items import FetchedPage
+from spiders.items import FetchedPage, articles_requested
 from spiders.listings import Listings
 from spiders.middlewares import RequestRefused
 from spiders.stats import record_error
@@ -127,6 +127,7 @@ class NewsSpider(scrapy.Spider):
         # aliases of a skipped one); on disk, in the run's workspace.
         self._listings = Listings(Path(listings_file) if listings_file else None)
         self._discovery_slot = DeferredSemaphore(1)
+        self._asked_for_articles = False  # articles_requested sent
         self._full = full
         # Read at the start (see start()): the site's discovery state, for a scheduled crawl
         # (spiders.discovery_state), and its URL summary (storage.summary).
@@ -489,6 +490,9 @@ class NewsSpider(scrapy.Spider):
                 cb_kwargs={"via": via, "date_hint": hint, "canonical": canonical,
                            "refetch": decision == "refetch"},
             ))
+        if requests and not self._asked_for_articles:
+            self._asked_for_articles = True
+            self.crawler.signals.send_catch_log(signal=articles_requested)
         return requests
 
     def _plan_entry(self, canonical: str, entry: Entry) -> None:

@@ -65,6 +65,22 @@ def test_the_forkserver_stops_once_every_worker_runs_and_again_after_a_replaceme
         pool.close()
 
 
+def test_no_process_starts_until_the_pool_is_started_or_given_a_page():
+    idle = ExtractionPool(2, timeout=_HANG_GUARD_SECONDS)
+    time.sleep(0.5)  # time enough for a slot that starts eagerly to have forked
+    assert (idle.worker_pids(), _forkservers(), idle.started) == ([], [], 0)
+    idle.close()
+    assert (idle.worker_pids(), _forkservers(), idle.started) == ([], [], 0)
+
+    warmed = ExtractionPool(2, timeout=_HANG_GUARD_SECONDS)
+    try:
+        warmed.start()  # no page yet: the workers start in the background
+        _until(lambda: len(warmed.worker_pids()) == 2, "both workers to start")
+        assert warmed.started == 2
+    finally:
+        warmed.close()
+
+
 def test_the_workers_check_the_declared_language_against_the_text():
     """A template that declares English over a German article: the extraction workers check
     the declaration with the language model their forkserver loaded, so the crawl process
