@@ -67,6 +67,7 @@ import select
 import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -378,8 +379,13 @@ class _Renderer:
 
     def __init__(self, context, settings: RenderSettings) -> None:
         ours, theirs = context.Pipe(duplex=True)
+        # The renderer's temporary directory (its TMPDIR): Chromium leaves a directory for
+        # its singleton socket in it when it is killed, as a renderer past its time is, and
+        # Playwright its profile; removed with the renderer, so that none piles up in /tmp.
+        # A short name: the socket's path must fit in 108 bytes.
+        self.temporary = tempfile.mkdtemp(prefix="render-")
         self.process = context.Process(target=_renderer_main,
-                                       args=(theirs, os.getpid(), settings),
+                                       args=(theirs, os.getpid(), settings, self.temporary),
                                        daemon=True, name="newsarchive-render")
         self.conn = ours
         self._theirs = theirs
@@ -440,6 +446,7 @@ class _Renderer:
             os.close(pidfd)
         self.process.join(_STOP_GRACE_SECONDS)
         self.conn.close()
+        shutil.rmtree(self.temporary, ignore_errors=True)
 
     def stop(self) -> None:
         """Ask the renderer to stop (it closes its browser); kill it if it does not in time."""
@@ -452,6 +459,7 @@ class _Renderer:
             self.kill()
         else:
             self.conn.close()
+            shutil.rmtree(self.temporary, ignore_errors=True)
 
 
 def _proportional_memory(pid: int) -> int:
@@ -496,9 +504,12 @@ def _process_tree(pid: int | None) -> list[int]:
 # -- the renderer process --------------------------------------------------------------------
 
 
-def _renderer_main(conn, crawl_pid: int, settings: RenderSettings) -> None:
+def _renderer_main(conn, crawl_pid: int, settings: RenderSettings, temporary: str) -> None:
     """The renderer: start Chromium, then render the pages sent over ``conn`` until it
-    closes or sends None, or until the crawl process ``crawl_pid`` is gone."""
+    closes or sends None, or until the crawl process ``crawl_pid`` is gone; Playwright's
+    driver and Chromium keep their temporary files under ``temporary``."""
+    os.environ["TMPDIR"] = temporary
+    tempfile.tempdir = None  # this process's own, should it ask, from TMPDIR too
     os.setsid()  # no terminal's Ctrl-C: the crawl stops it when it is done
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     when_gone(crawl_pid, lambda: os._exit(0), name="newsarchive-crawl-watch")

@@ -205,6 +205,9 @@ def browser(chromium_binary) -> Iterator[DevTools]:
          "--disable-component-update", "--disable-sync", "--disable-extensions",
          "--disable-dev-shm-usage", "--remote-debugging-port=0", f"--user-data-dir={profile}",
          "about:blank"],
+        # Its singleton socket's directory goes to TMPDIR, and stays there when Chromium
+        # does not close cleanly: in the profile, it goes with it.
+        env={**os.environ, "TMPDIR": profile},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         active = Path(profile, "DevToolsActivePort")

@@ -16,8 +16,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import struct
+import tempfile
 import threading
 import time
 import zlib
@@ -333,6 +335,11 @@ def test_a_renderer_beyond_its_bounds_is_killed_with_its_browser_and_replaced(
     # crawl look at its memory: the bounds apply whatever the machine's speed.
     if bound == "time":
         monkeypatch.setattr(rendering, "_ANSWER_GRACE_SECONDS", 0.5)
+    # The renderers' temporary directories, short as /tmp is (Chromium's socket path must
+    # fit in 108 bytes, and tmp_path is long).
+    temporary = tempfile.mkdtemp(prefix="bounds-", dir="/tmp")
+    monkeypatch.setenv("TMPDIR", temporary)
+    monkeypatch.setattr(tempfile, "tempdir", temporary)
     renderer = PageRenderer(RenderSettings(timeout=1 if bound == "time" else 120,
                                            allowed_domains=("127.0.0.1",)))
     try:
@@ -354,6 +361,11 @@ def test_a_renderer_beyond_its_bounds_is_killed_with_its_browser_and_replaced(
         assert renderer.renderer_pid() not in (None, pid)
     finally:
         renderer.close()
+        leftovers = os.listdir(temporary)
+        shutil.rmtree(temporary, ignore_errors=True)
+    # Neither the killed renderer nor the one closed leaves anything behind: not Chromium's
+    # singleton socket directory (a killed Chromium leaves it), not Playwright's profile.
+    assert leftovers == []
 
 
 def test_without_chromium_each_page_fails_saying_why_and_soon_at_once():

@@ -130,7 +130,11 @@ def test_serve_stopped_by_sigterm_ctrl_c_or_sigkill_leaves_runs_final_and_the_ne
     with NewsSite(corpus[:6], feed_size=0) as site:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
         env.update(NEWSARCHIVE_DATA_DIR=str(data), NEWSARCHIVE_PREFECT_PORT=str(port),
-                   PYTHONPATH=str(REPO_ROOT))
+                   PYTHONPATH=str(REPO_ROOT),
+                   # Prefect's dashboard copies its files into each new home: 1.6 CPU s of
+                   # each of serve's four server starts, for a UI no one opens here
+                   # (test_orchestration's serve keeps it).
+                   PREFECT_SERVER_UI_ENABLED="false")
         seed_prefect_database(data / "prefect")  # where serve keeps its Prefect server's state
         serve = Serve(tmp_path, site, env)
         seen: set = set()
