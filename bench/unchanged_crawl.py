@@ -31,16 +31,20 @@ sys.path.insert(0, str(ROOT))
 
 from bench.throughput import _become_subreaper, measure  # noqa: E402
 from spiders.config import SiteConfig  # noqa: E402
+from spiders.interface import crawl_command  # noqa: E402
 from tests.conftest import local_site_config  # noqa: E402
 from tests.newssite import NewsSite, load_corpus  # noqa: E402
 
 
-def crawl_command(tree: Path, site: SiteConfig, work: Path) -> list[str]:
-    return [str(tree / ".venv" / "bin" / "python"), "-m", "spiders.run",
-            "--site-json", site.model_dump_json(), "--archive", str(work / "archive"),
-            "--run-id", uuid.uuid4().hex, "--stats-file", str(work / "stats.json"),
-            "--data-dir", str(work / "data"), "--user-agent", "newsarchive-bench",
-            "--log-level", "WARNING"]
+def tree_crawl_command(tree: Path, site: SiteConfig, work: Path) -> list[str]:
+    """The crawl subprocess's command line, as the flows make it (``crawl_command``), run by
+    ``tree``'s own interpreter."""
+    command = crawl_command(site, str(work / "archive"), user_agent="newsarchive-bench",
+                            log_level="WARNING",
+                            options=["--run-id", uuid.uuid4().hex,
+                                     "--stats-file", str(work / "stats.json"),
+                                     "--data-dir", str(work / "data")])
+    return [str(tree / ".venv" / "bin" / "python"), *command[1:]]
 
 
 def main() -> None:
@@ -58,7 +62,7 @@ def main() -> None:
     wall: dict[str, list[float]] = {name: [] for name in trees}
     with NewsSite(load_corpus()[:args.pages]) as site:
         config = SiteConfig.model_validate(local_site_config(site))
-        first = measure("first", crawl_command(ROOT, config, work), env, ROOT, set(),
+        first = measure("first", tree_crawl_command(ROOT, config, work), env, ROOT, set(),
                         work / "first.log")
         if first.returncode:
             sys.exit(f"the first crawl failed; see {work / 'first.log'}")
@@ -66,7 +70,7 @@ def main() -> None:
             order = list(trees.items()) if turn % 2 == 0 else list(trees.items())[::-1]
             for name, tree in order:
                 log = work / f"{name}-{turn}.log"
-                run = measure(name, crawl_command(tree, config, work), env, tree, set(), log)
+                run = measure(name, tree_crawl_command(tree, config, work), env, tree, set(), log)
                 if run.returncode:
                     sys.exit(f"a {name} crawl failed; see {log}")
                 cpu[name].append(run.cpu)
