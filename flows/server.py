@@ -35,6 +35,10 @@ from storage.index import process_alive
 logger = logging.getLogger(__name__)
 
 
+DATABASE_FILE = "prefect.db"
+"""File under a local server's home holding its SQLite database (Prefect's own default name,
+which its temporary servers use under ``PREFECT_HOME`` too)."""
+
 PID_FILE = "server.pid"
 """File under the server's home holding the pid of the server :func:`local_server` runs,
 and that of the command that runs it."""
@@ -54,7 +58,7 @@ def server_environment(home: Path, port: int) -> dict[str, str]:
     return {
         **os.environ,
         "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / DATABASE_FILE}",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
         "PREFECT_SERVER_API_PORT": str(port),

@@ -22,6 +22,7 @@ import boto3
 import pytest
 
 from bench.s3_counting import make_moto_puts_atomic
+from flows.server import DATABASE_FILE
 from storage import Archive, LocalBackend, S3Backend
 from tests.newssite import NewsSite, load_corpus
 
@@ -161,9 +162,9 @@ def prefect_api_url(tmp_path_factory) -> Iterator[str]:
 
 
 def seed_prefect_database(home: Path) -> Path:
-    """Give the Prefect server that will keep its state under ``home`` (``prefect.db``, as
-    ``serve`` and Prefect's temporary servers name it) an empty database already migrated to
-    this Prefect's schema; returns its path. Migrating a new SQLite database costs a server
+    """Give the Prefect server that will keep its state under ``home`` (in
+    :data:`flows.server.DATABASE_FILE`, as ``serve`` and Prefect's temporary servers do) an
+    empty database already migrated to this Prefect's schema; returns its path. Migrating a new SQLite database costs a server
     14 s of CPU at its first start: the tests' dozen servers would spend minutes on it, so it
     is done once per checkout and Prefect version (a template under ``.newsarchive/cache``),
     and copied. A server's first start on an empty directory is still tested (test_e2e)."""
@@ -177,14 +178,14 @@ def seed_prefect_database(home: Path) -> Path:
         if not template.exists():
             _build_prefect_template(template)
     home.mkdir(parents=True, exist_ok=True)
-    database = home / "prefect.db"
+    database = home / DATABASE_FILE
     shutil.copyfile(template, database)
     return database
 
 
 def _build_prefect_template(template: Path) -> None:
     with tempfile.TemporaryDirectory(dir=template.parent) as work:
-        building = Path(work) / "prefect.db"
+        building = Path(work) / DATABASE_FILE
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
         env.update(PREFECT_HOME=work, PREFECT_SERVER_ANALYTICS_ENABLED="false",
                    PREFECT_SERVER_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{building}")
