@@ -45,7 +45,7 @@ import trafilatura
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from normalize import extract_article, jsonld  # noqa: E402
+from normalize import Article, extract_article, jsonld  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "corpus"  # beside the clone; benchmarks may read it
 FUNDUS = ROOT / "tests" / "data" / "fundus"
@@ -83,9 +83,13 @@ class Page:
     """The corpus' ground-truth JSON for the page."""
 
 
-def ours(html: bytes, url: str) -> Extracted:
-    a = extract_article(html, url)
+def as_extracted(a: Article) -> Extracted:
+    """Our extractor's article in the shape both extractors fill."""
     return Extracted(a.text, a.title, list(a.authors), a.published)
+
+
+def ours(html: bytes, url: str) -> Extracted:
+    return as_extracted(extract_article(html, url))
 
 
 def plain_trafilatura(html: bytes, url: str) -> Extracted:

@@ -7,6 +7,7 @@ import fcntl
 import json
 import logging
 import os
+import pickle
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 import pytest
@@ -25,6 +27,9 @@ from bench.s3_counting import make_moto_puts_atomic
 from flows.server import DATABASE_FILE
 from storage import Archive, LocalBackend, S3Backend
 from tests.newssite import NewsSite, load_corpus
+
+if TYPE_CHECKING:
+    from normalize import Article
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,6 +65,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def corpus():
     """Every page of the corpus (``tests/data/fundus``)."""
     return load_corpus()
+
+
+@pytest.fixture(scope="session")
+def corpus_extractions(corpus, tmp_path_factory, worker_id) -> dict[str, Article]:
+    """Every corpus page extracted (``extract_article(html, url)``), by original URL, once
+    for the whole run: four test files read the whole corpus's extractions, 6-8 s of CPU
+    each. The first xdist worker to ask extracts and leaves a pickle in the run's temporary
+    directory; the others wait for it and read it. Nothing is kept between runs."""
+    from normalize import extract_article
+
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # the run's directory, above each worker's own
+    cache = shared / "corpus-extractions.pickle"
+    with open(shared / "corpus-extractions.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if cache.exists():
+            return pickle.loads(cache.read_bytes())
+        articles = {page.original_url: extract_article(page.html, page.original_url)
+                    for page in corpus}
+        writing = cache.with_suffix(".writing")
+        writing.write_bytes(pickle.dumps(articles))
+        os.replace(writing, cache)
+    return articles
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,6 @@ import pytest
 from normalize import Article, decode_html, extract_article
 from normalize.article import MAX_HTML_CHARS
 from storage import canonicalize_url, choose_canonical_url
-from tests.newssite import load_corpus
 
 # -- hostile and odd input -----------------------------------------------------------------
 
@@ -166,18 +165,17 @@ def test_extraction_is_deterministic(corpus_articles):
 
 
 class _CorpusArticles:
-    def __init__(self, pages):
+    def __init__(self, pages, articles):
         self.pages = pages
         self.truth = {p.original_url: json.loads(p.truth.read_text(encoding="utf-8")) for p in pages}
-        self.articles = {p.original_url: extract_article(p.html, p.original_url) for p in pages}
+        self.articles = articles
 
 
 @pytest.fixture(scope="module")
-def corpus_articles() -> _CorpusArticles:
-    """Every corpus page extracted once (about 8 s)."""
-    pages = load_corpus()
-    assert len(pages) >= 100
-    return _CorpusArticles(pages)
+def corpus_articles(corpus, corpus_extractions) -> _CorpusArticles:
+    """Every corpus page extracted (once for the whole run: conftest)."""
+    assert len(corpus) >= 100
+    return _CorpusArticles(corpus, corpus_extractions)
 
 
 def truth_text(truth: dict) -> str:

@@ -15,7 +15,6 @@ import pytest
 
 from normalize import PageKind, SoftBlock, classify_page, extract_article
 from normalize.softblock import _CHALLENGE_MARKUP, TEASER_MAX_WORDS, count_words
-from tests.newssite import load_corpus
 from tests.test_normalize import truth_text
 
 URL = "https://www.example-news.com/news/2024/05/03/harbour-bridge"
@@ -596,10 +595,10 @@ def test_bad_input_is_an_article_without_exception(html, text, status):
 # -- the corpus ------------------------------------------------------------------------------
 
 
-def test_no_corpus_page_is_a_soft_block():
+def test_no_corpus_page_is_a_soft_block(corpus, corpus_extractions):
     """The 132 real articles: none is a CAPTCHA or a consent wall, and a page may only be
     PAYWALLED when its ground-truth body is itself a teaser."""
-    pages = load_corpus()
+    pages = corpus
     assert len(pages) >= 100
     kinds: dict[PageKind, int] = dict.fromkeys(PageKind, 0)
     without_text: dict[PageKind, int] = dict.fromkeys(PageKind, 0)
@@ -614,7 +613,7 @@ def test_no_corpus_page_is_a_soft_block():
         without_text[empty.kind] += 1
         if empty.blocked:
             wrong.append((page.original_url, "without text", empty))
-        text = extract_article(html, page.original_url).text
+        text = corpus_extractions[page.original_url].text
         verdict = classify_page(html, text)
         kinds[verdict.kind] += 1
         overruled += verdict.kind is PageKind.ARTICLE and bool(verdict.reason)
