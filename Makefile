@@ -4,13 +4,16 @@ VENV := .venv
 TOOLS := .tools
 UV_VERSION := 0.13.8
 UV := $(TOOLS)/bin/uv
-# Four workers on two cores: much of the suite waits on servers, subprocesses and cron
-# ticks, not on the CPU (measured on 2 cores: 575 s with two workers, 459 s with three,
-# 419 s with four, using about 1.3 cores). Whole files go to one worker, so module fixtures
-# (a crawled archive) are built once; the slowest files start first (tests/conftest.py),
-# which pytest-xdist's default reordering of files by their number of tests undid: the
-# 5-minute signals test started 13 minutes into the run, and ended it.
-PYTEST_ARGS ?= -n 4 --dist loadfile --no-loadscope-reorder
+# Three workers on two cores. The suite once waited more than it computed (575 s with two
+# workers, 459 with three, 419 with four, using 1.3 cores); it now keeps both cores busy
+# (1,100 CPU s), and every worker adds its own Prefect API server, idling at 1.2 CPU s a
+# minute, and its own collection of every test file (5-10 CPU s): the same tree took 611 s
+# (1,044 CPU s) with three, 636 s (1,102) with four, and the tree before 674 s with six.
+# Whole files go to one worker, so module fixtures (a crawled archive) are built once; the
+# slowest files start first (tests/conftest.py), which pytest-xdist's default reordering of
+# files by their number of tests undid: the 5-minute signals test started 13 minutes into
+# the run, and ended it.
+PYTEST_ARGS ?= -n 3 --dist loadfile --no-loadscope-reorder
 PACKAGES := normalize storage spiders flows browse
 
 # uv must use the machine's Python, never download one.
