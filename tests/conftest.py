@@ -70,9 +70,10 @@ def corpus():
 @pytest.fixture(scope="session")
 def corpus_extractions(corpus, tmp_path_factory, worker_id) -> dict[str, Article]:
     """Every corpus page extracted (``extract_article(html, url)``), by original URL, once
-    for the whole run: four test files read the whole corpus's extractions, 6-8 s of CPU
-    each. The first xdist worker to ask extracts and leaves a pickle in the run's temporary
-    directory; the others wait for it and read it. Nothing is kept between runs."""
+    for the whole run: four tests and fixtures in three files read every page's extraction,
+    6-8 s of CPU each. The first xdist worker to ask extracts and leaves a pickle in the
+    run's temporary directory; the others wait for it and read it. Nothing is kept between
+    runs."""
     from normalize import extract_article
 
     shared = tmp_path_factory.getbasetemp()
