@@ -7,8 +7,11 @@ UV := $(TOOLS)/bin/uv
 # Three workers on two cores. The suite once waited more than it computed (575 s with two
 # workers, 459 with three, 419 with four, using 1.3 cores); it now keeps both cores busy
 # (1,100 CPU s), and every worker adds its own Prefect API server, idling at 1.2 CPU s a
-# minute, and its own collection of every test file (5-10 CPU s): the same tree took 611 s
-# (1,044 CPU s) with three, 636 s (1,102) with four, and the tree before 674 s with six.
+# minute, and its own collection of every test file (5-10 CPU s). Three and four take the
+# same time within this machine's spread (the same tree: 611 s with three against 636 with
+# four in a working tree, 679 against 664 from fresh clones; the tree before 674 s with
+# six), and fewer workers load the tests that wait on Prefect's timing less (six made
+# test_signals' tick run wait 20 s in Pending).
 # Whole files go to one worker, so module fixtures (a crawled archive) are built once; the
 # slowest files start first (tests/conftest.py), which pytest-xdist's default reordering of
 # files by their number of tests undid: the 5-minute signals test started 13 minutes into
