@@ -15,7 +15,7 @@ import sys
 import tempfile
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,28 +68,36 @@ def corpus():
 
 
 @pytest.fixture(scope="session")
-def corpus_extractions(corpus, tmp_path_factory, worker_id) -> dict[str, Article]:
+def corpus_extractions(corpus, tmp_path_factory) -> dict[str, Article]:
     """Every corpus page extracted (``extract_article(html, url)``), by original URL, once
     for the whole run: four tests and fixtures in three files read every page's extraction,
     6-8 s of CPU each. The first xdist worker to ask extracts and leaves a pickle in the
-    run's temporary directory; the others wait for it and read it. Nothing is kept between
-    runs."""
+    run's temporary directory; the others read it. Nothing is kept between runs."""
     from normalize import extract_article
 
     shared = tmp_path_factory.getbasetemp()
-    if worker_id != "master":
+    if os.environ.get("PYTEST_XDIST_WORKER"):
         shared = shared.parent  # the run's directory, above each worker's own
-    cache = shared / "corpus-extractions.pickle"
-    with open(shared / "corpus-extractions.lock", "w") as lock:
+
+    def extract_all(pickled: Path) -> None:
+        pickled.write_bytes(pickle.dumps({page.original_url: extract_article(
+            page.html, page.original_url) for page in corpus}))
+    return pickle.loads(made_once(shared / "corpus-extractions.pickle", extract_all).read_bytes())
+
+
+def made_once(path: Path, make: Callable[[Path], None]) -> Path:
+    """``path``, made by ``make(file)`` unless it exists: by one xdist worker, while the others
+    wait on a lock beside it, and whole or not at all (``make`` writes a temporary file,
+    renamed to ``path``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if cache.exists():
-            return pickle.loads(cache.read_bytes())
-        articles = {page.original_url: extract_article(page.html, page.original_url)
-                    for page in corpus}
-        writing = cache.with_suffix(".writing")
-        writing.write_bytes(pickle.dumps(articles))
-        os.replace(writing, cache)
-    return articles
+        if not path.exists():
+            with tempfile.TemporaryDirectory(dir=path.parent) as work:
+                made = Path(work) / path.name
+                make(made)
+                os.replace(made, path)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -200,28 +208,23 @@ def seed_prefect_database(home: Path) -> Path:
     and copied. A server's first start on an empty directory is still tested (test_e2e)."""
     import importlib.metadata
 
-    cache = Path(os.environ["XDG_CACHE_HOME"])
-    template = cache / f"prefect-{importlib.metadata.version('prefect')}.db"
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / "prefect-template.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one xdist worker builds it, the others wait
-        if not template.exists():
-            _build_prefect_template(template)
+    template = made_once(Path(os.environ["XDG_CACHE_HOME"])
+                         / f"prefect-{importlib.metadata.version('prefect')}.db",
+                         _build_prefect_template)
     home.mkdir(parents=True, exist_ok=True)
     database = home / DATABASE_FILE
     shutil.copyfile(template, database)
     return database
 
 
-def _build_prefect_template(template: Path) -> None:
-    with tempfile.TemporaryDirectory(dir=template.parent) as work:
-        building = Path(work) / DATABASE_FILE
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-        env.update(PREFECT_HOME=work, PREFECT_SERVER_ANALYTICS_ENABLED="false",
-                   PREFECT_SERVER_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{building}")
-        subprocess.run([sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"],
-                       env=env, cwd=work, check=True, capture_output=True, timeout=600)
-        os.replace(building, template)
+def _build_prefect_template(building: Path) -> None:
+    """Migrate a new SQLite database at ``building`` (in a directory of its own: the
+    server's home while it runs)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(building.parent), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_SERVER_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{building}")
+    subprocess.run([sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"],
+                   env=env, cwd=building.parent, check=True, capture_output=True, timeout=600)
 
 
 def free_port() -> int:
