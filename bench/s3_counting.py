@@ -1,6 +1,7 @@
 """moto's S3 server, in a process of its own, behind a middleware that counts the requests it
 answers by method, archive key prefix and status: what a crawl asks of its archive, counted
-where a bill would count it, whatever the client does inside.
+where a bill would count it, whatever the client does inside. The tests run the same server
+(:func:`make_s3_server`), uncounted, in a thread.
 
     python bench/s3_counting.py PORT_FILE [ARCHIVE_PREFIX]
 
@@ -193,10 +194,17 @@ def make_moto_puts_atomic() -> None:
     S3Response.put_object = atomic_put_object
 
 
-def serve(port_file: Path, archive_prefix: str) -> None:
-    """moto's server, counting, until killed; writes its port to ``port_file`` once
-    listening."""
-    from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
+def make_s3_server(host: str = "127.0.0.1", port: int = 0, wrap=None):
+    """moto's S3 server as the tests and the benchmarks run it, not yet serving (call its
+    ``serve_forever``): HTTP/1.1 keep-alive, atomic PUTs, every request straight to moto's
+    S3 app (through ``wrap(app)`` if given), but for ``/moto-api/`` (``/moto-api/reset``
+    empties every bucket), which goes to moto's own dispatcher. Nothing else is logged but
+    errors."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
     from werkzeug.serving import make_server
 
     class KeepAlive(MotoRequestHandler):
@@ -211,11 +219,26 @@ def serve(port_file: Path, archive_prefix: str) -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     # moto's S3 app itself, not behind moto's dispatcher: the dispatcher finds which of the
     # AWS services a request is for (its headers, its body, a list of moto's modules read
-    # from disk) under one lock for all requests, a quarter of moto's CPU in the bench's
-    # runs; every request here is for S3.
+    # from disk, some 200 patterns tried) under one lock for all requests, a quarter of
+    # moto's CPU in the bench's runs and in the tests' (profiled); every request here is for
+    # S3.
     make_moto_puts_atomic()
-    app = CountingS3(create_backend_app("s3"), archive_prefix)
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=KeepAlive)
+    s3 = create_backend_app("s3")
+    s3 = wrap(s3) if wrap is not None else s3
+    control = DomainDispatcherApplication(create_backend_app)
+
+    def app(environ, start_response):
+        if environ.get("PATH_INFO", "").startswith("/moto-api/"):
+            return control(environ, start_response)
+        return s3(environ, start_response)
+
+    return make_server(host, port, app, threaded=True, request_handler=KeepAlive)
+
+
+def serve(port_file: Path, archive_prefix: str) -> None:
+    """moto's server, counting, until killed; writes its port to ``port_file`` once
+    listening."""
+    server = make_s3_server(wrap=lambda app: CountingS3(app, archive_prefix))
     temporary = port_file.with_suffix(".tmp")
     temporary.write_text(str(server.server_port))
     temporary.rename(port_file)  # whole, or not there: the bench polls for it

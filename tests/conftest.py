@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import logging
 import os
 import pickle
 import shutil
@@ -13,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import boto3
 import pytest
 
-from bench.s3_counting import make_moto_puts_atomic
+from bench.s3_counting import make_s3_server
 from flows.server import DATABASE_FILE
 from storage import Archive, LocalBackend, S3Backend
 from tests.newssite import NewsSite, load_corpus
@@ -112,17 +112,12 @@ def news_site(corpus) -> Iterator[NewsSite]:
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """A real S3-compatible server (moto's server mode), reached over HTTP."""
-    from moto.server import ThreadedMotoServer
-
-    # werkzeug logs every S3 request at INFO, drowning failure reports.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-
-    make_moto_puts_atomic()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    server = make_s3_server("127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
 
 
 @dataclass(frozen=True)

@@ -313,8 +313,12 @@ def _stop_workers_mid_crawl(pages_a, pages_b, tmp_path: Path) -> list:
                 site.release_pages()
             outcome = []
             for run in runs:
+                # Asked every 3 s, not every 0.5: each asking builds Prefect's settings and a
+                # client (0.1 CPU s), and the killed worker's run ends only when Prefect
+                # misses its heartbeats, 90 s on.
                 final = wait_for(lambda run=run: (r := api(api_url, lambda c: c.read_flow_run(
-                    run.id))) and r.state.is_final() and r, 300, f"{run.name} to end")
+                    run.id))) and r.state.is_final() and r, 300, f"{run.name} to end",
+                    interval=3)
                 outcome.append((final, api(api_url, lambda c, r=final: (
                     c.read_global_concurrency_limit_by_name(f"deployment:{r.deployment_id}")))))
         finally:
