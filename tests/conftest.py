@@ -201,15 +201,47 @@ def seed_prefect_database(home: Path) -> Path:
     14 s of CPU at its first start: the tests' dozen servers would spend minutes on it, so it
     is done once per checkout and Prefect version (a template under ``.newsarchive/cache``),
     and copied. A server's first start on an empty directory is still tested (test_e2e)."""
-    import importlib.metadata
-
-    template = made_once(Path(os.environ["XDG_CACHE_HOME"])
-                         / f"prefect-{importlib.metadata.version('prefect')}.db",
-                         _build_prefect_template)
     home.mkdir(parents=True, exist_ok=True)
     database = home / DATABASE_FILE
-    shutil.copyfile(template, database)
+    shutil.copyfile(prefect_template(), database)
     return database
+
+
+def prefect_template() -> Path:
+    """The migrated empty database that :func:`seed_prefect_database` copies, made if
+    missing."""
+    import importlib.metadata
+
+    return made_once(Path(os.environ["XDG_CACHE_HOME"])
+                     / f"prefect-{importlib.metadata.version('prefect')}.db",
+                     _build_prefect_template)
+
+
+_TEMPLATE_MAKER = pytest.StashKey[threading.Thread]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # In a new checkout the Prefect template is missing, and the first test of each of the
+    # files that start first waits for one worker to make it (14 s of CPU). xdist's
+    # controller, which runs no test, makes it while the workers collect.
+    if os.environ.get("PYTEST_XDIST_WORKER") or not session.config.getoption("numprocesses", None):
+        return
+
+    def make() -> None:
+        try:
+            prefect_template()
+        except Exception:  # noqa: BLE001 - the worker that needs it tries again, and says why
+            pass
+
+    session.config.stash[_TEMPLATE_MAKER] = maker = threading.Thread(
+        target=make, name="prefect-template", daemon=True)
+    maker.start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    maker = session.config.stash.get(_TEMPLATE_MAKER, None)
+    if maker is not None:
+        maker.join()
 
 
 def _build_prefect_template(building: Path) -> None:
