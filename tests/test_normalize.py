@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import random
 import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -373,6 +376,33 @@ FETCHED = "https://www.example.com/news/story-1?utm_source=rss&id=7"
 )
 def test_same_site_declared_canonical_wins(declared, expected):
     assert choose_canonical_url(FETCHED, declared) == expected
+
+
+def test_threads_that_first_ask_at_once_parse_the_public_suffix_list_once(monkeypatch):
+    # A crawl's storage threads take their first pages together: the list (0.05 s of CPU)
+    # is parsed by one of them while the others wait, not by each.
+    from storage import urls
+
+    parsed = []
+
+    class SlowList(urls.PublicSuffixList):
+        def __init__(self):
+            parsed.append(1)
+            time.sleep(0.2)  # long enough for every thread to find no list yet
+            super().__init__()
+
+    monkeypatch.setattr(urls, "PublicSuffixList", SlowList)
+    monkeypatch.setattr(urls, "_public_suffix_list", None)
+    start = threading.Barrier(8)
+
+    def canonical():
+        start.wait()
+        return choose_canonical_url(FETCHED, "https://example.com/news/story-1-canonical")
+
+    with ThreadPoolExecutor(8) as pool:
+        found = list(pool.map(lambda _: canonical(), range(8)))
+    assert found == ["https://example.com/news/story-1-canonical"] * 8
+    assert len(parsed) == 1
 
 
 def test_bare_host_fetch_accepts_www_canonical():
