@@ -30,6 +30,7 @@ import sys
 import threading
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
@@ -194,7 +195,7 @@ def make_moto_puts_atomic() -> None:
     S3Response.put_object = atomic_put_object
 
 
-def make_s3_server(host: str = "127.0.0.1", port: int = 0, wrap=None):
+def make_s3_server(host: str = "127.0.0.1", port: int = 0, wrap: Callable | None = None):
     """moto's S3 server as the tests and the benchmarks run it, not yet serving (call its
     ``serve_forever``): HTTP/1.1 keep-alive, atomic PUTs, every request straight to moto's
     S3 app (through ``wrap(app)`` if given), but for ``/moto-api/`` (``/moto-api/reset``

@@ -509,9 +509,9 @@ def make_s3_client():
 
 # botocore's parsed model files (S3's operations, the endpoint rules, the partitions), kept
 # for the next client of the process: each new session otherwise reads and parses them
-# again, 0.08 s of CPU of the 0.13 s a client costs (a browse server, the tests and
-# `bench/` make many). Only the loader is shared: credentials, region and settings are
-# read afresh by each session, from the environment as it is then.
+# again, 0.08 s of CPU of the 0.13 s a client costs (a process that opens several archives
+# makes a client for each; the tests make hundreds). Only the loader is shared: credentials,
+# region and settings are read afresh by each session, from the environment as it is then.
 _data_loader = None
 _data_loader_lock = threading.Lock()
 
