@@ -19,7 +19,6 @@ import io
 import logging
 import os
 import re
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from storage.errors import (
     InvalidKey,
     ObjectNotFound,
 )
+from storage.lazy import once
 from storage.localfiles import copy_atomic, create_exclusive, write_atomic
 
 logger = logging.getLogger(__name__)
@@ -507,26 +507,25 @@ def make_s3_client():
     return client
 
 
-# botocore's parsed model files (S3's operations, the endpoint rules, the partitions), kept
-# for the next client of the process: each new session otherwise reads and parses them
-# again, 0.08 s of CPU of the 0.13 s a client costs (a process that opens several archives
-# makes a client for each; the tests make hundreds). Only the loader is shared: credentials,
-# region and settings are read afresh by each session, from the environment as it is then.
-_data_loader = None
-_data_loader_lock = threading.Lock()
+@once
+def _model_loader():
+    """botocore's loader of its model files (S3's operations, the endpoint rules, the
+    partitions), which keeps what it parsed: one for the process, shared by its S3 clients.
+    Each new session otherwise reads and parses them again, 0.08 s of CPU of the 0.13 s a
+    client costs (a process that opens several archives makes a client for each; the tests
+    make hundreds). Only the loader is shared: credentials, region and settings are read
+    afresh by each session, from the environment as it is then."""
+    import botocore.loaders
+
+    return botocore.loaders.create_loader()
 
 
 def _botocore_session():
     """A new botocore session that reads model files through the process's one loader."""
-    global _data_loader
-    import botocore.loaders
     import botocore.session
 
-    with _data_loader_lock:
-        if _data_loader is None:
-            _data_loader = botocore.loaders.create_loader()
     session = botocore.session.Session()
-    session.register_component("data_loader", _data_loader)
+    session.register_component("data_loader", _model_loader())
     return session
 
 

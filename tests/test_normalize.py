@@ -392,15 +392,18 @@ def test_threads_that_first_ask_at_once_parse_the_public_suffix_list_once(monkey
             super().__init__()
 
     monkeypatch.setattr(urls, "PublicSuffixList", SlowList)
-    monkeypatch.setattr(urls, "_public_suffix_list", None)
+    urls._public_suffixes.cache_clear()
     start = threading.Barrier(8)
 
     def canonical():
         start.wait()
         return choose_canonical_url(FETCHED, "https://example.com/news/story-1-canonical")
 
-    with ThreadPoolExecutor(8) as pool:
-        found = list(pool.map(lambda _: canonical(), range(8)))
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            found = list(pool.map(lambda _: canonical(), range(8)))
+    finally:
+        urls._public_suffixes.cache_clear()  # the next test parses the real list again
     assert found == ["https://example.com/news/story-1-canonical"] * 8
     assert len(parsed) == 1
 

@@ -598,14 +598,13 @@ def test_bad_input_is_an_article_without_exception(html, text, status):
 def test_no_corpus_page_is_a_soft_block(corpus, corpus_extractions):
     """The 132 real articles: none is a CAPTCHA or a consent wall, and a page may only be
     PAYWALLED when its ground-truth body is itself a teaser."""
-    pages = corpus
-    assert len(pages) >= 100
+    assert len(corpus) >= 100
     kinds: dict[PageKind, int] = dict.fromkeys(PageKind, 0)
     without_text: dict[PageKind, int] = dict.fromkeys(PageKind, 0)
     overruled = 0
     wrong = []
     paywalled = []
-    for page in pages:
+    for page in corpus:
         html = page.html
         # Were extraction to fail, the page would still be no block: its markers are an
         # article page's (a cookie banner, a comment form's CAPTCHA), not a wall's.
@@ -624,7 +623,7 @@ def test_no_corpus_page_is_a_soft_block(corpus, corpus_extractions):
             paywalled.append((page.original_url, truth, count_words(text), verdict.reason))
             if truth >= TEASER_MAX_WORDS:
                 wrong.append((page.original_url, verdict))
-    print(f"\ncorpus: {len(pages)} pages; " + ", ".join(f"{k.value} {n}" for k, n in kinds.items())
+    print(f"\ncorpus: {len(corpus)} pages; " + ", ".join(f"{k.value} {n}" for k, n in kinds.items())
           + f"; articles with overruled signals {overruled}; with empty text: "
           + ", ".join(f"{k.value} {n}" for k, n in without_text.items()))
     for url, truth, got, reason in paywalled:
