@@ -1,5 +1,16 @@
 # Two commands on a fresh machine: `make run` and `make test`. Both install what they need.
 PYTHON ?= python3
+# The interpreter .venv is made with: the system's own Python when it is the same version as
+# $(PYTHON), else $(PYTHON). Debian's and Ubuntu's /usr/bin/python3 are built with
+# profile-guided and link-time optimisation into one executable; a version manager's default
+# build (pyenv's, first on PATH on this project's machines) has neither and loads libpython as
+# a shared library. Every crawl, command and Prefect server is a new Python process: the suite
+# spent 14% less CPU on Debian's build of 3.11 than on pyenv's (README, Tests).
+SYSTEM_PYTHON := /usr/bin/python3
+VENV_PYTHON ?= $(shell version='import sys; print(sys.version_info[:2])'; \
+	if [ -x $(SYSTEM_PYTHON) ] && [ "$$($(SYSTEM_PYTHON) -c "$$version" 2>/dev/null)" = \
+	     "$$($(PYTHON) -c "$$version" 2>/dev/null)" ]; then echo $(SYSTEM_PYTHON); \
+	else echo $(PYTHON); fi)
 VENV := .venv
 TOOLS := .tools
 UV_VERSION := 0.13.8
@@ -35,7 +46,7 @@ $(UV):
 # module it imports again in every process: seconds of CPU for each crawl, Prefect's server
 # and each command (README, Throughput).
 $(VENV)/.installed: requirements-dev.lock pyproject.toml | $(UV)
-	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
+	$(UV) venv --quiet --allow-existing --python $(VENV_PYTHON) $(VENV)
 	$(UV) pip sync --quiet --compile-bytecode --python $(VENV)/bin/python requirements-dev.lock
 	$(UV) pip install --quiet --python $(VENV)/bin/python --no-deps -e .
 	$(VENV)/bin/python -m compileall -q $(PACKAGES)

@@ -5,7 +5,9 @@ by reading it against the tree.)"""
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import subprocess
 import tomllib
 from datetime import date
 from pathlib import Path
@@ -156,6 +158,31 @@ def test_ci_runs_make_test():
     makefile = (ROOT / "Makefile").read_text()
     for target in ("install:", "lint: install", "test: lint", "run: install"):
         assert target in makefile
+
+
+def test_install_makes_the_venv_with_the_systems_python_when_it_is_the_same_version(tmp_path):
+    """`make install` prefers the system's Python (a distribution's optimised build) for
+    .venv, but only when it is the version of ``$(PYTHON)``; else ``$(PYTHON)`` itself."""
+    def venv_python(system_python: Path) -> str:
+        # A make that runs this test passes its own command-line variables down: not here.
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+        shown = subprocess.run(
+            ["make", "-n", "install", "PYTHON=python3", f"VENV={tmp_path / 'venv'}",
+             f"SYSTEM_PYTHON={system_python}"],
+            cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=60).stdout
+        return re.search(r"uv venv .*--python (\S+) ", shown).group(1)
+
+    def script(name: str, body: str) -> Path:
+        path = tmp_path / name
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+        return path
+
+    same = script("same-version", 'exec python3 "$@"')
+    other = script("other-version", "echo '(3, 99)'")
+    assert venv_python(same) == str(same)
+    assert venv_python(other) == "python3"
+    assert venv_python(tmp_path / "missing") == "python3"
 
 
 def test_compose_runs_s3_a_prefect_server_serve_and_browse():
