@@ -5,7 +5,7 @@ PYTHON ?= python3
 # profile-guided and link-time optimisation into one executable; a version manager's default
 # build (pyenv's, first on PATH on this project's machines) has neither and loads libpython as
 # a shared library. Every crawl, command and Prefect server is a new Python process: the suite
-# spent 14% less CPU on Debian's build of 3.11 than on pyenv's (README, Tests).
+# spent 13-18% less CPU on Debian's build of 3.11 than on pyenv's (README, Tests).
 SYSTEM_PYTHON := /usr/bin/python3
 VENV_PYTHON ?= $(shell version='import sys; print(sys.version_info[:2])'; \
 	if [ -x $(SYSTEM_PYTHON) ] && [ "$$($(SYSTEM_PYTHON) -c "$$version" 2>/dev/null)" = \

@@ -164,8 +164,10 @@ def test_install_makes_the_venv_with_the_systems_python_when_it_is_the_same_vers
     """`make install` prefers the system's Python (a distribution's optimised build) for
     .venv, but only when it is the version of ``$(PYTHON)``; else ``$(PYTHON)`` itself."""
     def venv_python(system_python: Path) -> str:
-        # A make that runs this test passes its own command-line variables down: not here.
-        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+        # A make that runs this test passes its command-line variables down, in MAKEFLAGS
+        # and in the environment (`make test VENV_PYTHON=...`): none of them here.
+        env = {k: v for k, v in os.environ.items() if k not in (
+            "MAKEFLAGS", "MAKELEVEL", "MFLAGS", "PYTHON", "VENV_PYTHON", "SYSTEM_PYTHON", "VENV")}
         shown = subprocess.run(
             ["make", "-n", "install", "PYTHON=python3", f"VENV={tmp_path / 'venv'}",
              f"SYSTEM_PYTHON={system_python}"],
