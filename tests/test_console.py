@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import time
 from datetime import date, datetime
 from pathlib import Path
 
 from flows.cli import build_parser, main
 from spiders.console import CONSOLE_PROBLEM_LINES
-from tests.conftest import local_site_config, write_sites_file
+from tests.conftest import REPO_ROOT, free_port, local_site_config, write_sites_file
 from tests.newssite import SITEMAP_NS, XML_TYPE, NewsSite
 
 PROGRESS_INTERVAL = 5.0
@@ -209,3 +211,41 @@ def test_a_command_on_s3_shows_no_botocore_chatter_and_no_credentials(s3_archive
     assert "Found credentials in environment variables" in output
     assert "Credential=***/" in output
     assert key_id not in output and secret not in output and token not in output
+
+
+def test_a_first_command_in_a_terminal_shows_no_prefect_usage_notice(tmp_path):
+    """Prefect's client, imported in a terminal under a new PREFECT_HOME, prints that Prefect
+    collects usage data (and would report to a server with analytics on). With analytics off,
+    the default, a user's first command shows its own line and nothing of Prefect's."""
+    from prefect._internal.analytics.ci_detection import CI_ENV_VARS  # Prefect keeps quiet there
+
+    closed = free_port()
+    config = write_sites_file(tmp_path / "sites.toml", str(tmp_path / "archive"), [{
+        "name": "unreached", "allowed_domains": ["example.org"],
+        "sitemaps": ["https://example.org/sitemap.xml"]}])
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PREFECT_") and k != "DO_NOT_TRACK" and k not in CI_ENV_VARS}
+    env.update(PREFECT_API_URL=f"http://127.0.0.1:{closed}/api",
+               PREFECT_HOME=str(tmp_path / "new-home"), NEWSARCHIVE_DATA_DIR=str(tmp_path / "data"),
+               PYTHONPATH=str(REPO_ROOT))
+    controller, terminal = os.openpty()
+    try:
+        with subprocess.Popen([sys.executable, "-m", "flows", "deploy", "--pool", "nowhere",
+                               "--config", str(config)], stdin=terminal, stdout=terminal,
+                              stderr=terminal, cwd=tmp_path, env=env) as command:
+            os.close(terminal)
+            shown = b""
+            while True:
+                try:
+                    chunk = os.read(controller, 4096)
+                except OSError:  # EIO: the command is gone, and the terminal with it
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            assert command.wait(timeout=300) == 1
+    finally:
+        os.close(controller)
+    text = shown.decode().replace("\r\n", "\n")
+    assert re.fullmatch(rf"newsarchive: Prefect is not available: cannot reach "
+                        rf"http://127\.0\.0\.1:{closed}/api: .+\n", text), text
