@@ -148,23 +148,17 @@ def _checked_config(args, settings: Settings) -> tuple[Path, Config, str]:
     return path, config, archive_url
 
 
-# How a boolean setting of Prefect's is written off (pydantic's false values).
-_OFF = frozenset({"0", "off", "f", "false", "n", "no"})
-
-
 def _prefect_reports_nothing() -> None:
-    """Turn Prefect's usage reports off, unless the user turned them on; before anything
-    imports Prefect (reading a config does, for its cron check), since its client decides
-    at import."""
+    """Turn Prefect's usage reports off, unless the user set them: before anything imports
+    Prefect (reading a config does, for its cron check), since its client decides at import."""
     # Prefect's server reports usage to the outside unless told not to; an archiver that
     # runs offline and on schedule should not, unless its user opts in.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Prefect's client, imported in a terminal for the first time, prints that Prefect
-    # "collects anonymous usage data" (untrue with the server's analytics off, and three
-    # lines on a console of one line per event), and reports milestones to a server that
-    # has analytics on. DO_NOT_TRACK, the convention it reads, stops both.
-    if os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"].strip().lower() in _OFF:
-        os.environ.setdefault("DO_NOT_TRACK", "1")
+    # "collects anonymous usage data" (three lines on a console of one line per event), and
+    # reports milestones to a server that has analytics on. DO_NOT_TRACK, the convention it
+    # reads, stops both (DO_NOT_TRACK=0 lets it).
+    os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
 def _prepare_prefect() -> None:
