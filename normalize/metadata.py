@@ -59,6 +59,14 @@ _TITLE_SEPARATOR = re.compile(r" [-–—|·•›»~/:]{1,2} |(?<=\S): | ?[|ㅣ
 _MAX_TITLE = 1_000
 # The <h1> elements looked at: the headline is among the first, when it is one.
 _MAX_H1 = 20
+# The elements inside an <h1> looked at for the part of it that is the headline.
+_MAX_H1_PARTS = 20
+# Elements that part the text before and after them, as a browser lays them out: a line
+# break, a block.
+_BREAKS = frozenset({"br", "p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "li", "ul", "ol",
+                     "dl", "dt", "dd", "table", "tr", "td", "th", "section", "article",
+                     "header", "footer", "aside", "nav", "main", "figure", "figcaption",
+                     "blockquote", "address", "pre", "hr", "form"})
 # Typographic variants that two statements of one headline differ by.
 _TITLE_VARIANTS = str.maketrans({"’": "'", "‘": "'", "‚": "'", "“": '"', "”": '"', "„": '"',
                                  "«": '"', "»": '"', "–": "-", "—": "-", "\xa0": " "})
@@ -219,6 +227,9 @@ def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None,
         + [_text(s) for s in props.get("article:section", [])])
     headline = _main_h1(h1_elements, [text for _, text in statements] + [title_element], labels)
     h1 = _title_text(_bounded_text(headline, 10 * _MAX_TITLE)) if headline is not None else None
+    if h1 is not None:
+        h1 = _confirmed_part(headline, h1, [text for _, text in statements] + [title_element],
+                             labels)
     labels = labels.with_names([_site_name_from_title(title_element, h1)])
     states_headline = (any(t.endswith("NewsArticle") for t in _types(ld)) if ld
                        else (_text(_first(props.get("og:type"))) or "").casefold() == "article")
@@ -557,7 +568,7 @@ def _byline_text(el: HtmlElement) -> str | None:
     (read only that far): byline elements may be nested, and reading and cleaning all the
     text of each of 250 nested ones took about 30 s on a page of 4 MB."""
     parts, size = [], 0
-    for piece in el.itertext():
+    for piece in _text_pieces(el):
         size += len(piece)
         if size > _MAX_BYLINE_MARKUP:
             return None
@@ -715,7 +726,8 @@ class _Labels:
     names: frozenset[str]
     """Those names and the host's labels ("golem" of www.golem.de), squashed."""
     hosts: frozenset[str]
-    """The host names, squashed ("goleminde" of golem.de), and their labels."""
+    """The host names, squashed ("goleminde" of golem.de), and the label of each that names
+    the site ("golem")."""
     sections: frozenset[str]
     """The page's sections, squashed."""
     people: frozenset[str] = frozenset()
@@ -729,7 +741,11 @@ class _Labels:
         for url in urls:
             host = (urlsplit(url).hostname or "") if isinstance(url, str) else ""
             labels = [label for label in host.split(".")[:-1] if label not in _GENERIC_HOST_LABELS]
-            hosts.update(_squash(label) for label in labels if len(label) >= 3)
+            # The site's own label only, the last before the suffix: the labels before it
+            # name a section or a service ("teaching" of teaching.resources.osu.edu, "blog",
+            # a writer's "janedoe.substack.com"), and a headline or a person may start with
+            # the same word.
+            hosts.update(_squash(label) for label in labels[-1:] if len(label) >= 3)
             if labels:
                 hosts.add(_squash(".".join(labels) + host[host.rfind("."):]))
         names = tuple(_dedupe(site_names))
@@ -830,10 +846,64 @@ def _choose_title(statements: list[tuple[str, str | None]], labels: _Labels
     if not cleaned:
         return None, None
     source, title = cleaned[0]
+    title = _completed(title, [text for _, text in cleaned[1:]])
     if title.isupper():  # a headline set in capitals by the markup: another may have its case
         title = next((text for _, text in cleaned
                       if _title_key(text) == _title_key(title) and not text.isupper()), title)
     return title, source
+
+
+def _completed(title: str, others: list[str]) -> str:
+    """``title`` whole when it was cut short and another statement goes on from it: it ends
+    in an ellipsis or leaves a bracket open (SEO plugins cut the JSON-LD headline to about
+    110 characters, wherever that falls)."""
+    if not (title.endswith(("...", "…")) or title.count("(") > title.count(")")
+            or title.count("[") > title.count("]")):
+        return title
+    key = _title_key(title.rstrip(".… "))
+    return max((other for other in others
+                if len(other) > len(title) and _title_key(other).startswith(key)),
+               key=len, default=title)
+
+
+def _confirmed_part(headline: HtmlElement, h1: str, statements: list[str | None],
+                    labels: _Labels) -> str:
+    """The part of the ``<h1>`` text ``h1`` that another statement of the headline is, when
+    the whole is not: the text of an element inside it, or the whole but one element.
+    Headings hold more than the headline in elements of their own: a "Title:" label, the
+    source and a comment count after it, a byline in a nested heading."""
+    given = [text for text in statements if text]
+    others = {_title_key(text) for text in (_strip_labels(_cut_to_statement(text, given), labels)
+                                            for text in given) if text}
+    if not others or _title_key(h1) in others:
+        return h1
+    for el in islice(headline.iterdescendants(), _MAX_H1_PARTS):
+        if not isinstance(el.tag, str):
+            continue
+        for part in (el.text_content(), _text_without(headline, el)):
+            part = _text(part)
+            # Two words at least: a headline, not a word the statements happen to be.
+            if part and " " in part and _title_key(part) in others:
+                return part
+    return h1
+
+
+def _text_without(node: HtmlElement, left_out: HtmlElement) -> str:
+    """The text of ``node`` without the element ``left_out`` (whose tail stays)."""
+    pieces, inside = [], False
+    for event, el in lxml.etree.iterwalk(node, events=("start", "end")):
+        if el is left_out:
+            inside = event == "start"
+            if not inside and el.tail:
+                pieces.append(el.tail)
+        elif inside:
+            continue
+        elif event == "start":
+            if el.text and isinstance(el.tag, str):
+                pieces.append(el.text)
+        elif el is not node and el.tail:
+            pieces.append(el.tail)
+    return "".join(pieces)
 
 
 def _cut_to_statement(title: str, statements: list[str]) -> str:
@@ -971,12 +1041,29 @@ def _bounded_text(el: HtmlElement, limit: int) -> str | None:
     if next(islice(el.iter(), limit, None), None) is not None:
         return None
     parts, size = [], 0
-    for piece in el.itertext():
+    for piece in _text_pieces(el):
         size += len(piece)
         if size > limit:
             return None
         parts.append(piece)
     return "".join(parts)
+
+
+def _text_pieces(el: HtmlElement) -> Iterator[str]:
+    """The text of ``el`` piece by piece, as ``itertext`` gives it, and a space where a line
+    breaks or a block starts or ends: they part the words on either side as a browser shows
+    them ("WEEKEND<br>CODING AGENT", "Headline<h3>Posted on ...</h3>")."""
+    for event, node in lxml.etree.iterwalk(el, events=("start", "end")):
+        if event == "start":
+            if node.tag in _BREAKS:
+                yield " "
+            if node.text and isinstance(node.tag, str):
+                yield node.text
+        else:
+            if node.tag in _BREAKS:
+                yield " "
+            if node is not el and node.tail:
+                yield node.tail
 
 
 def _parse_dateline(text: str, language: str | None) -> datetime | None:

@@ -195,6 +195,17 @@ def test_many_headlines_against_long_first_lines():
     assert text._drop_header_lines(lines, headlines) == lines.strip()
 
 
+def test_an_h1_of_many_elements_is_searched_for_its_headline_a_bounded_number_of_times():
+    # The part of an <h1> that another statement confirms is looked for in its first 20
+    # elements only, each a walk over the heading (read at all only up to 10,000 elements):
+    # at most 20 walks of 10,000, not one per element.
+    h1 = ("<span>" * 10 + "<i>Council passes budget for the harbour</i> <em>87</em>"
+          + "<b></b>" * 9_900 + "</span>" * 10)
+    html = (f"<html><head><title>Council passes budget for the harbour - Daily Example</title>"
+            f"</head><body><h1>{h1}</h1><p>{'The council met. ' * 40}</p></body></html>")
+    article = extract_article(html, "https://example.com/a")
+    assert (article.title, article.sources["title"]) == ("Council passes budget for the harbour", "h1")
+
 # -- normalize.softblock ---------------------------------------------------------------------
 
 

@@ -187,6 +187,63 @@ def test_a_headline_in_capitals_takes_the_case_another_statement_writes():
     assert extract_article(html, URL).title == "Tips for Online Success"
 
 
+def test_a_line_break_in_the_headline_parts_its_words():
+    html = page(h1="COUNCIL<br>PASSES<br> <span>BUDGET</span>", title="Council Passes Budget")
+    assert extract_article(html, URL).title == "Council Passes Budget"
+
+
+@pytest.mark.parametrize("h1", [
+    # A label before the headline, in an element of its own.
+    '<span class="descriptor">Title:</span>Council passes budget for the harbour',
+    # The source and a comment count after it.
+    '<span><a href="/story/1">Council passes budget for the harbour</a> '
+    '<span>(<a href="https://other.example/">other.example</a>)</span> <span>87</span></span>',
+    # A byline in a heading nested in the headline's (broken markup browsers show as is).
+    'Council passes budget for the harbour<div class="divider"></div>'
+    '<h3><span>Posted</span><span> by jdoe</span></h3>',
+])
+def test_an_h1_is_cut_to_the_part_another_statement_confirms(h1):
+    head = og("og:title", "Council passes budget for the harbour - Daily Example")
+    html = page(head=head, h1=h1, title="Council passes budget for the harbour - Daily Example")
+    article = extract_article(html, URL)
+    assert article.title == "Council passes budget for the harbour"
+    assert article.sources["title"] == "h1"
+
+
+def test_an_h1_that_says_more_than_the_other_statements_in_its_own_text_stays_whole():
+    """What the heading's text itself adds is part of the headline, though the SEO title
+    leaves it out: only what sits in an element of its own is cut."""
+    head = og("og:title", "Council passes budget for the harbour")
+    html = page(head=head, h1="Council passes budget for the harbour: <em>what</em> it means",
+                title="Council passes budget for the harbour")
+    assert extract_article(html, URL).title == "Council passes budget for the harbour: what it means"
+
+
+def test_a_headline_cut_short_is_taken_whole_from_another_statement():
+    """SEO plugins cut the JSON-LD headline to about 110 characters, mid-bracket."""
+    whole = ("Council passes budget: what the harbour, the schools and the roads get this year "
+             "(including one change that nobody expected)")
+    head = (ld({"@type": "NewsArticle", "headline": whole[:108].rstrip()})
+            + og("og:title", whole + " - Daily Example"))
+    assert extract_article(page(head=head, h1=""), URL).title == whole
+
+
+def test_a_word_of_a_subdomain_is_no_label_of_the_site():
+    """The labels of a host before the site's own name a section or a service: a headline
+    that starts with the same word keeps it (the site's own label is one: the Golem.de case
+    above)."""
+    html = page(head=og("og:site_name", "Learning Resource Center"),
+                h1="Teaching Online: Effective Practices",
+                title="Teaching Online: Effective Practices | Learning Resource Center")
+    url = "https://teaching.resources.example.edu/topics/online-practices"
+    assert extract_article(html, url).title == "Teaching Online: Effective Practices"
+
+
+def test_a_writers_name_in_a_subdomain_does_not_make_them_an_organisation():
+    html = page(under='<p class="byline">By <a rel="author" href="/about">Jane Doe</a></p>')
+    assert extract_article(html, "https://jane.example.net/2024/budget").authors == ("Jane Doe",)
+
+
 # -- authors -----------------------------------------------------------------------------
 
 
