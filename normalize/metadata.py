@@ -880,30 +880,12 @@ def _confirmed_part(headline: HtmlElement, h1: str, statements: list[str | None]
     for el in islice(headline.iterdescendants(), _MAX_H1_PARTS):
         if not isinstance(el.tag, str):
             continue
-        for part in (el.text_content(), _text_without(headline, el)):
+        for part in ("".join(_text_pieces(el)), "".join(_text_pieces(headline, left_out=el))):
             part = _text(part)
             # Two words at least: a headline, not a word the statements happen to be.
             if part and " " in part and _title_key(part) in others:
                 return part
     return h1
-
-
-def _text_without(node: HtmlElement, left_out: HtmlElement) -> str:
-    """The text of ``node`` without the element ``left_out`` (whose tail stays)."""
-    pieces, inside = [], False
-    for event, el in lxml.etree.iterwalk(node, events=("start", "end")):
-        if el is left_out:
-            inside = event == "start"
-            if not inside and el.tail:
-                pieces.append(el.tail)
-        elif inside:
-            continue
-        elif event == "start":
-            if el.text and isinstance(el.tag, str):
-                pieces.append(el.text)
-        elif el is not node and el.tail:
-            pieces.append(el.tail)
-    return "".join(pieces)
 
 
 def _cut_to_statement(title: str, statements: list[str]) -> str:
@@ -1049,18 +1031,24 @@ def _bounded_text(el: HtmlElement, limit: int) -> str | None:
     return "".join(parts)
 
 
-def _text_pieces(el: HtmlElement) -> Iterator[str]:
+def _text_pieces(el: HtmlElement, left_out: HtmlElement | None = None) -> Iterator[str]:
     """The text of ``el`` piece by piece, as ``itertext`` gives it, and a space where a line
     breaks or a block starts or ends: they part the words on either side as a browser shows
-    them ("WEEKEND<br>CODING AGENT", "Headline<h3>Posted on ...</h3>")."""
+    them ("WEEKEND<br>CODING AGENT", "Headline<h3>Posted on ...</h3>"). Without the element
+    ``left_out``, if given (its tail stays)."""
+    inside = False
     for event, node in lxml.etree.iterwalk(el, events=("start", "end")):
+        if node is left_out:
+            inside = event == "start"
+        if inside:
+            continue
         if event == "start":
             if node.tag in _BREAKS:
                 yield " "
             if node.text and isinstance(node.tag, str):
                 yield node.text
         else:
-            if node.tag in _BREAKS:
+            if node.tag in _BREAKS and node is not left_out:
                 yield " "
             if node is not el and node.tail:
                 yield node.tail
