@@ -135,6 +135,9 @@ _MODIFIED_META = ("article:modified_time", "og:updated_time", "datemodified", "d
                   "dc.date.modified", "last-modified", "lastmod")
 _AUTHOR_META = ("author", "article:author", "dc.creator", "dcterms.creator", "sailthru.author",
                 "parsely-author", "byl", "twitter:creator")
+# The Highwire Press tag that scholarly pages (and Google Scholar) use: one author a tag, often
+# written "Last, First".
+_CITATION_AUTHOR = "citation_author"
 
 
 @dataclass(frozen=True)
@@ -530,7 +533,10 @@ def _meta_authors(props: dict[str, list[str]]) -> list[str]:
             for value in values:
                 names.extend(_split_byline(value))
             return _dedupe(names)
-    return []
+    # One name a tag: its comma parts the family name from the given names, not two people.
+    return _dedupe(" ".join(reversed([part.strip() for part in value.split(",", 1)]))
+                   if value.count(",") == 1 else value
+                   for value in props.get(_CITATION_AUTHOR, []))
 
 
 def _microdata_authors(tree: HtmlElement) -> list[str]:

@@ -239,6 +239,14 @@ def test_a_word_of_a_subdomain_is_no_label_of_the_site():
     assert extract_article(html, url).title == "Teaching Online: Effective Practices"
 
 
+def test_scholarly_citation_authors_are_one_person_a_tag():
+    """Highwire Press tags (``citation_author``), as journals and preprint servers write
+    them: "Last, First" is one person, not two."""
+    head = ('<meta name="citation_author" content="Roe, Jane">'
+            '<meta name="citation_author" content="Ursula von Doe">')
+    assert extract_article(page(head=head), URL).authors == ("Jane Roe", "Ursula von Doe")
+
+
 def test_a_writers_name_in_a_subdomain_does_not_make_them_an_organisation():
     html = page(under='<p class="byline">By <a rel="author" href="/about">Jane Doe</a></p>')
     assert extract_article(html, "https://jane.example.net/2024/budget").authors == ("Jane Doe",)
