@@ -234,6 +234,10 @@ def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None,
         h1 = _confirmed_part(headline, h1, [text for _, text in statements] + [title_element],
                              labels)
     labels = labels.with_names([_site_name_from_title(title_element, h1)])
+    # Where the byline and the dateline are looked for: the headline, else the page's only
+    # <h1> (an SEO title that differs from it leaves it unconfirmed as the title, not as the
+    # heading the article starts under).
+    anchor = headline if headline is not None else _only_h1(h1_elements, labels)
     states_headline = (any(t.endswith("NewsArticle") for t in _types(ld)) if ld
                        else (_text(_first(props.get("og:type"))) or "").casefold() == "article")
     if not states_headline:
@@ -261,8 +265,8 @@ def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None,
                           ("meta", lambda: _meta_authors(props)),
                           ("microdata", lambda: _microdata_authors(tree)),
                           ("byline", lambda: _byline_authors(tree)),
-                          ("byline", lambda: _headline_byline(headline)),
-                          ("byline", lambda: _bold_byline(headline))):
+                          ("byline", lambda: _headline_byline(anchor)),
+                          ("byline", lambda: _bold_byline(anchor))):
         persons, organisations = _clean_authors(names(), not_people)
         if persons:
             take("authors", source, persons)
@@ -289,7 +293,7 @@ def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None,
     # date has none, and is filed under its fetch date.
     take("published", "json-ld", lambda: _web_page_date(nodes))
     take("published", "url", lambda: _url_date(url) or _url_date(canonical) or _url_date(og_url))
-    take("published", "dateline", lambda: _dateline_date(headline, language))
+    take("published", "dateline", lambda: _dateline_date(anchor, language))
 
     take("modified", "json-ld", parse_datetime(ld.get("dateModified")))
     for name in _MODIFIED_META:
@@ -837,6 +841,14 @@ def _main_h1(h1_elements: list[HtmlElement], statements: list[str | None],
         if words and any(2 * len(words & _words(other)) >= len(words) for other in others):
             return el
     return None
+
+
+def _only_h1(h1_elements: list[HtmlElement], labels: _Labels) -> HtmlElement | None:
+    """The page's one ``<h1>`` that does not name the site, if it has exactly one."""
+    found = [el for el in h1_elements
+             if (text := _title_text(_bounded_text(el, 10 * _MAX_TITLE)))
+             and not labels.names_the_site(text)]
+    return found[0] if len(found) == 1 else None
 
 
 def _choose_title(statements: list[tuple[str, str | None]], labels: _Labels

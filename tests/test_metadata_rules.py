@@ -100,6 +100,19 @@ def test_the_dates_a_page_states_beyond_its_metadata(html, url, expected, source
     assert article.sources["published"] == source
 
 
+def test_the_byline_and_dateline_are_read_by_the_only_h1_when_no_statement_confirms_it():
+    """An SEO title that says something else leaves the <h1> unconfirmed as the title, but it
+    is still the heading the article starts under; with two such <h1>, neither is."""
+    under = "<p>By Jane Doe</p><div>Published on July 18, 2025</div>"
+    html = page(title="Online classes: definition, platforms and more | Daily Example",
+                h1="Everything you need to know about taking a class from home", under=under)
+    article = extract_article(html, URL)
+    assert article.published.date() == date(2025, 7, 18)
+    assert article.authors == ("Jane Doe",)
+    two = html.replace("<main>", "<main><h1>Stories from our students</h1>")
+    assert extract_article(two, URL).published is None
+
+
 def test_the_metadata_date_goes_before_the_address_and_the_dateline():
     html = page(head=og("article:published_time", "2024-05-02T18:19:08+02:00"),
                 under="<p>Published March 3, 2024</p>")
