@@ -109,6 +109,13 @@ _ENGLISH_MONTHS = ("january", "february", "march", "april", "may", "june", "july
                    "september", "october", "november", "december")
 _BYLINE_PREFIX = re.compile(r"^\s*(?:(?:written|posted|words|reported|text|story) )?"
                             r"(by|von|par|por|di|door|av|af|przez|от)\s+", re.IGNORECASE)
+# The itemprop="author" elements looked at (each is placed in its item, up the tree).
+_MAX_MICRODATA_AUTHORS = 100
+# Who else a byline names, beside or in place of the author: an editor, a reviewer, a
+# photographer ("Updated by Jon Roe" under "By Jane Doe").
+_NOT_AN_AUTHOR = re.compile(r"^\s*(?:updated|reviewed|medically reviewed|edited|fact[- ]checked|"
+                            r"illustrat(?:ed|ions)|photo(?:graph)?s?|photographed|video) by\b",
+                            re.IGNORECASE)
 # A desk's or an agency's code where a byline names no one: a short word in lower case
 # ("red", "dpa", "sda"). A person's name is written with capitals.
 _DESK_CODE = re.compile(r"[a-zäöüéèàç]{1,4}\.?")
@@ -263,7 +270,7 @@ def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None,
     ld_author = ld.get("author") or ld.get("creator")
     for source, names in (("json-ld", lambda: _ld_authors(ld_author)),
                           ("meta", lambda: _meta_authors(props)),
-                          ("microdata", lambda: _microdata_authors(tree)),
+                          ("microdata", lambda: _microdata_authors(tree, anchor)),
                           ("byline", lambda: _byline_authors(tree)),
                           ("byline", lambda: _headline_byline(anchor)),
                           ("byline", lambda: _bold_byline(anchor))):
@@ -543,14 +550,29 @@ def _meta_authors(props: dict[str, list[str]]) -> list[str]:
                    for value in props.get(_CITATION_AUTHOR, []))
 
 
-def _microdata_authors(tree: HtmlElement) -> list[str]:
+def _microdata_authors(tree: HtmlElement, headline: HtmlElement | None) -> list[str]:
+    """The names of the ``itemprop="author"`` elements of one item: the one the headline is
+    in, else the first that names an author. A page lists other articles' authors too
+    (related posts, a sidebar), each in an item or an ``<article>`` of its own."""
+    found = tree.xpath("//*[@itemprop='author']")[:_MAX_MICRODATA_AUTHORS]
+    items = [_item_of(el) for el in found]
+    around = set(headline.iterancestors()) if headline is not None else set()
+    chosen = next((item for item in items if item in around), items[0] if items else None)
     names = []
-    for el in tree.xpath("//*[@itemprop='author']"):
+    for el, item in zip(found, items):
+        if item is not chosen:
+            continue
         inner = el.xpath(".//*[@itemprop='name']")
         value = (inner[0].get("content") or _byline_text(inner[0])) if inner else (
             el.get("content") or _byline_text(el))
         names.extend(_split_byline(value))
     return _dedupe(names)
+
+
+def _item_of(el: HtmlElement) -> HtmlElement | None:
+    """The microdata item (or else the ``<article>``) that ``el`` belongs to."""
+    return next((a for a in el.iterancestors() if a.get("itemscope") is not None
+                 or a.tag == "article"), None)
 
 
 def _byline_authors(tree: HtmlElement) -> list[str]:
@@ -666,6 +688,8 @@ def listed_names(text: str) -> list[str]:
 def _split_byline(value: str | None) -> list[str]:
     text = _text(value)
     if not text or len(text) > _MAX_BYLINE:
+        return []
+    if _NOT_AN_AUTHOR.match(text):
         return []
     text = _BYLINE_PREFIX.sub("", text)
     return _dedupe(part for part in _AUTHOR_SPLIT.split(text) if part and len(part) < 80)

@@ -252,6 +252,24 @@ def test_a_word_of_a_subdomain_is_no_label_of_the_site():
     assert extract_article(html, url).title == "Teaching Online: Effective Practices"
 
 
+def test_microdata_authors_are_the_articles_not_the_sidebars():
+    """Related posts list their own authors with the same markup, each in an item of its own."""
+    def item(name: str) -> str:
+        return ('<span itemprop="author" itemscope itemtype="http://schema.org/Person">'
+                f'<span itemprop="name">{name}</span></span>')
+    html = page(top=item("Jane Doe"), story=STORY + "".join(
+        f'<aside><article itemscope itemtype="http://schema.org/Article"><h2>Other story {n}</h2>'
+        f'{item(name)}</article></aside>' for n, name in enumerate(["John Roe", "Ann Poe"])))
+    html = html.replace("<article>", '<article itemscope itemtype="http://schema.org/Article">', 1)
+    assert extract_article(html, URL).authors == ("Jane Doe",)
+
+
+def test_who_updated_or_reviewed_an_article_is_not_its_author():
+    under = ('<div class="byline"><span itemprop="author">By Jane Doe</span></div>'
+             '<div class="byline"><span itemprop="author">Updated by John Roe</span></div>')
+    assert extract_article(page(under=under), URL).authors == ("Jane Doe",)
+
+
 def test_scholarly_citation_authors_are_one_person_a_tag():
     """Highwire Press tags (``citation_author``), as journals and preprint servers write
     them: "Last, First" is one person, not two."""
