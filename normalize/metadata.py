@@ -116,6 +116,14 @@ _MAX_MICRODATA_AUTHORS = 100
 _NOT_AN_AUTHOR = re.compile(r"^\s*(?:updated|reviewed|medically reviewed|edited|fact[- ]checked|"
                             r"illustrat(?:ed|ions)|photo(?:graph)?s?|photographed|video) by\b",
                             re.IGNORECASE)
+# What an author box's link says around the name ("More About Jane Doe »", "View all posts by
+# Jane Doe"), and an address beside it ("Newsdesk news@example.com").
+_AUTHOR_LINK_LABEL = re.compile(r"^\s*(?:more (?:about|from|by)|(?:view |see )?all (?:posts|articles|"
+                                r"stories) by|(?:posts|articles|stories) by)\s+|\s*[»›→]+\s*$",
+                                re.IGNORECASE)
+_EMAIL = re.compile(r"\s*\S+@[^\s@]+\.\w+")
+# The accounts a CMS names as the author when no one signed: not a person.
+_ACCOUNT_NAMES = frozenset({"admin", "administrator", "webmaster"})
 # A desk's or an agency's code where a byline names no one: a short word in lower case
 # ("red", "dpa", "sda"). A person's name is written with capitals.
 _DESK_CODE = re.compile(r"[a-zäöüéèàç]{1,4}\.?")
@@ -576,7 +584,8 @@ def _item_of(el: HtmlElement) -> HtmlElement | None:
 
 
 def _byline_authors(tree: HtmlElement) -> list[str]:
-    links = [_text(a.text_content()) for a in tree.xpath("//a[@rel='author']")]
+    links = [_text(_AUTHOR_LINK_LABEL.sub("", a.text_content()))
+             for a in tree.xpath("//a[@rel='author']")]
     if any(links):
         return _dedupe(links)
     for el in tree.xpath("//*[contains(concat(' ', @class, ' '), ' byline ') or "
@@ -691,7 +700,8 @@ def _split_byline(value: str | None) -> list[str]:
         return []
     if _NOT_AN_AUTHOR.match(text):
         return []
-    text = _BYLINE_PREFIX.sub("", text)
+    # An address beside a name goes; an address alone is how the page names its author.
+    text = _BYLINE_PREFIX.sub("", _AUTHOR_LINK_LABEL.sub("", _EMAIL.sub("", text).strip() or text))
     return _dedupe(part for part in _AUTHOR_SPLIT.split(text) if part and len(part) < 80)
 
 
@@ -699,9 +709,10 @@ def _clean_authors(names: list[str], not_people: _Labels) -> tuple[tuple[str, ..
     """The people among ``names`` and the rest, each without role suffixes and initials in
     brackets. The rest: organisations, the site (as it calls itself, or its host) or what
     the page's JSON-LD types as one; and desk codes ("red"), which go with the people a
-    byline names but do not stand for one."""
-    cleaned = _dedupe(_without_organisation_suffix(
+    byline names but do not stand for one. A CMS's account ("admin") is neither."""
+    cleaned = [name for name in _dedupe(_without_organisation_suffix(
         _ROLE_SUFFIX.sub("", _drop_bracketed(name)).strip(" ,;"), not_people) for name in names)
+        if name.casefold() not in _ACCOUNT_NAMES]
     organisation = [not_people.names_an_organisation(name) for name in cleaned]
     named = [name for name, org in zip(cleaned, organisation) if not org]
     if all(_DESK_CODE.fullmatch(name) for name in named):

@@ -270,6 +270,20 @@ def test_who_updated_or_reviewed_an_article_is_not_its_author():
     assert extract_article(page(under=under), URL).authors == ("Jane Doe",)
 
 
+@pytest.mark.parametrize("head, under, authors", [
+    # An author box's link: its label is not part of the name.
+    ("", '<a rel="author" href="/a/jane">Jane Doe</a> <a rel="author" href="/a/jane">'
+         'More About Jane Doe »</a>', ("Jane Doe",)),
+    # An address beside the name goes; alone, it is how the page names its author.
+    ('<meta name="author" content="Jane Doe jane@example.com">', "", ("Jane Doe",)),
+    ('<meta name="author" content="jane@example.com">', "", ("jane@example.com",)),
+    # The account a CMS names when no one signed.
+    ('<meta name="author" content="admin">', "", ()),
+])
+def test_what_surrounds_a_name_in_author_markup_is_not_part_of_it(head, under, authors):
+    assert extract_article(page(head=head, under=under), URL).authors == authors
+
+
 def test_scholarly_citation_authors_are_one_person_a_tag():
     """Highwire Press tags (``citation_author``), as journals and preprint servers write
     them: "Last, First" is one person, not two."""
