@@ -828,16 +828,22 @@ class _Labels:
         return bool(squashed) and (among(self.names)
                                    or (squashed not in self.people and among(self.hosts)))
 
-    def is_label(self, text: str, *, dates: bool = False, leading: bool = False) -> bool:
-        """Whether ``text``, a part of a title, is no part of the headline: the site's name,
-        a section or (with ``dates``) a date; ``leading`` a part before the headline, where
-        a word made on the site's name is a label too ("NTV-Thema" on n-tv.de)."""
+    def is_label(self, text: str, *, trailing: bool = False, leading: bool = False) -> bool:
+        """Whether ``text``, a part of a title, is no part of the headline: the site's name
+        or a section; ``trailing`` a part after the headline, where a date is a label too,
+        and a few words that start with the site's name ("Shopify App Store" on
+        apps.shopify.com, "UC Davis Children's Hospital" on health.ucdavis.edu);
+        ``leading`` a part before the headline, where a word made on the site's name is a
+        label too ("NTV-Thema" on n-tv.de)."""
         text = text.strip()
         squashed = _squash(text)
         return (not squashed or self.names_the_site(text) or squashed in self.sections
-                or (dates and len(text) <= 40 and _parse_dateline(text, None) is not None)
-                or (leading and len(text.split()) == 1
-                    and any(len(n) >= 3 and squashed.startswith(n) for n in self.names | self.hosts)))
+                or (trailing and len(text) <= 40 and _parse_dateline(text, None) is not None)
+                or (trailing and len(text.split()) <= 4 and self._starts_with_a_name(squashed, 4))
+                or (leading and len(text.split()) == 1 and self._starts_with_a_name(squashed, 3)))
+
+    def _starts_with_a_name(self, squashed: str, shortest: int) -> bool:
+        return any(len(n) >= shortest and squashed.startswith(n) for n in self.names | self.hosts)
 
 
 def _title_text(value: Any) -> str | None:
@@ -977,10 +983,10 @@ def _strip_labels(title: str, labels: _Labels) -> str | None:
         if not separators:
             return title.strip() or None
         last, first = separators[-1], separators[0]
-        if last.start() > 0 and labels.is_label(title[last.end():], dates=True):
+        if last.start() > 0 and labels.is_label(title[last.end():], trailing=True):
             title = title[:last.start()]
         elif (first.end() < len(title) and first.start() > 0
-              and labels.is_label(title[:first.start()], dates=False, leading=True)):
+              and labels.is_label(title[:first.start()], leading=True)):
             title = title[first.end():]
         elif first.start() == 0 and first.end() < len(title):  # a separator leading the text
             title = title[first.end():]

@@ -141,6 +141,17 @@ def test_a_title_made_of_the_headline_and_labels_is_cut_to_the_headline(head, ti
     assert article.title == "Council passes budget"
 
 
+@pytest.mark.parametrize("title, url", [
+    # After the headline, a few words that start with the site's name: a label.
+    ("Council passes budget | Example App Store", "https://apps.example.com/council"),
+    ("Council passes budget | Patient Education | UC Davis Children's Hospital",
+     "https://health.ucdavis.edu/council"),
+])
+def test_a_trailing_part_that_starts_with_the_sites_name_is_a_label(title, url):
+    head = og("article:section", "Patient Education")
+    assert extract_article(page(head=head, title=title, h1=""), url).title == "Council passes budget"
+
+
 def test_labels_are_cut_even_when_no_other_statement_says_where_the_headline_ends():
     head = og("og:site_name", "DW") + og("article:section", "Politik")
     html = page(head=head, title="Council passes budget | Politik | DW | 28.04.2023", h1="")
