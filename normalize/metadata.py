@@ -775,6 +775,9 @@ class _Labels:
     the site ("golem")."""
     sections: frozenset[str]
     """The page's sections, squashed."""
+    folders: frozenset[str] = frozenset()
+    """The words that name folders of the page's address, squashed ("district" of
+    /district/343604): sections the page does not declare otherwise."""
     people: frozenset[str] = frozenset()
     """Names the page's JSON-LD types as persons, squashed: never an organisation, also
     where the site bears the name (a personal site: "Ben Nadel" on bennadel.com)."""
@@ -793,9 +796,12 @@ class _Labels:
             hosts.update(_squash(label) for label in labels[-1:] if len(label) >= 3)
             if labels:
                 hosts.add(_squash(".".join(labels) + host[host.rfind("."):]))
+        folders = {_squash(folder) for url in urls if isinstance(url, str)
+                   for folder in urlsplit(url).path.split("/")[1:-1] if folder.isalpha()}
         names = tuple(_dedupe(site_names))
         return cls(names, frozenset(filter(None, map(_squash, names))), frozenset(hosts),
-                   frozenset(filter(None, (_squash(s) for s in sections if s))))
+                   frozenset(filter(None, (_squash(s) for s in sections if s))),
+                   folders=frozenset(folders))
 
     def with_names(self, names: list[str | None]) -> _Labels:
         more = _dedupe(names)
@@ -831,15 +837,16 @@ class _Labels:
     def is_label(self, text: str, *, trailing: bool = False, leading: bool = False) -> bool:
         """Whether ``text``, a part of a title, is no part of the headline: the site's name
         or a section; ``trailing`` a part after the headline, where a date is a label too,
-        and a few words that start with the site's name ("Shopify App Store" on
-        apps.shopify.com, "UC Davis Children's Hospital" on health.ucdavis.edu);
-        ``leading`` a part before the headline, where a word made on the site's name is a
+        a folder of the page's address ("| District" on /district/343604), and a few words
+        that start with the site's name ("Shopify App Store" on apps.shopify.com, "UC Davis
+        Children's Hospital" on health.ucdavis.edu); ``leading`` a part before the headline, where a word made on the site's name is a
         label too ("NTV-Thema" on n-tv.de)."""
         text = text.strip()
         squashed = _squash(text)
         return (not squashed or self.names_the_site(text) or squashed in self.sections
                 or (trailing and len(text) <= 40 and _parse_dateline(text, None) is not None)
-                or (trailing and len(text.split()) <= 4 and self._starts_with_a_name(squashed, 4))
+                or (trailing and (squashed in self.folders
+                                  or len(text.split()) <= 4 and self._starts_with_a_name(squashed, 4)))
                 or (leading and len(text.split()) == 1 and self._starts_with_a_name(squashed, 3)))
 
     def _starts_with_a_name(self, squashed: str, shortest: int) -> bool:

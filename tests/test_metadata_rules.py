@@ -146,8 +146,10 @@ def test_a_title_made_of_the_headline_and_labels_is_cut_to_the_headline(head, ti
     ("Council passes budget | Example App Store", "https://apps.example.com/council"),
     ("Council passes budget | Patient Education | UC Davis Children's Hospital",
      "https://health.ucdavis.edu/council"),
+    # A folder of the page's address, where the page declares no section.
+    ("Council passes budget | District", "https://www.example.com/district/343604"),
 ])
-def test_a_trailing_part_that_starts_with_the_sites_name_is_a_label(title, url):
+def test_a_trailing_part_that_names_the_site_or_a_folder_is_a_label(title, url):
     head = og("article:section", "Patient Education")
     assert extract_article(page(head=head, title=title, h1=""), url).title == "Council passes budget"
 
