@@ -836,18 +836,28 @@ class _Labels:
 
     def is_label(self, text: str, *, trailing: bool = False, leading: bool = False) -> bool:
         """Whether ``text``, a part of a title, is no part of the headline: the site's name
-        or a section; ``trailing`` a part after the headline, where a date is a label too,
-        a folder of the page's address ("| District" on /district/343604), and a few words
-        that start with the site's name ("Shopify App Store" on apps.shopify.com, "UC Davis
-        Children's Hospital" on health.ucdavis.edu); ``leading`` a part before the headline, where a word made on the site's name is a
-        label too ("NTV-Thema" on n-tv.de)."""
+        or a section. ``trailing``: a part after the headline, where these are labels too:
+        a date, a folder of the page's address ("| District" on /district/343604), the
+        initials of the site's name ("| WFA" of World Future Awards) and a few words that
+        start with the site's name ("Shopify App Store" on apps.shopify.com, "UC Davis
+        Children's Hospital" on health.ucdavis.edu). ``leading``: a part before the
+        headline, where a word made on the site's name is a label too ("NTV-Thema" on
+        n-tv.de)."""
         text = text.strip()
         squashed = _squash(text)
         return (not squashed or self.names_the_site(text) or squashed in self.sections
                 or (trailing and len(text) <= 40 and _parse_dateline(text, None) is not None)
-                or (trailing and (squashed in self.folders
-                                  or len(text.split()) <= 4 and self._starts_with_a_name(squashed, 4)))
+                or (trailing and (squashed in self.folders or self._initials_of_a_name(text)
+                                  or (len(text.split()) <= 4
+                                      and self._starts_with_a_name(squashed, 4))))
                 or (leading and len(text.split()) == 1 and self._starts_with_a_name(squashed, 3)))
+
+    def _initials_of_a_name(self, text: str) -> bool:
+        """Whether ``text`` is the initials of one of the site's names, in capitals ("WFA"
+        of World Future Awards)."""
+        return text.isupper() and 2 <= len(text) <= 6 and any(
+            len(words := name.split()) >= 2 and text == "".join(w[0] for w in words).upper()
+            for name in self.site_names)
 
     def _starts_with_a_name(self, squashed: str, shortest: int) -> bool:
         return any(len(n) >= shortest and squashed.startswith(n) for n in self.names | self.hosts)

@@ -148,9 +148,11 @@ def test_a_title_made_of_the_headline_and_labels_is_cut_to_the_headline(head, ti
      "https://health.ucdavis.edu/council"),
     # A folder of the page's address, where the page declares no section.
     ("Council passes budget | District", "https://www.example.com/district/343604"),
+    # The initials of the site's name (og:site_name "Daily Example News").
+    ("Council passes budget | DEN", URL),
 ])
 def test_a_trailing_part_that_names_the_site_or_a_folder_is_a_label(title, url):
-    head = og("article:section", "Patient Education")
+    head = og("article:section", "Patient Education") + og("og:site_name", "Daily Example News")
     assert extract_article(page(head=head, title=title, h1=""), url).title == "Council passes budget"
 
 
