@@ -574,7 +574,8 @@ def _microdata_authors(tree: HtmlElement, headline: HtmlElement | None) -> list[
         value = (inner[0].get("content") or _byline_text(inner[0])) if inner else (
             el.get("content") or _byline_text(el))
         names.extend(_split_byline(value))
-    return _dedupe(names)
+    # Markup that some themes put on a post's title or teaser: a sentence is no one's name.
+    return _dedupe(name for name in names if not _reads_as_text(name))
 
 
 def _item_of(el: HtmlElement) -> HtmlElement | None:
@@ -600,8 +601,13 @@ def _name_shaped(names: list[str]) -> bool:
     """Whether every one of ``names`` has the shape of a name, as a byline in free text writes
     it: a few words, the first capitalised, no digit (not a sentence of an author's bio), and
     more than the word that introduces a byline ("By", its name in another element)."""
-    return all(len(name.split()) <= 5 and name[0].isupper() and not any(c.isdigit() for c in name)
+    return all(not _reads_as_text(name) and name[0].isupper()
                and not _BYLINE_PREFIX.fullmatch(name + " ") for name in names)
+
+
+def _reads_as_text(name: str) -> bool:
+    """Whether ``name`` is more than a name can be: over five words, or a digit in it."""
+    return len(name.split()) > 5 or any(c.isdigit() for c in name)
 
 
 def _byline_text(el: HtmlElement) -> str | None:

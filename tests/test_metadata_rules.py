@@ -294,6 +294,8 @@ def test_who_updated_or_reviewed_an_article_is_not_its_author():
     ('<meta name="author" content="jane@example.com">', "", ("jane@example.com",)),
     # The account a CMS names when no one signed.
     ('<meta name="author" content="admin">', "", ()),
+    # A theme's author markup around a post's title.
+    ("", '<div itemprop="author">5 Great Ideas For 2022 That You Can Practice</div>', ()),
 ])
 def test_what_surrounds_a_name_in_author_markup_is_not_part_of_it(head, under, authors):
     assert extract_article(page(head=head, under=under), URL).authors == authors
