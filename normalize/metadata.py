@@ -40,6 +40,7 @@ import lxml.html
 from lxml.html import HtmlElement
 
 from normalize import jsonld
+from normalize.layout import TEXT_BLOCK_TAGS
 
 ARTICLE_TYPES = frozenset({
     "Article", "NewsArticle", "ReportageNewsArticle", "AnalysisNewsArticle", "BlogPosting",
@@ -61,12 +62,9 @@ _MAX_TITLE = 1_000
 _MAX_H1 = 20
 # The elements inside an <h1> looked at for the part of it that is the headline.
 _MAX_H1_PARTS = 20
-# Elements that part the text before and after them, as a browser lays them out: a line
-# break, a block.
-_BREAKS = frozenset({"br", "p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "li", "ul", "ol",
-                     "dl", "dt", "dd", "table", "tr", "td", "th", "section", "article",
-                     "header", "footer", "aside", "nav", "main", "figure", "figcaption",
-                     "blockquote", "address", "pre", "hr", "form"})
+# Elements that part the text before and after them, as a browser lays them out: a block,
+# a line break, a rule.
+_BREAKS = TEXT_BLOCK_TAGS | {"br", "hr"}
 # Typographic variants that two statements of one headline differ by.
 _TITLE_VARIANTS = str.maketrans({"’": "'", "‘": "'", "‚": "'", "“": '"', "”": '"', "„": '"',
                                  "«": '"', "»": '"', "–": "-", "—": "-", "\xa0": " "})
@@ -236,23 +234,24 @@ def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None,
                   ("opengraph", _title_text(_first(props.get("og:title")))),
                   ("meta", _title_text(_first(props.get("twitter:title"))))]
     title_element = _title_text(_first_text(tree, "//title"))
-    h1_elements = [el for el in islice(tree.iter("h1"), _MAX_H1)]
     labels = _Labels.of(
         [_text(_first(props.get("og:site_name"))), *_publisher_names(ld),
          _text(_first(props.get("application-name")))],
         [url, canonical, og_url],
         [_text(s) for s in _as_list(ld.get("articleSection")) if isinstance(s, str)]
         + [_text(s) for s in props.get("article:section", [])])
-    headline = _main_h1(h1_elements, [text for _, text in statements] + [title_element], labels)
-    h1 = _title_text(_bounded_text(headline, 10 * _MAX_TITLE)) if headline is not None else None
-    if h1 is not None:
-        h1 = _confirmed_part(headline, h1, [text for _, text in statements] + [title_element],
-                             labels)
+    h1s = [(el, text) for el in islice(tree.iter("h1"), _MAX_H1)
+           if (text := _title_text(_bounded_text(el, 10 * _MAX_TITLE)))
+           and not labels.names_the_site(text)]  # a logo's <h1> is no headline
+    given = [text for _, text in statements] + [title_element]
+    headline, h1 = _main_h1(h1s, given) or (None, None)
+    if headline is not None:
+        h1 = _confirmed_part(headline, h1, given, labels)
     labels = labels.with_names([_site_name_from_title(title_element, h1)])
     # Where the byline and the dateline are looked for: the headline, else the page's only
     # <h1> (an SEO title that differs from it leaves it unconfirmed as the title, not as the
     # heading the article starts under).
-    anchor = headline if headline is not None else _only_h1(h1_elements, labels)
+    anchor = headline if headline is not None else (h1s[0][0] if len(h1s) == 1 else None)
     states_headline = (any(t.endswith("NewsArticle") for t in _types(ld)) if ld
                        else (_text(_first(props.get("og:type"))) or "").casefold() == "article")
     if not states_headline:
@@ -884,35 +883,24 @@ def _words(text: str) -> set[str]:
     return set(re.findall(r"\w+", text.casefold()))
 
 
-def _main_h1(h1_elements: list[HtmlElement], statements: list[str | None],
-             labels: _Labels) -> HtmlElement | None:
-    """The page's headline among its ``<h1>`` elements (pages have a logo's, a menu's, a
-    sidebar's): the first that another statement of the headline confirms (``og:title``,
-    JSON-LD, ``<title>``: one equals or starts with it, or the two share half of its
-    words), else the first when the page makes no other statement. An ``<h1>`` that is the
-    site's name is not the headline."""
-    texts = [(el, _title_text(_bounded_text(el, 10 * _MAX_TITLE))) for el in h1_elements]
-    texts = [(el, text) for el, text in texts if text and not labels.names_the_site(text)]
+def _main_h1(h1s: list[tuple[HtmlElement, str]], statements: list[str | None]
+             ) -> tuple[HtmlElement, str] | None:
+    """The page's headline among its ``<h1>`` elements and their texts (pages have a logo's,
+    a menu's, a sidebar's): the first that another statement of the headline confirms
+    (``og:title``, JSON-LD, ``<title>``: one equals or starts with it, or the two share half
+    of its words), else the first when the page makes no other statement."""
     others = [_title_key(s) for s in statements if s]
     if not others:
-        return texts[0][0] if texts else None
-    for el, text in texts:
+        return h1s[0] if h1s else None
+    for el, text in h1s:
         key = _title_key(text)
         if any(other == key or other.startswith(key) for other in others):
-            return el
-    for el, text in texts:
+            return el, text
+    for el, text in h1s:
         words = _words(text)
         if words and any(2 * len(words & _words(other)) >= len(words) for other in others):
-            return el
+            return el, text
     return None
-
-
-def _only_h1(h1_elements: list[HtmlElement], labels: _Labels) -> HtmlElement | None:
-    """The page's one ``<h1>`` that does not name the site, if it has exactly one."""
-    found = [el for el in h1_elements
-             if (text := _title_text(_bounded_text(el, 10 * _MAX_TITLE)))
-             and not labels.names_the_site(text)]
-    return found[0] if len(found) == 1 else None
 
 
 def _choose_title(statements: list[tuple[str, str | None]], labels: _Labels

@@ -56,6 +56,8 @@ from justext.core import ParagraphMaker, classify_paragraphs, revise_paragraph_c
 from justext.utils import get_stoplist, get_stoplists
 from lxml.html import HtmlElement
 
+from normalize.layout import BLOCK_TAGS as _BLOCK_TAGS
+from normalize.layout import TEXT_BLOCK_TAGS as _TEXT_BLOCK_TAGS
 from normalize.metadata import listed_names, meta_tags
 
 # Shortest embedded HTML string worth treating as an article body in the second look, in
@@ -91,16 +93,6 @@ FALLBACK_BELOW_SHARE = 0.5
 # beyond that it reads text that is no story (code, templates).
 _RESCUE_BELOW_SHARE = 0.25
 _RESCUE_MAX_SHARE = 1.25
-_BLOCK_TAGS = frozenset((
-    "p", "div", "li", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre",
-    "dd", "dt", "section", "article", "tr", "ul", "ol", "table", "header", "footer", "aside",
-    "nav", "main", "figure", "form",
-))
-# Elements a browser lays out as blocks: each starts a text block of its own (see _Survey).
-_TEXT_BLOCK_TAGS = _BLOCK_TAGS | {
-    "html", "body", "dl", "figcaption", "caption", "address", "details", "summary", "fieldset",
-    "legend", "center", "hgroup",
-}
 # Text that is no story text: code, styles, form controls, and captions (README, "What the
 # text keeps"); comments' too. Hidden elements count: pages hide the rest of a story behind
 # a "read more" button.
