@@ -15,7 +15,7 @@ from typing import Any
 EXTRACTOR_NAME = "newsarchive"
 """The extractor's name in every record (``extractor.name``)."""
 # Bump when extraction logic changes, so records say which code produced them.
-EXTRACTOR_REVISION = "11"
+EXTRACTOR_REVISION = "12"
 EXTRACTOR_VERSION = f"{EXTRACTOR_REVISION}+trafilatura.{importlib.metadata.version('trafilatura')}"
 """The extractor's version in every record: our revision and trafilatura's, read from its
 installed metadata rather than by importing it (the same as ``trafilatura.__version__``: a

@@ -280,7 +280,8 @@ def read_metadata(tree: HtmlElement, tags: dict[str, list[str]] | None = None,
                           ("microdata", lambda: _microdata_authors(tree, anchor)),
                           ("byline", lambda: _byline_authors(tree)),
                           ("byline", lambda: _headline_byline(anchor)),
-                          ("byline", lambda: _bold_byline(anchor))):
+                          ("byline", lambda: _bold_byline(anchor)),
+                          ("byline", lambda: _author_page_links(anchor))):
         persons, organisations = _clean_authors(names(), not_people)
         if persons:
             take("authors", source, persons)
@@ -671,6 +672,18 @@ def _bold_byline(headline: HtmlElement | None) -> list[str]:
 
 # How many paragraphs after the headline a bold byline is looked for in.
 _BOLD_BYLINE_PARAGRAPHS = 4
+# An author's page, as content systems address it: a folder named for authors (in the
+# languages of the sites archived) and the author's slug, nothing after it
+# (WordPress's "/author/jane-doe/", "/autoren/max-mustermann").
+_AUTHOR_PAGE = re.compile(r"/(?:authors?|autor(?:en|es|[ei])?|auteurs?|contributors?|journalists?|"
+                          r"writers?|reporters?)/[^/]+/?$", re.IGNORECASE)
+# How far up from a byline's link its box (the other authors' links) is looked for.
+_BYLINE_BOX_LEVELS = 3
+# A label that gives the name after it another role than the author's ("Edited by:",
+# "Contributions From:", "Photos:"), at the end of the text before a link.
+_OTHER_ROLE = re.compile(r"(?:updated|reviewed|edited|fact[- ]checked|illustrat\w*|photo\w*|video|"
+                         r"contribut\w*|additional reporting|translat\w*)(?: by| from)?\s*:?$",
+                         re.IGNORECASE)
 # The words of a name not written with a capital ("Ursula von der Leyen"): in a bold line,
 # any other is a term's ("Lecture with Remote Instruction").
 _NAME_PARTICLES = frozenset(("von", "van", "der", "den", "de", "du", "da", "das", "dos", "di",
@@ -690,6 +703,64 @@ def _all_bold(paragraph: HtmlElement) -> bool:
         elif isinstance(child.tag, str) and child.tag != "br" and (_text(child.text_content()) or ""):
             return False
     return bold
+
+
+def _author_page_links(headline: HtmlElement | None) -> list[str]:
+    """The names of a byline that is only links to the authors' pages: the first link to an
+    author's page (``/author/<slug>/``, see ``_AUTHOR_PAGE``) in the text by the headline
+    where a dateline is looked for (``_DATELINE_AFTER``), with the other such links of its
+    byline box (the largest of its near ancestors that is still a byline's length). How
+    blogs and many newspapers print a byline ("<a href="/author/jane-doe/">Jane Doe</a>")
+    with no markup that says what it is. A link labelled with another role ("Edited by",
+    "Contributions from") is not an author's; one further on is a related story's."""
+    if headline is None:
+        return []
+    seen = visited = 0
+    for top in _around(headline, preceding=False):
+        for el in top.iter():
+            visited += 1
+            if seen > _DATELINE_AFTER or visited > _DATELINE_AFTER // 4:
+                return []  # past where a byline stands: the story has begun
+            if not isinstance(el.tag, str):
+                continue
+            if _author_link_name(el) is None:
+                seen += len((el.text or "").strip()) + len((el.tail or "").strip())
+                continue
+            box = el
+            for ancestor in islice(el.iterancestors(), _BYLINE_BOX_LEVELS):
+                if _bounded_text(ancestor, _MAX_BYLINE) is None:
+                    break
+                box = ancestor
+            return _dedupe(name for name in map(_author_link_name, box.iter("a")) if name)
+    return []
+
+
+def _author_link_name(el: HtmlElement) -> str | None:
+    """The name a link to an author's page shows, when it is a person's: two words or more
+    (a single word is a menu's "Authors" or a first name: "Articles by Juliette"), shaped
+    as a name, and not labelled with another role than the author's."""
+    if el.tag != "a" or not _AUTHOR_PAGE.search(urlsplit(el.get("href") or "").path):
+        return None
+    name = _text(_AUTHOR_LINK_LABEL.sub("", _bounded_text(el, _MAX_BYLINE) or ""))
+    if (not name or len(name.split()) < 2 or not _name_shaped([name])
+            or _OTHER_ROLE.search(_label_before(el))):
+        return None
+    return name
+
+
+def _label_before(link: HtmlElement) -> str:
+    """The text just before ``link`` in its byline ("By", "Edited by:"), from the nearest of
+    its ancestors that has text before it; read only as far as a byline goes."""
+    shown = _text(_bounded_text(link, _MAX_BYLINE) or "") or ""
+    for ancestor in islice(link.iterancestors(), _BYLINE_BOX_LEVELS):
+        text = _bounded_text(ancestor, _MAX_BYLINE)
+        if text is None:
+            return ""
+        text = _text(text) or ""
+        before = text[:text.find(shown)].strip() if shown in text else ""
+        if before:
+            return before
+    return ""
 
 
 def listed_names(text: str) -> list[str]:

@@ -33,12 +33,12 @@ def scores(corpus_extractions):
             score("newsarchive", lambda html, url: as_extracted(corpus_extractions[url]), pages))
 
 
-# Regression guards: a little under today's figures (title 0.864, authors 0.818, date within
+# Regression guards: a little under today's figures (title 0.864, authors 0.826, date within
 # a day 0.985, within two minutes 0.955, text F1 0.973), so a real loss fails and noise does not.
 # Authors: the Fundus references name the publisher as the author of an unsigned article
 # (BBC News, AP, Spiegel...); the archive never does (an organisation is not a person,
-# README "Extraction"), so those pages count as misses: 0.818 with the rule.
-THRESHOLDS = {"title": 0.85, "authors": 0.81, "date_1d": 0.98, "date_2min": 0.94, "text_f1": 0.968}
+# README "Extraction"), so those pages count as misses: 0.826 with the rule.
+THRESHOLDS = {"title": 0.85, "authors": 0.82, "date_1d": 0.98, "date_2min": 0.94, "text_f1": 0.968}
 
 
 @pytest.mark.parametrize("measure", sorted(THRESHOLDS))

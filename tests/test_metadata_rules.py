@@ -396,6 +396,25 @@ def test_a_bold_line_of_names_before_the_story_is_its_byline(under, authors):
         assert name not in article.text
 
 
+
+@pytest.mark.parametrize("under, story, authors", [
+    # A byline that is only links to the authors' pages, with no markup naming it one.
+    ('<div class="meta"><a href="/author/jane-doe/">Jane Doe</a></div>', STORY, ("Jane Doe",)),
+    ('<ul class="list"><li><a href="https://www.example.com/autoren/max-mustermann">Max '
+     'Mustermann</a></li><li><a href="/autoren/erika-musterfrau">Erika Musterfrau</a></li>'
+     '</ul>', STORY, ("Max Mustermann", "Erika Musterfrau")),
+    # Another role's link beside the author's is not an author.
+    ('<div>By <a href="/author/jane-doe">Jane Doe</a></div><div>Contributions From: '
+     '<a href="/author/john-roe">John Roe</a></div>', STORY, ("Jane Doe",)),
+    # A link that names no one: a first name, a menu's word.
+    ('<div><a href="/authors/jane-doe">Articles by Jane</a></div>', STORY, ()),
+    # An author's page linked after the story has begun: a related post's, not this one's.
+    ("", STORY + '<div class="related"><h3>Other story</h3><a href="/author/john-roe/">'
+     "John Roe</a></div>", ()),
+])
+def test_links_to_authors_pages_by_the_headline_are_its_byline(under, story, authors):
+    assert extract_article(page(under=under, story=story), URL).authors == authors
+
 def test_what_a_dash_adds_to_an_author_for_the_site_is_cut():
     head = og("og:site_name", "Daily Example") + ld({
         "@type": "NewsArticle", "headline": "Council passes budget",
