@@ -11,6 +11,9 @@ import logging
 import re
 import threading
 from dataclasses import fields, replace
+from html import unescape
+from html.entities import codepoint2name
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -212,13 +215,24 @@ _REPAIRED_RANGES = (
 )
 # A page repaired holds at least this many runs: one or two are as likely a real word's.
 _MIN_MOJIBAKE_RUNS = 3
+# The same mojibake escaped: software that wrote the misread text out with every non-ASCII
+# character as an entity ("&acirc;&euro;&trade;"), named or numbered. Sequences of entities
+# are read one entity a character, and runs of mojibake looked for among those characters;
+# ``_ENTITY_LEAD`` finds the leads so written, each followed by the next entity's "&".
+_ENTITY = re.compile(r"&(?:[A-Za-z][A-Za-z0-9]{1,30}|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});")
+_ENTITIES = re.compile(f"(?:{_ENTITY.pattern}){{2,}}")
+_ENTITY_LEAD = re.compile("|".join(
+    re.escape(form) for lead in _MOJIBAKE_LEADS
+    for form in (f"&{codepoint2name[ord(lead)]};&", f"&#{ord(lead)};&")))
 
 
 def repair_mojibake(html: str) -> str:
     """``html`` with its runs of mojibake (see ``_MOJIBAKE``) read back as the characters
     they stand for, when the page holds at least ``_MIN_MOJIBAKE_RUNS`` of them; else as it
     is. A run is repaired only when its bytes are valid UTF-8 and stand for a character of
-    ``_REPAIRED_RANGES``. Pages without any of the leads are left after a scan in C."""
+    ``_REPAIRED_RANGES``. Pages without any of the leads are left after a scan in C. Runs
+    written as entities (``_ENTITY_RUN``) are repaired the same way."""
+    html = _repair_escaped_mojibake(html)
     if html.isascii() or not _has_leads(html, _MIN_MOJIBAKE_RUNS):
         return html
     repairs: dict[str, str] = {}
@@ -232,6 +246,47 @@ def repair_mojibake(html: str) -> str:
     if runs < _MIN_MOJIBAKE_RUNS:
         return html
     return _MOJIBAKE.sub(lambda m: repairs[m.group()], html)
+
+
+def _repair_escaped_mojibake(html: str) -> str:
+    """``html`` with its runs of mojibake written as entities (``&acirc;&euro;&trade;`` for
+    "’") replaced by the characters they stand for, when it holds at least
+    ``_MIN_MOJIBAKE_RUNS`` of them, as ``repair_mojibake`` does for runs of characters.
+    Pages without a lead's entity followed by another entity are left after one search."""
+    if next(islice(_ENTITY_LEAD.finditer(html), _MIN_MOJIBAKE_RUNS - 1, None), None) is None:
+        return html
+    runs = 0
+    repairs: dict[str, tuple[str, int]] = {}
+
+    def repaired(match: re.Match[str]) -> str:
+        nonlocal runs
+        entities = match.group()
+        if entities not in repairs:
+            repairs[entities] = _repaired_entities(entities)
+        text, repaired_runs = repairs[entities]
+        runs += repaired_runs
+        return text
+
+    out = _ENTITIES.sub(repaired, html)
+    return out if runs >= _MIN_MOJIBAKE_RUNS else html
+
+
+def _repaired_entities(entities: str) -> tuple[str, int]:
+    """A sequence of entities with each run of mojibake in it replaced by the character it
+    stands for, and every other entity as it was; and how many runs were replaced."""
+    tokens = _ENTITY.findall(entities)
+    chars = [unescape(token) for token in tokens]
+    if any(len(char) != 1 for char in chars):  # an entity for two code points, or none
+        return entities, 0
+    out, at, runs = [], 0, 0
+    for match in _MOJIBAKE.finditer("".join(chars)):
+        char = _repaired(match.group())
+        if char != match.group():
+            out += tokens[at:match.start()]
+            out.append(char)
+            at = match.end()
+            runs += 1
+    return "".join(out + tokens[at:]), runs
 
 
 def _has_leads(html: str, count: int) -> bool:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import random
 from datetime import datetime, timezone
+from html import unescape
+from html.entities import codepoint2name
 
 import pytest
 
@@ -201,6 +203,32 @@ def test_mojibake_in_the_pages_own_bytes_is_repaired():
         assert article.title == title
         assert article.text == _text_of(_MOJIBAKE_PARAGRAPHS)
 
+
+
+def _escaped(text: str, named: bool) -> str:
+    """``text`` with every non-ASCII character written as an entity, by name where HTML has
+    one ("&acirc;&euro;&trade;") or by number ("&#226;&#8364;&#8482;")."""
+    return "".join(c if c.isascii() else f"&{codepoint2name[ord(c)]};"
+                   if named and ord(c) in codepoint2name else f"&#{ord(c)};" for c in text)
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["named", "numbered"])
+def test_mojibake_written_as_entities_is_repaired(named):
+    # Software that misread the text, then escaped each of its non-ASCII characters.
+    paragraphs = [_escaped(_double_encoded(p, "cp1252"), named) for p in _MOJIBAKE_PARAGRAPHS]
+    page = _page(_EN_TITLE, paragraphs, "utf-8")
+    assert "&#226;&#8364;&#8482;" in page or "&acirc;&euro;&trade;" in page
+    article = extract_article(page.encode("utf-8"), "https://example.com/news/story")
+    assert article.text == _text_of(_MOJIBAKE_PARAGRAPHS)
+
+
+def test_real_words_written_as_entities_are_left_as_they_are():
+    # "Éé", "Ã©" of a language's own words, escaped: not runs of mojibake.
+    paragraphs = [f"Paragraph {i}: l&#39;&Eacute;cole &Eacute;&eacute;tait ouverte, dit le "
+                  f"conseil, et S&Atilde;O Paulo aussi, comme &Agrave;&agrave; Paris." for i in range(8)]
+    article = extract_article(_page(_EN_TITLE, paragraphs, "utf-8").encode("utf-8"),
+                              "https://example.com/news/story")
+    assert article.text == _text_of([unescape(p) for p in paragraphs])
 
 @pytest.mark.parametrize("paragraph", [
     # A word followed by a sign whose characters would read as UTF-8 for a letter of another

@@ -18,6 +18,7 @@ import lxml.html
 from w3lib.encoding import html_body_declared_encoding
 
 from normalize import decode_html, extract_article, metadata, softblock, text
+from normalize.article import repair_mojibake
 from normalize.text import drop_boilerplate_lines, extract_body
 from spiders.redact import MASK, redact
 
@@ -205,6 +206,14 @@ def test_an_h1_of_many_elements_is_searched_for_its_headline_a_bounded_number_of
             f"</head><body><h1>{h1}</h1><p>{'The council met. ' * 40}</p></body></html>")
     article = extract_article(html, "https://example.com/a")
     assert (article.title, article.sources["title"]) == ("Council passes budget for the harbour", "h1")
+
+
+def test_a_long_sequence_of_entities_is_searched_for_mojibake_once():
+    # Entities are read one after the other, each once, whether or not they are mojibake:
+    # a million characters of them, and runs of mojibake among them ("&acirc;&euro;&trade;").
+    entities = "&acirc;&euro;&trade;" * 3 + "&amp;&lt;&eacute;&copy;&acirc;" * (MILLION // 30)
+    html = f"<html><body><article><p>{'The council met. ' * 40}{entities}</p></article></body></html>"
+    assert "\u2019\u2019\u2019" in repair_mojibake(html)
 
 # -- normalize.softblock ---------------------------------------------------------------------
 
