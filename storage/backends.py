@@ -587,6 +587,7 @@ class _translated:
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
+            HTTPClientError,
             NoCredentialsError,
         )
         from botocore.exceptions import (
@@ -618,6 +619,11 @@ class _translated:
         if isinstance(exc, NoCredentialsError):
             raise ArchiveAccessDenied("no S3 credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from exc
         if isinstance(exc, BotoConnectionError):
+            raise ArchiveUnavailable(f"S3 endpoint unreachable: {exc.__class__.__name__}") from exc
+        if isinstance(exc, HTTPClientError):
+            # The connection failed under a request already sent (closed before the answer,
+            # timed out reading it), after botocore's retries: the endpoint went away, as above.
+            # A kept-alive connection fails this way when S3 goes away between two requests.
             raise ArchiveUnavailable(f"S3 endpoint unreachable: {exc.__class__.__name__}") from exc
         if isinstance(exc, BotoCoreError):
             raise ArchiveError(f"S3 client error: {exc}") from exc

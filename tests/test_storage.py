@@ -945,6 +945,44 @@ def test_unreachable_endpoint_raises_archive_unavailable(monkeypatch):
         assert len(sent) == 1, (name, len(sent))
 
 
+
+def test_an_endpoint_that_hangs_up_under_a_request_is_unavailable(monkeypatch):
+    """A connection that closes after the request went out, before any answer (S3 gone
+    away under a kept-alive connection): the archive is unavailable, so that the crawl
+    keeps the page in its spool, not an error of the page's."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)  # to see ``stop`` between connections
+    stop = threading.Event()
+
+    def hang_up() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.recv(65536)  # the request, unanswered
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    for key, value in TEST_AWS_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    backend = S3Backend("some-bucket", "news")
+    try:
+        for name, op in {"get": lambda: backend.get("a/b"),
+                         "put": lambda: backend.put("a/b", b"x"),
+                         "put_if_absent": lambda: backend.put_if_absent("a/b", b"x")}.items():
+            with pytest.raises(ArchiveUnavailable) as excinfo:
+                op()
+            assert "unreachable" in str(excinfo.value), name
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        listener.close()
+
 def test_a_live_claim_of_another_run_is_left_to_it(archive):
     """A fresh claim without meta.json means another writer is at work: no object is
     written; the same claim by our own run (a retry) is completed."""
