@@ -110,10 +110,10 @@ _BYLINE_PREFIX = re.compile(r"^\s*(?:(?:written|posted|words|reported|text|story
 # The itemprop="author" elements looked at (each is placed in its item, up the tree).
 _MAX_MICRODATA_AUTHORS = 100
 # Who else a byline names, beside or in place of the author: an editor, a reviewer, a
-# photographer ("Updated by Jon Roe" under "By Jane Doe").
-_NOT_AN_AUTHOR = re.compile(r"^\s*(?:updated|reviewed|medically reviewed|edited|fact[- ]checked|"
-                            r"illustrat(?:ed|ions)|photo(?:graph)?s?|photographed|video) by\b",
-                            re.IGNORECASE)
+# photographer, a translator ("Updated by Jon Roe" under "By Jane Doe").
+_OTHER_ROLES = (r"updated|reviewed|medically reviewed|edited|fact[- ]checked|illustrat\w*|photo\w*|"
+                r"video|translat\w*")
+_NOT_AN_AUTHOR = re.compile(rf"^\s*(?:{_OTHER_ROLES}) by\b", re.IGNORECASE)
 # What an author box's link says around the name ("More About Jane Doe »", "View all posts by
 # Jane Doe"), and an address beside it ("Newsdesk news@example.com").
 _AUTHOR_LINK_LABEL = re.compile(r"^\s*(?:more (?:about|from|by)|(?:view |see )?all (?:posts|articles|"
@@ -681,8 +681,7 @@ _AUTHOR_PAGE = re.compile(r"/(?:authors?|autor(?:en|es|[ei])?|auteurs?|contribut
 _BYLINE_BOX_LEVELS = 3
 # A label that gives the name after it another role than the author's ("Edited by:",
 # "Contributions From:", "Photos:"), at the end of the text before a link.
-_OTHER_ROLE = re.compile(r"(?:updated|reviewed|edited|fact[- ]checked|illustrat\w*|photo\w*|video|"
-                         r"contribut\w*|additional reporting|translat\w*)(?: by| from)?\s*:?$",
+_OTHER_ROLE = re.compile(rf"(?:{_OTHER_ROLES}|contributions?|additional reporting)(?: by| from)?\s*:?$",
                          re.IGNORECASE)
 # The words of a name not written with a capital ("Ursula von der Leyen"): in a bold line,
 # any other is a term's ("Lecture with Remote Instruction").

@@ -918,13 +918,18 @@ def test_s3_clients_share_parsed_models_and_read_the_environment_afresh(s3_archi
         assert client.list_objects_v2(Bucket=s3_archive.bucket)["KeyCount"] == 0
 
 
-def test_unreachable_endpoint_raises_archive_unavailable(monkeypatch):
+def _backend_at(monkeypatch, port: int) -> S3Backend:
+    """An S3 backend whose endpoint is 127.0.0.1:``port``, trying each request once."""
     for key, value in TEST_AWS_ENV.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    backend = S3Backend("some-bucket", "news")
+    return S3Backend("some-bucket", "news")
+
+
+def test_unreachable_endpoint_raises_archive_unavailable(monkeypatch):
+    backend = _backend_at(monkeypatch, closed_port())
     sent = []
     # Count the HTTP attempts: the standard AWS_MAX_ATTEMPTS variable must be honoured.
     backend._client.meta.events.register("before-send.s3", lambda **kw: sent.append(1))
@@ -965,12 +970,7 @@ def test_an_endpoint_that_hangs_up_under_a_request_is_unavailable(monkeypatch):
 
     thread = threading.Thread(target=hang_up, daemon=True)
     thread.start()
-    for key, value in TEST_AWS_ENV.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{listener.getsockname()[1]}")
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    backend = S3Backend("some-bucket", "news")
+    backend = _backend_at(monkeypatch, listener.getsockname()[1])
     try:
         for name, op in {"get": lambda: backend.get("a/b"),
                          "put": lambda: backend.put("a/b", b"x"),
