@@ -22,7 +22,7 @@ with the text searched, not with the text times its words.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -183,7 +183,31 @@ def words_of(query: str) -> list[str]:
         raise QueryTooLong(f"a search takes at most {MAX_QUERY_WORDS} words and "
                            f"{MAX_QUERY_CHARS} characters; this one has {len(words)} words "
                            f"and {len(query)} characters")
-    return list({w.casefold(): w for w in words}.values())
+    return list({_folded(w): w for w in words}.values())
+
+
+SAME_MARKS = ("'\u2019\u2018\u02bc", "-\u2010\u2011")
+"""Marks inside words that a reader takes for one another and a keyboard types as one: the
+apostrophe and its typographic forms ("don't", "don’t": news text sets the curly one, and a
+search for "Trump's" found none of it), the hyphen and its Unicode forms ("covid-19",
+"covid‑19"). Each mark of a query matches any of its kind."""
+
+_ONE_MARK = str.maketrans({mark: marks[0] for marks in SAME_MARKS for mark in marks[1:]})
+_MARK_CLASS = {mark: f"[{marks}]" for marks in SAME_MARKS for mark in marks}
+_MARKS = re.compile("|".join(map(re.escape, "".join(SAME_MARKS))))
+
+
+def _folded(word: str) -> str:
+    """``word`` as the search compares words: case folded, each mark of :data:`SAME_MARKS`
+    as the first of its kind."""
+    return word.translate(_ONE_MARK).casefold()
+
+
+def _pattern_of(word: str, escape: Callable[[str], str]) -> str:
+    """``word`` as a pattern: each character escaped by ``escape``, each mark of
+    :data:`SAME_MARKS` a class of its kind (a hyphen first in it: a literal for ``re`` and
+    RE2 alike)."""
+    return "".join(_MARK_CLASS.get(c) or escape(c) for c in word)
 
 
 FOLDABLE_RANGES = "\x00-\u036f\u0400-\u052f\u1e00-\u1eff\u2000-\u206f\u20a0-\u20cf"
@@ -223,14 +247,17 @@ class WordMatcher:
         # Longest first: where several words match at one place, the longest one is the
         # branch taken, and the others are its prefixes: _found_with[branch] lists them all.
         order = sorted(range(len(self.words)), key=lambda n: -len(self.words[n]))
-        branches = "|".join(f"({re.escape(self.words[n])})" for n in order)
+        branches = "|".join(f"({_pattern_of(self.words[n], re.escape)})" for n in order)
         # Zero-width (a lookahead), so that matches may overlap: in "new-york", the query
         # "new-york york" finds "york" too.
         self.pattern = re.compile(rf"(?<![^\W_])(?=(?:{branches}))", re.IGNORECASE)
         self._found_with = [frozenset(
             other for other, word in enumerate(self.words)
-            if self.words[n].casefold().startswith(word.casefold())) for n in order]
-        self._lowered = (tuple(word.lower() for word in self.words)
+            if _folded(self.words[n]).startswith(_folded(word))) for n in order]
+        # Each word's parts between its marks, lower-cased: the text holds each of them
+        # literally wherever it has the word, whichever of its kind each mark is.
+        self._lowered = (tuple(part for word in self.words
+                               for part in _MARKS.split(word.lower()) if part)
                          if all(foldable(word) for word in self.words) else None)
 
     def may_have_every_word(self, text: str) -> bool:
@@ -279,7 +306,7 @@ _WORD_REST = re.compile(r"[^\W_]*")
 def _word_pattern(word: str) -> str:
     # The same rule as WordMatcher, for RE2 (pyarrow's regex engine), which takes a
     # backslash before any ASCII punctuation.
-    escaped = "".join(f"\\{c}" if c.isascii() and not c.isalnum() else c for c in word)
+    escaped = _pattern_of(word, lambda c: f"\\{c}" if c.isascii() and not c.isalnum() else c)
     return rf"(?:^|[^\pL\pN]){escaped}"
 
 

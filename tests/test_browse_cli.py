@@ -718,6 +718,19 @@ def local_archive(tmp_path, articles: list[tuple[str | None, str]]) -> tuple[str
     return str(root), stored
 
 
+def test_search_takes_a_typed_apostrophe_or_hyphen_for_its_typographic_forms(tmp_path, capsys):
+    """News text sets curly apostrophes and Unicode hyphens; a keyboard types ASCII ones."""
+    root, stored = local_archive(tmp_path, [
+        ("Trump\u2019s plan", "The president\u2019s plan for covid\u201119 tests."),
+        ("Plans", "Trumps and trumpets; covid 19 figures."),
+        ("Rock \u2018n\u2019 roll", "A night of rock \u02bcn\u02bc roll.")])
+    for query, found in (("trump's", [0]), ("president's covid-19", [0]), ("trumps", [1]),
+                         ("TRUMP\u2019S", [0]), ("rock 'n' roll", [2])):
+        code, out, err = run(capsys, "search", *query.split(), "--archive", root, "--json")
+        assert code == 0, err
+        assert sorted(json.loads(line)["id"] for line in out.splitlines()) == sorted(
+            stored[n].id for n in found), query
+
 def test_search_refuses_queries_beyond_the_bounds(tmp_path, capsys):
     from browse import catalog
 
