@@ -258,6 +258,7 @@ def make_s3_server(host: str = "127.0.0.1", port: int = 0, wrap: Callable | None
 _SERVER_THREADS = 8
 _KEPT_ALIVE = 512
 
+
 def serve(port_file: Path, archive_prefix: str) -> None:
     """moto's server, counting, until killed; writes its port to ``port_file`` once
     listening."""
