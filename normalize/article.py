@@ -231,7 +231,7 @@ def repair_mojibake(html: str) -> str:
     they stand for, when the page holds at least ``_MIN_MOJIBAKE_RUNS`` of them; else as it
     is. A run is repaired only when its bytes are valid UTF-8 and stand for a character of
     ``_REPAIRED_RANGES``. Pages without any of the leads are left after a scan in C. Runs
-    written as entities (``_ENTITY_RUN``) are repaired the same way."""
+    written as entities (``_ENTITIES``) are repaired the same way."""
     html = _repair_escaped_mojibake(html)
     if html.isascii() or not _has_leads(html, _MIN_MOJIBAKE_RUNS):
         return html
