@@ -681,7 +681,7 @@ _AUTHOR_PAGE = re.compile(r"/(?:authors?|autor(?:en|es|[ei])?|auteurs?|contribut
 _BYLINE_BOX_LEVELS = 3
 # A label that gives the name after it another role than the author's ("Edited by:",
 # "Contributions From:", "Photos:"), at the end of the text before a link.
-_OTHER_ROLE = re.compile(rf"(?:{_OTHER_ROLES}|contributions?|additional reporting)(?: by| from)?\s*:?$",
+_OTHER_ROLE = re.compile(rf"\b(?:{_OTHER_ROLES}|contributions?|additional reporting)(?: by| from)?\s*:?$",
                          re.IGNORECASE)
 # The words of a name not written with a capital ("Ursula von der Leyen"): in a bold line,
 # any other is a term's ("Lecture with Remote Instruction").
