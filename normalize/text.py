@@ -202,6 +202,13 @@ _BOILERPLATE_LINE = re.compile(r"^(?:%s)$" % "|".join((
     r"share(?: this(?: article| story)?)?", r"share on (?:facebook|twitter|x|whatsapp|linkedin)",
     r"tweet", r"copy link", r"link copied", r"artikel teilen", r"teilen", r"follow us",
     r"기사 url이 복사되었습니다",
+    # navigation and calls to action left alone on a line: back links, a table of contents
+    # heading (its entries lead within the page), a pager, account and sales buttons
+    r"back to (?:the )?(?:blogs?|articles?|news|posts?|stories|top|home|overview)", r"home",
+    r"table of contents", r"contents", r"inhaltsverzeichnis", r"sommaire", r"índice",
+    r"page \d+ of \d+", r"seite \d+ von \d+",
+    r"sign up", r"sign in", r"log ?in", r"register", r"subscribe(?: now)?",
+    r"book a demo", r"request a (?:demo|quote)", r"get started(?: today| now| for free)?",
     # the page's estimate of the reading time ("6 min read", "Lesezeit: 4 Min.")
     r"\d+\s*(?:min(?:ute)?s?|min\.)\s*(?:read|reading|de lecture|de lectura|di lettura)",
     r"(?:reading time|lesezeit|temps de lecture|tiempo de lectura|tempo di lettura)\W*\d+\s*(?:min\w*)?",

@@ -183,6 +183,15 @@ def test_globe_and_mail_article_keeps_the_story_and_drops_the_boilerplate(labell
     "Follow TechRadar on Google News and add us as a preferred source to get our news.",
     "Folgst du schon 20 Minuten auf Whatsapp?",
     "Newsletter: sign up for our daily briefing",
+    # Navigation and calls to action alone on a line.
+    "Back to blog",
+    "Table of Contents",
+    "Contents:",
+    "Page 1 of 8",
+    "Home",
+    "Book a demo",
+    "Get started today",
+    "Register",
     # The page's reading-time estimate, a credit or a dateline standing alone: furniture, and
     # the record's authors and dates.
     "- 6 min read",
@@ -213,6 +222,9 @@ def test_boilerplate_lines_are_dropped(line):
     "before the police asked for the original.",
     "Report an error in the census, the office urged residents, before the deadline passes.",
     "Follow-up talks about Twitter's future are planned for Friday.",
+    "Back to the harbour, the ferry turned at noon.",
+    "Home to 3,000 people, the island has one school.",
+    "Register offices close at noon on Fridays, the council said.",
     "The newsletter was founded in 1998 by two teachers who wanted to sign up volunteers.",
 ])
 def test_story_lines_that_mention_those_words_are_kept(line):
