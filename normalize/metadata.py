@@ -714,24 +714,17 @@ def _author_page_links(headline: HtmlElement | None) -> list[str]:
     "Contributions from") is not an author's; one further on is a related story's."""
     if headline is None:
         return []
-    seen = visited = 0
-    for top in _around(headline, preceding=False):
-        for el in top.iter():
-            visited += 1
-            if seen > _DATELINE_AFTER or visited > _DATELINE_AFTER // 4:
-                return []  # past where a byline stands: the story has begun
-            if not isinstance(el.tag, str):
-                continue
-            if _author_link_name(el) is None:
-                seen += len((el.text or "").strip()) + len((el.tail or "").strip())
-                continue
-            box = el
-            for ancestor in islice(el.iterancestors(), _BYLINE_BOX_LEVELS):
-                if _bounded_text(ancestor, _MAX_BYLINE) is None:
-                    break
-                box = ancestor
-            return _dedupe(name for name in map(_author_link_name, box.iter("a")) if name)
-    return []
+    # Past the text where a dateline is looked for, the story has begun.
+    first = next((el for el in _nearby(_around(headline, preceding=False), _DATELINE_AFTER)
+                  if _author_link_name(el) is not None), None)
+    if first is None:
+        return []
+    box = first
+    for ancestor in islice(first.iterancestors(), _BYLINE_BOX_LEVELS):
+        if _bounded_text(ancestor, _MAX_BYLINE) is None:
+            break
+        box = ancestor
+    return _dedupe(name for name in map(_author_link_name, box.iter("a")) if name)
 
 
 def _author_link_name(el: HtmlElement) -> str | None:
@@ -740,17 +733,18 @@ def _author_link_name(el: HtmlElement) -> str | None:
     as a name, and not labelled with another role than the author's."""
     if el.tag != "a" or not _AUTHOR_PAGE.search(urlsplit(el.get("href") or "").path):
         return None
-    name = _text(_AUTHOR_LINK_LABEL.sub("", _bounded_text(el, _MAX_BYLINE) or ""))
+    shown = _text(_bounded_text(el, _MAX_BYLINE)) or ""
+    name = _text(_AUTHOR_LINK_LABEL.sub("", shown))
     if (not name or len(name.split()) < 2 or not _name_shaped([name])
-            or _OTHER_ROLE.search(_label_before(el))):
+            or _OTHER_ROLE.search(_label_before(el, shown))):
         return None
     return name
 
 
-def _label_before(link: HtmlElement) -> str:
-    """The text just before ``link`` in its byline ("By", "Edited by:"), from the nearest of
-    its ancestors that has text before it; read only as far as a byline goes."""
-    shown = _text(_bounded_text(link, _MAX_BYLINE) or "") or ""
+def _label_before(link: HtmlElement, shown: str) -> str:
+    """The text just before ``link`` (which shows ``shown``) in its byline ("By", "Edited
+    by:"), from the nearest of its ancestors that has text before it; read only as far as a
+    byline goes."""
     for ancestor in islice(link.iterancestors(), _BYLINE_BOX_LEVELS):
         text = _bounded_text(ancestor, _MAX_BYLINE)
         if text is None:
@@ -1137,9 +1131,21 @@ def _around(headline: HtmlElement, *, preceding: bool) -> Iterator[HtmlElement]:
 
 
 def _short_lines(elements: Iterator[HtmlElement], budget: int) -> Iterator[str]:
-    """The texts of these elements and of the elements in them that are short enough to be
-    a dateline, until ``budget`` characters of text (or a quarter as many elements) went
-    by. Each element's text is read only as far as a dateline goes."""
+    """The texts of these elements and of the elements in them (see ``_nearby``) that are
+    short enough to be a dateline. Each element's text is read only as far as a dateline
+    goes."""
+    for el in _nearby(elements, budget):
+        text = _bounded_text(el, 4 * _MAX_DATELINE)
+        if text is not None:
+            text = _text(text)
+            if text and len(text) <= _MAX_DATELINE:
+                yield text
+
+
+def _nearby(elements: Iterator[HtmlElement], budget: int) -> Iterator[HtmlElement]:
+    """These elements and the elements in them, in document order, until ``budget``
+    characters of text (or a quarter as many elements) went by: what stands by the headline,
+    where a dateline or a byline is; no scripts or styles."""
     seen = visited = 0
     for top in elements:
         for el in top.iter():
@@ -1149,11 +1155,7 @@ def _short_lines(elements: Iterator[HtmlElement], budget: int) -> Iterator[str]:
             if not isinstance(el.tag, str) or el.tag in ("script", "style", "noscript", "template"):
                 continue
             seen += len((el.text or "").strip()) + len((el.tail or "").strip())
-            text = _bounded_text(el, 4 * _MAX_DATELINE)
-            if text is not None:
-                text = _text(text)
-                if text and len(text) <= _MAX_DATELINE:
-                    yield text
+            yield el
 
 
 def _bounded_text(el: HtmlElement, limit: int) -> str | None:
